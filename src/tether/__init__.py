@@ -1,0 +1,84 @@
+"""Tether: a durable runtime for long-running AI-agent work.
+
+    from tether import Tether, Context, RetryPolicy, Transient, Permanent
+
+Workflows are `async def` functions of a `Context`; each `ctx.step(...)` (or call of an
+`@app.step` function) is checkpointed, so a task resumes after any crash without redoing
+finished steps. See the README for the concepts and DESIGN for the guarantees.
+"""
+
+from tether.app import TaskHandle, Tether
+from tether.clock import Clock, SystemClock
+from tether.config import Settings, load_settings
+from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
+from tether.engine.context import Context, Decision, StepInfo, current_step
+from tether.engine.worker import Worker
+from tether.errors import (
+    BudgetExceeded,
+    ConfigError,
+    DeadlineExceeded,
+    IdempotencyConflict,
+    InputValidationError,
+    InvalidTransition,
+    NonDeterminismError,
+    Permanent,
+    SchemaOutOfDate,
+    StepFailed,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskNotFound,
+    TetherError,
+    Transient,
+    UnknownWorkflow,
+    UnserializableResult,
+)
+from tether.models import Event, StepRecord, Task, TaskError, TaskStatus, WaitReason
+from tether.retry import RetryBudget, RetryPolicy
+from tether.store.base import Approval, TaskFilter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Approval",
+    "BudgetExceeded",
+    "Clock",
+    "ConfigError",
+    "Context",
+    "DeadlineExceeded",
+    "Decision",
+    "Event",
+    "IdempotencyConflict",
+    "InputValidationError",
+    "InvalidTransition",
+    "NonDeterminismError",
+    "Permanent",
+    "PolicyBook",
+    "Requirement",
+    "RetryBudget",
+    "RetryPolicy",
+    "RiskPolicy",
+    "SchemaOutOfDate",
+    "Settings",
+    "StepFailed",
+    "StepInfo",
+    "StepRecord",
+    "SystemClock",
+    "Task",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskFilter",
+    "TaskHandle",
+    "TaskNotFound",
+    "TaskStatus",
+    "Tether",
+    "TetherError",
+    "Transient",
+    "UnknownWorkflow",
+    "UnserializableResult",
+    "WaitReason",
+    "Worker",
+    "__version__",
+    "current_step",
+    "load_settings",
+]

@@ -1,0 +1,451 @@
+"""`Tether`: the application object. Registers workflows and steps, submits tasks,
+runs workers, and answers queries; the HTTP API and the CLI call these same methods."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar, overload
+
+from tether import serde
+from tether.clock import Clock, SystemClock
+from tether.config import Settings, load_settings
+from tether.engine.approvals import PolicyBook
+from tether.engine.context import current_context
+from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, input_hash
+from tether.engine.worker import Worker
+from tether.errors import (
+    Classifier,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskNotFound,
+    UnknownWorkflow,
+)
+from tether.ids import new_id
+from tether.models import StepRecord, Task, TaskStatus
+from tether.retry import RetryBudget, RetryPolicy
+from tether.store import open_store
+from tether.store.base import Approval, NewTask, SignalRecord, Store, TaskFilter
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+def _timestamp(value: datetime | float | None) -> float | None:
+    return value.timestamp() if isinstance(value, datetime) else value
+
+
+class TaskHandle:
+    """A submitted task: its id, and ways to follow it."""
+
+    def __init__(self, app: Tether, task: Task, created: bool = True) -> None:
+        self.app = app
+        self.id = task.id
+        self.tenant = task.tenant
+        self.created = created
+        """False when the idempotency key matched an existing task."""
+        self.initial = task
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.id!r})"
+
+    async def status(self) -> Task:
+        """The task as stored now."""
+        task = await self.app.get(self.id, tenant=self.tenant)
+        return task
+
+    async def wait(self, timeout: float | None = None) -> Task:
+        """Wait until the task ends (any terminal state) and return it."""
+        store = self.app.store
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        poll = 0.05
+        while True:
+            # Subscribe before reading, so a change between the two is not missed.
+            fut = store.hub.wait_task(self.id)
+            try:
+                task = await store.get_task(self.id, self.tenant)
+                if task is None:
+                    raise TaskNotFound(self.id)
+                if task.status.terminal:
+                    return task
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"task {self.id} did not finish in {timeout}s")
+                wait = poll if remaining is None else min(poll, remaining)
+                await asyncio.wait({fut}, timeout=wait)
+                poll = min(poll * 2, 1.0)
+            finally:
+                store.hub.forget(self.id, fut)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task and return its result; raise `TaskFailedError` or
+        `TaskCancelledError` when it did not succeed, `TimeoutError` after `timeout`."""
+        task = await self.wait(timeout)
+        if task.status == TaskStatus.SUCCEEDED:
+            return task.result
+        if task.status == TaskStatus.CANCELLED:
+            raise TaskCancelledError(f"task {task.id} was cancelled")
+        err = task.error
+        raise TaskFailedError(
+            task.id,
+            err.type if err else "Error",
+            err.message if err else "failed",
+            err.step if err else None,
+        )
+
+
+class Tether:
+    """A Tether application: workflows, steps, a store, and the ways to run them.
+
+    `database_url` (else `TETHER_DATABASE_URL`, the config file, or a SQLite file in the
+    working directory) picks the store. The store opens on first use, creating the
+    schema in an empty database; an older schema must be migrated (`tether migrate`).
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        classifiers: Sequence[Classifier] = (),
+    ) -> None:
+        self.settings = settings or load_settings({"database_url": database_url})
+        self.store: Store = store or open_store(self.settings.database_url)
+        self.clock: Clock = clock or SystemClock()
+        self.classifiers: list[Classifier] = list(classifiers)
+        """Extra failure classifiers: return True (transient), False (permanent), None."""
+        self.policies = PolicyBook()
+        """Risk policies for approvals, by workflow and tenant."""
+        self.workflows: dict[str, WorkflowDef] = {}
+        self.step_defs: dict[str, StepDef] = {}
+        self.workers: list[Worker] = []
+        self._opened = False
+        self._open_lock: asyncio.Lock | None = None
+
+    # registration ---------------------------------------------------------------------
+    def workflow(
+        self,
+        name: str | None = None,
+        *,
+        version: int = 1,
+        queue: str = "default",
+        retry: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        deadline: float | timedelta | None = None,
+    ) -> Callable[[WorkflowFn], WorkflowFn]:
+        """Register an `async def wf(ctx, ...)` as a workflow.
+
+        `retry` is the default policy of its steps; `budget` caps retries across the
+        whole task; `deadline` is the default time limit from submission.
+        """
+
+        def register(fn: WorkflowFn) -> WorkflowFn:
+            wf_name = name or fn.__name__
+            if wf_name in self.workflows:
+                raise ValueError(f"workflow {wf_name!r} is registered twice")
+            self.workflows[wf_name] = WorkflowDef(
+                name=wf_name,
+                version=version,
+                fn=fn,
+                queue=queue,
+                retry=retry or RetryPolicy(),
+                budget=budget or RetryBudget(),
+                deadline=_seconds(deadline),
+            )
+            return fn
+
+        return register
+
+    @overload
+    def step(self, fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
+
+    @overload
+    def step(self, fn: Callable[P, R], /) -> Callable[P, Awaitable[R]]: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> Any:
+        """Declare a function as a durable step.
+
+        Called inside a workflow, it runs as `ctx.step(name, fn, ...)` (sequence number
+        taken at the call); called anywhere else, it is simply run.
+        """
+
+        def register(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+            step_name = name or func.__name__
+            definition = StepDef(step_name, func, retry, _seconds(timeout))
+            self.step_defs[step_name] = definition
+
+            @functools.wraps(func)
+            def wrapper(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+                ctx = current_context()
+                if ctx is not None:
+                    return ctx.step(
+                        step_name,
+                        func,
+                        *args,
+                        retry=definition.retry,
+                        timeout=definition.timeout,
+                        **kwargs,
+                    )
+                return _call_plain(func, args, kwargs)
+
+            wrapper.__tether_step__ = definition  # type: ignore[attr-defined]
+            return wrapper
+
+        return register(fn) if fn is not None else register
+
+    def registry_lookup(self, workflow: str) -> WorkflowDef:
+        wf = self.workflows.get(workflow)
+        if wf is None:
+            known = ", ".join(sorted(self.workflows)) or "none registered"
+            raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
+        return wf
+
+    # life cycle -----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect the store (creating the schema in an empty database)."""
+        if self._opened:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._opened:
+                return
+            await self.store.open(check_schema=False)
+            if await self.store.schema_version() == 0:
+                await self.store.migrate()
+            else:
+                await self.store.close()
+                await self.store.open(check_schema=True)
+            self._opened = True
+
+    async def close(self) -> None:
+        """Stop workers started with `worker()` and close the store."""
+        for worker in list(self.workers):
+            await worker.stop()
+        await self.store.close()
+        self._opened = False
+
+    async def __aenter__(self) -> Tether:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def worker(
+        self,
+        concurrency: int | None = None,
+        *,
+        queues: list[str] | None = None,
+        worker_id: str | None = None,
+        lease_ttl: float | None = None,
+        poll_interval: float | None = None,
+        grace: float | None = None,
+    ) -> Worker:
+        """A worker for this app; use as `async with app.worker(...)`."""
+        s = self.settings
+        worker = Worker(
+            self,
+            concurrency=concurrency or s.concurrency,
+            queues=queues or s.queue_list,
+            worker_id=worker_id,
+            lease_ttl=lease_ttl or s.lease_ttl,
+            poll_interval=poll_interval or s.poll_interval,
+            grace=s.shutdown_grace if grace is None else grace,
+        )
+        self.workers.append(worker)
+        return worker
+
+    # intake -----------------------------------------------------------------------------
+    def new_task(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        tenant: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        correlation_id: str | None = None,
+        deadline: datetime | float | None = None,
+        created_by: str | None = None,
+        run_at: datetime | float | None = None,
+    ) -> NewTask:
+        """Validate a submission and build the row to store (no I/O)."""
+        wf = self.registry_lookup(workflow)
+        encoded = wf.encode_input(input)
+        absolute_deadline = _timestamp(deadline)
+        if absolute_deadline is None and wf.deadline is not None:
+            absolute_deadline = self.clock.now() + wf.deadline
+        return NewTask(
+            id=new_id(),
+            tenant=tenant or self.settings.tenant,
+            workflow=wf.name,
+            workflow_version=wf.version,
+            queue=queue or wf.queue,
+            input=encoded,
+            input_hash=input_hash(encoded) if idempotency_key is not None else "",
+            priority=priority,
+            idempotency_key=idempotency_key,
+            idempotency_ttl=self.settings.idempotency_ttl,
+            correlation_id=correlation_id,
+            created_by=created_by,
+            deadline=absolute_deadline,
+            run_at=_timestamp(run_at),
+        )
+
+    async def submit(self, workflow: str, input: Any = None, **options: Any) -> TaskHandle:
+        """Validate and store a task; return its handle at once (nothing runs here).
+
+        Options: `idempotency_key`, `tenant`, `queue`, `priority`, `correlation_id`,
+        `deadline`, `created_by`, `run_at`. The same key with the same input returns the
+        existing task (`handle.created` is False); with another input it raises
+        `IdempotencyConflict`.
+        """
+        (handle,) = await self.submit_batch([self.new_task(workflow, input, **options)])
+        return handle
+
+    async def submit_many(
+        self, workflow: str, inputs: Sequence[Any], **options: Any
+    ) -> list[TaskHandle]:
+        """Submit many tasks of one workflow in one transaction (all or nothing)."""
+        return await self.submit_batch([self.new_task(workflow, i, **options) for i in inputs])
+
+    async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
+        """Store prepared tasks (see `new_task`) in one transaction."""
+        await self.open()
+        done = await self.store.submit(tasks, self.clock.now())
+        return [TaskHandle(self, s.task, s.created) for s in done]
+
+    # queries and control --------------------------------------------------------------
+    def handle(self, task_id: str, tenant: str | None = None) -> TaskHandle:
+        """A handle for an existing task id (not checked until used)."""
+        stub = Task(
+            id=task_id,
+            tenant=tenant or self.settings.tenant,
+            workflow="",
+            workflow_version=0,
+            queue="",
+            priority=0,
+            status=TaskStatus.QUEUED,
+            input=None,
+            created_at=0.0,
+            updated_at=0.0,
+        )
+        return TaskHandle(self, stub, created=False)
+
+    async def get(self, task_id: str, *, tenant: str | None = None) -> Task:
+        """A task by id; `TaskNotFound` when missing or another tenant's."""
+        await self.open()
+        task = await self.store.get_task(task_id, tenant)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task
+
+    async def list_tasks(self, flt: TaskFilter | None = None) -> list[Task]:
+        """Tasks, newest first."""
+        await self.open()
+        return await self.store.list_tasks(flt or TaskFilter())
+
+    async def steps(self, task_id: str, *, tenant: str | None = None) -> list[StepRecord]:
+        """The step log of a task."""
+        await self.get(task_id, tenant=tenant)
+        return await self.store.get_steps(task_id)
+
+    async def cancel(
+        self, task_id: str, *, tenant: str | None = None, by: str | None = None
+    ) -> Task:
+        """Cancel a task: queued and waiting ones at once, running ones cooperatively."""
+        await self.open()
+        task = await self.store.cancel(task_id, tenant, by, self.clock.now())
+        for worker in self.workers:
+            worker.cancel_local(task_id)
+        return task
+
+    async def signal(
+        self, task_id: str, name: str, payload: Any = None, *, tenant: str | None = None
+    ) -> SignalRecord:
+        """Send a signal; kept until the workflow waits for it, in order per name."""
+        await self.open()
+        return await self.store.send_signal(
+            task_id, tenant, name, serde.dumps(payload), self.clock.now()
+        )
+
+    async def decide(
+        self,
+        approval_id: str,
+        *,
+        reviewer: str,
+        approve: bool,
+        reason: str | None = None,
+        changes: dict[str, Any] | None = None,
+        tenant: str | None = None,
+    ) -> Approval:
+        """Record a reviewer's decision on an approval request."""
+        await self.open()
+        return await self.store.decide(
+            approval_id,
+            tenant,
+            {"reviewer": reviewer, "approve": approve, "reason": reason, "changes": changes},
+            self.clock.now(),
+        )
+
+    async def rerun(
+        self,
+        task_id: str,
+        *,
+        from_seq: int | None = None,
+        tenant: str | None = None,
+        created_by: str | None = None,
+    ) -> TaskHandle:
+        """Re-run an ended task as a new linked task that reuses its finished steps
+        (all of them, or those before `from_seq`)."""
+        old = await self.get(task_id, tenant=tenant)
+        new = self.new_task(
+            old.workflow,
+            old.input,
+            tenant=old.tenant,
+            queue=old.queue,
+            priority=old.priority,
+            correlation_id=old.correlation_id,
+            created_by=created_by,
+        )
+        task = await self.store.fork(task_id, tenant, new, from_seq, self.clock.now())
+        return TaskHandle(self, task)
+
+
+async def _call_plain(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = fn(*args, **kwargs)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result

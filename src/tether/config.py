@@ -1,0 +1,85 @@
+"""Configuration: flag > environment > config file > default, for every setting.
+
+The config file is TOML: `TETHER_CONFIG` names it, else `tether.toml` in the working
+directory is read when present. Keys are the setting names below (`database_url`, ...);
+environment variables are the same names upper-cased with a `TETHER_` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tether.errors import ConfigError
+
+DEFAULT_SQLITE_FILE = "tether.db"
+
+
+class Settings(BaseModel):
+    """Every setting Tether reads. See the README's configuration table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_SQLITE_FILE}",
+        description="sqlite:///path or postgresql://user@host/db",
+    )
+    app: str | None = Field(default=None, description="pkg.module:attr of the Tether app")
+    tenant: str = Field(default="default", description="Tenant of CLI and in-process work")
+    idempotency_ttl: float = Field(
+        default=86400.0, gt=0, description="Seconds an idempotency key is remembered"
+    )
+    concurrency: int = Field(default=100, ge=1, description="Tasks in flight per worker")
+    queues: str = Field(default="default", description="Comma-separated queues a worker serves")
+    lease_ttl: float = Field(default=30.0, gt=0, description="Seconds a claim lasts unrenewed")
+    poll_interval: float = Field(default=1.0, gt=0, description="Fallback poll, seconds")
+    shutdown_grace: float = Field(default=10.0, ge=0, description="SIGTERM grace, seconds")
+    retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
+
+    @property
+    def queue_list(self) -> list[str]:
+        return [q.strip() for q in self.queues.split(",") if q.strip()]
+
+
+def _file_values(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        env_path = os.environ.get("TETHER_CONFIG")
+        if env_path:
+            path = Path(env_path)
+            if not path.is_file():
+                raise ConfigError(f"TETHER_CONFIG names a missing file: {path}")
+        else:
+            path = Path("tether.toml")
+            if not path.is_file():
+                return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    section = data.get("tether", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: expected a [tether] table")
+    return section
+
+
+def load_settings(flags: dict[str, Any] | None = None, path: Path | None = None) -> Settings:
+    """Settings from flags (None values ignored), environment, file and defaults."""
+    values: dict[str, Any] = dict(_file_values(path))
+    for name in Settings.model_fields:
+        env = os.environ.get(f"TETHER_{name.upper()}")
+        if env is not None and env != "":
+            values[name] = env
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = value
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,188 @@
+"""`Context`: what a workflow function receives, and the current-step information."""
+
+from __future__ import annotations
+
+import contextvars
+import random as _random
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from tether.models import StepKind, Task
+from tether.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from tether.engine.run import TaskRun
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Facts about the step being executed, for the code inside it."""
+
+    task_id: str
+    tenant: str
+    seq: int
+    name: str
+    attempt: int
+    idempotency_key: str
+    """Stable across retries and replays of this step: pass it to external APIs."""
+
+
+_current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+    "tether_current_step", default=None
+)
+_current_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "tether_current_context", default=None
+)
+
+
+def current_step() -> StepInfo | None:
+    """The step running in this context, or None outside steps."""
+    return _current_step.get()
+
+
+def current_context() -> Context | None:
+    """The workflow context of the running workflow, or None outside workflows (and
+    inside step functions, so that a step calling a step just calls a function)."""
+    return _current_context.get()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of `ctx.approval(...)`."""
+
+    approved: bool
+    status: str
+    """approved or rejected."""
+    resolution: str
+    """Who decided: reviewer, auto (policy), sampled (auto-approved by sampling), timeout."""
+    reviewers: list[str]
+    reason: str | None = None
+    changes: dict[str, Any] | None = None
+    """Edits made by the approver ("approve with changes")."""
+    approval_id: str | None = None
+
+
+class Context:
+    """The durable API a workflow uses. Everything recorded here replays identically."""
+
+    def __init__(self, run: TaskRun) -> None:
+        self._run = run
+
+    @property
+    def task(self) -> Task:
+        """The task being run (id, tenant, attempt, correlation id, ...)."""
+        return self._run.task
+
+    @property
+    def task_id(self) -> str:
+        return self._run.task.id
+
+    @property
+    def tenant(self) -> str:
+        return self._run.task.tenant
+
+    @property
+    def attempt(self) -> int:
+        """How many times this task has been started (claimed), this time included."""
+        return self._run.task.attempt
+
+    @property
+    def idempotency_key(self) -> str:
+        """The idempotency key of the step running now (see `StepInfo`)."""
+        info = _current_step.get()
+        if info is None:
+            raise RuntimeError("ctx.idempotency_key is only available inside a step")
+        return info.idempotency_key
+
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., T] | Callable[..., Awaitable[T]],
+        *args: Any,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        meta: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Awaitable[T]:
+        """Run `fn(*args, **kwargs)` as a durable step named `name`.
+
+        The sequence number is taken now, at the call, so steps started together with
+        `asyncio.gather` replay in the same order. The outcome is committed before the
+        returned awaitable completes. Sync functions run in a thread.
+        """
+        seq = self._run.next_seq()
+        return self._run.run_step(seq, name, fn, args, kwargs, retry, timeout, meta)
+
+    def now(self) -> datetime:
+        """The current time (UTC), recorded: replay returns the same value."""
+        value = self._run.record_value(StepKind.NOW, "now", lambda: self._run.clock.now())
+        return datetime.fromtimestamp(float(value), UTC)
+
+    def uuid(self) -> _uuid.UUID:
+        """A random UUID, recorded: replay returns the same value."""
+        return _uuid.UUID(self._run.record_value(StepKind.UUID, "uuid", lambda: str(_uuid.uuid4())))
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded: replay returns the same value."""
+        return float(self._run.record_value(StepKind.RANDOM, "random", _random.random))
+
+    async def sleep(self, duration: float | timedelta) -> None:
+        """Sleep durably: the task waits (holding no worker slot) and resumes after
+        `duration`, across restarts."""
+        seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
+        seq = self._run.next_seq()
+        await self._run.sleep(seq, self._run.clock.now() + float(seconds))
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Sleep durably until the given time (timezone-aware; naive means UTC)."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seq = self._run.next_seq()
+        await self._run.sleep(seq, when.timestamp())
+
+    async def wait_for_signal(
+        self, name: str, timeout: float | timedelta | None = None
+    ) -> Any:
+        """Wait for the next signal called `name` and return its payload.
+
+        Signals sent before the wait are kept and consumed in order. Raises
+        `TimeoutError` when `timeout` passes first.
+        """
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        seq = self._run.next_seq()
+        return await self._run.wait_for_signal(seq, name, seconds)
+
+    async def approval(
+        self,
+        *,
+        summary: str,
+        risk: str = "medium",
+        evidence: Sequence[Any] = (),
+        impact: str | None = None,
+        rollback: str | None = None,
+        timeout: float | timedelta | None = None,
+        on_timeout: Literal["reject", "approve"] = "reject",
+        name: str = "approval",
+    ) -> Decision:
+        """Ask for human approval and wait for the decision.
+
+        The risk policy decides what `risk` needs: auto-approval, one approver, two
+        distinct approvers, or review of a sampled share. The task waits holding no
+        worker slot; after `timeout` the `on_timeout` outcome applies.
+        """
+        if on_timeout not in ("reject", "approve"):
+            raise ValueError("on_timeout must be 'reject' or 'approve'")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        seq = self._run.next_seq()
+        request = {
+            "summary": summary,
+            "evidence": list(evidence),
+            "impact": impact,
+            "rollback": rollback,
+        }
+        return await self._run.approval(seq, name, risk, request, seconds, on_timeout)

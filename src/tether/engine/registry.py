@@ -1,0 +1,183 @@
+"""Workflow and step definitions: what `@app.workflow` and `@app.step` register.
+
+Input binding follows one rule set, applied at submit (to validate) and at run time (to
+build the arguments): a workflow `async def wf(ctx, a: int, b: str)` takes a JSON object
+`{"a": 1, "b": "x"}`; a workflow with a single parameter takes either that object form
+(`{"topic": "tides"}` for `wf(ctx, topic: str)`) or the bare value (`5` for
+`wf(ctx, i: int)`, an object for `wf(ctx, order: Order)` where `Order` is a model).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_origin, get_type_hints
+
+import orjson
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from tether import serde
+from tether.errors import InputValidationError
+from tether.retry import DEFAULT_RETRY, RetryBudget, RetryPolicy
+
+WorkflowFn = Callable[..., Awaitable[Any]]
+
+
+def _is_whole_value_type(annotation: Any) -> bool:
+    """Types that take a whole JSON object as one value rather than as keyword args."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return False
+    origin = get_origin(annotation) or annotation
+    if inspect.isclass(origin) and issubclass(origin, BaseModel | dict | Mapping):
+        return True
+    return hasattr(annotation, "__total__")  # TypedDict
+
+
+@dataclass
+class InputBinding:
+    """Validates a task input and turns it into the workflow's arguments."""
+
+    params: list[inspect.Parameter]
+    hints: dict[str, Any]
+    _single: TypeAdapter[Any] | None = None
+    _model: type[BaseModel] | None = None
+
+    @classmethod
+    def for_function(cls, fn: Callable[..., Any], skip_first: bool) -> InputBinding:
+        params = list(inspect.signature(fn).parameters.values())
+        if skip_first:
+            params = params[1:]
+        params = [
+            p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        try:
+            hints = get_type_hints(fn)
+        except Exception:  # unresolvable forward references: validate as Any
+            hints = {}
+        binding = cls(params=params, hints=hints)
+        if len(params) == 1:
+            binding._single = TypeAdapter(hints.get(params[0].name, Any))
+        if params:
+            fields: dict[str, Any] = {
+                p.name: (
+                    hints.get(p.name, Any),
+                    ... if p.default is inspect.Parameter.empty else p.default,
+                )
+                for p in params
+            }
+            binding._model = create_model(  # type: ignore[call-overload]
+                f"{fn.__name__}_input", __config__=ConfigDict(extra="forbid"), **fields
+            )
+        return binding
+
+    def _keyword_form(self, value: Any) -> bool:
+        if not isinstance(value, dict) or not self.params:
+            return False
+        names = {p.name for p in self.params}
+        if not set(value) <= names:
+            return False
+        if len(self.params) > 1:
+            return True
+        return not _is_whole_value_type(self.hints.get(self.params[0].name, Any))
+
+    def bind(self, workflow: str, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Validate `value`; return (args, kwargs) for the function. Raises
+        `InputValidationError` listing every problem."""
+        try:
+            if not self.params:
+                if value not in (None, {}):
+                    raise InputValidationError(
+                        workflow,
+                        [{"loc": ("input",), "msg": "this workflow takes no input"}],
+                    )
+                return (), {}
+            if self._keyword_form(value):
+                assert self._model is not None
+                model = self._model.model_validate(value)
+                return (), {p.name: getattr(model, p.name) for p in self.params}
+            if len(self.params) == 1:
+                assert self._single is not None
+                return (self._single.validate_python(value),), {}
+            raise InputValidationError(
+                workflow,
+                [
+                    {
+                        "loc": ("input",),
+                        "msg": "expected a JSON object with the fields "
+                        + ", ".join(p.name for p in self.params),
+                    }
+                ],
+            )
+        except ValidationError as exc:
+            raise InputValidationError(
+                workflow,
+                [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()],
+            ) from None
+
+
+def input_hash(encoded: str) -> str:
+    """A hash of an input's canonical JSON, to recognise "same key, same input"."""
+    canonical = orjson.dumps(orjson.loads(encoded), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass
+class WorkflowDef:
+    """A registered workflow."""
+
+    name: str
+    version: int
+    fn: WorkflowFn
+    queue: str = "default"
+    retry: RetryPolicy = DEFAULT_RETRY
+    budget: RetryBudget = field(default_factory=RetryBudget)
+    deadline: float | None = None
+    """Default time limit in seconds from submission, or None."""
+    binding: InputBinding = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.binding = InputBinding.for_function(self.fn, skip_first=True)
+
+    def encode_input(self, value: Any) -> str:
+        """Validate an input and return its JSON text (what is stored)."""
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        self.binding.bind(self.name, value)
+        try:
+            return serde.dumps(value)
+        except TypeError as exc:
+            raise InputValidationError(
+                self.name, [{"loc": ("input",), "msg": f"not JSON serializable: {exc}"}]
+            ) from None
+
+
+@dataclass
+class StepDef:
+    """A function registered with `@app.step`: its name and policies."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    queue: str | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def result_adapter(fn: Callable[..., Any]) -> TypeAdapter[Any] | None:
+    """How to rebuild a step's recorded JSON result as the type the function declares
+    (so replay returns a model where the first run returned a model)."""
+    try:
+        annotation = get_type_hints(fn).get("return")
+    except Exception:
+        return None
+    if annotation is None or annotation is Any or annotation is type(None):
+        return None
+    if annotation in (int, float, str, bool, dict, list):
+        return None
+    try:
+        return TypeAdapter(annotation)
+    except Exception:
+        return None

@@ -1,0 +1,237 @@
+"""`Worker`: claims tasks in batches and runs many of them on one event loop.
+
+- Claims up to the free concurrency in one statement, woken by new-work notifications
+  (in-process, or PostgreSQL NOTIFY) with polling as the fallback.
+- Heartbeats extend every lease the worker holds in one statement per interval; the
+  same statement reports cancellation requests.
+- Shutdown: stop claiming, let running tasks finish for `grace` seconds, then hand the
+  rest back to the queue; they resume from their step logs elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from tether.engine.committer import Committer
+from tether.engine.run import TaskRun
+from tether.errors import UnknownWorkflow
+from tether.ids import new_id
+from tether.models import TaskError, TaskStatus
+from tether.store.base import Claimed, Finish, Release
+
+if TYPE_CHECKING:
+    from tether.app import Tether
+
+log = logging.getLogger("tether.worker")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+
+
+class Worker:
+    """Runs tasks from `queues` with at most `concurrency` in flight."""
+
+    def __init__(
+        self,
+        app: Tether,
+        *,
+        concurrency: int = 100,
+        queues: list[str] | None = None,
+        worker_id: str | None = None,
+        lease_ttl: float = 30.0,
+        poll_interval: float = 1.0,
+        grace: float = 10.0,
+        sync_threads: int = 32,
+        claim_batch: int = 200,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.app = app
+        self.concurrency = concurrency
+        self.queues = queues or ["default"]
+        self.id = worker_id or default_worker_id()
+        self.lease_ttl = lease_ttl
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.claim_batch = claim_batch
+        self.committer = Committer(app.store, self.id, app.clock)
+        self._threads = ThreadPoolExecutor(sync_threads, thread_name_prefix="tether-step")
+        self._runs: dict[str, TaskRun] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._main: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.completed = 0
+
+    # public life cycle ----------------------------------------------------------------
+    async def start(self) -> None:
+        await self.app.open()
+        self.committer.start()
+        self._main = asyncio.create_task(self._claim_loop(), name=f"tether-worker-{self.id}")
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
+        log.info("worker %s started on queues %s", self.id, ",".join(self.queues))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; wait up to `grace` seconds, then hand back what still runs."""
+        self._stopping.set()
+        self._wake_claim_loop()
+        if self._main is not None:
+            await self._main
+        pending = list(self._tasks.values())
+        if pending:
+            await asyncio.wait(pending, timeout=self.grace if grace is None else grace)
+        for task_id, run in list(self._runs.items()):
+            run.release()
+            self.committer.submit(Release(task_id, run.task.attempt))
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            try:
+                await self._heartbeat
+            except asyncio.CancelledError:
+                pass
+        await self.committer.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped", self.id)
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def active(self) -> int:
+        """Tasks running on this worker now."""
+        return len(self._runs)
+
+    def cancel_local(self, task_id: str) -> bool:
+        """Cancel a task if it runs here (fast path for in-process cancel)."""
+        run = self._runs.get(task_id)
+        if run is None:
+            return False
+        run.cancel()
+        return True
+
+    def run_sync(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        """Run a sync step function in the worker's thread pool, with its context."""
+        ctx = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(
+            self._threads, lambda: ctx.run(fn, *args, **kwargs)
+        )
+
+    # loops ----------------------------------------------------------------------------
+    def _wake_claim_loop(self) -> None:
+        self._slot_freed.set()
+
+    async def _claim_loop(self) -> None:
+        hub = self.app.store.hub
+        events = [hub.work_event(q) for q in self.queues]
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._runs)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            for event in events:
+                event.clear()
+            now = self.app.clock.now()
+            try:
+                claimed = await self.app.store.claim(
+                    self.id, self.queues, min(free, self.claim_batch), now, now + self.lease_ttl
+                )
+                backoff = 0.1
+            except Exception as exc:
+                log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
+                await self._sleep_or_stop(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for item in claimed:
+                self._start(item)
+            if len(claimed) >= min(free, self.claim_batch):
+                continue  # more may be waiting: claim again at once
+            await self._wait_for_work(events)
+
+    async def _wait_for_work(self, events: list[asyncio.Event]) -> None:
+        waiters = [asyncio.ensure_future(e.wait()) for e in events]
+        self._slot_freed.clear()
+        waiters.append(asyncio.ensure_future(self._stopping.wait()))
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.lease_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._runs:
+                continue
+            now = self.app.clock.now()
+            try:
+                cancelled = await self.app.store.heartbeat(self.id, now, now + self.lease_ttl)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for task_id in cancelled:
+                self.cancel_local(task_id)
+
+    # running one task -------------------------------------------------------------------
+    def _start(self, claimed: Claimed) -> None:
+        task = claimed.task
+        try:
+            wf = self.app.registry_lookup(task.workflow)
+        except UnknownWorkflow as exc:
+            # Not ours to run (another deployment's workflow): fail loudly, never loop.
+            self.committer.submit(
+                Finish(
+                    task.id,
+                    task.attempt,
+                    TaskStatus.FAILED,
+                    error=TaskError(
+                        type="UnknownWorkflow",
+                        message=str(exc),
+                        fingerprint="unknown-workflow",
+                        permanent=True,
+                    ),
+                    decision="unknown_workflow",
+                )
+            )
+            return
+        run = TaskRun(claimed, wf, self)
+        self._runs[task.id] = run
+        self._tasks[task.id] = asyncio.create_task(self._drive(run), name=f"tether-task-{task.id}")
+
+    async def _drive(self, run: TaskRun) -> None:
+        try:
+            await run.run()
+        except Exception:
+            log.exception("task %s crashed the runner", run.task.id)
+        finally:
+            self._runs.pop(run.task.id, None)
+            self._tasks.pop(run.task.id, None)
+            self.completed += 1
+            self._slot_freed.set()

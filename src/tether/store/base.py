@@ -1,0 +1,342 @@
+"""The store interface: every database operation the engine and API need, by name.
+
+The engine, the API and the CLI talk only to `Store`; SQLite and PostgreSQL implement
+it, and one contract test suite runs against both. Operations a worker performs while
+running tasks are sent in batches (`commit`), so that many tasks share one transaction
+(group commit); every such operation is *fenced* by the task's attempt number, so a
+worker that lost its lease cannot overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.errors import InvalidTransition
+from tether.models import Event, StepRecord, Task, TaskError, TaskStatus, WaitReason
+from tether.store.hub import Hub
+
+
+@dataclass
+class NewTask:
+    """A task to create. `input` is the JSON text of the validated input."""
+
+    id: str
+    tenant: str
+    workflow: str
+    workflow_version: int
+    queue: str
+    input: str
+    input_hash: str
+    priority: int = 0
+    idempotency_key: str | None = None
+    idempotency_ttl: float = 86400.0
+    correlation_id: str | None = None
+    created_by: str | None = None
+    deadline: float | None = None
+    run_at: float | None = None
+    forked_from: str | None = None
+    fork_from_seq: int | None = None
+
+
+@dataclass
+class Submitted:
+    """What `submit` did for one `NewTask`: created it, or found it by idempotency key."""
+
+    task: Task
+    created: bool
+
+
+@dataclass
+class SignalRecord:
+    """A signal sent to a task, consumed by the workflow's `wait_for_signal` in id order."""
+
+    id: int
+    task_id: str
+    name: str
+    payload: Any
+    created_at: float
+    consumed_seq: int | None = None
+
+
+@dataclass
+class Approval:
+    """A request for human approval and its decisions."""
+
+    id: str
+    task_id: str
+    tenant: str
+    seq: int
+    status: str  # pending | approved | rejected
+    risk: str
+    request: dict[str, Any]
+    required: int
+    submitter: str | None
+    created_at: float
+    expires_at: float | None = None
+    on_timeout: str = "reject"
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    resolution: str | None = None  # reviewer | auto | sampled | timeout
+    changes: dict[str, Any] | None = None
+    reason: str | None = None
+    decided_at: float | None = None
+    workflow: str | None = None
+
+
+class ApprovalClosed(InvalidTransition):
+    """The approval is no longer open; `approval` holds the outcome that stands."""
+
+    def __init__(self, message: str, approval: Approval) -> None:
+        super().__init__(message)
+        self.approval = approval
+
+
+@dataclass
+class Claimed:
+    """A task a worker now holds, with what replay needs."""
+
+    task: Task
+    steps: dict[int, StepRecord]
+    signals: list[SignalRecord]
+    approvals: dict[int, Approval]
+    recovered: bool = False
+    """True when the task was taken over after another worker's lease expired."""
+
+
+# Operations a worker commits in batches ------------------------------------------------
+
+
+@dataclass
+class StepWrite:
+    """Record (or update a pending) step-log entry; optionally consume a signal."""
+
+    task_id: str
+    attempt: int
+    record: StepRecord
+    consume_signal: int | None = None
+
+
+@dataclass
+class OpenApproval:
+    """Store the approval request made at step `approval.seq`."""
+
+    task_id: str
+    attempt: int
+    approval: Approval
+
+
+@dataclass
+class ResolveApproval:
+    """Close a pending approval without a reviewer (auto-approval or timeout)."""
+
+    task_id: str
+    attempt: int
+    approval_id: str
+    status: str
+    resolution: str
+
+
+@dataclass
+class Finish:
+    """Move the task to a terminal state."""
+
+    task_id: str
+    attempt: int
+    status: TaskStatus
+    result: str | None = None
+    error: TaskError | None = None
+    decision: str | None = None
+
+
+@dataclass
+class Suspend:
+    """Put the task in `waiting`, free its lease, wake it at `run_at` (None: never by time).
+
+    If a signal named in `signals` is already there, the task is queued again at once
+    instead, so a signal that raced the suspension is not lost.
+    """
+
+    task_id: str
+    attempt: int
+    reason: WaitReason
+    run_at: float | None
+    signals: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Release:
+    """Hand the task back to the queue (worker shutdown), to resume from its log."""
+
+    task_id: str
+    attempt: int
+    decision: str = "worker_shutdown"
+
+
+Op = StepWrite | OpenApproval | ResolveApproval | Finish | Suspend | Release
+
+
+@dataclass
+class TaskFilter:
+    """Criteria for listing tasks; all optional except the tenant (None = all tenants)."""
+
+    tenant: str | None = None
+    status: list[TaskStatus] | None = None
+    workflow: str | None = None
+    correlation_id: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    forked_from: str | None = None
+    error_fingerprint: str | None = None
+    after_id: str | None = None
+    """Cursor: return tasks with ids smaller than this one (newest first)."""
+    limit: int = 50
+
+
+@dataclass
+class ApprovalFilter:
+    """Criteria for the approval inbox."""
+
+    tenant: str | None = None
+    status: str | None = None
+    risk: str | None = None
+    limit: int = 100
+
+
+class Store(abc.ABC):
+    """One database, seen through the operations Tether needs."""
+
+    hub: Hub
+    """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""
+
+    url_for_display: str = ""
+
+    # life cycle -----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self, *, check_schema: bool = True) -> None:
+        """Connect; raise `SchemaOutOfDate` when `check_schema` and migrations are due."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection and thread."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied."""
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int:
+        """The version of the schema in the database (0 when empty)."""
+
+    # intake ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def submit(self, tasks: list[NewTask], now: float) -> list[Submitted]:
+        """Create tasks in one transaction; all or nothing.
+
+        A task whose (tenant, idempotency key) is already in its retention window returns
+        the existing task when the input hash matches and raises `IdempotencyConflict`
+        otherwise (the whole batch is rolled back).
+        """
+
+    # queries --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_task(self, task_id: str, tenant: str | None = None) -> Task | None:
+        """A task by id, or None; with `tenant`, None for another tenant's task."""
+
+    @abc.abstractmethod
+    async def list_tasks(self, flt: TaskFilter) -> list[Task]:
+        """Tasks newest first, at most `flt.limit`."""
+
+    @abc.abstractmethod
+    async def get_steps(self, task_id: str) -> list[StepRecord]:
+        """The step log of a task, in sequence order."""
+
+    @abc.abstractmethod
+    async def list_events(
+        self,
+        *,
+        tenant: str | None = None,
+        task_id: str | None = None,
+        after: int = 0,
+        limit: int = 500,
+    ) -> list[Event]:
+        """Events with id greater than `after`, oldest first."""
+
+    @abc.abstractmethod
+    async def count_by_status(self, tenant: str | None = None) -> dict[tuple[str, str], int]:
+        """Task counts by (queue, status), for queue health and metrics."""
+
+    @abc.abstractmethod
+    async def oldest_queued(self, now: float) -> dict[str, float]:
+        """Per queue, the age in seconds of the oldest runnable queued task."""
+
+    # workers --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(
+        self, worker: str, queues: list[str], limit: int, now: float, lease_until: float
+    ) -> list[Claimed]:
+        """Take up to `limit` runnable tasks: queued and due, waiting and due, or running
+        with an expired lease. Each claim increments the task's attempt number."""
+
+    @abc.abstractmethod
+    async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
+        """Apply worker operations in one transaction. An entry is False when the op was
+        fenced off (the worker no longer holds that attempt of the task)."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, worker: str, now: float, lease_until: float) -> list[str]:
+        """Extend every lease `worker` holds, in one statement; return the ids of held
+        tasks whose cancellation was requested."""
+
+    # control --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
+        """Cancel a queued or waiting task now, or ask its worker to cancel a running one.
+        Raises `TaskNotFound` or `InvalidTransition` (terminal task)."""
+
+    @abc.abstractmethod
+    async def send_signal(
+        self, task_id: str, tenant: str | None, name: str, payload: str, now: float
+    ) -> SignalRecord:
+        """Store a signal for a task; wake it when it waits for signals."""
+
+    @abc.abstractmethod
+    async def fork(
+        self, task_id: str, tenant: str | None, new: NewTask, from_seq: int | None, now: float
+    ) -> Task:
+        """Create `new` as a re-run of a failed or cancelled task, copying its succeeded
+        step-log entries below `from_seq` (all when None) so they are not run again."""
+
+    # approvals ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_approval(self, approval_id: str, tenant: str | None = None) -> Approval | None:
+        """An approval by id, or None (also for another tenant's)."""
+
+    @abc.abstractmethod
+    async def list_approvals(self, flt: ApprovalFilter) -> list[Approval]:
+        """Approvals newest first."""
+
+    @abc.abstractmethod
+    async def decide(
+        self,
+        approval_id: str,
+        tenant: str | None,
+        decision: dict[str, Any],
+        now: float,
+    ) -> Approval:
+        """Add a reviewer's decision (`reviewer`, `approve`, `reason`, `changes`).
+
+        Closes the approval when enough distinct approvers agreed or anyone rejected,
+        and wakes the task. Raises `InvalidTransition` when it is closed already or past
+        its timeout (the outcome that stands is in the exception's `approval`)."""
+
+    @abc.abstractmethod
+    async def expire_approval(self, approval_id: str, now: float) -> Approval:
+        """Apply a pending approval's timeout; return the outcome that stands (a decision
+        that committed first wins, so an approval has exactly one outcome)."""
+
+    # housekeeping ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def purge(self, finished_before: float, batch: int = 500) -> int:
+        """Delete up to `batch` terminal tasks finished before the cutoff, with their
+        steps, signals, approvals and events; return how many were deleted."""

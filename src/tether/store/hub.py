@@ -1,0 +1,50 @@
+"""In-process notifications, so a worker or waiter reacts at once instead of polling.
+
+Each store publishes here after it commits a change in this process; the PostgreSQL
+store also republishes what other processes announce with NOTIFY. Waiters always keep
+a polling fallback, so a missed notification costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+
+class Hub:
+    """Wake-ups for new work per queue and for changes of individual tasks."""
+
+    def __init__(self) -> None:
+        self._work: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._tasks: dict[str, list[asyncio.Future[str]]] = defaultdict(list)
+
+    def work_event(self, queue: str) -> asyncio.Event:
+        """The event set when `queue` may have runnable work; clear it before claiming."""
+        return self._work[queue]
+
+    def notify_work(self, queue: str) -> None:
+        self._work[queue].set()
+
+    def notify_all_work(self) -> None:
+        for event in self._work.values():
+            event.set()
+
+    def task_changed(self, task_id: str, status: str) -> None:
+        """Resolve everyone waiting for a change of `task_id`."""
+        waiters = self._tasks.pop(task_id, None)
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(status)
+
+    def wait_task(self, task_id: str) -> asyncio.Future[str]:
+        """A future resolved with the new status at the task's next change."""
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._tasks[task_id].append(fut)
+        return fut
+
+    def forget(self, task_id: str, fut: asyncio.Future[str]) -> None:
+        waiters = self._tasks.get(task_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._tasks[task_id]

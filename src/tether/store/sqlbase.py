@@ -1,0 +1,174 @@
+"""`SQLStore`: the `Store` methods, mapped onto the shared logic in `tether.store.sql`.
+
+A driver subclass supplies `_run` (one transaction around one unit of work) and the
+life-cycle methods; everything else, and so every semantic, is common to both backends.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from tether.errors import IdempotencyConflict
+from tether.models import Event, StepRecord, Task, TaskStatus
+from tether.store import sql
+from tether.store.base import (
+    Approval,
+    ApprovalClosed,
+    ApprovalFilter,
+    Claimed,
+    Finish,
+    NewTask,
+    Op,
+    SignalRecord,
+    Store,
+    Submitted,
+    Suspend,
+    TaskFilter,
+)
+from tether.store.hub import Hub
+
+T = TypeVar("T")
+Work = Callable[[sql.Conn], Awaitable[T]]
+
+
+class SQLStore(Store, abc.ABC):
+    """A `Store` whose semantics live in `tether.store.sql`."""
+
+    dialect: sql.Dialect
+
+    def __init__(self) -> None:
+        self.hub = Hub()
+
+    @abc.abstractmethod
+    async def _run(self, work: Work[T], *, write: bool = True) -> T:
+        """Run `work` in a transaction of its own (drivers may group-commit writes)."""
+
+    async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
+        """Apply worker ops in one transaction. Drivers may override to batch further."""
+        d = self.dialect
+
+        async def work(conn: sql.Conn) -> list[bool]:
+            return [await sql.apply_op(conn, d, op, worker, now) for op in ops]
+
+        return await self._run(work)
+
+    # intake ---------------------------------------------------------------------------
+    async def submit(self, tasks: list[NewTask], now: float) -> list[Submitted]:
+        d = self.dialect
+        try:
+            out = await self._run(lambda c: sql.submit(c, d, tasks, now))
+        except IdempotencyConflict:
+            raise
+        for s in out:
+            if s.created:
+                self.hub.notify_work(s.task.queue)
+        return out
+
+    # queries --------------------------------------------------------------------------
+    async def get_task(self, task_id: str, tenant: str | None = None) -> Task | None:
+        return await self._run(lambda c: sql.get_task(c, task_id, tenant), write=False)
+
+    async def list_tasks(self, flt: TaskFilter) -> list[Task]:
+        d = self.dialect
+        return await self._run(lambda c: sql.list_tasks(c, d, flt), write=False)
+
+    async def get_steps(self, task_id: str) -> list[StepRecord]:
+        return await self._run(lambda c: sql.get_steps(c, task_id), write=False)
+
+    async def list_events(
+        self,
+        *,
+        tenant: str | None = None,
+        task_id: str | None = None,
+        after: int = 0,
+        limit: int = 500,
+    ) -> list[Event]:
+        return await self._run(
+            lambda c: sql.list_events(c, tenant, task_id, after, limit), write=False
+        )
+
+    async def count_by_status(self, tenant: str | None = None) -> dict[tuple[str, str], int]:
+        return await self._run(lambda c: sql.count_by_status(c, tenant), write=False)
+
+    async def oldest_queued(self, now: float) -> dict[str, float]:
+        return await self._run(lambda c: sql.oldest_queued(c, now), write=False)
+
+    # workers --------------------------------------------------------------------------
+    async def claim(
+        self, worker: str, queues: list[str], limit: int, now: float, lease_until: float
+    ) -> list[Claimed]:
+        d = self.dialect
+        return await self._run(lambda c: sql.claim(c, d, worker, queues, limit, now, lease_until))
+
+    async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
+        results = await self._run_ops(ops, worker, now)
+        for op, ok in zip(ops, results, strict=True):
+            if not ok:
+                continue
+            if isinstance(op, Finish):
+                self.hub.task_changed(op.task_id, str(op.status))
+            elif isinstance(op, Suspend):
+                self.hub.task_changed(op.task_id, str(TaskStatus.WAITING))
+                if op.run_at is not None and op.run_at <= now:
+                    self.hub.notify_all_work()
+        return results
+
+    async def heartbeat(self, worker: str, now: float, lease_until: float) -> list[str]:
+        return await self._run(lambda c: sql.heartbeat(c, worker, now, lease_until))
+
+    # control --------------------------------------------------------------------------
+    async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
+        d = self.dialect
+        task = await self._run(lambda c: sql.cancel(c, d, task_id, tenant, by, now))
+        self.hub.task_changed(task_id, str(task.status))
+        return task
+
+    async def send_signal(
+        self, task_id: str, tenant: str | None, name: str, payload: str, now: float
+    ) -> SignalRecord:
+        d = self.dialect
+        sig = await self._run(
+            lambda c: sql.send_signal(c, d, task_id, tenant, name, payload, now)
+        )
+        self.hub.notify_all_work()
+        return sig
+
+    async def fork(
+        self, task_id: str, tenant: str | None, new: NewTask, from_seq: int | None, now: float
+    ) -> Task:
+        d = self.dialect
+        task = await self._run(lambda c: sql.fork(c, d, task_id, tenant, new, from_seq, now))
+        self.hub.notify_work(task.queue)
+        return task
+
+    # approvals ------------------------------------------------------------------------
+    async def get_approval(self, approval_id: str, tenant: str | None = None) -> Approval | None:
+        return await self._run(lambda c: sql.get_approval(c, approval_id, tenant), write=False)
+
+    async def list_approvals(self, flt: ApprovalFilter) -> list[Approval]:
+        return await self._run(lambda c: sql.list_approvals(c, flt), write=False)
+
+    async def decide(
+        self, approval_id: str, tenant: str | None, decision: dict[str, Any], now: float
+    ) -> Approval:
+        d = self.dialect
+        approval, refusal = await self._run(
+            lambda c: sql.decide(c, d, approval_id, tenant, decision, now)
+        )
+        if approval.status != "pending":
+            self.hub.notify_all_work()
+        if refusal is not None:
+            raise ApprovalClosed(refusal, approval)
+        return approval
+
+    async def expire_approval(self, approval_id: str, now: float) -> Approval:
+        """Apply a pending approval's timeout; return the outcome that stands."""
+        d = self.dialect
+        return await self._run(lambda c: sql.expire_approval(c, d, approval_id, now))
+
+    # housekeeping ---------------------------------------------------------------------
+    async def purge(self, finished_before: float, batch: int = 500) -> int:
+        d = self.dialect
+        return await self._run(lambda c: sql.purge(c, d, finished_before, batch))
