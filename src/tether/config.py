@@ -36,7 +36,7 @@ class Settings(BaseModel):
     concurrency: int = Field(default=100, ge=1, description="Tasks in flight per worker")
     queues: str = Field(default="default", description="Comma-separated queues a worker serves")
     lease_ttl: float = Field(default=30.0, gt=0, description="Seconds a claim lasts unrenewed")
-    poll_interval: float = Field(default=1.0, gt=0, description="Fallback poll, seconds")
+    poll_interval: float = Field(default=0.5, gt=0, description="Fallback poll, seconds")
     shutdown_grace: float = Field(default=10.0, ge=0, description="SIGTERM grace, seconds")
     retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
 

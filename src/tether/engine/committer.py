@@ -31,6 +31,12 @@ class Committer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._busy = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch being committed."""
+        return not self._pending and not self._busy
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="tether-committer")
@@ -56,7 +62,11 @@ class Committer:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
-                await self._commit(batch)
+                self._busy = True
+                try:
+                    await self._commit(batch)
+                finally:
+                    self._busy = False
             if self._closing and not self._pending:
                 return
 

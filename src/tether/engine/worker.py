@@ -47,7 +47,7 @@ class Worker:
         queues: list[str] | None = None,
         worker_id: str | None = None,
         lease_ttl: float = 30.0,
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.5,
         grace: float = 10.0,
         sync_threads: int = 32,
         claim_batch: int = 200,
@@ -110,6 +110,11 @@ class Worker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def idle(self) -> bool:
+        """No task runs here and nothing waits to be committed."""
+        return not self._runs and self.committer.idle
 
     @property
     def active(self) -> int:

@@ -270,6 +270,11 @@ class Store(abc.ABC):
     async def oldest_queued(self, now: float) -> dict[str, float]:
         """Per queue, the age in seconds of the oldest runnable queued task."""
 
+    @abc.abstractmethod
+    async def next_wake(self, queues: list[str]) -> float | None:
+        """The earliest time a queued or waiting task of `queues` becomes runnable, or
+        None when none will by time alone."""
+
     # workers --------------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(

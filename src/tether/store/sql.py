@@ -436,6 +436,21 @@ async def oldest_queued(conn: Conn, now: float) -> dict[str, float]:
     return {r["queue"]: max(0.0, now - float(r["oldest"])) for r in rows}
 
 
+async def next_wake(conn: Conn, d: Dialect, queues: list[str]) -> float | None:
+    qs = d.list_param(queues)
+    best: float | None = None
+    for status in ("queued", "waiting"):
+        row = await conn.fetchone(
+            f"SELECT MIN(run_at) AS due FROM tasks WHERE status = %s AND queue {d.any_of} "
+            "AND run_at IS NOT NULL",
+            (status, qs),
+        )
+        if row is not None and row["due"] is not None:
+            due = float(row["due"])
+            best = due if best is None else min(best, due)
+    return best
+
+
 # Claiming -----------------------------------------------------------------------------
 
 

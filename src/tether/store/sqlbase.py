@@ -95,6 +95,10 @@ class SQLStore(Store, abc.ABC):
     async def oldest_queued(self, now: float) -> dict[str, float]:
         return await self._run(lambda c: sql.oldest_queued(c, now), write=False)
 
+    async def next_wake(self, queues: list[str]) -> float | None:
+        d = self.dialect
+        return await self._run(lambda c: sql.next_wake(c, d, queues), write=False)
+
     # workers --------------------------------------------------------------------------
     async def claim(
         self, worker: str, queues: list[str], limit: int, now: float, lease_until: float
