@@ -442,9 +442,7 @@ class Tether:
         return TaskHandle(self, task)
 
 
-async def _call_plain(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def _call_plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     result = fn(*args, **kwargs)
     if asyncio.iscoroutine(result):
         result = await result

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from tether.errors import ConfigError
 
@@ -39,6 +39,17 @@ class Settings(BaseModel):
     poll_interval: float = Field(default=0.5, gt=0, description="Fallback poll, seconds")
     shutdown_grace: float = Field(default=10.0, ge=0, description="SIGTERM grace, seconds")
     retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
+    # HTTP API (tether.api) ---------------------------------------------------------------
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret that signs API bearer tokens"
+    )
+    jwks_url: str | None = Field(default=None, description="JWKS URL for RS256 bearer tokens")
+    max_body_bytes: int = Field(default=1 << 20, ge=1, description="API request body cap")
+    submit_rate: float = Field(
+        default=100.0, ge=0, description="Task submissions per second per tenant (0: no limit)"
+    )
+    submit_burst: float = Field(default=200.0, ge=1, description="Submission burst per tenant")
+    dev: bool = Field(default=False, description="Dev mode: API with a generated local secret")
 
     @property
     def queue_list(self) -> list[str]:

@@ -73,9 +73,7 @@ class TestEnvironment:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(
-        self, app: Tether, *, start: float | None = None, concurrency: int = 50
-    ) -> None:
+    def __init__(self, app: Tether, *, start: float | None = None, concurrency: int = 50) -> None:
         self.app = app
         self.clock = ManualClock(start)
         self.clock._apps.append(app)

@@ -145,9 +145,7 @@ class Context:
         seq = self._run.next_seq()
         await self._run.sleep(seq, when.timestamp())
 
-    async def wait_for_signal(
-        self, name: str, timeout: float | timedelta | None = None
-    ) -> Any:
+    async def wait_for_signal(self, name: str, timeout: float | timedelta | None = None) -> Any:
         """Wait for the next signal called `name` and return its payload.
 
         Signals sent before the wait are kept and consumed in order. Raises

@@ -50,13 +50,14 @@ class InputBinding:
         params = list(inspect.signature(fn).parameters.values())
         if skip_first:
             params = params[1:]
-        params = [
-            p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        params = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         try:
             hints = get_type_hints(fn)
-        except Exception:  # unresolvable forward references: validate as Any
-            hints = {}
+        except NameError as exc:
+            raise TypeError(
+                f"cannot resolve the type hints of {fn.__qualname__}: {exc} "
+                "(define input types at module level so they can be validated)"
+            ) from None
         binding = cls(params=params, hints=hints)
         if len(params) == 1:
             binding._single = TypeAdapter(hints.get(params[0].name, Any))
@@ -68,7 +69,7 @@ class InputBinding:
                 )
                 for p in params
             }
-            binding._model = create_model(  # type: ignore[call-overload]
+            binding._model = create_model(
                 f"{fn.__name__}_input", __config__=ConfigDict(extra="forbid"), **fields
             )
         return binding

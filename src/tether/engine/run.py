@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -395,11 +394,7 @@ class TaskRun:
             )
         while rec.status == StepStatus.PENDING:
             sig = next(
-                (
-                    s
-                    for s in self.signals
-                    if s.name == name and s.id not in self._taken_signals
-                ),
+                (s for s in self.signals if s.name == name and s.id not in self._taken_signals),
                 None,
             )
             if sig is not None:
@@ -565,7 +560,7 @@ class TaskRun:
             return
         token = _current_context.set(ctx)
         try:
-            self._wf_task = loop.create_task(self.wf.fn(ctx, *args, **kwargs))
+            self._wf_task = loop.create_task(_as_coroutine(self.wf.fn(ctx, *args, **kwargs)))
         finally:
             _current_context.reset(token)
         deadline_handle = None
@@ -597,10 +592,7 @@ class TaskRun:
             return
         if not wf_task.done():
             wf_task.cancel()
-            try:
-                await wf_task
-            except BaseException:
-                pass
+            await asyncio.gather(wf_task, return_exceptions=True)
             if self._lost:
                 return
             if self._fatal is None and not self._cancel_requested:
@@ -633,7 +625,7 @@ class TaskRun:
         elif isinstance(exc, TaskCancelled | asyncio.CancelledError) and self._cancel_requested:
             await self._finish(TaskStatus.CANCELLED, decision="cancel_requested")
         elif isinstance(exc, StepFailed):
-            err = TaskError(
+            failure = TaskError(
                 type=exc.error_type,
                 message=exc.message,
                 fingerprint=fingerprint(exc.error_type, exc.message, exc.step),
@@ -642,7 +634,7 @@ class TaskRun:
             )
             await self._finish(
                 TaskStatus.FAILED,
-                error=err,
+                error=failure,
                 decision="step_failed_permanent" if exc.permanent else "retries_exhausted",
             )
         else:
@@ -699,3 +691,6 @@ class TaskRun:
             Finish(self.task.id, self.task.attempt, status, result, error, decision)
         )
 
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

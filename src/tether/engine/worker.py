@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -96,10 +97,7 @@ class Worker:
             await asyncio.wait(list(self._tasks.values()))
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-            try:
-                await self._heartbeat
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
         await self.committer.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.id)
@@ -184,10 +182,8 @@ class Worker:
                 w.cancel()
 
     async def _sleep_or_stop(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease_ttl / 3

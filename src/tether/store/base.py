@@ -194,6 +194,19 @@ class TaskFilter:
 
 
 @dataclass
+class ApiKey:
+    """A machine credential for the HTTP API. Only a hash of its secret is stored."""
+
+    id: str
+    tenant: str
+    name: str
+    roles: list[str]
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass
 class ApprovalFilter:
     """Criteria for the approval inbox."""
 
@@ -339,6 +352,19 @@ class Store(abc.ABC):
     async def expire_approval(self, approval_id: str, now: float) -> Approval:
         """Apply a pending approval's timeout; return the outcome that stands (a decision
         that committed first wins, so an approval has exactly one outcome)."""
+
+    # API keys -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new API key (its secret already hashed)."""
+
+    @abc.abstractmethod
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        """An API key by id (revoked ones too), or None."""
+
+    @abc.abstractmethod
+    async def revoke_api_key(self, key_id: str, tenant: str | None, now: float) -> bool:
+        """Revoke a key; False when there is no such live key (for this tenant)."""
 
     # housekeeping ---------------------------------------------------------------------
     @abc.abstractmethod

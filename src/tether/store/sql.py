@@ -26,14 +26,15 @@ from tether.models import (
     WaitReason,
 )
 from tether.store.base import (
+    ApiKey,
     Approval,
     ApprovalClosed,
     ApprovalFilter,
     Claimed,
     Finish,
     NewTask,
-    OpenApproval,
     Op,
+    OpenApproval,
     Release,
     SignalRecord,
     StepWrite,
@@ -410,8 +411,7 @@ async def list_events(
         params.append(task_id)
     params.append(limit)
     rows = await conn.fetchall(
-        f"SELECT id, {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
-        "ORDER BY id LIMIT %s",
+        f"SELECT id, {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
         params,
     )
     return [event_from_row(r) for r in rows]
@@ -727,9 +727,7 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
     return True
 
 
-async def _open_approval(
-    conn: Conn, a: Approval, attempt: int, worker: str, now: float
-) -> None:
+async def _open_approval(conn: Conn, a: Approval, attempt: int, worker: str, now: float) -> None:
     await conn.execute(
         f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join(['%s'] * 18)}) "
         "ON CONFLICT (task_id, seq) DO NOTHING",
@@ -992,14 +990,14 @@ async def decide(
         ),
     )
     if not entry["approve"]:
-        a.reason = entry["reason"]
+        a.reason = decision.get("reason")
         a = await _close_approval(conn, task_row, a, "rejected", "reviewer", now)
     elif approvals >= a.required:
         changes: dict[str, Any] = {}
         for x in a.decisions:
             changes.update(x.get("changes") or {})
         a.changes = changes or None
-        a.reason = entry["reason"]
+        a.reason = decision.get("reason")
         a = await _close_approval(conn, task_row, a, "approved", "reviewer", now)
     return a, None
 
@@ -1076,3 +1074,50 @@ async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> i
     ):
         await conn.execute(f"DELETE FROM {table} WHERE {column} {d.any_of}", (ids,))
     return len(rows)
+
+
+# API keys -----------------------------------------------------------------------------
+
+
+async def create_api_key(conn: Conn, key: ApiKey) -> None:
+    await conn.execute(
+        "INSERT INTO api_keys (id, tenant, name, roles, secret_hash, created_at, revoked_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            key.id,
+            key.tenant,
+            key.name,
+            serde.dumps(key.roles),
+            key.secret_hash,
+            key.created_at,
+            key.revoked_at,
+        ),
+    )
+
+
+async def get_api_key(conn: Conn, key_id: str) -> ApiKey | None:
+    row = await conn.fetchone(
+        "SELECT id, tenant, name, roles, secret_hash, created_at, revoked_at FROM api_keys "
+        "WHERE id = %s",
+        (key_id,),
+    )
+    if row is None:
+        return None
+    return ApiKey(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        roles=list(serde.loads(row["roles"]) or []),
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+async def revoke_api_key(conn: Conn, key_id: str, tenant: str | None, now: float) -> bool:
+    sql = "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL"
+    params: list[Any] = [now, key_id]
+    if tenant is not None:
+        sql += " AND tenant = %s"
+        params.append(tenant)
+    return await conn.execute(sql, params) > 0

@@ -14,6 +14,7 @@ from tether.errors import IdempotencyConflict
 from tether.models import Event, StepRecord, Task, TaskStatus
 from tether.store import sql
 from tether.store.base import (
+    ApiKey,
     Approval,
     ApprovalClosed,
     ApprovalFilter,
@@ -133,9 +134,7 @@ class SQLStore(Store, abc.ABC):
         self, task_id: str, tenant: str | None, name: str, payload: str, now: float
     ) -> SignalRecord:
         d = self.dialect
-        sig = await self._run(
-            lambda c: sql.send_signal(c, d, task_id, tenant, name, payload, now)
-        )
+        sig = await self._run(lambda c: sql.send_signal(c, d, task_id, tenant, name, payload, now))
         self.hub.notify_all_work()
         return sig
 
@@ -171,6 +170,16 @@ class SQLStore(Store, abc.ABC):
         """Apply a pending approval's timeout; return the outcome that stands."""
         d = self.dialect
         return await self._run(lambda c: sql.expire_approval(c, d, approval_id, now))
+
+    # API keys -------------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> None:
+        await self._run(lambda c: sql.create_api_key(c, key))
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        return await self._run(lambda c: sql.get_api_key(c, key_id), write=False)
+
+    async def revoke_api_key(self, key_id: str, tenant: str | None, now: float) -> bool:
+        return await self._run(lambda c: sql.revoke_api_key(c, key_id, tenant, now))
 
     # housekeeping ---------------------------------------------------------------------
     async def purge(self, finished_before: float, batch: int = 500) -> int:

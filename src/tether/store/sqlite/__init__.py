@@ -84,7 +84,7 @@ def _run_sync(work: Work[T], conn: _SyncConn) -> T:
 
 
 class _Job:
-    __slots__ = ("fut", "result", "work", "write", "error")
+    __slots__ = ("error", "fut", "result", "work", "write")
 
     def __init__(self, work: Work[Any], write: bool, fut: asyncio.Future[Any]) -> None:
         self.work = work
@@ -171,7 +171,8 @@ class SQLiteStore(SQLStore):
         return await self._run(work, write=False)
 
     async def migrate(self) -> list[int]:
-        return await self._run_raw(self._migrate_sync)
+        applied: list[int] = await self._run_raw(self._migrate_sync)
+        return applied
 
     def _migrate_sync(self, conn: sqlite3.Connection) -> list[int]:
         conn.execute("BEGIN IMMEDIATE")  # also serializes concurrent `tether migrate`s
@@ -222,9 +223,7 @@ class SQLiteStore(SQLStore):
         return await fut
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=60
-        )
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         if self.path != ":memory:":
@@ -240,9 +239,9 @@ class SQLiteStore(SQLStore):
         try:
             conn = self._connect()
         except Exception as exc:  # report to open(), which raises it
-            loop.call_soon_threadsafe(_settle, [(ready, None, exc)])
+            loop.call_soon_threadsafe(_settle, [_outcome(ready, None, exc)])
             return
-        loop.call_soon_threadsafe(_settle, [(ready, None, None)])
+        loop.call_soon_threadsafe(_settle, [_outcome(ready, None, None)])
         adapter = _SyncConn(conn)
         try:
             while True:
@@ -261,9 +260,7 @@ class SQLiteStore(SQLStore):
                         break
                     batch.append(nxt)
                 self._execute(conn, adapter, batch)
-                loop.call_soon_threadsafe(
-                    _settle, [(j.fut, j.result, j.error) for j in batch]
-                )
+                loop.call_soon_threadsafe(_settle, [(j.fut, j.result, j.error) for j in batch])
                 if stop:
                     break
         finally:
@@ -302,6 +299,13 @@ class SQLiteStore(SQLStore):
             conn.execute("ROLLBACK")
             for job in jobs:
                 job.error, job.result = exc, None
+
+
+Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _outcome(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> Outcome:
+    return (fut, result, error)
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

@@ -1,0 +1,250 @@
+"""Cancellation, idempotency, leases, fencing and terminal immutability."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from test_workflows import _wait_status
+from tether import (
+    Context,
+    IdempotencyConflict,
+    InvalidTransition,
+    TaskStatus,
+    Tether,
+    load_settings,
+)
+from tether.models import StepKind, StepRecord, StepStatus
+from tether.store.base import Finish, StepWrite
+
+
+async def test_cancel_a_queued_task(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+
+    @app.workflow("never")
+    async def never(ctx: Context) -> None:
+        raise AssertionError("a cancelled task must not run")
+
+    handle = await app.submit("never")
+    task = await app.cancel(handle.id, by="ops")
+    assert task.status == TaskStatus.CANCELLED
+    async with app.worker(poll_interval=0.05):
+        await asyncio.sleep(0.1)  # give a wrongly-claimable task the chance to run
+    assert (await app.get(handle.id)).status == TaskStatus.CANCELLED
+    with pytest.raises(InvalidTransition):
+        await app.cancel(handle.id)
+
+
+async def test_cancel_a_waiting_task(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+
+    @app.workflow("waits")
+    async def waits(ctx: Context) -> None:
+        await ctx.wait_for_signal("never")
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("waits")
+        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        task = await app.cancel(handle.id)
+    assert task.status == TaskStatus.CANCELLED
+    with pytest.raises(InvalidTransition):
+        await app.signal(handle.id, "never")
+
+
+async def test_cancel_a_running_task_cancels_its_step(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+    started = asyncio.Event()
+    saw_cancel = asyncio.Event()
+
+    async def long_step() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            saw_cancel.set()
+            raise
+
+    @app.workflow("long")
+    async def long(ctx: Context) -> None:
+        await ctx.step("long", long_step)
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("long")
+        await asyncio.wait_for(started.wait(), 10)
+        requested = await app.cancel(handle.id)
+        assert requested.status == TaskStatus.RUNNING and requested.cancel_requested
+        task = await handle.wait(timeout=10)
+    assert task.status == TaskStatus.CANCELLED
+    assert saw_cancel.is_set()
+
+
+async def test_cancel_reaches_a_running_task_through_the_heartbeat(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Cancellation requested by another process arrives with the next heartbeat."""
+    app = make_app()
+    other = make_app()  # stands for an API server: no local worker to poke
+    started = asyncio.Event()
+
+    @app.workflow("long")
+    async def long(ctx: Context) -> None:
+        started.set()
+        await ctx.step("sleep", asyncio.sleep, 60)
+
+    async with app.worker(poll_interval=0.05, lease_ttl=0.6):
+        handle = await app.submit("long")
+        await asyncio.wait_for(started.wait(), 10)
+        await other.cancel(handle.id)
+        task = await handle.wait(timeout=10)
+    assert task.status == TaskStatus.CANCELLED
+
+
+async def test_idempotent_submission_under_concurrent_submits(store_url: str) -> None:
+    """20 threads, each with its own app and store, one key: one task."""
+    setup = Tether(store_url)
+
+    @setup.workflow("pay")
+    async def pay(ctx: Context, amount: int) -> int:
+        return amount
+
+    await setup.open()  # create the schema once
+    barrier = threading.Barrier(20)
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        async def go() -> None:
+            app = Tether(store_url)
+            app.workflow("pay")(pay)
+            barrier.wait()
+            try:
+                handle = await app.submit("pay", {"amount": 5}, idempotency_key="order-1")
+                ids.append(handle.id)
+            finally:
+                await app.close()
+
+        try:
+            asyncio.run(go())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(20)]
+    for t in threads:
+        t.start()
+    await asyncio.gather(*(asyncio.to_thread(t.join) for t in threads))
+    assert errors == []
+    assert len(ids) == 20 and len(set(ids)) == 1
+
+    with pytest.raises(IdempotencyConflict):
+        await setup.submit("pay", {"amount": 6}, idempotency_key="order-1")
+    again = await setup.submit("pay", {"amount": 5}, idempotency_key="order-1")
+    assert again.id == ids[0] and not again.created
+    other_tenant = await setup.submit(
+        "pay", {"amount": 6}, idempotency_key="order-1", tenant="acme"
+    )
+    assert other_tenant.id != ids[0], "keys are scoped to the tenant"
+    await setup.close()
+
+
+async def test_idempotency_key_expires_after_its_retention_window(
+    make_app: Callable[[], Tether],
+) -> None:
+    from tether.testing import ManualClock
+
+    app = make_app()
+    app.settings = load_settings({"database_url": "sqlite://:memory:", "idempotency_ttl": 60})
+    clock = ManualClock()
+    app.clock = clock
+
+    @app.workflow("w")
+    async def w(ctx: Context, n: int) -> int:
+        return n
+
+    first = await app.submit("w", 1, idempotency_key="k")
+    clock.advance(59)
+    assert (await app.submit("w", 1, idempotency_key="k")).id == first.id
+    clock.advance(2)
+    fresh = await app.submit("w", 2, idempotency_key="k")
+    assert fresh.id != first.id and fresh.created
+
+
+async def test_expired_lease_is_recovered_and_the_old_holder_is_fenced(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    runs: list[str] = []
+
+    @app.workflow("work")
+    async def work(ctx: Context) -> str:
+        await ctx.step("one", lambda: runs.append("one"))
+        return "done"
+
+    handle = await app.submit("work")
+    await app.open()
+    now = app.clock.now()
+    # A worker claims the task and dies: nobody renews its lease.
+    (dead,) = await app.store.claim("dead-worker", ["default"], 10, now, now + 0.3)
+    assert dead.task.attempt == 1
+    async with app.worker(poll_interval=0.05):
+        assert await handle.result(timeout=10) == "done"
+    assert runs == ["one"]
+    events = await app.store.list_events(task_id=handle.id)
+    takeover = [e for e in events if e.type == "task.started" and e.attempt == 2]
+    assert takeover and takeover[0].decision == "lease_expired"
+    assert takeover[0].prior_status == "running"
+    # The dead worker wakes up and tries to write: fenced off, nothing changes.
+    late = StepRecord(handle.id, 1, "one", StepKind.STEP, StepStatus.SUCCEEDED, result=99)
+    assert await app.store.commit(
+        [StepWrite(handle.id, 1, late), Finish(handle.id, 1, TaskStatus.FAILED)],
+        "dead-worker",
+        app.clock.now(),
+    ) == [False, False]
+    task = await app.get(handle.id)
+    assert task.status == TaskStatus.SUCCEEDED and task.result == "done"
+    assert (await app.steps(handle.id))[0].result is None
+
+
+async def test_terminal_states_are_immutable_in_the_store(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+
+    @app.workflow("w")
+    async def w(ctx: Context) -> int:
+        return 1
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("w")
+        await handle.result(timeout=10)
+
+    store = app.store
+
+    async def sneak(conn: object) -> int:
+        return await conn.execute(  # type: ignore[attr-defined,no-any-return]
+            "UPDATE tasks SET status = 'queued' WHERE id = %s", (handle.id,)
+        )
+
+    with pytest.raises(Exception, match="terminal"):
+        await store._run(sneak)  # type: ignore[attr-defined]
+
+    async def sneak_step(conn: object) -> int:
+        return await conn.execute(  # type: ignore[attr-defined,no-any-return]
+            "INSERT INTO steps (task_id, seq, name, kind, status, attempts) "
+            "VALUES (%s, 99, 'x', 'step', 'succeeded', 1)",
+            (handle.id,),
+        )
+
+    with pytest.raises(Exception, match="terminal"):
+        await store._run(sneak_step)  # type: ignore[attr-defined]
+
+    async def sneak_event(conn: object) -> int:
+        return await conn.execute(  # type: ignore[attr-defined,no-any-return]
+            "UPDATE events SET type = 'forged' WHERE task_id = %s", (handle.id,)
+        )
+
+    with pytest.raises(Exception, match="append-only"):
+        await store._run(sneak_event)  # type: ignore[attr-defined]
+    assert (await app.get(handle.id)).status == TaskStatus.SUCCEEDED

@@ -1,0 +1,191 @@
+"""Durable timers, signals and approvals: waiting costs nothing and survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from test_workflows import _wait_status
+from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
+from tether.engine.approvals import Requirement, RiskPolicy
+from tether.store.base import ApprovalClosed
+from tether.testing import TestEnvironment
+
+
+async def test_sleep_waits_without_a_slot_and_fires_on_time() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("nap")
+    async def nap(ctx: Context) -> float:
+        before = ctx.now()
+        await ctx.sleep(timedelta(hours=6))
+        return (ctx.now() - before).total_seconds()
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("nap")
+        await env.run_until_idle(skip_time=False)
+        task = await app.get(handle.id)
+        assert task.status == TaskStatus.WAITING and task.wait_reason == WaitReason.TIMER
+        assert env.worker is not None and env.worker.active == 0
+        env.clock.advance(6 * 3600 - 1)
+        await env.run_until_idle(skip_time=False)
+        assert (await app.get(handle.id)).status == TaskStatus.WAITING
+        env.clock.advance(1)
+        await env.run_until_idle(skip_time=False)
+        assert await handle.result(timeout=1) == pytest.approx(6 * 3600)
+
+
+async def test_signals_sent_early_are_kept_in_order() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("inbox")
+    async def inbox(ctx: Context) -> list[Any]:
+        await ctx.sleep(10)
+        return [await ctx.wait_for_signal("msg") for _ in range(3)]
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("inbox")
+        for n in range(3):  # all arrive before the workflow waits for them
+            await app.signal(handle.id, "msg", {"n": n})
+        await app.signal(handle.id, "other", "ignored")
+        await env.run_until_idle()
+        assert await handle.result(timeout=1) == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+async def test_signal_timeout_raises_timeout_error() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("patient")
+    async def patient(ctx: Context) -> str:
+        try:
+            await ctx.wait_for_signal("reply", timeout=timedelta(days=2))
+        except TimeoutError:
+            return "gave up"
+        return "got it"
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("patient")
+        await env.run_until_idle()
+        assert await handle.result(timeout=1) == "gave up"
+
+
+async def test_waiting_survives_worker_restarts(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+
+    @app.workflow("relay")
+    async def relay(ctx: Context) -> Any:
+        first = await ctx.step("prepare", lambda: "prepared")
+        payload = await ctx.wait_for_signal("go")
+        await ctx.sleep(0.2)
+        return [first, payload]
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("relay")
+        await _wait_status(app, handle.id, TaskStatus.WAITING)
+    # every worker is gone; the signal arrives while nobody runs
+    await app.signal(handle.id, "go", 42)
+    restarted = make_app()
+    restarted.workflow("relay")(relay)
+    async with restarted.worker(poll_interval=0.05):
+        assert await restarted.handle(handle.id).result(timeout=10) == ["prepared", 42]
+
+
+async def test_many_waiting_tasks_hold_no_slots(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+
+    @app.workflow("wait")
+    async def wait(ctx: Context) -> None:
+        await ctx.wait_for_signal("never")
+
+    @app.workflow("quick")
+    async def quick(ctx: Context, n: int) -> int:
+        return await ctx.step("n", lambda: n)
+
+    async with app.worker(concurrency=10, poll_interval=0.05) as worker:
+        waiting = await app.submit_many("wait", [None] * 200)
+        quick_ones = await app.submit_many("quick", list(range(50)))
+        results = await asyncio.gather(*(h.result(timeout=20) for h in quick_ones))
+        assert results == list(range(50))
+        assert worker.active == 0
+    statuses = {(await app.get(h.id)).status for h in waiting}
+    assert statuses == {TaskStatus.WAITING}
+
+
+async def test_approval_flow_with_risk_policy() -> None:
+    app = Tether("sqlite://:memory:")
+    app.policies.set(
+        RiskPolicy(levels={"low": Requirement.AUTO, "critical": Requirement.TWO}),
+        workflow="publish",
+    )
+
+    @app.workflow("publish")
+    async def publish(ctx: Context, draft: str) -> dict[str, Any]:
+        low = await ctx.approval(summary="fix typo", risk="low")
+        big = await ctx.approval(
+            summary=f"publish {draft}",
+            risk="critical",
+            evidence=["source A"],
+            impact="public",
+            rollback="unpublish",
+            name="publish-approval",
+        )
+        return {
+            "low": [low.approved, low.resolution],
+            "big": [big.approved, big.reviewers, big.changes],
+        }
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("publish", {"draft": "post"}, created_by="alice")
+        await env.run_until_idle(skip_time=False)
+        task = await app.get(handle.id)
+        assert task.wait_reason == WaitReason.APPROVAL
+        (pending,) = await app.store.list_approvals(_pending())
+        assert pending.required == 2 and pending.request["rollback"] == "unpublish"
+        with pytest.raises(InvalidTransition, match="submitter"):
+            await app.decide(pending.id, reviewer="alice", approve=True)
+        await app.decide(pending.id, reviewer="bob", approve=True, reason="ok")
+        with pytest.raises(InvalidTransition, match="already"):
+            await app.decide(pending.id, reviewer="bob", approve=True)
+        await env.run_until_idle(skip_time=False)
+        assert (await app.get(handle.id)).status == TaskStatus.WAITING
+        await app.decide(pending.id, reviewer="carol", approve=True, changes={"title": "Better"})
+        await env.run_until_idle(skip_time=False)
+        assert await handle.result(timeout=1) == {
+            "low": [True, "auto"],
+            "big": [True, ["bob", "carol"], {"title": "Better"}],
+        }
+        with pytest.raises(ApprovalClosed) as closed:
+            await app.decide(pending.id, reviewer="dave", approve=False)
+        assert closed.value.approval.status == "approved"
+
+
+async def test_approval_timeout_and_a_racing_decision_have_one_outcome() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("gate")
+    async def gate(ctx: Context) -> str:
+        decision = await ctx.approval(summary="send", risk="high", timeout=3600)
+        return decision.status + ":" + decision.resolution
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("gate")
+        await env.run_until_idle(skip_time=False)
+        (pending,) = await app.store.list_approvals(_pending())
+        env.clock.advance(3600)
+        # the reviewer is late: the timeout wins, the decision is refused with it
+        with pytest.raises(ApprovalClosed) as late:
+            await app.decide(pending.id, reviewer="bob", approve=True)
+        assert late.value.approval.status == "rejected"
+        assert late.value.approval.resolution == "timeout"
+        await env.run_until_idle()
+        assert await handle.result(timeout=1) == "rejected:timeout"
+
+
+def _pending() -> Any:
+    from tether.store.base import ApprovalFilter
+
+    return ApprovalFilter(status="pending")

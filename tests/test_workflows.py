@@ -1,0 +1,208 @@
+"""Workflows, steps and replay, on every backend with a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tether import (
+    Context,
+    InputValidationError,
+    RetryPolicy,
+    TaskFailedError,
+    TaskStatus,
+    Tether,
+    UnknownWorkflow,
+    current_step,
+)
+from tether.store.base import TaskFilter
+
+
+class Order(BaseModel):
+    sku: str
+    qty: int
+
+
+class Quote(BaseModel):
+    total: float
+
+
+async def test_steps_are_checkpointed_and_replayed_with_gather(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A gather of steps, a suspension, then replay: recorded results come back in the
+    same positions and no finished step runs again."""
+    app = make_app()
+    runs: Counter[str] = Counter()
+
+    @app.step
+    async def fetch(url: str) -> str:
+        runs[url] += 1
+        await asyncio.sleep(random.uniform(0, 0.02))  # finish out of order
+        return f"<{url}>"
+
+    @app.workflow("crawl")
+    async def crawl(ctx: Context, urls: list[str]) -> dict[str, Any]:
+        pages = await asyncio.gather(*(fetch(u) for u in urls))
+        go = await ctx.wait_for_signal("go")
+        return {"pages": pages, "go": go}
+
+    urls = [f"u{i}" for i in range(8)]
+    async with app.worker(concurrency=10, poll_interval=0.05):
+        handle = await app.submit("crawl", {"urls": urls})
+        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        steps = await app.steps(handle.id)
+        assert [s.name for s in steps[:8]] == ["fetch"] * 8
+        # sequence numbers were taken at call time: seq i belongs to urls[i-1]
+        assert [s.result for s in steps[:8]] == [f"<{u}>" for u in urls]
+        await app.signal(handle.id, "go", {"ok": True})
+        result = await handle.result(timeout=10)
+    assert result == {"pages": [f"<{u}>" for u in urls], "go": {"ok": True}}
+    assert runs == Counter(urls), "a finished step ran again on replay"
+
+
+async def test_non_determinism_parks_the_task_with_a_reason(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    which = {"name": "first"}
+
+    @app.workflow("shifty")
+    async def shifty(ctx: Context) -> str:
+        await ctx.step(which["name"], lambda: 1)
+        await ctx.wait_for_signal("go")
+        return "done"
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("shifty")
+        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        which["name"] = "second"  # the code changed under a waiting task
+        await app.signal(handle.id, "go")
+        task = await handle.wait(timeout=10)
+    assert task.status == TaskStatus.FAILED
+    assert task.error is not None and task.error.type == "NonDeterminismError"
+    assert "'first'" in task.error.message and "'second'" in task.error.message
+    events = await app.store.list_events(task_id=handle.id)
+    assert events[-1].decision == "non_determinism"
+
+
+async def test_now_uuid_random_are_recorded(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+    seen: list[tuple[Any, ...]] = []
+
+    @app.workflow("values")
+    async def values(ctx: Context) -> list[str]:
+        captured = (ctx.now(), ctx.uuid(), ctx.random())
+        seen.append(captured)
+        await ctx.wait_for_signal("go")
+        return [str(x) for x in captured]
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("values")
+        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await app.signal(handle.id, "go")
+        result = await handle.result(timeout=10)
+    assert len(seen) == 2, "the workflow should have run twice (first run, replay)"
+    assert seen[0] == seen[1]
+    assert result == [str(x) for x in seen[0]]
+
+
+async def test_typed_input_and_model_results_survive_replay(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+
+    @app.step
+    async def price(order: Order) -> Quote:
+        return Quote(total=order.qty * 2.5)
+
+    replays: list[Quote] = []
+
+    @app.workflow("quote")
+    async def quote(ctx: Context, order: Order) -> float:
+        q = await price(order)
+        replays.append(q)
+        await ctx.wait_for_signal("go")
+        return q.total
+
+    with pytest.raises(InputValidationError) as info:
+        app.new_task("quote", {"sku": "x", "qty": "many"})
+    assert "qty" in str(info.value)
+    with pytest.raises(UnknownWorkflow):
+        await app.submit("no-such-workflow", {})
+    assert await app.list_tasks(TaskFilter()) == [], "bad submissions wrote nothing"
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("quote", Order(sku="x", qty=4))
+        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await app.signal(handle.id, "go")
+        assert await handle.result(timeout=10) == 10.0
+    assert all(isinstance(q, Quote) for q in replays) and len(replays) == 2
+
+
+async def test_unserializable_step_result_fails_the_task_naming_the_step(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+
+    @app.workflow("bad")
+    async def bad(ctx: Context) -> None:
+        await ctx.step("make_lock", threading.Lock)
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("bad")
+        with pytest.raises(TaskFailedError) as info:
+            await handle.result(timeout=10)
+    assert info.value.step == "make_lock"
+    task = await app.get(handle.id)
+    assert task.error is not None and task.error.type == "UnserializableResult"
+    assert task.error.permanent
+
+
+async def test_sync_steps_run_in_threads_and_keys_are_stable(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    seen: list[tuple[str, str]] = []
+    attempts = Counter[str]()
+
+    def side_effect(tag: str) -> str:
+        info = current_step()
+        assert info is not None
+        attempts[tag] += 1
+        seen.append((threading.current_thread().name, info.idempotency_key))
+        if attempts[tag] < 3:
+            raise ConnectionError("flaky network")
+        return tag
+
+    @app.workflow("effects")
+    async def effects(ctx: Context) -> str:
+        return await ctx.step(
+            "write", side_effect, "a", retry=RetryPolicy(max_attempts=5, initial_interval=0.01)
+        )
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("effects")
+        assert await handle.result(timeout=10) == "a"
+    assert len(seen) == 3
+    assert all(name.startswith("tether-step") for name, _ in seen)
+    assert {key for _, key in seen} == {f"{handle.id}:1"}
+
+
+async def _wait_status(app: Tether, task_id: str, status: TaskStatus, timeout: float = 10) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        task = await app.get(task_id)
+        if task.status == status:
+            return
+        if task.status.terminal or loop.time() > end:
+            raise AssertionError(f"task is {task.status} ({task.error}), expected {status}")
+        await asyncio.sleep(0.01)
