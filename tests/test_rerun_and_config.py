@@ -1,0 +1,131 @@
+"""Re-running ended tasks, schema checks and configuration errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tether import ConfigError, Context, SchemaOutOfDate, TaskStatus, Tether, load_settings
+from tether.store.base import TaskFilter
+
+
+async def test_rerun_forks_a_linked_task_that_skips_finished_steps(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    runs: Counter[str] = Counter()
+    broken = {"yes": True}
+
+    def extract() -> str:
+        runs["extract"] += 1
+        return "facts"
+
+    def write() -> str:
+        runs["write"] += 1
+        if broken["yes"]:
+            raise PermissionError("CRM rejected the token")
+        return "written"
+
+    @app.workflow("pipeline")
+    async def pipeline(ctx: Context) -> list[str]:
+        a = await ctx.step("extract", extract)
+        b = await ctx.step("write", write)
+        return [a, b]
+
+    async with app.worker(poll_interval=0.05):
+        first = await app.submit("pipeline", correlation_id="ticket-7")
+        failed = await first.wait(timeout=10)
+        assert failed.status == TaskStatus.FAILED
+        broken["yes"] = False  # the operator fixed the token
+        second = await app.rerun(first.id, created_by="ops")
+        assert await second.result(timeout=10) == ["facts", "written"]
+    assert runs == Counter({"extract": 1, "write": 2})
+    new = await app.get(second.id)
+    assert new.forked_from == first.id and new.correlation_id == "ticket-7"
+    assert [t.id for t in await app.list_tasks(TaskFilter(forked_from=first.id))] == [second.id]
+    old = await app.get(first.id)
+    assert old.status == TaskStatus.FAILED, "the original stays as it ended"
+    events = await app.store.list_events(task_id=first.id)
+    assert events[-1].type == "task.forked" and events[-1].data == {
+        "new_task": second.id,
+        "from_seq": None,
+        "by": "ops",
+    }
+
+
+async def test_rerun_from_a_step_runs_that_step_again(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+    runs: Counter[str] = Counter()
+
+    @app.workflow("two")
+    async def two(ctx: Context) -> int:
+        await ctx.step("a", lambda: runs.update(["a"]))
+        await ctx.step("b", lambda: runs.update(["b"]))
+        return 1
+
+    async with app.worker(poll_interval=0.05):
+        first = await app.submit("two")
+        await first.result(timeout=10)
+        again = await app.rerun(first.id, from_seq=2)
+        await again.result(timeout=10)
+    assert runs == Counter({"a": 1, "b": 2})
+
+
+async def test_running_tasks_cannot_be_rerun(make_app: Callable[[], Tether]) -> None:
+    app = make_app()
+
+    @app.workflow("w")
+    async def w(ctx: Context) -> None:
+        await ctx.wait_for_signal("x")
+
+    handle = await app.submit("w")
+    with pytest.raises(Exception, match="only ended tasks"):
+        await app.rerun(handle.id)
+
+
+async def test_older_schema_is_refused_with_a_migrate_hint(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = Tether(store_url)
+    await app.open()
+    await app.close()
+    import tether.store.sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "LATEST", sqlite_store.LATEST + 1)
+    if store_url.startswith("postgres"):
+        import tether.store.postgres as pg_store
+
+        monkeypatch.setattr(pg_store, "LATEST", pg_store.LATEST + 1, raising=False)
+    with pytest.raises(SchemaOutOfDate, match="tether migrate"):
+        await Tether(store_url).open()
+
+
+def test_corrupt_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "tether.toml"
+    bad.write_text("database_url = [unclosed")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(path=bad)
+    bad.write_text('concurrency = "lots"')
+    with pytest.raises(ConfigError, match="concurrency"):
+        load_settings(path=bad)
+    bad.write_text('databse_url = "sqlite:///x.db"')
+    with pytest.raises(ConfigError, match="databse_url"):
+        load_settings(path=bad)
+
+
+def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tether.toml").write_text('[tether]\nconcurrency = 7\ntenant = "file"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().concurrency == 7
+    monkeypatch.setenv("TETHER_CONCURRENCY", "8")
+    assert load_settings().concurrency == 8
+    assert load_settings({"concurrency": 9}).concurrency == 9
+    assert load_settings().tenant == "file"
+
+
+def test_unsupported_database_url() -> None:
+    with pytest.raises(ConfigError, match="unsupported database URL scheme 'mysql'"):
+        Tether("mysql://localhost/db")
