@@ -189,3 +189,20 @@ def _pending() -> Any:
     from tether.store.base import ApprovalFilter
 
     return ApprovalFilter(status="pending")
+
+
+async def test_short_timers_fire_promptly_at_idle(make_app: Callable[[], Tether]) -> None:
+    """Real clock, real worker: a 0.3 s durable sleep resumes well within a second."""
+    app = make_app()
+    woke: list[float] = []
+
+    @app.workflow("blink")
+    async def blink(ctx: Context) -> None:
+        await ctx.sleep(0.3)
+        woke.append(app.clock.now())
+
+    async with app.worker(poll_interval=5.0):  # polling alone would be far too late
+        handle = await app.submit("blink")
+        start = app.clock.now()
+        await handle.result(timeout=10)
+    assert 0.3 <= woke[-1] - start < 1.0

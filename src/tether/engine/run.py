@@ -649,15 +649,12 @@ class TaskRun:
             if any(w.reason == preferred for w in waits):
                 reason = preferred
                 break
-        await self.worker.committer.submit(
-            Suspend(
-                self.task.id,
-                self.task.attempt,
-                reason,
-                min(wakes) if wakes else None,
-                signals,
-            )
+        run_at = min(wakes) if wakes else None
+        ok = await self.worker.committer.submit(
+            Suspend(self.task.id, self.task.attempt, reason, run_at, signals)
         )
+        if ok and run_at is not None:
+            self.worker.wake_at(run_at, self.task.queue)
 
     async def _finish_error(self, exc: BaseException, step: str | None) -> None:
         err = self._error(exc, step)

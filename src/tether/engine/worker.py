@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from tether.clock import SystemClock
 from tether.engine.committer import Committer
 from tether.engine.run import TaskRun
 from tether.errors import UnknownWorkflow
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from tether.app import Tether
 
 log = logging.getLogger("tether.worker")
+
+LOCAL_WAKE_HORIZON = 60.0
+"""Seconds ahead within which a worker schedules its own wake-up for a suspended task."""
 
 
 def default_worker_id() -> str:
@@ -126,6 +130,17 @@ class Worker:
             return False
         run.cancel()
         return True
+
+    def wake_at(self, when: float, queue: str) -> None:
+        """Claim again at `when` (a timer or backoff of a task this worker suspended),
+        instead of up to one poll interval later. Far timers are left to polling, so
+        a million sleeping tasks cost no memory here."""
+        if not isinstance(self.app.clock, SystemClock):
+            return
+        delay = when - self.app.clock.now()
+        if delay <= LOCAL_WAKE_HORIZON:
+            loop = asyncio.get_running_loop()
+            loop.call_later(max(0.0, delay), self.app.store.hub.notify_work, queue)
 
     def run_sync(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
