@@ -1,0 +1,166 @@
+"""`tether watch ID`: follow a task step by step until it ends.
+
+Progress comes from the task's append-only event log (`store.list_events`), read every
+~200 ms and at once when this process's hub reports a change, so it works for tasks run
+by workers in other processes. Exit status: 0 succeeded, 1 failed, 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from tether.app import Tether
+from tether.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    AppOpt,
+    DatabaseOpt,
+    TenantOpt,
+    build_app,
+    console,
+    handle_errors,
+    resolve,
+    run,
+    styled_status,
+)
+from tether.cli.root import cli
+from tether.models import Event, Task, TaskStatus
+
+POLL_SECONDS = 0.2
+RECORDED_KINDS = {"now", "uuid", "random"}
+
+
+def describe(event: Event) -> str | None:
+    """One line of Rich markup for an event (None: not worth a line)."""
+    data = event.data or {}
+    who = f" [dim]on {escape(event.worker)}[/]" if event.worker else ""
+    step = escape(event.step or "?")
+    seq = data.get("seq")
+    label = f"#{seq} {step}" if seq is not None else step
+    t = event.type
+    if t == "task.created":
+        return "[cyan]●[/] submitted"
+    if t == "task.started":
+        if event.decision == "lease_expired":
+            return (
+                f"[yellow]⟳[/] previous worker's lease expired: resumed{who} "
+                f"(attempt {event.attempt}), replaying the step log"
+            )
+        if event.prior_status == "queued" and (event.attempt or 0) > 1:
+            return f"[cyan]▶[/] resumed{who} (attempt {event.attempt}), replaying the step log"
+        return f"[cyan]▶[/] started{who} (attempt {event.attempt})"
+    if t == "step.succeeded":
+        if data.get("kind") in RECORDED_KINDS:
+            return None
+        tries = data.get("attempts") or 1
+        retried = f" after {tries} attempts" if tries > 1 else ""
+        return f"[green]✔[/] step {label}{retried}{who}"
+    if t == "step.retrying":
+        return (
+            f"[yellow]↻[/] step {label}: attempt {data.get('attempts', '?')} failed "
+            f"({escape(event.error_class or 'error')}, transient), will retry{who}"
+        )
+    if t == "step.failed":
+        return f"[red]✘[/] step {label} failed: {escape(event.error_class or 'error')}{who}"
+    if t == "task.waiting":
+        return f"[magenta]⏸[/] waiting ({escape(event.decision or '')}), worker slot freed"
+    if t == "task.queued":
+        return f"[cyan]●[/] queued again ({escape(event.decision or '')})"
+    if t == "task.released":
+        return f"[yellow]⏏[/] handed back to the queue{who} ({escape(event.decision or '')})"
+    if t == "task.cancel_requested":
+        return "[bright_black]■[/] cancellation requested"
+    if t in ("task.succeeded", "task.failed", "task.cancelled"):
+        status = t.split(".", 1)[1]
+        extra = ""
+        if event.error_class:
+            where = f" in step {step}" if event.step else ""
+            message = escape(str(data.get("message", "")))
+            extra = f": {escape(event.error_class)}{where}: {message}"
+        return f"{styled_status(status)}{extra}"
+    return f"[dim]{escape(t)}[/]"
+
+
+async def follow(
+    app: Tether,
+    task_id: str,
+    tenant: str | None,
+    on_event: Callable[[Event], None],
+    on_poll: Callable[[Task], None] | None = None,
+    poll: float = POLL_SECONDS,
+) -> Task:
+    """Feed the task's events to `on_event` in order until it ends; return the task."""
+    await app.open()
+    store = app.store
+    task = await app.get(task_id, tenant=tenant)
+    after = 0
+    while True:
+        change = store.hub.wait_task(task_id)  # subscribe first: no change slips through
+        try:
+            while True:
+                events = await store.list_events(task_id=task_id, tenant=tenant, after=after)
+                for event in events:
+                    on_event(event)
+                    after = event.id
+                if not events:
+                    break
+            if task.status.terminal:
+                return task  # its final events were read after the status was
+            fresh = await store.get_task(task_id, tenant)
+            if fresh is not None:
+                task = fresh
+            if on_poll is not None:
+                on_poll(task)
+            if not task.status.terminal:
+                await asyncio.wait({change}, timeout=poll)
+        finally:
+            store.hub.forget(task_id, change)
+
+
+@cli.command()
+@handle_errors
+def watch(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    app: AppOpt = None,
+    database_url: DatabaseOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Follow a task live, step by step, until it ends (exit 0 only if it succeeded)."""
+    env = resolve(ctx, app, database_url, tenant)
+    tether_app = build_app(env)
+    first_at: list[float] = []
+
+    def on_event(event: Event) -> None:
+        if not first_at:
+            first_at.append(event.at)
+        line = describe(event)
+        if line is not None:
+            console.print(f"[dim]{event.at - first_at[0]:8.2f}s[/]  {line}", highlight=False)
+
+    async def go() -> Task:
+        with console.status("waiting for progress...") as spinner:
+
+            def on_poll(task: Task) -> None:
+                spinner.update(
+                    f"{task.status} · {task.steps_done} steps done"
+                    + (f" · last: {task.current_step}" if task.current_step else "")
+                )
+
+            try:
+                return await follow(tether_app, task_id, env.tenant, on_event, on_poll)
+            finally:
+                await tether_app.close()
+
+    try:
+        task = run(go())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if task.status == TaskStatus.SUCCEEDED:
+        return
+    raise typer.Exit(EXIT_CANCELLED if task.status == TaskStatus.CANCELLED else EXIT_ERROR)
