@@ -15,19 +15,65 @@ from tether import Tether
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-BACKENDS = ["sqlite"]
+import pg  # noqa: E402  (tests/ is on the path from here on)
+
+# Backends ---------------------------------------------------------------------------
+# PostgreSQL tests run when a server answers (tests/pg.py says where); otherwise they
+# are skipped with one reason, except under CI=true, where they must fail instead.
+BACKENDS = ["sqlite", "postgres"]
+PG_UNAVAILABLE = pg.probe()
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_report_header() -> str:
+    if PG_UNAVAILABLE is None:
+        return f"postgresql: {pg.where()} reachable, PostgreSQL tests run"
+    verdict = "FAILING them (CI=true)" if IN_CI else "skipping PostgreSQL tests"
+    return f"postgresql: not reachable at {pg.where()} ({PG_UNAVAILABLE}); {verdict}"
+
+
+def require_postgres() -> None:
+    """Skip (or, in CI, fail) the calling test when PostgreSQL is not reachable."""
+    if PG_UNAVAILABLE is None:
+        return
+    reason = f"PostgreSQL not reachable at {pg.where()}: {PG_UNAVAILABLE}"
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must not be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """One fresh database per test session, dropped at the end."""
+    require_postgres()
+    name = pg.create_database()
+    yield name
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> Iterator[str]:
+    """A URL of an empty schema of its own for one test, in the session's database."""
+    schema = pg.create_schema(pg_database)
+    yield pg.url_for(pg_database, schema)
+    pg.drop_schema(pg_database, schema)
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        require_postgres()
     return str(request.param)
 
 
 @pytest.fixture
-def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database for one test."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'tether.db'}"
+        return
+    if backend == "postgres":
+        yield request.getfixturevalue("pg_url")
         return
     raise AssertionError(f"unknown backend {backend}")
 

@@ -22,6 +22,12 @@ class ConfigError(TetherError):
     """The configuration (flags, environment, file) is invalid."""
 
 
+class DatabaseUnavailable(ConfigError):
+    """The database named by the configuration cannot be reached at start (refused
+    connection, unknown host, missing database, bad credentials). The message names the
+    host and database, never the password."""
+
+
 class SchemaOutOfDate(TetherError):
     """The database schema is older than this version of Tether: run `tether migrate`."""
 

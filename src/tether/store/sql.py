@@ -252,27 +252,39 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
     fresh: list[NewTask] = []
     for t in tasks:
         if t.idempotency_key is not None:
-            row = await conn.fetchone(
-                "SELECT input_hash, task_id, expires_at FROM idempotency_keys "
-                f"WHERE tenant = %s AND key = %s{d.lock_rows}",
-                (t.tenant, t.idempotency_key),
+            key = (t.tenant, t.idempotency_key)
+            # Claim the key with an upsert, not a read-then-insert: on PostgreSQL two
+            # concurrent submits cannot lock a row that does not exist yet, but the
+            # second INSERT waits for the first and then sees its key.
+            claimed = await conn.fetchone(
+                "INSERT INTO idempotency_keys (tenant, key, input_hash, task_id, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, key) DO UPDATE SET "
+                "input_hash = excluded.input_hash, task_id = excluded.task_id, "
+                "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= %s "
+                "RETURNING task_id",
+                (*key, t.input_hash, t.id, now + t.idempotency_ttl, now),
             )
-            if row is not None and row["expires_at"] > now:
+            if claimed is None:  # a live key
+                row = await conn.fetchone(
+                    "SELECT input_hash, task_id FROM idempotency_keys "
+                    f"WHERE tenant = %s AND key = %s{d.lock_rows}",
+                    key,
+                )
+                assert row is not None
                 if row["input_hash"] != t.input_hash:
                     raise IdempotencyConflict(t.idempotency_key, row["task_id"])
                 existing = await get_task(conn, row["task_id"], t.tenant)
+                if existing is None:  # the same key twice in this batch
+                    existing = next((s.task for s in out if s.task.id == row["task_id"]), None)
                 if existing is not None:
                     out.append(Submitted(existing, created=False))
                     continue
-            await conn.execute(
-                "DELETE FROM idempotency_keys WHERE tenant = %s AND key = %s",
-                (t.tenant, t.idempotency_key),
-            )
-            await conn.execute(
-                "INSERT INTO idempotency_keys (tenant, key, input_hash, task_id, expires_at) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (t.tenant, t.idempotency_key, t.input_hash, t.id, now + t.idempotency_ttl),
-            )
+                # The key outlived its task (purged): it now names the new task.
+                await conn.execute(
+                    "UPDATE idempotency_keys SET input_hash = %s, task_id = %s, expires_at = %s "
+                    "WHERE tenant = %s AND key = %s",
+                    (t.input_hash, t.id, now + t.idempotency_ttl, *key),
+                )
         fresh.append(t)
         run_at = now if t.run_at is None else t.run_at
         out.append(
