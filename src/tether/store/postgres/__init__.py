@@ -79,6 +79,9 @@ class PgOptions:
         )
         try:
             params = conninfo_to_dict(self.conninfo)
+            for port in str(params.get("port") or "5432").split(","):
+                if not port.isdigit():
+                    raise ValueError(f"invalid port {port!r}")
             self.pool_min = int(ours.get("pool_min", "2"))
             self.pool_max = int(ours.get("pool_max", "10"))
             self.pool_timeout = float(ours.get("pool_timeout", "10"))

@@ -1,0 +1,308 @@
+"""PostgreSQL-specific store behaviour: SKIP LOCKED claims, NOTIFY wake-ups, migrations,
+schema checks, bad URLs, triggers, indexes and purge. (The shared contract suite runs on
+PostgreSQL through the `store_url` fixture; this file covers what only PostgreSQL has.)"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from tether import Context, Tether
+from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
+from tether.models import TaskStatus
+from tether.store import open_store
+from tether.store.base import Finish, NewTask
+from tether.store.postgres import LATEST, MIGRATIONS, PostgresStore
+from tether.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+
+pytestmark = pytest.mark.postgres
+
+
+def _app(url: str) -> Tether:
+    app = Tether(url)
+
+    @app.workflow("echo")
+    async def echo(ctx: Context, value: int) -> int:
+        return value
+
+    return app
+
+
+def _tasks(app: Tether, n: int, queue: str = "default") -> list[NewTask]:
+    return [app.new_task("echo", i, queue=queue) for i in range(n)]
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_url)
+    await s.open(check_schema=False)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+async def test_open_store_picks_postgres(pg_url: str) -> None:
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        s = open_store(pg_url.replace("postgresql", scheme, 1))
+        assert isinstance(s, PostgresStore)
+    assert s.url_for_display.startswith("postgresql://127.0.0.1:5432/tether_test_")
+
+
+async def test_schema_mirrors_sqlite() -> None:
+    """Both backends have the same migrations, so the shared SQL sees the same tables."""
+    assert [v for v, _ in MIGRATIONS] == [v for v, _ in SQLITE_MIGRATIONS]
+
+
+async def test_same_columns_as_sqlite(store: PostgresStore, pg_url: str, tmp_path: object) -> None:
+    import sqlite3
+
+    lite = sqlite3.connect(":memory:")
+    for _, script in SQLITE_MIGRATIONS:
+        lite.executescript(script)
+    tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = [t for t in tables if not t.startswith("sqlite_")]
+    async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+        for table in tables:
+            want = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
+            cur = await conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = current_schema() "
+                "ORDER BY ordinal_position",
+                (table,),
+            )
+            assert [r[0] for r in await cur.fetchall()] == want, table
+
+
+async def test_concurrent_claimers_never_share_a_task(pg_url: str) -> None:
+    app = _app(pg_url)
+    await app.open()
+    stores = [PostgresStore(pg_url) for _ in range(6)]
+    try:
+        for s in stores:
+            await s.open()
+        total = 400
+        await app.store.submit(_tasks(app, total), time.time())
+        claims: list[list[str]] = [[] for _ in stores]
+        latencies: list[float] = []
+
+        async def claimer(i: int) -> None:
+            while True:
+                now = time.time()
+                t0 = time.perf_counter()
+                got = await stores[i].claim(f"w{i}", ["default"], 10, now, now + 60)
+                latencies.append(time.perf_counter() - t0)
+                if not got:
+                    return
+                claims[i].extend(c.task.id for c in got)
+
+        await asyncio.gather(*(claimer(i) for i in range(len(stores))))
+        everything = [t for c in claims for t in c]
+        assert len(everything) == total
+        assert len(set(everything)) == total  # no task claimed twice
+        assert sum(1 for c in claims if c) >= 2  # the claimers really overlapped
+        print(f"claim of 10: p50 {statistics.median(latencies) * 1000:.2f} ms")
+    finally:
+        for s in stores:
+            await s.close()
+        await app.close()
+
+
+async def test_notify_wakes_another_store_within_milliseconds(pg_url: str) -> None:
+    """Stores are what separate processes hold: only NOTIFY can carry the wake-up."""
+    submitter, listener = _app(pg_url), _app(pg_url)
+    await submitter.open()
+    await listener.open()
+    try:
+        store = listener.store
+        assert isinstance(store, PostgresStore)
+        await asyncio.wait_for(store.listening.wait(), 10)
+        event = store.hub.work_event("wakeq")
+        latencies = []
+        for _ in range(20):
+            event.clear()
+            t0 = time.perf_counter()
+            await submitter.store.submit(_tasks(submitter, 1, queue="wakeq"), time.time())
+            await asyncio.wait_for(event.wait(), 5)
+            latencies.append(time.perf_counter() - t0)
+        p50 = statistics.median(latencies)
+        print(f"submit -> NOTIFY wake-up in another store: p50 {p50 * 1000:.2f} ms")
+        assert p50 < 0.1
+
+        # Task changes wake waiters in the other store too (TaskHandle.wait).
+        (sub,) = await submitter.store.submit(_tasks(submitter, 1), time.time())
+        now = time.time()
+        (claimed,) = await submitter.store.claim("w", ["default"], 1, now, now + 60)
+        fut = store.hub.wait_task(sub.task.id)
+        t0 = time.perf_counter()
+        await submitter.store.commit(
+            [Finish(sub.task.id, claimed.task.attempt, TaskStatus.SUCCEEDED, result="1")],
+            "w",
+            time.time(),
+        )
+        assert await asyncio.wait_for(fut, 5) == "succeeded"
+        print(f"finish -> waiter in another store: {(time.perf_counter() - t0) * 1000:.2f} ms")
+    finally:
+        await submitter.close()
+        await listener.close()
+
+
+async def test_idle_worker_starts_work_submitted_elsewhere_without_polling(pg_url: str) -> None:
+    """With a 30 s poll interval, only NOTIFY can start the task promptly."""
+    worker_app, client = _app(pg_url), _app(pg_url)
+    await client.open()
+    try:
+        async with worker_app.worker(concurrency=4, poll_interval=30.0):
+            store = worker_app.store
+            assert isinstance(store, PostgresStore)
+            await asyncio.wait_for(store.listening.wait(), 10)
+            await asyncio.sleep(0.2)  # let the worker go idle (its first claim found nothing)
+            starts = []
+            for i in range(10):
+                t0 = time.perf_counter()
+                handle = await client.submit("echo", i)
+                assert await handle.result(timeout=5) == i
+                starts.append(time.perf_counter() - t0)
+            p50 = statistics.median(starts)
+            print(f"submit -> result across stores (no polling): p50 {p50 * 1000:.2f} ms")
+            assert max(starts) < 2.0
+    finally:
+        await client.close()
+        await worker_app.close()
+
+
+async def test_concurrent_migrations(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url) for _ in range(4)]
+    try:
+        for s in stores:
+            await s.open(check_schema=False)
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(results) == [[], [], [], [v for v, _ in MIGRATIONS]]
+        assert await stores[0].schema_version() == LATEST
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_concurrent_auto_migration_of_an_empty_database(pg_url: str) -> None:
+    apps = [_app(pg_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(a.open() for a in apps))
+        handles = [await a.submit("echo", 1) for a in apps]
+        assert len({h.id for h in handles}) == 3
+    finally:
+        for a in apps:
+            await a.close()
+
+
+async def test_older_schema_refuses_to_start(store: PostgresStore, pg_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute("DELETE FROM tether_schema WHERE version = %s", (LATEST,))
+    fresh = PostgresStore(pg_url)
+    with pytest.raises(SchemaOutOfDate, match="run `tether migrate`"):
+        await fresh.open()
+    app = _app(pg_url)  # a non-empty database is never migrated behind the user's back
+    with pytest.raises(SchemaOutOfDate):
+        await app.open()
+    await app.close()
+
+
+async def test_refused_connection_names_host_and_database_not_password() -> None:
+    s = PostgresStore("postgresql://alice:sekrit@127.0.0.1:1/payments")
+    with pytest.raises(DatabaseUnavailable) as info:
+        await s.open()
+    message = str(info.value)
+    assert "127.0.0.1:1" in message and "'payments'" in message
+    assert "sekrit" not in message
+    assert isinstance(info.value, ConfigError)
+
+
+async def test_missing_database(pg_database: str) -> None:
+    url = f"postgresql://postgres:hunter2@127.0.0.1:5432/{pg_database}_missing"
+    with pytest.raises(DatabaseUnavailable) as info:
+        await PostgresStore(url).open()
+    message = str(info.value)
+    assert f"'{pg_database}_missing'" in message and "does not exist" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:pw9@127.0.0.1:notaport/db",
+        "postgresql://bob:pw9@127.0.0.1/db?pool_max=lots",
+        "postgresql://bob:pw9@127.0.0.1/db?pool_min=5&pool_max=2",
+    ],
+)
+async def test_malformed_url(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        PostgresStore(url)
+    assert "pw9" not in str(info.value)
+
+
+async def test_terminal_states_and_events_are_immutable(store: PostgresStore, pg_url: str) -> None:
+    app = _app(pg_url)
+    (sub,) = await store.submit(_tasks(app, 1), time.time())
+    now = time.time()
+    (claimed,) = await store.claim("w", ["default"], 1, now, now + 60)
+    await store.commit(
+        [Finish(sub.task.id, claimed.task.attempt, TaskStatus.FAILED, result=None)], "w", now
+    )
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.IntegrityError, match="terminal state"):
+            await conn.execute("UPDATE tasks SET status = 'queued' WHERE id = %s", (sub.task.id,))
+        with pytest.raises(psycopg.errors.IntegrityError, match="step log"):
+            await conn.execute(
+                "INSERT INTO steps (task_id, seq, name, kind, status) "
+                "VALUES (%s, 1, 'x', 'step', 'succeeded')",
+                (sub.task.id,),
+            )
+        with pytest.raises(psycopg.errors.IntegrityError, match="append-only"):
+            await conn.execute("UPDATE events SET type = 'x' WHERE task_id = %s", (sub.task.id,))
+    task = await store.get_task(sub.task.id)
+    assert task is not None and task.status == TaskStatus.FAILED
+
+
+async def test_claim_uses_the_partial_index_with_much_history(
+    store: PostgresStore, pg_url: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO tasks (id, tenant, workflow, workflow_version, queue, status, input, "
+            "correlation_id, created_at, updated_at, finished_at) "
+            "SELECT 'old-' || g, 'default', 'echo', 1, 'default', 'succeeded', '1', "
+            "'old-' || g, g, g, g FROM generate_series(1, 50000) g"
+        )
+        await conn.execute("ANALYZE tasks")
+        cur = await conn.execute(
+            "EXPLAIN SELECT id, status FROM tasks WHERE status = 'queued' AND run_at <= 1e12 "
+            "AND queue = ANY(ARRAY['default']) ORDER BY priority DESC, run_at LIMIT 10 "
+            "FOR UPDATE SKIP LOCKED"
+        )
+        plan = "\n".join(r[0] for r in await cur.fetchall())
+    assert "tasks_queued" in plan, plan
+    assert "Seq Scan" not in plan, plan
+
+
+async def test_purge_in_batches(store: PostgresStore, pg_url: str) -> None:
+    app = _app(pg_url)
+    subs = await store.submit(_tasks(app, 7), 1000.0)
+    claimed = await store.claim("w", ["default"], 7, 1000.0, 2000.0)
+    await store.commit(
+        [Finish(c.task.id, c.task.attempt, TaskStatus.SUCCEEDED, result="1") for c in claimed],
+        "w",
+        1001.0,
+    )
+    (live,) = await store.submit(_tasks(app, 1), 1002.0)
+    assert await store.purge(1500.0, batch=3) == 3
+    assert await store.purge(1500.0, batch=3) == 3
+    assert await store.purge(1500.0, batch=3) == 1
+    assert await store.purge(1500.0, batch=3) == 0
+    for s in subs:
+        assert await store.get_task(s.task.id) is None
+        assert await store.list_events(task_id=s.task.id) == []
+    assert await store.get_task(live.task.id) is not None
