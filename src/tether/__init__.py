@@ -8,6 +8,7 @@ finished steps. See the README for the concepts and DESIGN for the guarantees.
 """
 
 from tether.app import TaskHandle, Tether
+from tether.client import Client
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
 from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Approval",
     "BudgetExceeded",
+    "Client",
     "Clock",
     "ConfigError",
     "Context",

@@ -1,0 +1,70 @@
+"""Request dependencies: the caller (`principal`), role checks (`require`), the app.
+
+Routers added later (approvals, dead-letter queue) use the same two dependencies:
+
+    @router.post("/v1/approvals/{id}/decision")
+    async def decide(who: Principal = Depends(require(Permission.APPROVALS_DECIDE))): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from tether.api.problems import ProblemError
+from tether.app import Tether
+from tether.auth import AuthError, Permission, Principal, TokenVerifier, verify_api_key
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="JWT with claims sub, tenant, roles, exp",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key"
+)
+
+
+def tether_app(request: Request) -> Tether:
+    """The Tether application behind this API."""
+    app: Tether = request.app.state.tether
+    return app
+
+
+async def principal(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    api_key: str | None = Depends(api_key_scheme),
+) -> Principal:
+    """Who is calling; 401 when no valid credential was given."""
+    verifier: TokenVerifier = request.app.state.verifier
+    if bearer is not None and bearer.credentials:
+        who = await verifier.verify(bearer.credentials)
+    elif api_key:
+        who = await verify_api_key(tether_app(request).store, api_key)
+    elif request.headers.get("authorization"):
+        raise AuthError("unsupported Authorization scheme (use Bearer)")
+    else:
+        raise AuthError("missing credentials: send Authorization: Bearer <token> or X-API-Key")
+    request.state.principal = who
+    return who
+
+
+def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller, who must hold `permission` (else 403)."""
+
+    async def check(who: Principal = Depends(principal)) -> Principal:
+        if not who.can(permission):
+            raise ProblemError(403, f"this credential lacks the {permission.value} permission")
+        return who
+
+    check.__name__ = f"require_{permission.name.lower()}"
+    return check
+
+
+def state(request: Request, name: str) -> Any:
+    return getattr(request.app.state, name)

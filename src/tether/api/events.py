@@ -1,0 +1,140 @@
+"""Event endpoints: a task's events (JSON or server-sent events) and the tenant's feed.
+
+Event ids are the store's increasing integer ids, so `after=N` and `Last-Event-ID: N`
+mean the same thing: everything after event N. The SSE stream wakes on the store hub
+(a change of the task in this process, or a PostgreSQL NOTIFY) with a short poll as the
+fallback, and ends once the task has ended and its last event was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from tether.api.deps import require, tether_app
+from tether.api.problems import responses
+from tether.api.schemas import EventList, EventOut
+from tether.app import Tether
+from tether.auth import Permission, Principal
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+SSE_POLL = 0.5
+"""Seconds between polls while nothing woke the stream (steps do not notify the hub)."""
+SSE_KEEPALIVE = 15.0
+"""Seconds of silence after which a comment line is sent, so proxies keep the stream."""
+PAGE = 500
+
+
+def sse_frame(event: EventOut) -> bytes:
+    data = orjson.dumps(event.model_dump(mode="json"))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.type.encode(), data)
+
+
+async def task_event_stream(
+    app: Tether, task_id: str, tenant: str, after: int
+) -> AsyncIterator[bytes]:
+    """SSE frames of a task's events after `after`, until the task has ended."""
+    store = app.store
+    loop = asyncio.get_running_loop()
+    last, quiet_since = after, loop.time()
+    yield b"retry: 1000\n\n"
+    while True:
+        # Subscribe before reading, so a change between the reads is not missed.
+        fut = store.hub.wait_task(task_id)
+        try:
+            task = await store.get_task(task_id, tenant)
+            if task is None:
+                return
+            while True:
+                events = await store.list_events(
+                    tenant=tenant, task_id=task_id, after=last, limit=PAGE
+                )
+                for e in events:
+                    yield sse_frame(EventOut.of(e))
+                    last = e.id
+                    quiet_since = loop.time()
+                if len(events) < PAGE:
+                    break
+            # The status was read before the events: a terminal task's final events were
+            # committed with its status, so they have all been sent now.
+            if task.status.terminal:
+                return
+            await asyncio.wait({fut}, timeout=SSE_POLL)
+            if loop.time() - quiet_since >= SSE_KEEPALIVE:
+                quiet_since = loop.time()
+                yield b": keep-alive\n\n"
+        finally:
+            store.hub.forget(task_id, fut)
+
+
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Events, oldest first (JSON), or an SSE stream with "
+        "`Accept: text/event-stream` (`id:` is the event id, `event:` its type, "
+        "`data:` the event as JSON; resume with `Last-Event-ID`)",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/tasks/{task_id}/events",
+    response_model=EventList,
+    summary="A task's events (JSON or server-sent events)",
+    responses={**SSE_RESPONSE, **responses(401, 403, 404, 422)},
+)
+async def task_events(
+    request: Request,
+    task_id: Annotated[str, Path(min_length=1, max_length=100)],
+    who: Annotated[Principal, Depends(require(Permission.READ))],
+    app: Annotated[Tether, Depends(tether_app)],
+    after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE)] = PAGE,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=2**62, description="SSE resume point"),
+    ] = None,
+) -> EventList | StreamingResponse:
+    """The events of one task. With `Accept: text/event-stream`, a live stream that ends
+    when the task has ended; `Last-Event-ID` (or `after`) resumes after that event."""
+    task = await app.get(task_id, tenant=who.tenant)
+    start = last_event_id if last_event_id is not None else after
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            task_event_stream(app, task.id, who.tenant, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    events = await app.store.list_events(
+        tenant=who.tenant, task_id=task.id, after=start, limit=limit
+    )
+    items = [EventOut.of(e) for e in events]
+    return EventList(items=items, next_after=items[-1].id if items else start)
+
+
+@router.get(
+    "/events",
+    response_model=EventList,
+    summary="The tenant's event feed",
+    responses=responses(401, 403, 422),
+)
+async def tenant_events(
+    who: Annotated[Principal, Depends(require(Permission.READ))],
+    app: Annotated[Tether, Depends(tether_app)],
+    after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE)] = PAGE,
+) -> EventList:
+    """Every event of the caller's tenant after `after`, oldest first: catch up after a
+    disconnect by passing the last id you processed."""
+    events = await app.store.list_events(tenant=who.tenant, after=after, limit=limit)
+    items = [EventOut.of(e) for e in events]
+    return EventList(items=items, next_after=items[-1].id if items else after)
+
+
+__all__ = ["router", "task_event_stream"]

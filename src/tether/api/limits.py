@@ -1,0 +1,181 @@
+"""Request limits: the body cap and media type check (an ASGI middleware), per-tenant
+submission rate limits (token buckets), and request metrics.
+
+The middleware buffers request bodies up to the cap before the application sees them:
+an oversized body is refused with 413 without being read further, and no route has to
+think about it. Only `/v1/` paths are held to JSON; other mounts (the console) may post
+forms.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tether.api.problems import PROBLEM_TYPE, problem_body
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    """Token buckets per key: `rate` tokens a second, holding at most `burst`.
+
+    In-process: with several API servers each applies the limit on its own, so the
+    fleet admits up to N times the rate (documented in ADR 0023).
+    """
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Take `cost` tokens; return 0 when allowed, else seconds to wait before retrying."""
+        if self.rate <= 0:
+            return 0.0
+        cost = min(cost, self.burst)
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        bucket.stamp = now
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
+            return 0.0
+        return (cost - bucket.tokens) / self.rate
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+class Metrics:
+    """HTTP request metrics, on a registry of the API's own."""
+
+    def __init__(self, registry: Any) -> None:
+        self.requests = Counter(
+            "tether_http_requests",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "tether_http_request_seconds",
+            "HTTP request latency by method and route",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class GuardMiddleware:
+    """Body cap (413), JSON-only bodies under /v1 (415), request metrics."""
+
+    def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_seen = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_seen[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, path, str(status_seen[0])).inc()
+            self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_body:
+                    await self._refuse(scope, send, 413, "the request body is too large")
+                    return
+            except ValueError:
+                await self._refuse(scope, send, 400, "invalid Content-Length")
+                return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await self._refuse(scope, send, 413, "the request body is too large")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        path: str = scope.get("path", "")
+        if body and path.startswith("/v1/") and not _is_json(headers.get("content-type", "")):
+            await self._refuse(scope, send, 415, "send the request body as application/json")
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str) -> None:
+        body = orjson.dumps(problem_body(status, detail, scope.get("path")))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,285 @@
+"""Task endpoints: submit (one or a batch), read, list, cancel, steps, signals.
+
+Every lookup is scoped to the caller's tenant in the store query itself, so another
+tenant's task is indistinguishable from a missing one (404).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
+
+from tether.api.deps import require, tether_app
+from tether.api.limits import RateLimiter, retry_after_header
+from tether.api.problems import ProblemError, responses
+from tether.api.schemas import (
+    BatchOut,
+    BatchSubmission,
+    SignalOut,
+    StepList,
+    StepOut,
+    TaskList,
+    TaskOut,
+    TaskSubmission,
+)
+from tether.app import Tether
+from tether.auth import Permission, Principal
+from tether.errors import InputValidationError, UnknownWorkflow
+from tether.models import TaskStatus
+from tether.store.base import NewTask, TaskFilter
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+AUTH = (401, 403)
+TaskId = Annotated[str, Path(min_length=1, max_length=100, description="Task id")]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Same key and body: the same task again; same key, other body: 422",
+    ),
+]
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _body_hash(sub: TaskSubmission) -> str:
+    """What "the same body" means for an idempotency key: every field of the submission."""
+    data = sub.model_dump(mode="json")
+    return "api:" + hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _new_task(app: Tether, sub: TaskSubmission, who: Principal, key: str | None) -> NewTask:
+    task = app.new_task(
+        sub.workflow,
+        sub.input,
+        idempotency_key=key,
+        tenant=who.tenant,
+        queue=sub.queue,
+        priority=sub.priority,
+        correlation_id=sub.correlation_id,
+        deadline=sub.deadline,
+        created_by=who.subject,
+    )
+    if key is not None:
+        task.input_hash = _body_hash(sub)
+    return task
+
+
+def _rate_limit(request: Request, who: Principal, cost: int) -> None:
+    limiter: RateLimiter = request.app.state.limiter
+    wait = limiter.take(who.tenant, cost)
+    if wait > 0:
+        raise ProblemError(
+            429, "submission rate limit reached for this tenant", headers=retry_after_header(wait)
+        )
+
+
+@router.post(
+    "/tasks",
+    status_code=202,
+    response_model=TaskOut,
+    summary="Submit a task",
+    responses={
+        202: {
+            "description": "Accepted (or replayed: see the Idempotent-Replayed header)",
+            "headers": {
+                "Location": {"description": "URL of the task", "schema": {"type": "string"}},
+                REPLAY_HEADER: {
+                    "description": "`true` when the Idempotency-Key matched an earlier task",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
+        },
+        **responses(400, *AUTH, 413, 415, 422, 429),
+    },
+)
+async def submit_task(
+    request: Request,
+    response: Response,
+    submission: Annotated[TaskSubmission, Body()],
+    who: Annotated[Principal, Depends(require(Permission.SUBMIT))],
+    app: Annotated[Tether, Depends(tether_app)],
+    idempotency_key: IdemKey = None,
+) -> TaskOut:
+    """Validate and store a task, and answer at once: the work runs on workers."""
+    new = _new_task(app, submission, who, idempotency_key)
+    _rate_limit(request, who, 1)
+    (handle,) = await app.submit_batch([new])
+    response.headers["Location"] = f"/v1/tasks/{handle.id}"
+    if not handle.created:
+        response.headers[REPLAY_HEADER] = "true"
+    return TaskOut.of(handle.initial)
+
+
+@router.post(
+    "/tasks:batch",
+    status_code=202,
+    response_model=BatchOut,
+    summary="Submit up to 1,000 tasks at once",
+    responses={
+        202: {
+            "description": "All accepted",
+            "headers": {
+                REPLAY_HEADER: {
+                    "description": "`true` when every task was a replay",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+        **responses(400, *AUTH, 413, 415, 422, 429),
+    },
+)
+async def submit_batch(
+    request: Request,
+    response: Response,
+    batch: Annotated[BatchSubmission, Body()],
+    who: Annotated[Principal, Depends(require(Permission.SUBMIT))],
+    app: Annotated[Tether, Depends(tether_app)],
+    idempotency_key: IdemKey = None,
+) -> BatchOut:
+    """Validate every task first (all field errors listed), then store all in one
+    transaction. With an Idempotency-Key K, task i uses the key `K/i`."""
+    tasks: list[NewTask] = []
+    errors: list[dict[str, Any]] = []
+    for i, sub in enumerate(batch.tasks):
+        key = f"{idempotency_key}/{i}" if idempotency_key is not None else None
+        try:
+            tasks.append(_new_task(app, sub, who, key))
+        except UnknownWorkflow as exc:
+            errors.append(
+                {"loc": ["body", "tasks", i, "workflow"], "msg": str(exc), "type": "unknown"}
+            )
+        except InputValidationError as exc:
+            for e in exc.errors:
+                loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
+                if loc and loc[0] == "input":
+                    loc = loc[1:]
+                errors.append(
+                    {
+                        "loc": ["body", "tasks", i, "input", *loc],
+                        "msg": str(e.get("msg", "invalid")),
+                        "type": str(e.get("type", "value_error")),
+                    }
+                )
+    if errors:
+        raise ProblemError(422, "the batch is invalid; nothing was stored", errors=errors)
+    _rate_limit(request, who, len(tasks))
+    handles = await app.submit_batch(tasks)
+    if handles and not any(h.created for h in handles):
+        response.headers[REPLAY_HEADER] = "true"
+    return BatchOut(items=[TaskOut.of(h.initial) for h in handles])
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskOut,
+    summary="Get a task",
+    responses=responses(*AUTH, 404),
+)
+async def get_task(
+    task_id: TaskId,
+    who: Annotated[Principal, Depends(require(Permission.READ))],
+    app: Annotated[Tether, Depends(tether_app)],
+) -> TaskOut:
+    """Status, progress (current step, steps done), and the result or error."""
+    return TaskOut.of(await app.get(task_id, tenant=who.tenant))
+
+
+@router.get(
+    "/tasks",
+    response_model=TaskList,
+    summary="List tasks",
+    responses=responses(*AUTH, 422),
+)
+async def list_tasks(
+    who: Annotated[Principal, Depends(require(Permission.READ))],
+    app: Annotated[Tether, Depends(tether_app)],
+    status: Annotated[list[TaskStatus] | None, Query(description="Any of these")] = None,
+    workflow: Annotated[str | None, Query(max_length=200)] = None,
+    correlation_id: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: Annotated[
+        float | None, Query(description="Epoch seconds, inclusive", ge=0, le=1e11)
+    ] = None,
+    created_before: Annotated[
+        float | None, Query(description="Epoch seconds, exclusive", ge=0, le=1e11)
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=100, description="`next_cursor` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TaskList:
+    """The caller's tenant's tasks, newest first, filtered; page with `cursor`."""
+    found = await app.list_tasks(
+        TaskFilter(
+            tenant=who.tenant,
+            status=status or None,
+            workflow=workflow,
+            correlation_id=correlation_id,
+            created_after=created_after,
+            created_before=created_before,
+            after_id=cursor,
+            limit=limit + 1,
+        )
+    )
+    page = found[:limit]
+    more = len(found) > limit
+    return TaskList(
+        items=[TaskOut.of(t) for t in page], next_cursor=page[-1].id if more and page else None
+    )
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    status_code=202,
+    response_model=TaskOut,
+    summary="Cancel a task",
+    responses=responses(*AUTH, 404, 409),
+)
+async def cancel_task(
+    task_id: TaskId,
+    who: Annotated[Principal, Depends(require(Permission.CANCEL))],
+    app: Annotated[Tether, Depends(tether_app)],
+) -> TaskOut:
+    """Queued and waiting tasks end `cancelled` at once; a running task is asked to stop
+    (`cancel_requested`) and ends `cancelled` at its next step boundary. 409 when ended."""
+    return TaskOut.of(await app.cancel(task_id, tenant=who.tenant, by=who.subject))
+
+
+@router.get(
+    "/tasks/{task_id}/steps",
+    response_model=StepList,
+    summary="A task's step log",
+    responses=responses(*AUTH, 404),
+)
+async def task_steps(
+    task_id: TaskId,
+    who: Annotated[Principal, Depends(require(Permission.READ))],
+    app: Annotated[Tether, Depends(tether_app)],
+) -> StepList:
+    """Every step-log entry, in sequence order."""
+    steps = await app.steps(task_id, tenant=who.tenant)
+    return StepList(items=[StepOut.of(s) for s in steps])
+
+
+@router.post(
+    "/tasks/{task_id}/signals/{name}",
+    status_code=202,
+    response_model=SignalOut,
+    summary="Send a signal to a task",
+    responses=responses(400, *AUTH, 404, 409, 413, 415, 422),
+)
+async def send_signal(
+    task_id: TaskId,
+    name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:\-]{1,200}$")],
+    who: Annotated[Principal, Depends(require(Permission.SIGNAL))],
+    app: Annotated[Tether, Depends(tether_app)],
+    payload: Annotated[Any, Body(description="Any JSON value (optional)")] = None,
+) -> SignalOut:
+    """Deliver `payload` to the workflow's `ctx.wait_for_signal(name)`; kept until then."""
+    sig = await app.signal(task_id, name, payload, tenant=who.tenant)
+    return SignalOut(id=sig.id, task_id=sig.task_id, name=sig.name, created_at=sig.created_at)

@@ -1,0 +1,34 @@
+"""Workflows the API tests run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether import Context, Tether
+
+
+def build_app(database_url: str, settings: Any = None) -> Tether:
+    """A Tether app with the test workflows registered."""
+    app = Tether(database_url, settings=settings)
+
+    @app.workflow("echo")
+    async def echo(ctx: Context, x: int) -> dict[str, int]:
+        doubled = await ctx.step("double", _double, x)
+        return {"x": x, "doubled": doubled}
+
+    @app.workflow("gate")
+    async def gate(ctx: Context, label: str = "") -> dict[str, Any]:
+        before = await ctx.step("before", _tag, label)
+        payload = await ctx.wait_for_signal("go")
+        after = await ctx.step("after", _tag, label)
+        return {"before": before, "after": after, "payload": payload}
+
+    return app
+
+
+async def _double(x: int) -> int:
+    return 2 * x
+
+
+async def _tag(label: str) -> str:
+    return f"tag:{label}"
