@@ -164,7 +164,7 @@ def import_app(ref: str) -> Tether:
         obj = getattr(obj, part)
     if not isinstance(obj, Tether):
         raise CLIError(
-            f"{ref} is a {type(obj).__name__}, not a Tether app (expected app = Tether())",
+            f"{ref} is not a Tether app (it is a {type(obj).__name__}; expected app = Tether())",
             EXIT_USAGE,
         )
     return obj
@@ -292,7 +292,7 @@ def styled_status(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def local_time(ts: float | None) -> str:
+def local_time(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts).strftime(fmt)

@@ -210,7 +210,8 @@ def list_(
         console.print("[dim]no tasks[/]")
         return
     table = Table(show_edge=False)
-    for col in ("id", "workflow", "status", "steps", "attempt", "created"):
+    table.add_column("id", no_wrap=True, min_width=36)  # whole, for copy and paste
+    for col in ("workflow", "status", "steps", "attempt", "created"):
         table.add_column(col)
     for t in tasks:
         table.add_row(
@@ -219,7 +220,7 @@ def list_(
             styled_status(str(t.status)),
             str(t.steps_done),
             str(t.attempt),
-            local_time(t.created_at),
+            local_time(t.created_at, "%m-%d %H:%M:%S"),
         )
     console.print(table)
 

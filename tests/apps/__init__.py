@@ -1,0 +1,1 @@
+"""Small Tether apps used by the CLI and multi-process tests (`apps.<name>:app`)."""

@@ -1,0 +1,133 @@
+"""Test app for the multi-process tests: workflows whose steps record every execution
+in a side file (one JSON line per event, appended and fsynced, so it survives SIGKILL).
+
+Each line: {"event": "start"|"end", "task", "seq", "step", "key", "attempt", "pid",
+"worker", "t"} where `t` is `time.monotonic()` (system-wide on Linux, so intervals from
+different processes compare) and `worker` comes from env TETHER_TEST_WORKER.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from tether import Context, Tether, current_step
+
+app = Tether()
+
+
+def record(log: str, event: str, **extra: Any) -> None:
+    info = current_step()
+    assert info is not None, "record() runs inside steps only"
+    line = {
+        "event": event,
+        "task": info.task_id,
+        "seq": info.seq,
+        "step": info.name,
+        "key": info.idempotency_key,
+        "attempt": info.attempt,
+        "pid": os.getpid(),
+        "worker": os.environ.get("TETHER_TEST_WORKER"),
+        "t": time.monotonic(),
+        **extra,
+    }
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_log(log: str) -> list[dict[str, Any]]:
+    """Every complete line of a side file (a line cut by SIGKILL is skipped)."""
+    try:
+        with open(log) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    out = []
+    for raw in text.splitlines():
+        try:
+            out.append(json.loads(raw))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+async def work(log: str, delay: float) -> int:
+    """A step: record start, take `delay` seconds, record end."""
+    record(log, "start")
+    await asyncio.sleep(delay)
+    record(log, "end")
+    info = current_step()
+    return info.seq if info else -1
+
+
+@app.workflow("ten_steps")
+async def ten_steps(ctx: Context, log: str, delay: float = 0.2) -> list[int]:
+    """Ten sequential steps (the crash test)."""
+    done = []
+    for i in range(10):
+        done.append(await ctx.step(f"step-{i + 1}", work, log, delay))
+    return done
+
+
+@app.workflow("few_steps")
+async def few_steps(ctx: Context, log: str, delay: float = 0.02, steps: int = 3) -> int:
+    """A few short steps (the multi-worker test)."""
+    for i in range(steps):
+        await ctx.step(f"s{i + 1}", work, log, delay)
+    return steps
+
+
+async def long_then_quick(log: str, first_run_seconds: float, task_attempt: int) -> str:
+    """Slow on the task's first claim (to be interrupted), quick after."""
+    record(log, "start")
+    await asyncio.sleep(first_run_seconds if task_attempt == 1 else 0.05)
+    record(log, "end")
+    return "done"
+
+
+@app.workflow("slow_middle")
+async def slow_middle(ctx: Context, log: str, first_run_seconds: float = 60.0) -> str:
+    """step a (quick) → step b (long on the first claim) → step c (quick)."""
+    await ctx.step("a", work, log, 0.01)
+    await ctx.step("b", long_then_quick, log, first_run_seconds, ctx.attempt)
+    await ctx.step("c", work, log, 0.01)
+    return "ok"
+
+
+class Greeting(BaseModel):
+    name: str
+    times: int = 1
+
+
+@app.workflow("greet")
+async def greet(ctx: Context, req: Greeting) -> str:
+    """A one-step workflow with a typed input (CLI tests)."""
+    return await ctx.step("say", lambda: " ".join([f"hello {req.name}"] * req.times))
+
+
+@app.workflow("wait_signal")
+async def wait_signal(ctx: Context, name: str = "go") -> Any:
+    """Waits for a signal and returns its payload (CLI signal/cancel tests)."""
+    return await ctx.wait_for_signal(name)
+
+
+@app.workflow("boom")
+async def boom(ctx: Context) -> None:
+    """Fails permanently in its first step (watch exit status)."""
+
+    def explode() -> None:
+        raise ValueError("kaboom")
+
+    await ctx.step("explode", explode)
+
+
+not_an_app = object()

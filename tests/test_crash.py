@@ -1,0 +1,102 @@
+"""Crash test: SIGKILL a worker process in the middle of a 10-step workflow; a new
+worker finishes the task, and no step that had finished runs again."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from apps.crashy import app as crashy
+from apps.crashy import read_log
+from apps.procs import WorkerProcess, wait_until
+from tether import TaskStatus, Tether
+from tether.models import StepStatus
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[tuple[Tether, str]]:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    app = Tether(url)
+    await app.open()
+    yield app, url
+    await app.close()
+
+
+async def test_sigkill_mid_workflow_then_new_worker_finishes_without_redoing_steps(
+    db: tuple[Tether, str], tmp_path: Path
+) -> None:
+    app, url = db
+    log = str(tmp_path / "effects.jsonl")
+    (handle,) = await app.submit_batch([crashy.new_task("ten_steps", {"log": log, "delay": 0.3})])
+    workers: list[WorkerProcess] = []
+    try:
+        w1 = WorkerProcess(url, "w1", tmp_path, "--lease-ttl", "1")
+        workers.append(w1)
+
+        def fifth_step_started() -> bool:
+            return any(e["event"] == "start" and e["seq"] == 5 for e in read_log(log))
+
+        await wait_until(fifth_step_started, 30, "step 5 to start on w1", alive=[w1])
+        w1.kill()
+
+        # What the database holds right after the kill: steps 1-4 committed for sure
+        # (step 5 only starts after step 4 is committed), the task still leased to w1.
+        committed = {
+            s.seq for s in await app.store.get_steps(handle.id) if s.status == StepStatus.SUCCEEDED
+        }
+        assert {1, 2, 3, 4} <= committed
+        assert (await app.get(handle.id)).status == TaskStatus.RUNNING
+
+        w2 = WorkerProcess(url, "w2", tmp_path, "--lease-ttl", "1")
+        workers.append(w2)
+
+        async def ended() -> bool:
+            return (await app.get(handle.id)).status.terminal
+
+        await wait_until(ended, 30, "the task to end on w2", alive=[w2])
+        task = await app.get(handle.id)
+        assert task.status == TaskStatus.SUCCEEDED, task.error
+        assert task.result == list(range(1, 11))
+
+        w2.proc.terminate()
+        assert await w2.wait_exit(15) == 0, w2.output
+    finally:
+        for w in workers:
+            w.close()
+
+    entries = read_log(log)
+    starts: dict[int, list[dict[str, object]]] = defaultdict(list)
+    ends: dict[int, list[dict[str, object]]] = defaultdict(list)
+    for e in entries:
+        (starts if e["event"] == "start" else ends)[int(e["seq"])].append(e)
+
+    # Finished (committed) steps were never executed again.
+    for seq in committed:
+        assert len(starts[seq]) == 1, f"step {seq} finished before the kill but ran again"
+        assert starts[seq][0]["worker"] == "w1"
+    # Every step ran to completion at least once; at most the in-flight one ran twice.
+    assert set(ends) == set(range(1, 11))
+    twice = {seq for seq, s in starts.items() if len(s) > 1}
+    assert twice <= {max(committed) + 1}, f"steps run more than once: {sorted(twice)}"
+    assert sum(len(s) for s in starts.values()) <= 11
+    # The new worker took over through lease expiry and ran the rest.
+    assert all(s[-1]["worker"] == "w2" for seq, s in starts.items() if seq not in committed)
+    events = await app.store.list_events(task_id=handle.id)
+    takeover = [e for e in events if e.type == "task.started" and e.worker == "w2"]
+    assert [e.decision for e in takeover] == ["lease_expired"]
+
+    # Idempotency keys: one per step, the same on every execution of that step, and
+    # each key appears once per step among the completed effects.
+    keys_by_seq = {seq: {e["key"] for e in s} for seq, s in starts.items()}
+    assert all(len(k) == 1 for k in keys_by_seq.values()), keys_by_seq
+    completed = defaultdict(set)
+    for seq, es in ends.items():
+        for e in es:
+            completed[e["key"]].add(seq)
+    assert len(completed) == 10
+    assert all(len(seqs) == 1 for seqs in completed.values())
