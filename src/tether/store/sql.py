@@ -616,13 +616,26 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
             ),
         )
     elif isinstance(op, Suspend):
-        woken = False
+        woken, cause = False, "signal_arrived"
         if op.signals:
             woken = (
                 await conn.fetchone(
                     "SELECT id FROM signals WHERE task_id = %s AND consumed_seq IS NULL "
                     f"AND name {d.any_of} LIMIT 1",
                     (op.task_id, d.list_param(op.signals)),
+                )
+                is not None
+            )
+        if not woken and str(op.reason) == "approval":
+            cause = "approval_decided"
+            # A decision committed while the task was still running found nothing to
+            # wake: an approval closed since, whose outcome the log lacks, wakes it now.
+            woken = (
+                await conn.fetchone(
+                    "SELECT a.id FROM approvals a WHERE a.task_id = %s AND a.status <> "
+                    "'pending' AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = "
+                    "a.task_id AND s.seq = a.seq AND s.status = 'succeeded') LIMIT 1",
+                    (op.task_id,),
                 )
                 is not None
             )
@@ -650,7 +663,7 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
                 new=status,
                 attempt=op.attempt,
                 worker=worker,
-                decision="signal_arrived" if woken else str(op.reason),
+                decision=cause if woken else str(op.reason),
                 data={"run_at": run_at} if run_at is not None else None,
             ),
         )
@@ -937,6 +950,24 @@ async def list_approvals(conn: Conn, flt: ApprovalFilter) -> list[Approval]:
     return [approval_from_row(r) for r in rows]
 
 
+async def _approval_for_update(
+    conn: Conn, d: Dialect, approval_id: str, tenant: str | None
+) -> tuple[Row, Approval]:
+    """The approval and its task's row, locked. Every change to an approval happens
+    under its task's row lock, so the approval is read again once the lock is held: a
+    decision or timeout committed meanwhile is seen, never overwritten."""
+    row = await conn.fetchone("SELECT task_id, tenant FROM approvals WHERE id = %s", (approval_id,))
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise TaskNotFound(approval_id)
+    task_row = await _task_for_update(conn, d, row["task_id"], None)
+    fresh = await conn.fetchone(
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = %s", (approval_id,)
+    )
+    if fresh is None:  # purged meanwhile
+        raise TaskNotFound(approval_id)
+    return task_row, approval_from_row(fresh)
+
+
 async def decide(
     conn: Conn,
     d: Dialect,
@@ -947,13 +978,7 @@ async def decide(
 ) -> tuple[Approval, str | None]:
     """Record a decision; returns the approval and, when the decision was refused
     because the approval had timed out (the timeout is committed), the refusal."""
-    row = await conn.fetchone(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = %s", (approval_id,)
-    )
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise TaskNotFound(approval_id)
-    task_row = await _task_for_update(conn, d, row["task_id"], None)
-    a = approval_from_row(row)
+    task_row, a = await _approval_for_update(conn, d, approval_id, tenant)
     if a.status != "pending":
         raise ApprovalClosed(f"approval {a.id} is already {a.status}", a)
     if a.expires_at is not None and now >= a.expires_at:
@@ -1052,13 +1077,7 @@ async def _close_approval(
 
 async def expire_approval(conn: Conn, d: Dialect, approval_id: str, now: float) -> Approval:
     """Apply an approval's timeout if it is still pending; return the outcome that stands."""
-    row = await conn.fetchone(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = %s", (approval_id,)
-    )
-    if row is None:
-        raise TaskNotFound(approval_id)
-    task_row = await _task_for_update(conn, d, row["task_id"], None)
-    a = approval_from_row(row)
+    task_row, a = await _approval_for_update(conn, d, approval_id, None)
     if a.status == "pending":
         outcome = "approved" if a.on_timeout == "approve" else "rejected"
         a = await _close_approval(conn, task_row, a, outcome, "timeout", now)
