@@ -16,7 +16,7 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -232,7 +232,12 @@ class Client:
         if correlation_id is not None:
             body["correlation_id"] = correlation_id
         if deadline is not None:
-            body["deadline"] = deadline.isoformat() if isinstance(deadline, datetime) else deadline
+            when = (
+                deadline
+                if isinstance(deadline, datetime)
+                else datetime.fromtimestamp(deadline, tz=UTC)
+            )
+            body["deadline"] = when.isoformat()
         key = idempotency_key or f"client-{uuid.uuid4()}"
         response = await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}

@@ -17,22 +17,22 @@ from tether.models import Event, StepRecord, Task, TaskError, TaskStatus
 MAX_BATCH = 1000
 
 
-def _epoch(value: datetime | float | None) -> float | None:
+def _epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("a deadline needs a UTC offset (e.g. 2030-01-01T00:00:00Z)")
-        try:
-            value = value.timestamp()
-        except (OverflowError, OSError, ValueError):
-            raise ValueError("deadline out of range") from None
-    if not math.isfinite(value) or not 0 <= value < 32503680000:  # year 3000
+    if value.tzinfo is None:
+        raise ValueError("a deadline needs a UTC offset (e.g. 2030-01-01T00:00:00Z)")
+    try:
+        seconds = value.timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("deadline out of range") from None
+    if not math.isfinite(seconds) or not 0 <= seconds < 32503680000:  # year 3000
         raise ValueError("deadline out of range")
-    return float(value)
+    return seconds
 
 
-Deadline = Annotated[float | datetime | None, AfterValidator(_epoch)]
+# pydantic reads a datetime from RFC 3339 text or from epoch seconds (a number).
+Deadline = Annotated[datetime | None, AfterValidator(_epoch)]
 
 NAME = r"^[A-Za-z0-9_.:\-]{1,200}$"
 
@@ -62,7 +62,9 @@ class TaskSubmission(BaseModel):
         default=None, min_length=1, max_length=200, description="Your id (default: task id)"
     )
     deadline: Deadline = Field(
-        default=None, description="Absolute deadline: epoch seconds or RFC 3339 with offset"
+        default=None,
+        description="Absolute deadline, RFC 3339 with an offset (epoch seconds also accepted)",
+        examples=["2030-01-01T00:00:00Z"],
     )
 
 
