@@ -396,3 +396,67 @@ async def test_sampled_share_is_reviewed_and_the_rest_marked_sampled(
     assert results.count("reviewer") == len(pending)
     assert results.count("sampled") == 200 - len(pending)
     assert 20 <= len(pending) <= 80, len(pending)  # ~25% of 200
+
+
+POLICY_TOML = """
+[tether]
+database_url = "sqlite:///policy.db"
+
+[tether.approval_policy]
+levels = { low = "auto", medium = "sampled", high = "one", critical = "two" }
+sample_rate = 0.2
+
+[tether.approval_policy.workflows.publish]
+levels = { high = "two_approvers" }
+
+[tether.approval_policy.tenants.acme]
+sample_rate = 0.5
+levels = { low = "one" }
+
+[tether.approval_policy.tenants.acme.workflows.publish]
+levels = { critical = "auto" }
+"""
+
+
+def test_risk_policy_from_the_config_file(tmp_path: Any) -> None:
+    (tmp_path / "tether.toml").write_text(POLICY_TOML)  # the test runs in tmp_path
+    book = Tether().policies
+    base = book.lookup("other", "other")
+    assert base.requirement("medium") == Requirement.SAMPLED and base.sample_rate == 0.2
+    assert base.requirement("unknown-level") == Requirement.ONE
+    publish = book.lookup("other", "publish")
+    assert publish.requirement("high") == Requirement.TWO
+    assert publish.requirement("low") == Requirement.AUTO  # inherited from the default
+    acme = book.lookup("acme", "report")
+    assert (acme.requirement("low"), acme.sample_rate) == (Requirement.ONE, 0.5)
+    acme_publish = book.lookup("acme", "publish")
+    assert acme_publish.requirement("critical") == Requirement.AUTO
+    assert acme_publish.requirement("low") == Requirement.ONE  # from the tenant
+    assert acme_publish.sample_rate == 0.5
+
+
+def test_risk_policy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_DATABASE_URL", "sqlite:///env.db")
+    monkeypatch.setenv("TETHER_APPROVAL_POLICY", '{"levels": {"high": "two"}}')
+    assert Tether().policies.lookup("t", "w").requirement("high") == Requirement.TWO
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"levels": {"high": "maybe"}}, "approval_policy.levels.high: 'maybe' is not one of"),
+        ({"sample_rate": 2}, "approval_policy.sample_rate: expected a number between 0 and 1"),
+        ({"workflows": {"w": {"sample_rate": "x"}}}, "approval_policy.workflows.w.sample_rate"),
+        ({"tenants": {"t": {"levels": {"low": 1}}}}, "approval_policy.tenants.t.levels.low"),
+        ({"level": {}}, "approval_policy: unknown key(s) level"),
+        ({"workflows": {"w": {"workflows": {}}}}, "approval_policy.workflows.w: unknown key"),
+        ({"tenants": {"t": {"tenants": {}}}}, "approval_policy.tenants.t: unknown key"),
+        ({"workflows": ["w"]}, "approval_policy.workflows: expected tables"),
+    ],
+)
+def test_bad_risk_policy_config_names_the_key(table: dict[str, Any], message: str) -> None:
+    from tether import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as err:
+        Tether(settings=load_settings({"database_url": "sqlite:///x.db", "approval_policy": table}))
+    assert message in str(err.value)

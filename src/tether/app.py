@@ -123,8 +123,8 @@ class Tether:
         self.clock: Clock = clock or SystemClock()
         self.classifiers: list[Classifier] = list(classifiers)
         """Extra failure classifiers: return True (transient), False (permanent), None."""
-        self.policies = PolicyBook()
-        """Risk policies for approvals, by workflow and tenant."""
+        self.policies = PolicyBook.from_config(self.settings.approval_policy)
+        """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
         self.workflows: dict[str, WorkflowDef] = {}
         self.step_defs: dict[str, StepDef] = {}
         self.workers: list[Worker] = []

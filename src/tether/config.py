@@ -7,12 +7,13 @@ environment variables are the same names upper-cased with a `TETHER_` prefix.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from tether.errors import ConfigError
 
@@ -50,6 +51,18 @@ class Settings(BaseModel):
     )
     submit_burst: float = Field(default=200.0, ge=1, description="Submission burst per tenant")
     dev: bool = Field(default=False, description="Dev mode: API with a generated local secret")
+    # Approvals (tether.engine.approvals) -------------------------------------------------
+    approval_policy: dict[str, Any] | None = Field(
+        default=None,
+        description="Risk policy table ([tether.approval_policy]; JSON in the environment); "
+        "see docs/approvals.md",
+    )
+
+    @field_validator("approval_policy", mode="before")
+    @classmethod
+    def _policy_json(cls, value: Any) -> Any:
+        # From the environment the table arrives as a JSON string.
+        return json.loads(value) if isinstance(value, str) else value
 
     @property
     def queue_list(self) -> list[str]:
