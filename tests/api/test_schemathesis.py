@@ -51,7 +51,7 @@ def test_api_matches_its_openapi_document(
             phases=[Phase.explicit, Phase.generate],
         )
         def check(case: schemathesis.Case) -> None:
-            calls.append(operation.label)
+            calls.append(case.operation.label)
             case.call_and_validate(
                 base_url=live.url,
                 headers=headers,
