@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,13 @@ def pytest_report_header() -> str:
         return f"postgresql: {pg.where()} reachable, PostgreSQL tests run"
     verdict = "FAILING them (CI=true)" if IN_CI else "skipping PostgreSQL tests"
     return f"postgresql: not reachable at {pg.where()} ({PG_UNAVAILABLE}); {verdict}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if PG_UNAVAILABLE is not None and not IN_CI:
+        terminalreporter.write_line(
+            f"PostgreSQL tests skipped: no server at {pg.where()} ({PG_UNAVAILABLE})"
+        )
 
 
 def require_postgres() -> None:

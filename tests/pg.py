@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import time
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -34,8 +35,9 @@ def probe(timeout: float = 2.0) -> str | None:
         with psycopg.connect(ADMIN_URL, connect_timeout=max(1, int(timeout))) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-        return lines[-1].strip() if lines else type(exc).__name__
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        # "connection failed: connection to server at ... failed: Connection refused"
+        return re.sub(r"^.*failed: ", "", first) or type(exc).__name__
     return None
 
 
