@@ -4,6 +4,7 @@ re-running finished steps."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -86,3 +87,26 @@ async def test_sigterm_hands_the_task_back_and_exits_zero(
     events = await app.store.list_events(task_id=handle.id)
     started = [(e.worker, e.decision) for e in events if e.type == "task.started"]
     assert started == [("w1", "claimed"), ("w2", "claimed")]
+
+
+async def test_sigterm_does_not_wait_for_a_sync_step_thread(
+    db: tuple[Tether, str], tmp_path: Path
+) -> None:
+    """A sync step blocks its thread for 30 s; the worker still hands the task back and
+    exits promptly (the thread is abandoned, the step re-runs elsewhere)."""
+    app, url = db
+    log = str(tmp_path / "effects.jsonl")
+    (handle,) = await app.submit_batch([crashy.new_task("sync_slow", {"log": log, "seconds": 30})])
+    w1 = WorkerProcess(url, "w1", tmp_path, "--grace", "0.2")
+    try:
+        await wait_until(lambda: len(read_log(log)) == 1, 30, "the sync step to start", alive=[w1])
+        started = time.monotonic()
+        w1.proc.terminate()
+        assert await w1.wait_exit(10) == 0, w1.output
+        assert time.monotonic() - started < 10
+    finally:
+        w1.close()
+    task = await app.get(handle.id)
+    assert task.status == TaskStatus.QUEUED
+    events = await app.store.list_events(task_id=handle.id)
+    assert [e.type for e in events][-1] == "task.released"

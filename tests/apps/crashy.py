@@ -103,6 +103,20 @@ async def slow_middle(ctx: Context, log: str, first_run_seconds: float = 60.0) -
     return "ok"
 
 
+def blocking_sleep(log: str, seconds: float) -> str:
+    """A sync step (runs in a worker thread) that ignores cancellation."""
+    record(log, "start")
+    time.sleep(seconds)
+    record(log, "end")
+    return "slept"
+
+
+@app.workflow("sync_slow")
+async def sync_slow(ctx: Context, log: str, seconds: float = 30.0) -> str:
+    """One long sync step (SIGTERM must not wait for the thread)."""
+    return await ctx.step("block", blocking_sleep, log, seconds if ctx.attempt == 1 else 0.01)
+
+
 class Greeting(BaseModel):
     name: str
     times: int = 1

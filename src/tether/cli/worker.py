@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -64,6 +67,25 @@ def worker(
     )
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     run(_serve(tether_app, concurrency, queue_list, worker_id, lease_ttl, grace))
+    _exit_despite_step_threads()
+
+
+def _exit_despite_step_threads() -> None:
+    """Exit now even if sync step functions still run in threads.
+
+    Their tasks were handed back (or finished) and the store is closed, but Python
+    joins thread-pool threads at exit, so a 10-minute sync step would keep a stopped
+    worker alive for 10 minutes. Nothing of theirs can be committed any more, so they
+    are abandoned (another worker re-runs the step: steps run at least once).
+    """
+    main = threading.main_thread()
+    busy = [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+    if not busy:
+        return
+    err_console.print(f"abandoning {len(busy)} sync step thread(s) still running")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _serve(
