@@ -4,6 +4,7 @@ and a real clock, on every backend (issue 5)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -460,3 +461,80 @@ def test_bad_risk_policy_config_names_the_key(table: dict[str, Any], message: st
     with pytest.raises(ConfigError) as err:
         Tether(settings=load_settings({"database_url": "sqlite:///x.db", "approval_policy": table}))
     assert message in str(err.value)
+
+
+# The command line -------------------------------------------------------------------------
+
+
+async def test_cli_inbox_approve_and_reject(make_app: Callable[[], Tether], store_url: str) -> None:
+    """`tether approvals`, `approve`, `reject` as real subprocesses, against a worker
+    running here on the same database."""
+    from apps.procs import cli_env, run_cli
+
+    app = make_app()
+
+    @app.workflow("cli_gate")
+    async def cli_gate(ctx: Context, n: int) -> dict[str, Any]:
+        d = await ctx.approval(summary=f"send mail {n}", risk="high", evidence=[n])
+        return {**_decision(d), "changes": d.changes, "reason": d.reason}
+
+    env = cli_env(TETHER_DATABASE_URL=store_url, USER="dave")
+
+    async def tether(*args: str) -> Any:
+        return await asyncio.to_thread(run_cli, *args, env=env)
+
+    async with app.worker(poll_interval=0.05):
+        first, second = await app.submit_many("cli_gate", [{"n": 1}, {"n": 2}], created_by="alice")
+        pending = await _pending(app, 2)
+        ids = {a.task_id: a.id for a in pending}
+
+        out = await tether("approvals", "--json")
+        assert out.returncode == 0, out.stderr
+        listed = json.loads(out.stdout)
+        assert {a["id"] for a in listed} == set(ids.values())
+        assert {a["summary"] for a in listed} == {"send mail 1", "send mail 2"}
+        out = await tether("approvals", "--risk", "high")
+        assert out.returncode == 0 and all(i in out.stdout for i in ids.values()), out.stdout
+
+        out = await tether("approve", ids[first.id], "--reason", "mine", "--as", "alice")
+        assert out.returncode == 1 and "submitter" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+        out = await tether(
+            "approve",
+            ids[first.id],
+            "-r",
+            "fine",
+            "--as",
+            "bob",
+            "--changes",
+            '{"to": "x"}',
+            "--json",
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["status"] == "approved"
+        assert await first.result(timeout=10) == {
+            "status": "approved",
+            "resolution": "reviewer",
+            "reviewers": ["bob"],
+            "changes": {"to": "x"},
+            "reason": "fine",
+        }
+        out = await tether("reject", ids[first.id], "--reason", "too late")
+        assert out.returncode == 1
+        assert "already approved" in out.stderr and "outcome that stands" in out.stderr
+
+        out = await tether("reject", ids[second.id], "--reason", "wrong recipient")
+        assert out.returncode == 0, out.stderr
+        assert "dave rejected" in out.stdout  # the reviewer defaults to $USER
+        assert (await second.result(timeout=10))["reviewers"] == ["dave"]
+
+        out = await tether("approvals", "--status", "all", "--json")
+        assert sorted(a["status"] for a in json.loads(out.stdout)) == ["approved", "rejected"]
+        out = await tether("approvals", "--status", "maybe")
+        assert out.returncode == 2 and "unknown status" in out.stderr
+        out = await tether("approve", "nope", "--reason", "x")
+        assert out.returncode == 1 and "approval not found: nope" in out.stderr
+        out = await tether("approve", ids[second.id], "--reason", "x", "--changes", "[1]")
+        assert out.returncode == 2 and "JSON object" in out.stderr
+        out = await tether("approvals", "--tenant", "other")
+        assert out.returncode == 0 and "no pending approvals" in out.stdout

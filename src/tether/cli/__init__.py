@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "tether.cli.watch",
     "tether.cli.migrate",
     "tether.cli.demo",
+    "tether.cli.approvals",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 
