@@ -502,8 +502,8 @@ async def claim(
         (worker, lease_until, now, now, ids),
     )
     tasks = [task_from_row(r) for r in rows]
-    await conn.executemany(
-        _INSERT_EVENT,
+    await insert_events(
+        conn,
         [
             _event(
                 t.id,
@@ -562,6 +562,50 @@ async def heartbeat(conn: Conn, worker: str, now: float, lease_until: float) -> 
 
 
 # Worker operations ----------------------------------------------------------------------
+
+
+async def insert_events(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert event rows in order with one prepared statement (`executemany`)."""
+    if rows:
+        await conn.executemany(_INSERT_EVENT, rows)
+
+
+class _EventBuffer:
+    """A `Conn` that holds back event inserts, to write them together at the end of a
+    batch of worker operations (no operation reads the events it writes)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self.events: list[tuple[Any, ...]] = []
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._conn.fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await self._conn.fetchone(sql, params)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if sql is _INSERT_EVENT:
+            self.events.append(tuple(params))
+            return 1
+        return await self._conn.execute(sql, params)
+
+    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
+        if sql is _INSERT_EVENT:
+            self.events.extend(tuple(p) for p in params)
+            return
+        await self._conn.executemany(sql, params)
+
+
+async def apply_ops(
+    conn: Conn, d: Dialect, ops: Sequence[Op], worker: str, now: float
+) -> list[bool]:
+    """Apply worker operations in order, in the caller's transaction; their event rows
+    are inserted together at the end (same order, same transaction)."""
+    buffered = _EventBuffer(conn)
+    results = [await apply_op(buffered, d, op, worker, now) for op in ops]
+    await insert_events(conn, buffered.events)
+    return results
 
 
 async def _fenced_task(conn: Conn, d: Dialect, task_id: str, attempt: int) -> Row | None:

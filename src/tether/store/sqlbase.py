@@ -51,7 +51,7 @@ class SQLStore(Store, abc.ABC):
         d = self.dialect
 
         async def work(conn: sql.Conn) -> list[bool]:
-            return [await sql.apply_op(conn, d, op, worker, now) for op in ops]
+            return await sql.apply_ops(conn, d, ops, worker, now)
 
         return await self._run(work)
 
