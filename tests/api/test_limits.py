@@ -108,3 +108,18 @@ def test_health_ready_and_metrics(small: httpx.Client) -> None:
     assert 'tether_tasks{queue="default",status=' in text
     assert 'tether_queue_oldest_seconds{queue="default"}' in text
     assert 'tether_http_requests_total{method="POST",route="/v1/tasks",status="202"} 2.0' in text
+
+
+def test_unexpected_errors_are_500_problems_without_details(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    server = start_server()
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("db password is hunter2")
+
+    server.app.store.list_tasks = broken  # type: ignore[method-assign]
+    with httpx.Client(base_url=server.url, headers=auth(), timeout=30) as client:
+        body = _is_problem(client.get("/v1/tasks"), 500)
+        assert "hunter2" not in str(body) and "RuntimeError" not in str(body)
+        assert client.get("/healthz").status_code == 200  # the server lives on

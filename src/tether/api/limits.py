@@ -9,6 +9,7 @@ forms.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tether.api.problems import PROBLEM_TYPE, problem_body
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+log = logging.getLogger("tether.api")
 
 
 @dataclass
@@ -106,14 +108,25 @@ class GuardMiddleware:
             return
         started = time.perf_counter()
         status_seen = [500]
+        responded = [False]
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_seen[0] = message["status"]
+                responded[0] = True
             await send(message)
 
         try:
             await self._guarded(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Answered here rather than by Starlette's outermost handler, which re-raises
+            # and makes the server drop the (keep-alive) connection.
+            log.error(
+                "unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+            )
+            if responded[0]:
+                raise
+            await self._refuse(scope, send_wrapper, 500, None)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
@@ -165,7 +178,7 @@ class GuardMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str) -> None:
+    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str | None) -> None:
         body = orjson.dumps(problem_body(status, detail, scope.get("path")))
         await send(
             {
