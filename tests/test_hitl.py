@@ -303,11 +303,12 @@ async def test_a_thousand_waiting_approvals_leave_the_worker_at_full_speed(
 
     async with app.worker(concurrency=10, poll_interval=0.05) as worker:
         await batch(worker, 50)  # warm up
-        baseline = await batch(worker, 200)
+        # best of two: one batch can be slowed by a neighbour on a shared machine
+        baseline = max([await batch(worker, 150) for _ in range(2)])
         waiting = await app.submit_many("review", [{"n": n} for n in range(1000)])
         await _waiting(app, 1000, timeout=90)
         await _until(lambda: worker.active == 0, what="an idle worker")
-        loaded = await batch(worker, 200)
+        loaded = max([await batch(worker, 150) for _ in range(2)])
         assert worker.active == 0
     assert len(await app.store.list_approvals(ApprovalFilter(status="pending", limit=2000))) == 1000
     sample = [await app.get(h.id) for h in waiting[::100]]
