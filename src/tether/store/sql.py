@@ -71,6 +71,9 @@ class Dialect:
     """Appended to a SELECT that picks rows to change (row locks on PostgreSQL)."""
     skip_locked: str
     """Appended to the claim SELECT (skip rows other workers are claiming)."""
+    committed_events: str = ""
+    """Condition that holds back events of transactions that may still commit below a
+    newer visible id, so a reader tailing by id never skips one (see ADR 13)."""
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return serde.dumps(list(values)) if self.name == "sqlite" else list(values)
@@ -87,6 +90,10 @@ POSTGRES = Dialect(
     any_of="= ANY(%s)",
     lock_rows=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    committed_events=(
+        " AND (txid < pg_snapshot_xmin(pg_current_snapshot())"
+        " OR at < EXTRACT(EPOCH FROM now()) - 5)"
+    ),
 )
 
 TASK_COLUMNS = (
@@ -411,9 +418,9 @@ async def get_steps(conn: Conn, task_id: str) -> list[StepRecord]:
 
 
 async def list_events(
-    conn: Conn, tenant: str | None, task_id: str | None, after: int, limit: int
+    conn: Conn, d: Dialect, tenant: str | None, task_id: str | None, after: int, limit: int
 ) -> list[Event]:
-    where = ["id > %s"]
+    where = ["id > %s" + d.committed_events]
     params: list[Any] = [after]
     if tenant is not None:
         where.append("tenant = %s")
@@ -620,45 +627,14 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
     """Apply one worker operation; False when the worker no longer holds the task."""
     if isinstance(op, StepWrite):
         return await _step_write(conn, op, worker, now)
+    if isinstance(op, Finish):
+        return await _finish(conn, op, worker, now)
     row = await _fenced_task(conn, d, op.task_id, op.attempt)
     if row is None:
         return False
     tenant = row["tenant"]
     if isinstance(op, OpenApproval):
         await _open_approval(conn, op.approval, op.attempt, worker, now)
-    elif isinstance(op, Finish):
-        err = op.error
-        await conn.execute(
-            "UPDATE tasks SET status = %s, result = %s, error = %s, error_fingerprint = %s, "
-            "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
-            "run_at = NULL WHERE id = %s",
-            (
-                str(op.status),
-                op.result,
-                None if err is None else serde.dumps(err.to_json()),
-                None if err is None else err.fingerprint,
-                now,
-                now,
-                op.task_id,
-            ),
-        )
-        await conn.execute(
-            _INSERT_EVENT,
-            _event(
-                op.task_id,
-                tenant,
-                now,
-                f"task.{op.status}",
-                prior="running",
-                new=str(op.status),
-                attempt=op.attempt,
-                worker=worker,
-                step=None if err is None else err.step,
-                error_class=None if err is None else err.type,
-                decision=op.decision,
-                data=None if err is None else {"message": err.message},
-            ),
-        )
     elif isinstance(op, Suspend):
         woken, cause = False, "signal_arrived"
         if op.signals:
@@ -731,6 +707,47 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
                 decision=op.decision,
             ),
         )
+    return True
+
+
+async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
+    # The fenced UPDATE is the lease check (and row lock on PostgreSQL): one statement
+    # instead of a SELECT then an UPDATE, for every task that ends.
+    err = op.error
+    row = await conn.fetchone(
+        "UPDATE tasks SET status = %s, result = %s, error = %s, error_fingerprint = %s, "
+        "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
+        "run_at = NULL WHERE id = %s AND attempt = %s AND status = 'running' RETURNING tenant",
+        (
+            str(op.status),
+            op.result,
+            None if err is None else serde.dumps(err.to_json()),
+            None if err is None else err.fingerprint,
+            now,
+            now,
+            op.task_id,
+            op.attempt,
+        ),
+    )
+    if row is None:
+        return False
+    await conn.execute(
+        _INSERT_EVENT,
+        _event(
+            op.task_id,
+            row["tenant"],
+            now,
+            f"task.{op.status}",
+            prior="running",
+            new=str(op.status),
+            attempt=op.attempt,
+            worker=worker,
+            step=None if err is None else err.step,
+            error_class=None if err is None else err.type,
+            decision=op.decision,
+            data=None if err is None else {"message": err.message},
+        ),
+    )
     return True
 
 

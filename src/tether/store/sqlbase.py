@@ -86,8 +86,9 @@ class SQLStore(Store, abc.ABC):
         after: int = 0,
         limit: int = 500,
     ) -> list[Event]:
+        d = self.dialect
         return await self._run(
-            lambda c: sql.list_events(c, tenant, task_id, after, limit), write=False
+            lambda c: sql.list_events(c, d, tenant, task_id, after, limit), write=False
         )
 
     async def count_by_status(self, tenant: str | None = None) -> dict[tuple[str, str], int]:
