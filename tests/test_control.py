@@ -248,3 +248,63 @@ async def test_terminal_states_are_immutable_in_the_store(
     with pytest.raises(Exception, match="append-only"):
         await store._run(sneak_event)  # type: ignore[attr-defined]
     assert (await app.get(handle.id)).status == TaskStatus.SUCCEEDED
+
+
+async def _start_blocked_task(app: Tether) -> tuple[str, asyncio.Event, asyncio.Event]:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def block() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    @app.workflow("blocked")
+    async def blocked(ctx: Context) -> None:
+        await ctx.step("block", block)
+
+    handle = await app.submit("blocked")
+    await asyncio.wait_for(started.wait(), 10)
+    return handle.id, started, cancelled
+
+
+async def test_a_run_whose_task_was_taken_over_stops_without_writing(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    async with app.worker(poll_interval=0.05, lease_ttl=0.6):
+        task_id, _, cancelled = await _start_blocked_task(app)
+
+        async def steal(conn: object) -> int:  # what a takeover after expiry looks like
+            return await conn.execute(  # type: ignore[attr-defined,no-any-return]
+                "UPDATE tasks SET lease_owner = 'thief', attempt = attempt + 1 WHERE id = %s",
+                (task_id,),
+            )
+
+        await app.store._run(steal)  # type: ignore[attr-defined]
+        await asyncio.wait_for(cancelled.wait(), 5)
+    task = await app.get(task_id)
+    assert task.status == TaskStatus.RUNNING and task.attempt == 2
+    assert await app.steps(task_id) == [], "the abandoned run wrote nothing"
+
+
+async def test_a_worker_cut_off_from_the_database_abandons_its_runs(
+    make_app: Callable[[], Tether], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app()
+    async with app.worker(poll_interval=0.05, lease_ttl=0.6):
+        task_id, _, cancelled = await _start_blocked_task(app)
+
+        async def unreachable(*args: object) -> dict[str, bool]:
+            raise ConnectionError("database unreachable")
+
+        monkeypatch.setattr(app.store, "heartbeat", unreachable)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        # abandoned once the lease may have expired, not before
+        assert loop.time() - start >= 0.3
+        monkeypatch.undo()
+    assert (await app.get(task_id)).status == TaskStatus.RUNNING

@@ -94,6 +94,8 @@ class TaskRun:
         self._fatal: BaseException | None = None
         self._lost = False
         self._released = False
+        self.lease_renewed = 0.0
+        """Event-loop time at which this worker last knew its lease good (claim, heartbeat)."""
         self._cancel_requested = claimed.task.cancel_requested
         self._retries_used = sum(max(0, r.attempts - 1) for r in claimed.steps.values())
 

@@ -167,7 +167,7 @@ class Worker:
                 continue
             for event in events:
                 event.clear()
-            now = self.app.clock.now()
+            now, sent = self.app.clock.now(), asyncio.get_running_loop().time()
             try:
                 claimed = await self.app.store.claim(
                     self.id, self.queues, min(free, self.claim_batch), now, now + self.lease_ttl
@@ -179,7 +179,7 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             for item in claimed:
-                self._start(item)
+                self._start(item, sent)
             if len(claimed) >= min(free, self.claim_batch):
                 continue  # more may be waiting: claim again at once
             await self._wait_for_work(events)
@@ -202,21 +202,43 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease_ttl / 3
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             if not self._runs:
                 continue
-            now = self.app.clock.now()
+            now, sent = self.app.clock.now(), loop.time()
             try:
-                cancelled = await self.app.store.heartbeat(self.id, now, now + self.lease_ttl)
+                held = await self.app.store.heartbeat(self.id, now, now + self.lease_ttl)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
+                self._abandon_expired(loop.time())
                 continue
-            for task_id in cancelled:
-                self.cancel_local(task_id)
+            for task_id, run in list(self._runs.items()):
+                if task_id in held:
+                    run.lease_renewed = sent
+                    if held[task_id]:
+                        run.cancel()
+                elif run.lease_renewed < sent:
+                    # Claimed before this heartbeat yet no longer ours: another worker
+                    # took it over (our lease expired). Stop at once, write nothing.
+                    log.error("task %s: lease lost to another worker; abandoning", task_id)
+                    run.release()
+
+    def _abandon_expired(self, now: float) -> None:
+        """Stop runs whose lease may have expired while the database was unreachable:
+        another worker may already be running them, and a task runs in one place."""
+        for task_id, run in list(self._runs.items()):
+            if now - run.lease_renewed > self.lease_ttl * 0.9:
+                log.error(
+                    "task %s: lease not renewed for %.1fs; abandoning",
+                    task_id,
+                    now - run.lease_renewed,
+                )
+                run.release()
 
     # running one task -------------------------------------------------------------------
-    def _start(self, claimed: Claimed) -> None:
+    def _start(self, claimed: Claimed, claimed_at: float) -> None:
         task = claimed.task
         try:
             wf = self.app.registry_lookup(task.workflow)
@@ -238,6 +260,7 @@ class Worker:
             )
             return
         run = TaskRun(claimed, wf, self)
+        run.lease_renewed = claimed_at
         self._runs[task.id] = run
         self._tasks[task.id] = asyncio.create_task(self._drive(run), name=f"tether-task-{task.id}")
 

@@ -302,9 +302,9 @@ class Store(abc.ABC):
         fenced off (the worker no longer holds that attempt of the task)."""
 
     @abc.abstractmethod
-    async def heartbeat(self, worker: str, now: float, lease_until: float) -> list[str]:
-        """Extend every lease `worker` holds, in one statement; return the ids of held
-        tasks whose cancellation was requested."""
+    async def heartbeat(self, worker: str, now: float, lease_until: float) -> dict[str, bool]:
+        """Extend every lease `worker` holds, in one statement. Returns the tasks it
+        still holds, each with whether its cancellation was requested."""
 
     # control --------------------------------------------------------------------------
     @abc.abstractmethod

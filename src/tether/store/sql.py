@@ -559,13 +559,13 @@ async def claim(
     ]
 
 
-async def heartbeat(conn: Conn, worker: str, now: float, lease_until: float) -> list[str]:
+async def heartbeat(conn: Conn, worker: str, now: float, lease_until: float) -> dict[str, bool]:
     rows = await conn.fetchall(
         "UPDATE tasks SET lease_expires_at = %s WHERE lease_owner = %s AND status = 'running' "
         "RETURNING id, cancel_requested",
         (lease_until, worker),
     )
-    return [r["id"] for r in rows if r["cancel_requested"]]
+    return {r["id"]: bool(r["cancel_requested"]) for r in rows}
 
 
 # Worker operations ----------------------------------------------------------------------

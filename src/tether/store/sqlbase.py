@@ -121,7 +121,7 @@ class SQLStore(Store, abc.ABC):
                     self.hub.notify_all_work()
         return results
 
-    async def heartbeat(self, worker: str, now: float, lease_until: float) -> list[str]:
+    async def heartbeat(self, worker: str, now: float, lease_until: float) -> dict[str, bool]:
         return await self._run(lambda c: sql.heartbeat(c, worker, now, lease_until))
 
     # control --------------------------------------------------------------------------
