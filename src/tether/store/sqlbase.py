@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from tether.errors import IdempotencyConflict
-from tether.models import Event, StepRecord, Task, TaskStatus
+from tether.models import Event, StepRecord, Task, TaskStatus, WaitReason
 from tether.store import sql
 from tether.store.base import (
     ApiKey,
@@ -117,7 +117,10 @@ class SQLStore(Store, abc.ABC):
                 self.hub.task_changed(op.task_id, str(op.status))
             elif isinstance(op, Suspend):
                 self.hub.task_changed(op.task_id, str(TaskStatus.WAITING))
-                if op.run_at is not None and op.run_at <= now:
+                # A signal or decision that raced the suspension re-queues the task
+                # inside the commit: let local workers look at once.
+                due = op.run_at is not None and op.run_at <= now
+                if due or op.signals or op.reason == WaitReason.APPROVAL:
                     self.hub.notify_all_work()
         return results
 
