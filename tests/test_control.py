@@ -308,3 +308,34 @@ async def test_a_worker_cut_off_from_the_database_abandons_its_runs(
         assert loop.time() - start >= 0.3
         monkeypatch.undo()
     assert (await app.get(task_id)).status == TaskStatus.RUNNING
+
+
+async def test_retention_purges_old_ended_tasks_in_batches(
+    make_app: Callable[[], Tether],
+) -> None:
+    from tether.engine.retention import purge_ended
+    from tether.store.base import TaskFilter
+
+    app = make_app()
+
+    @app.workflow("w")
+    async def w(ctx: Context, n: int) -> int:
+        return await ctx.step("n", lambda: n)
+
+    @app.workflow("hold")
+    async def hold(ctx: Context) -> None:
+        await ctx.wait_for_signal("x")
+
+    async with app.worker(poll_interval=0.05, retention=False):
+        done = await app.submit_many("w", list(range(25)), idempotency_key=None)
+        for h in done:
+            await h.result(timeout=10)
+        held = await app.submit("hold")
+        await _wait_status(app, held.id, TaskStatus.WAITING)
+    assert await purge_ended(app.store, app.clock, older_than=3600) == 0, "too young"
+    purged = await purge_ended(app.store, app.clock, older_than=0, batch=10)
+    assert purged == 25
+    remaining = await app.list_tasks(TaskFilter())
+    assert [t.id for t in remaining] == [held.id], "waiting tasks are never purged"
+    assert await app.store.list_events(task_id=done[0].id) == []
+    assert await app.store.get_steps(done[0].id) == []

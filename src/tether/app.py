@@ -269,8 +269,10 @@ class Tether:
         lease_ttl: float | None = None,
         poll_interval: float | None = None,
         grace: float | None = None,
+        retention: bool = True,
     ) -> Worker:
-        """A worker for this app; use as `async with app.worker(...)`."""
+        """A worker for this app; use as `async with app.worker(...)`. With `retention`
+        it also purges ended tasks older than `settings.retention_days`."""
         s = self.settings
         worker = Worker(
             self,
@@ -280,6 +282,7 @@ class Tether:
             lease_ttl=lease_ttl or s.lease_ttl,
             poll_interval=poll_interval or s.poll_interval,
             grace=s.shutdown_grace if grace is None else grace,
+            retention=s.retention_days * 86400 if retention else None,
         )
         self.workers.append(worker)
         return worker

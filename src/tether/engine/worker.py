@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from tether.clock import SystemClock
 from tether.engine.committer import Committer
+from tether.engine.retention import retention_loop
 from tether.engine.run import TaskRun
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
@@ -56,6 +57,7 @@ class Worker:
         grace: float = 10.0,
         sync_threads: int = 32,
         claim_batch: int = 200,
+        retention: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -67,6 +69,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.grace = grace
         self.claim_batch = claim_batch
+        self.retention = retention
+        """Purge ended tasks older than this many seconds (None: never, from this worker)."""
         self.committer = Committer(app.store, self.id, app.clock)
         self._threads = ThreadPoolExecutor(sync_threads, thread_name_prefix="tether-step")
         self._runs: dict[str, TaskRun] = {}
@@ -75,6 +79,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self.completed = 0
 
     # public life cycle ----------------------------------------------------------------
@@ -83,6 +88,11 @@ class Worker:
         self.committer.start()
         self._main = asyncio.create_task(self._claim_loop(), name=f"tether-worker-{self.id}")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
+        if self.retention is not None:
+            self._retention = asyncio.create_task(
+                retention_loop(self.app.store, self.app.clock, self.retention),
+                name="tether-retention",
+            )
         log.info("worker %s started on queues %s", self.id, ",".join(self.queues))
 
     async def stop(self, grace: float | None = None) -> None:
@@ -99,9 +109,10 @@ class Worker:
             self.committer.submit(Release(task_id, run.task.attempt))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()))
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        for loop_task in (self._heartbeat, self._retention):
+            if loop_task is not None:
+                loop_task.cancel()
+                await asyncio.gather(loop_task, return_exceptions=True)
         await self.committer.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.id)

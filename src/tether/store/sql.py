@@ -1150,7 +1150,8 @@ async def expire_approval(conn: Conn, d: Dialect, approval_id: str, now: float) 
 
 async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> int:
     rows = await conn.fetchall(
-        "SELECT id FROM tasks WHERE finished_at < %s ORDER BY finished_at LIMIT %s",
+        "SELECT id FROM tasks WHERE finished_at < %s ORDER BY finished_at "
+        f"LIMIT %s{d.skip_locked}",  # concurrent sweepers take disjoint batches
         (finished_before, batch),
     )
     if not rows:
