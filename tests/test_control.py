@@ -11,6 +11,7 @@ import pytest
 from test_workflows import _wait_status
 from tether import (
     Context,
+    Event,
     IdempotencyConflict,
     InvalidTransition,
     TaskStatus,
@@ -191,10 +192,11 @@ async def test_expired_lease_is_recovered_and_the_old_holder_is_fenced(
     async with app.worker(poll_interval=0.05):
         assert await handle.result(timeout=10) == "done"
     assert runs == ["one"]
-    events = await app.store.list_events(task_id=handle.id)
-    takeover = [e for e in events if e.type == "task.started" and e.attempt == 2]
-    assert takeover and takeover[0].decision == "lease_expired"
-    assert takeover[0].prior_status == "running"
+    takeover = await _event_where(
+        app, handle.id, lambda e: e.type == "task.started" and e.attempt == 2
+    )
+    assert takeover.decision == "lease_expired"
+    assert takeover.prior_status == "running"
     # The dead worker wakes up and tries to write: fenced off, nothing changes.
     late = StepRecord(handle.id, 1, "one", StepKind.STEP, StepStatus.SUCCEEDED, result=99)
     assert await app.store.commit(
@@ -339,3 +341,14 @@ async def test_retention_purges_old_ended_tasks_in_batches(
     assert [t.id for t in remaining] == [held.id], "waiting tasks are never purged"
     assert await app.store.list_events(task_id=done[0].id) == []
     assert await app.store.get_steps(done[0].id) == []
+
+
+async def _event_where(app: Tether, task_id: str, match: Callable[[Event], bool]) -> Event:
+    """The task's first event that matches, waiting for it: on PostgreSQL an event can be
+    held back briefly while older transactions are still open (ADR 13)."""
+    for _ in range(200):  # up to 10 s
+        found = [e for e in await app.store.list_events(task_id=task_id) if match(e)]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no matching event for task {task_id}")

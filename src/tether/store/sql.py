@@ -710,45 +710,101 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
     return True
 
 
+def finish_params(op: Finish) -> tuple[Any, ...]:
+    """(status, result, error, error_fingerprint) written by a `Finish`."""
+    err = op.error
+    return (
+        str(op.status),
+        op.result,
+        None if err is None else serde.dumps(err.to_json()),
+        None if err is None else err.fingerprint,
+    )
+
+
+def finish_event(op: Finish, tenant: str, worker: str, now: float) -> tuple[Any, ...]:
+    err = op.error
+    return _event(
+        op.task_id,
+        tenant,
+        now,
+        f"task.{op.status}",
+        prior="running",
+        new=str(op.status),
+        attempt=op.attempt,
+        worker=worker,
+        step=None if err is None else err.step,
+        error_class=None if err is None else err.type,
+        decision=op.decision,
+        data=None if err is None else {"message": err.message},
+    )
+
+
 async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
     # The fenced UPDATE is the lease check (and row lock on PostgreSQL): one statement
     # instead of a SELECT then an UPDATE, for every task that ends.
-    err = op.error
     row = await conn.fetchone(
         "UPDATE tasks SET status = %s, result = %s, error = %s, error_fingerprint = %s, "
         "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
         "run_at = NULL WHERE id = %s AND attempt = %s AND status = 'running' RETURNING tenant",
-        (
-            str(op.status),
-            op.result,
-            None if err is None else serde.dumps(err.to_json()),
-            None if err is None else err.fingerprint,
-            now,
-            now,
-            op.task_id,
-            op.attempt,
-        ),
+        (*finish_params(op), now, now, op.task_id, op.attempt),
     )
     if row is None:
         return False
-    await conn.execute(
-        _INSERT_EVENT,
-        _event(
-            op.task_id,
-            row["tenant"],
-            now,
-            f"task.{op.status}",
-            prior="running",
-            new=str(op.status),
-            attempt=op.attempt,
-            worker=worker,
-            step=None if err is None else err.step,
-            error_class=None if err is None else err.type,
-            decision=op.decision,
-            data=None if err is None else {"message": err.message},
-        ),
-    )
+    await conn.execute(_INSERT_EVENT, finish_event(op, row["tenant"], worker, now))
     return True
+
+
+STEP_UPSERT = (
+    "ON CONFLICT (task_id, seq) DO UPDATE SET status = excluded.status, "
+    "attempts = excluded.attempts, result = excluded.result, error = excluded.error, "
+    "finished_at = excluded.finished_at, wake_at = excluded.wake_at, meta = excluded.meta "
+    "WHERE steps.status = 'pending'"
+)
+"""A step-log entry may move from pending to an outcome, never from an outcome."""
+
+
+def step_params(op: StepWrite) -> tuple[Any, ...]:
+    """The step-log row of a `StepWrite`, in `STEP_COLUMNS` order."""
+    rec = op.record
+    return (
+        op.task_id,
+        rec.seq,
+        rec.name,
+        str(rec.kind),
+        str(rec.status),
+        rec.attempts,
+        None if rec.result is None else serde.dumps(rec.result),
+        None if rec.error is None else serde.dumps(rec.error.to_json()),
+        rec.started_at,
+        rec.finished_at,
+        rec.wake_at,
+        serde.dumps(rec.meta) if rec.meta else None,
+    )
+
+
+_STEP_EVENT_TYPES = {
+    StepStatus.SUCCEEDED: "step.succeeded",
+    StepStatus.FAILED: "step.failed",
+    StepStatus.PENDING: "step.retrying",
+}
+
+
+def step_event(op: StepWrite, tenant: str, worker: str, now: float) -> tuple[Any, ...] | None:
+    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none."""
+    rec = op.record
+    if rec.status == StepStatus.PENDING and rec.error is None:
+        return None
+    return _event(
+        op.task_id,
+        tenant,
+        now,
+        _STEP_EVENT_TYPES[rec.status],
+        attempt=op.attempt,
+        worker=worker,
+        step=rec.name,
+        error_class=None if rec.error is None else rec.error.type,
+        data={"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta},
+    )
 
 
 async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> bool:
@@ -762,54 +818,18 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
     )
     if row is None:
         return False
-    err = None if rec.error is None else serde.dumps(rec.error.to_json())
     await conn.execute(
-        f"INSERT INTO steps ({STEP_COLUMNS}) VALUES "
-        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (task_id, seq) DO UPDATE SET status = excluded.status, "
-        "attempts = excluded.attempts, result = excluded.result, error = excluded.error, "
-        "finished_at = excluded.finished_at, wake_at = excluded.wake_at, meta = excluded.meta "
-        "WHERE steps.status = 'pending'",
-        (
-            op.task_id,
-            rec.seq,
-            rec.name,
-            str(rec.kind),
-            str(rec.status),
-            rec.attempts,
-            None if rec.result is None else serde.dumps(rec.result),
-            err,
-            rec.started_at,
-            rec.finished_at,
-            rec.wake_at,
-            serde.dumps(rec.meta) if rec.meta else None,
-        ),
+        f"INSERT INTO steps ({STEP_COLUMNS}) VALUES ({', '.join(['%s'] * 12)}) {STEP_UPSERT}",
+        step_params(op),
     )
     if op.consume_signal is not None:
         await conn.execute(
             "UPDATE signals SET consumed_seq = %s WHERE id = %s AND consumed_seq IS NULL",
             (rec.seq, op.consume_signal),
         )
-    if rec.status != StepStatus.PENDING or rec.error is not None:
-        kind = {
-            StepStatus.SUCCEEDED: "step.succeeded",
-            StepStatus.FAILED: "step.failed",
-            StepStatus.PENDING: "step.retrying",
-        }[rec.status]
-        await conn.execute(
-            _INSERT_EVENT,
-            _event(
-                op.task_id,
-                row["tenant"],
-                now,
-                kind,
-                attempt=op.attempt,
-                worker=worker,
-                step=rec.name,
-                error_class=None if rec.error is None else rec.error.type,
-                data={"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta},
-            ),
-        )
+    event = step_event(op, row["tenant"], worker, now)
+    if event is not None:
+        await conn.execute(_INSERT_EVENT, event)
     return True
 
 
