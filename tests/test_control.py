@@ -8,10 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from test_workflows import _wait_status
+from helpers import event_where, wait_status
 from tether import (
     Context,
-    Event,
     IdempotencyConflict,
     InvalidTransition,
     TaskStatus,
@@ -48,7 +47,7 @@ async def test_cancel_a_waiting_task(make_app: Callable[[], Tether]) -> None:
 
     async with app.worker(poll_interval=0.05):
         handle = await app.submit("waits")
-        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await wait_status(app, handle.id, TaskStatus.WAITING)
         task = await app.cancel(handle.id)
     assert task.status == TaskStatus.CANCELLED
     with pytest.raises(InvalidTransition):
@@ -192,7 +191,7 @@ async def test_expired_lease_is_recovered_and_the_old_holder_is_fenced(
     async with app.worker(poll_interval=0.05):
         assert await handle.result(timeout=10) == "done"
     assert runs == ["one"]
-    takeover = await _event_where(
+    takeover = await event_where(
         app, handle.id, lambda e: e.type == "task.started" and e.attempt == 2
     )
     assert takeover.decision == "lease_expired"
@@ -333,7 +332,7 @@ async def test_retention_purges_old_ended_tasks_in_batches(
         for h in done:
             await h.result(timeout=10)
         held = await app.submit("hold")
-        await _wait_status(app, held.id, TaskStatus.WAITING)
+        await wait_status(app, held.id, TaskStatus.WAITING)
     assert await purge_ended(app.store, app.clock, older_than=3600) == 0, "too young"
     purged = await purge_ended(app.store, app.clock, older_than=0, batch=10)
     assert purged == 25
@@ -341,14 +340,3 @@ async def test_retention_purges_old_ended_tasks_in_batches(
     assert [t.id for t in remaining] == [held.id], "waiting tasks are never purged"
     assert await app.store.list_events(task_id=done[0].id) == []
     assert await app.store.get_steps(done[0].id) == []
-
-
-async def _event_where(app: Tether, task_id: str, match: Callable[[Event], bool]) -> Event:
-    """The task's first event that matches, waiting for it: on PostgreSQL an event can be
-    held back briefly while older transactions are still open (ADR 13)."""
-    for _ in range(200):  # up to 10 s
-        found = [e for e in await app.store.list_events(task_id=task_id) if match(e)]
-        if found:
-            return found[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no matching event for task {task_id}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from test_workflows import _wait_status
+from helpers import wait_status
 from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
 from tether.engine.approvals import Requirement, RiskPolicy
 from tether.store.base import ApprovalClosed
@@ -85,7 +85,7 @@ async def test_waiting_survives_worker_restarts(make_app: Callable[[], Tether]) 
 
     async with app.worker(poll_interval=0.05):
         handle = await app.submit("relay")
-        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await wait_status(app, handle.id, TaskStatus.WAITING)
     # every worker is gone; the signal arrives while nobody runs
     await app.signal(handle.id, "go", 42)
     restarted = make_app()
@@ -111,7 +111,7 @@ async def test_many_waiting_tasks_hold_no_slots(make_app: Callable[[], Tether]) 
         results = await asyncio.gather(*(h.result(timeout=20) for h in quick_ones))
         assert results == list(range(50))
         for h in waiting:
-            await _wait_status(app, h.id, TaskStatus.WAITING)
+            await wait_status(app, h.id, TaskStatus.WAITING)
         # every waiting task has released its slot: nothing runs any more
         for _ in range(1000):  # up to 10 s
             if worker.active == 0:

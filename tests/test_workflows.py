@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from helpers import event_where, wait_status
 from tether import (
     Context,
     InputValidationError,
@@ -57,7 +58,7 @@ async def test_steps_are_checkpointed_and_replayed_with_gather(
     urls = [f"u{i}" for i in range(8)]
     async with app.worker(concurrency=10, poll_interval=0.05):
         handle = await app.submit("crawl", {"urls": urls})
-        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await wait_status(app, handle.id, TaskStatus.WAITING)
         steps = await app.steps(handle.id)
         assert [s.name for s in steps[:8]] == ["fetch"] * 8
         # sequence numbers were taken at call time: seq i belongs to urls[i-1]
@@ -82,15 +83,15 @@ async def test_non_determinism_parks_the_task_with_a_reason(
 
     async with app.worker(poll_interval=0.05):
         handle = await app.submit("shifty")
-        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await wait_status(app, handle.id, TaskStatus.WAITING)
         which["name"] = "second"  # the code changed under a waiting task
         await app.signal(handle.id, "go")
         task = await handle.wait(timeout=10)
     assert task.status == TaskStatus.FAILED
     assert task.error is not None and task.error.type == "NonDeterminismError"
     assert "'first'" in task.error.message and "'second'" in task.error.message
-    events = await app.store.list_events(task_id=handle.id)
-    assert events[-1].decision == "non_determinism"
+    failed = await event_where(app, handle.id, lambda e: e.type == "task.failed")
+    assert failed.decision == "non_determinism"
 
 
 async def test_now_uuid_random_are_recorded(make_app: Callable[[], Tether]) -> None:
@@ -106,7 +107,7 @@ async def test_now_uuid_random_are_recorded(make_app: Callable[[], Tether]) -> N
 
     async with app.worker(poll_interval=0.05):
         handle = await app.submit("values")
-        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await wait_status(app, handle.id, TaskStatus.WAITING)
         await app.signal(handle.id, "go")
         result = await handle.result(timeout=10)
     assert len(seen) == 2, "the workflow should have run twice (first run, replay)"
@@ -141,7 +142,7 @@ async def test_typed_input_and_model_results_survive_replay(
 
     async with app.worker(poll_interval=0.05):
         handle = await app.submit("quote", Order(sku="x", qty=4))
-        await _wait_status(app, handle.id, TaskStatus.WAITING)
+        await wait_status(app, handle.id, TaskStatus.WAITING)
         await app.signal(handle.id, "go")
         assert await handle.result(timeout=10) == 10.0
     assert all(isinstance(q, Quote) for q in replays) and len(replays) == 2
@@ -194,15 +195,3 @@ async def test_sync_steps_run_in_threads_and_keys_are_stable(
     assert len(seen) == 3
     assert all(name.startswith("tether-step") for name, _ in seen)
     assert {key for _, key in seen} == {f"{handle.id}:1"}
-
-
-async def _wait_status(app: Tether, task_id: str, status: TaskStatus, timeout: float = 10) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        task = await app.get(task_id)
-        if task.status == status:
-            return
-        if task.status.terminal or loop.time() > end:
-            raise AssertionError(f"task is {task.status} ({task.error}), expected {status}")
-        await asyncio.sleep(0.01)

@@ -600,6 +600,8 @@ class TaskRun:
             if self._fatal is None and not self._cancel_requested:
                 await self._suspend()
                 return
+        if not wf_task.cancelled():
+            wf_task.exception()  # retrieved: the outcome is decided below
         if self._lost:
             return
         if self._fatal is not None:
