@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import event_where
 
 from tether import ConfigError, Context, SchemaOutOfDate, TaskStatus, Tether, load_settings
 from tether.store.base import TaskFilter
@@ -48,8 +49,8 @@ async def test_rerun_forks_a_linked_task_that_skips_finished_steps(
     assert [t.id for t in await app.list_tasks(TaskFilter(forked_from=first.id))] == [second.id]
     old = await app.get(first.id)
     assert old.status == TaskStatus.FAILED, "the original stays as it ended"
-    events = await app.store.list_events(task_id=first.id)
-    assert events[-1].type == "task.forked" and events[-1].data == {
+    forked = await event_where(app, first.id, lambda e: e.type == "task.forked")
+    assert forked.data == {
         "new_task": second.id,
         "from_seq": None,
         "by": "ops",

@@ -31,6 +31,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.store import sql
+from tether.store.base import Op
+from tether.store.postgres import batch
 from tether.store.postgres.conn import PgConn
 from tether.store.sqlbase import SQLStore, Work
 
@@ -247,6 +249,10 @@ class PostgresStore(SQLStore):
                     await asyncio.sleep(0.01 * attempt)
                 else:
                     await pool.check()  # drop every connection the outage broke
+
+    async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
+        """Worker operations, set-based: a few round trips per batch, not per op."""
+        return await self._run(lambda conn: batch.apply_ops(conn, ops, worker, now))
 
     # cross-process wake-ups -----------------------------------------------------------
     async def _listen(self) -> None:
