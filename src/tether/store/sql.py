@@ -9,7 +9,7 @@ Lock order, where it matters: the task row first, then anything that hangs off i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,7 +57,10 @@ class Conn(Protocol):
         """Run a statement; return the number of rows it changed."""
         ...
 
-    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
+    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows, in order (no conflict handling, nothing returned): one prepared
+        statement run per row on SQLite, one COPY on PostgreSQL."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -319,11 +322,11 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
             )
         )
     if fresh:
-        await conn.executemany(
-            "INSERT INTO tasks (id, tenant, workflow, workflow_version, queue, priority, status, "
-            "input, idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
-            "fork_from_seq, created_at, updated_at) VALUES "
-            "(%s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        await conn.insert_rows(
+            "tasks",
+            "id, tenant, workflow, workflow_version, queue, priority, status, input, "
+            "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
+            "fork_from_seq, created_at, updated_at",
             [
                 (
                     t.id,
@@ -332,6 +335,7 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
                     t.workflow_version,
                     t.queue,
                     t.priority,
+                    "queued",
                     t.input,
                     t.idempotency_key,
                     t.correlation_id or t.id,
@@ -346,8 +350,8 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
                 for t in fresh
             ],
         )
-        await conn.executemany(
-            _INSERT_EVENT,
+        await insert_events(
+            conn,
             [
                 _event(
                     t.id,
@@ -572,9 +576,9 @@ async def heartbeat(conn: Conn, worker: str, now: float, lease_until: float) -> 
 
 
 async def insert_events(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert event rows in order with one prepared statement (`executemany`)."""
+    """Append event rows in order, in one go."""
     if rows:
-        await conn.executemany(_INSERT_EVENT, rows)
+        await conn.insert_rows("events", EVENT_COLUMNS, rows)
 
 
 class _EventBuffer:
@@ -597,11 +601,11 @@ class _EventBuffer:
             return 1
         return await self._conn.execute(sql, params)
 
-    async def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> None:
-        if sql is _INSERT_EVENT:
-            self.events.extend(tuple(p) for p in params)
+    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if table == "events":
+            self.events.extend(tuple(r) for r in rows)
             return
-        await self._conn.executemany(sql, params)
+        await self._conn.insert_rows(table, columns, rows)
 
 
 async def apply_ops(

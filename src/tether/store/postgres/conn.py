@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -30,9 +30,16 @@ class PgConn:
         cur = await self._conn.execute(text, params)
         return cur.rowcount
 
-    async def executemany(self, text: str, params: Iterable[Sequence[Any]]) -> None:
-        async with self._conn.cursor() as cur:
-            await cur.executemany(text, params)
+    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        # COPY: one stream for any number of rows (row triggers still fire).
+        async with (
+            self._conn.cursor() as cur,
+            cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                await copy.write_row(row)
 
     async def script(self, text: str) -> None:
         """Run a multi-statement script (no parameters: the simple query protocol)."""

@@ -16,7 +16,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -69,8 +69,10 @@ class _SyncConn:
     async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(self._sql(text), params).rowcount
 
-    async def executemany(self, text: str, params: Iterable[Sequence[Any]]) -> None:
-        self._conn.executemany(self._sql(text), params)
+    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            self._conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
 
 def _run_sync(work: Work[T], conn: _SyncConn) -> T:
