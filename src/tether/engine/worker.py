@@ -170,9 +170,12 @@ class Worker:
         hub = self.app.store.hub
         events = [hub.work_event(q) for q in self.queues]
         backoff = 0.1
+        # Under load, wait until a quarter of the slots are free before claiming again:
+        # one claim of 25 costs what one claim of 1 costs. Idle, claim at once.
+        low_water = max(1, min(self.claim_batch, self.concurrency) // 4)
         while not self._stopping.is_set():
             free = self.concurrency - len(self._runs)
-            if free <= 0:
+            if free <= 0 or (self._runs and free < low_water):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
