@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "tether.cli.migrate",
     "tether.cli.demo",
     "tether.cli.approvals",
+    "tether.cli.server",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 
