@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import event_where
 
+from helpers import event_where
 from tether import ConfigError, Context, SchemaOutOfDate, TaskStatus, Tether, load_settings
 from tether.store.base import TaskFilter
 

@@ -116,9 +116,7 @@ def token_create(
     except ValueError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
     if as_json:
-        print_json(
-            {"token": token, "tenant": env.tenant, "roles": sorted(role), "expires_in": ttl}
-        )
+        print_json({"token": token, "tenant": env.tenant, "roles": sorted(role), "expires_in": ttl})
     else:
         typer.echo(token)
 
