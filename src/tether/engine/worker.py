@@ -181,7 +181,7 @@ class Worker:
                 continue
             for event in events:
                 event.clear()
-            now, sent = self.app.clock.now(), asyncio.get_running_loop().time()
+            now = self.app.clock.now()
             try:
                 claimed = await self.app.store.claim(
                     self.id, self.queues, min(free, self.claim_batch), now, now + self.lease_ttl
@@ -192,8 +192,9 @@ class Worker:
                 await self._sleep_or_stop(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            returned = asyncio.get_running_loop().time()  # the claims are committed
             for item in claimed:
-                self._start(item, sent)
+                self._start(item, returned)
             if len(claimed) >= min(free, self.claim_batch):
                 continue  # more may be waiting: claim again at once
             await self._wait_for_work(events)
@@ -223,7 +224,9 @@ class Worker:
                 continue
             now, sent = self.app.clock.now(), loop.time()
             try:
-                held = await self.app.store.heartbeat(self.id, now, now + self.lease_ttl)
+                held = await self.app.store.heartbeat(
+                    self.id, list(self._runs), now, now + self.lease_ttl
+                )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 self._abandon_expired(loop.time())
@@ -234,8 +237,9 @@ class Worker:
                     if held[task_id]:
                         run.cancel()
                 elif run.lease_renewed < sent:
-                    # Claimed before this heartbeat yet no longer ours: another worker
-                    # took it over (our lease expired). Stop at once, write nothing.
+                    # Its claim had returned before this heartbeat was sent, yet it is no
+                    # longer ours: another worker took it over (our lease expired), or it
+                    # just ended. Stop at once, write nothing.
                     log.error("task %s: lease lost to another worker; abandoning", task_id)
                     run.release()
 

@@ -302,8 +302,11 @@ class Store(abc.ABC):
         fenced off (the worker no longer holds that attempt of the task)."""
 
     @abc.abstractmethod
-    async def heartbeat(self, worker: str, now: float, lease_until: float) -> dict[str, bool]:
-        """Extend every lease `worker` holds, in one statement. Returns the tasks it
+    async def heartbeat(
+        self, worker: str, task_ids: list[str], now: float, lease_until: float
+    ) -> dict[str, bool]:
+        """Extend, in one statement, the leases `worker` holds on `task_ids` (the tasks
+        it is running: a run it abandoned must be left to expire). Returns the tasks it
         still holds, each with whether its cancellation was requested."""
 
     # control --------------------------------------------------------------------------

@@ -563,11 +563,13 @@ async def claim(
     ]
 
 
-async def heartbeat(conn: Conn, worker: str, now: float, lease_until: float) -> dict[str, bool]:
+async def heartbeat(
+    conn: Conn, d: Dialect, worker: str, task_ids: list[str], lease_until: float
+) -> dict[str, bool]:
     rows = await conn.fetchall(
         "UPDATE tasks SET lease_expires_at = %s WHERE lease_owner = %s AND status = 'running' "
-        "RETURNING id, cancel_requested",
-        (lease_until, worker),
+        f"AND id {d.any_of} RETURNING id, cancel_requested",
+        (lease_until, worker, d.list_param(task_ids)),
     )
     return {r["id"]: bool(r["cancel_requested"]) for r in rows}
 

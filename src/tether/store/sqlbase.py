@@ -124,8 +124,11 @@ class SQLStore(Store, abc.ABC):
                     self.hub.notify_all_work()
         return results
 
-    async def heartbeat(self, worker: str, now: float, lease_until: float) -> dict[str, bool]:
-        return await self._run(lambda c: sql.heartbeat(c, worker, now, lease_until))
+    async def heartbeat(
+        self, worker: str, task_ids: list[str], now: float, lease_until: float
+    ) -> dict[str, bool]:
+        d = self.dialect
+        return await self._run(lambda c: sql.heartbeat(c, d, worker, task_ids, lease_until))
 
     # control --------------------------------------------------------------------------
     async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
