@@ -1,0 +1,109 @@
+"""Submit-to-start latency at idle (issue 3): how long after `submit` is called the
+first step of the task starts on an idle worker in
+ANOTHER process — the path a multi-machine deployment takes (PostgreSQL: LISTEN/NOTIFY;
+SQLite: the worker's poll, as there is no cross-process notification).
+
+usage: python -m bench.start_latency [sqlite|pg] [N]      (default: both, N=200)
+
+Prints p50/p99 in ms per backend. The worker runs in a subprocess of this script; the
+step records `time.time()` when it starts, on the same machine clock as the submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from tether import Context, Tether
+
+PG_ADMIN = os.environ.get("TETHER_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def build_app(url: str) -> Tether:
+    app = Tether(database_url=url)
+
+    async def started() -> float:
+        return time.time()
+
+    @app.workflow("stamp")
+    async def stamp(ctx: Context, i: int) -> float:
+        return await ctx.step("started", started)
+
+    return app
+
+
+async def _worker(url: str) -> None:
+    app = build_app(url)
+    async with app.worker(concurrency=10):
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await app.close()
+
+
+def _fresh(backend: str, folder: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{folder}/start.db"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS tether_bench_start WITH (FORCE)")
+        conn.execute("CREATE DATABASE tether_bench_start")
+    return PG_ADMIN.rsplit("/", 1)[0] + "/tether_bench_start"
+
+
+async def measure(backend: str, n: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        url = _fresh(backend, folder)
+        app = build_app(url)
+        await app.open()  # creates the schema before the worker starts
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.start_latency",
+            "--worker",
+            url,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert worker.stdout is not None
+            assert (await worker.stdout.readline()).strip() == b"ready"
+            latencies = []
+            for i in range(n + 5):
+                await asyncio.sleep(0.02)  # idle between tasks
+                t0 = time.time()
+                handle = await app.submit("stamp", i)
+                started = float(await handle.result(timeout=30))
+                if i >= 5:  # warm-up
+                    latencies.append((started - t0) * 1000)
+        finally:
+            if worker.stdin is not None:
+                worker.stdin.close()
+            await asyncio.wait_for(worker.wait(), 30)
+            await app.close()
+    qs = statistics.quantiles(latencies, n=100)
+    return statistics.median(latencies), qs[98]
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        asyncio.run(_worker(sys.argv[2]))
+        return
+    backends = [a for a in sys.argv[1:2] if a in ("sqlite", "pg")] or ["sqlite", "pg"]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    for backend in backends:
+        p50, p99 = asyncio.run(measure(backend, n))
+        print(
+            f"{backend}: submit-to-start at idle, worker in another process, n={n}: "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
