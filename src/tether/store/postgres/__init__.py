@@ -251,8 +251,15 @@ class PostgresStore(SQLStore):
                     await pool.check()  # drop every connection the outage broke
 
     async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
-        """Worker operations, set-based: a few round trips per batch, not per op."""
-        return await self._run(lambda conn: batch.apply_ops(conn, ops, worker, now))
+        """Worker operations, set-based: one statement per kind per batch. `batch` opens
+        its own transaction only when it needs more than one statement (a single
+        statement in autocommit is atomic), so no immediate retry here: a statement
+        whose connection broke is in doubt, and the committer retries (fenced ops)."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the store is not open")
+        async with pool.connection() as conn:
+            return await batch.apply_ops(PgConn(conn), ops, worker, now)
 
     # cross-process wake-ups -----------------------------------------------------------
     async def _listen(self) -> None:

@@ -1,15 +1,25 @@
-"""Worker operations on PostgreSQL, set-based: a batch costs a handful of round trips.
+"""Worker operations on PostgreSQL, set-based: one statement per kind per batch.
 
 The shared logic (`sql.apply_ops`) applies operations one by one, a few statements each:
 right for SQLite, where a statement is a function call, but on PostgreSQL every
 statement is a network round trip. Here the two operations that dominate (step records
-and task completions) are applied with one statement per kind for the whole batch,
-using arrays (`unnest`); the rare ones (suspend, release, approvals) go through the
-shared logic unchanged. Semantics are the shared logic's: the same fencing condition,
-the same row builders (`sql.step_params`, `sql.finish_params`) and event builders.
+and task completions) are each applied with ONE statement for the whole batch: a
+data-modifying CTE that runs the fenced `UPDATE tasks ... RETURNING tenant` and inserts
+the step rows and event rows of the tasks it returned (arrays, `unnest`). The rare
+operations (suspend, release, approvals) go through the shared logic unchanged.
+Semantics are the shared logic's: the same fencing condition (attempt and
+`status = 'running'`), the same row builders (`sql.step_params`, `sql.finish_params`)
+and event builders.
+
+A batch that needs one statement (W2: one step record at a time; W4: one completion)
+runs it in autocommit: a single statement is its own atomic transaction, so BEGIN and
+COMMIT would be two round trips for nothing. A batch that needs more runs them in one
+explicit transaction.
 
 Order: a batch holds, per task, its step records before its final transition, so
-steps are applied first, then the rare operations, then completions.
+steps are applied first, then the rare operations, then completions. Steps and the
+completion of one task cannot share a statement: the step-log trigger that protects
+terminal tasks would see the completion of the same statement.
 """
 
 from __future__ import annotations
@@ -20,41 +30,87 @@ from typing import Any
 from tether.models import StepStatus
 from tether.store import sql
 from tether.store.base import Finish, Op, StepWrite
+from tether.store.postgres.conn import PgConn
 
-_STEP_TYPES = "text, int, text, text, text, int, text, text, float8, float8, float8, text"
+_STEP_TYPES: tuple[str, ...] = ("text", "int", "text", "text", "text", "int", "text", "text")
+_STEP_TYPES += ("float8", "float8", "float8", "text")
+_STEP_NAMES = tuple(c.strip() for c in sql.STEP_COLUMNS.split(","))
+# Event columns without `tenant` (it comes from the fenced UPDATE's RETURNING), plus
+# the position in the batch, so ids follow the order of the operations.
+_EVENT_TYPES: tuple[str, ...] = ("text", "float8", "text", "text", "text", "int", "text")
+_EVENT_TYPES += ("text", "text", "text", "text", "int")
+_EVENT_NAMES = (*(c.strip() for c in sql.EVENT_COLUMNS.split(",") if c.strip() != "tenant"), "ord")
+
+SMALL = 8
+"""Up to this many rows a row source is a `VALUES` list of scalars; above, arrays and
+`unnest`. Scalars are cheaper to send (psycopg inspects every list element to pick an
+array type); arrays keep one statement text, and so one prepared plan, for any size."""
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Transpose rows into one list per column (the arrays `unnest` takes)."""
-    return [[row[i] for row in rows] for i in range(width)]
+def _rows(
+    alias: str, types: Sequence[str], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> tuple[str, list[Any]]:
+    """A row source `... AS alias(names)` for `rows`, and its parameters."""
+    cols = f"{alias}({', '.join(names)})"
+    if len(rows) <= SMALL:
+        one = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+        return f"(VALUES {', '.join([one] * len(rows))}) AS {cols}", [
+            v for row in rows for v in row
+        ]
+    source = "unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+    return f"{source} AS {cols}", [[row[i] for row in rows] for i in range(len(types))]
 
 
-async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) -> list[bool]:
+def _events_cte(events: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+    """`INSERT INTO events` for the event rows of the tasks the CTE `u` returned, in the
+    order given."""
+    if not events:
+        return "", []
+    source, params = _rows(
+        "ev", _EVENT_TYPES, _EVENT_NAMES, [(e[0], *e[2:], n) for n, e in enumerate(events)]
+    )
+    cols = ", ".join(f"ev.{c}" for c in _EVENT_NAMES[1:-1])
+    return (
+        f", e AS (INSERT INTO events ({sql.EVENT_COLUMNS}) SELECT ev.task_id, u.tenant, "
+        f"{cols} FROM {source} JOIN u ON u.id = ev.task_id ORDER BY ev.ord)"
+    ), params
+
+
+_RETURN = " SELECT id, tenant FROM u"
+
+
+async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) -> list[bool]:
+    """Apply a committer batch: in autocommit when it is one statement, else in one
+    transaction of its own (the connection must not be in a transaction)."""
     results = [False] * len(ops)
-    events: list[tuple[Any, ...]] = []
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]
     others = [(i, op) for i, op in enumerate(ops) if not isinstance(op, StepWrite | Finish)]
-    if steps:
-        await _step_writes(conn, steps, worker, now, results, events)
-    if others:
-        buffered = sql._EventBuffer(conn)
-        for i, op in others:
-            results[i] = await sql.apply_op(buffered, sql.POSTGRES, op, worker, now)
-        events += buffered.events
-    if finishes:
-        await _finishes(conn, finishes, worker, now, results, events)
-    await sql.insert_events(conn, events)
+    if not others and not (steps and finishes):
+        if steps:
+            await _step_writes(conn, steps, worker, now, results)
+        elif finishes:
+            await _finishes(conn, finishes, worker, now, results)
+        return results
+    async with conn.transaction():
+        if steps:
+            await _step_writes(conn, steps, worker, now, results)
+        if others:
+            buffered = sql._EventBuffer(conn)
+            for i, op in others:
+                results[i] = await sql.apply_op(buffered, sql.POSTGRES, op, worker, now)
+            await sql.insert_events(conn, buffered.events)
+        if finishes:
+            await _finishes(conn, finishes, worker, now, results)
     return results
 
 
 async def _step_writes(
-    conn: sql.Conn,
+    conn: PgConn,
     steps: list[tuple[int, StepWrite]],
     worker: str,
     now: float,
     results: list[bool],
-    events: list[tuple[Any, ...]],
 ) -> None:
     # Progress per task (several steps of one task may share a batch), fenced like
     # the shared logic: same attempt, still running. Sorted ids: a stable lock order.
@@ -64,69 +120,75 @@ async def _step_writes(
         entry[1] += 1 if op.record.status == StepStatus.SUCCEEDED else 0
         entry[2] = op.record.name
     ids = sorted(progress)
-    rows = await conn.fetchall(
-        "UPDATE tasks t SET steps_done = t.steps_done + v.done, current_step = v.name, "
-        "updated_at = %s FROM unnest(%s::text[], %s::int[], %s::int[], %s::text[]) "
-        "AS v(id, attempt, done, name) WHERE t.id = v.id AND t.attempt = v.attempt "
-        "AND t.status = 'running' RETURNING t.id, t.tenant",
-        (
-            now,
-            ids,
-            [progress[i][0] for i in ids],
-            [progress[i][1] for i in ids],
-            [progress[i][2] for i in ids],
-        ),
-    )
-    tenants = {r["id"]: r["tenant"] for r in rows}
-    accepted = [(i, op) for i, op in steps if op.task_id in tenants]
     # One row per (task, seq) in a statement: a retry's pending entry followed by its
     # outcome in the same batch leaves the outcome, as applying both in turn would.
     latest: dict[tuple[str, int], StepWrite] = {}
-    for i, op in accepted:
-        results[i] = True
+    events: list[tuple[Any, ...]] = []
+    for _, op in steps:
         latest[(op.task_id, op.record.seq)] = op
-        event = sql.step_event(op, tenants[op.task_id], worker, now)
+        event = sql.step_event(op, "", worker, now)
         if event is not None:
             events.append(event)
-    if latest:
-        params = [sql.step_params(op) for op in latest.values()]
-        placeholders = ", ".join(f"%s::{t.strip()}[]" for t in _STEP_TYPES.split(","))
-        await conn.execute(
-            f"INSERT INTO steps ({sql.STEP_COLUMNS}) SELECT * FROM unnest({placeholders}) "
-            f"{sql.STEP_UPSERT}",
-            _columns(params, 12),
-        )
-    consumed = [(op.consume_signal, op.record.seq) for _, op in accepted if op.consume_signal]
+    v, v_params = _rows(
+        "v",
+        ("text", "int", "int", "text"),
+        ("id", "attempt", "done", "name"),
+        [(i, *progress[i]) for i in ids],
+    )
+    x, x_params = _rows(
+        "x", _STEP_TYPES, _STEP_NAMES, [sql.step_params(o) for o in latest.values()]
+    )
+    e, e_params = _events_cte(events)
+    text = (
+        "WITH u AS (UPDATE tasks t SET steps_done = t.steps_done + v.done, "
+        f"current_step = v.name, updated_at = %s FROM {v} WHERE t.id = v.id "
+        "AND t.attempt = v.attempt AND t.status = 'running' RETURNING t.id, t.tenant), "
+        f"s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
+        f"SELECT {', '.join('x.' + c for c in _STEP_NAMES)} FROM {x} "
+        f"WHERE x.task_id IN (SELECT id FROM u) {sql.STEP_UPSERT}){e}"
+    )
+    params: list[Any] = [now, *v_params, *x_params, *e_params]
+    consumed = [
+        (op.consume_signal, op.record.seq, op.task_id)
+        for _, op in steps
+        if op.consume_signal is not None
+    ]
     if consumed:
-        await conn.execute(
-            "UPDATE signals s SET consumed_seq = v.seq FROM unnest(%s::bigint[], %s::int[]) "
-            "AS v(id, seq) WHERE s.id = v.id AND s.consumed_seq IS NULL",
-            _columns(consumed, 2),
+        w, w_params = _rows("w", ("bigint", "int", "text"), ("id", "seq", "task_id"), consumed)
+        text += (
+            f", c AS (UPDATE signals g SET consumed_seq = w.seq FROM {w} WHERE g.id = w.id "
+            "AND g.consumed_seq IS NULL AND w.task_id IN (SELECT id FROM u))"
         )
+        params += w_params
+    rows = await conn.fetchall(text + _RETURN, params)
+    accepted = {r["id"] for r in rows}
+    for i, op in steps:
+        results[i] = op.task_id in accepted
 
 
 async def _finishes(
-    conn: sql.Conn,
+    conn: PgConn,
     finishes: list[tuple[int, Finish]],
     worker: str,
     now: float,
     results: list[bool],
-    events: list[tuple[Any, ...]],
 ) -> None:
     ordered = sorted(finishes, key=lambda item: item[1].task_id)
-    rows = [(op.task_id, op.attempt, *sql.finish_params(op)) for _, op in ordered]
-    done = await conn.fetchall(
-        "UPDATE tasks t SET status = v.status, result = v.result, error = v.error, "
-        "error_fingerprint = v.fingerprint, finished_at = %s, updated_at = %s, "
-        "lease_owner = NULL, lease_expires_at = NULL, run_at = NULL "
-        "FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-        "AS v(id, attempt, status, result, error, fingerprint) "
-        "WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running' "
-        "RETURNING t.id, t.tenant",
-        (now, now, *_columns(rows, 6)),
+    v, v_params = _rows(
+        "v",
+        ("text", "int", "text", "text", "text", "text"),
+        ("id", "attempt", "status", "result", "error", "fingerprint"),
+        [(op.task_id, op.attempt, *sql.finish_params(op)) for _, op in ordered],
     )
-    tenants = {r["id"]: r["tenant"] for r in done}
+    e, e_params = _events_cte([sql.finish_event(op, "", worker, now) for _, op in finishes])
+    done = await conn.fetchall(
+        "WITH u AS (UPDATE tasks t SET status = v.status, result = v.result, error = v.error, "
+        "error_fingerprint = v.fingerprint, finished_at = %s, updated_at = %s, "
+        f"lease_owner = NULL, lease_expires_at = NULL, run_at = NULL FROM {v} "
+        "WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running' "
+        f"RETURNING t.id, t.tenant){e}{_RETURN}",
+        (now, now, *v_params, *e_params),
+    )
+    accepted = {r["id"] for r in done}
     for i, op in finishes:
-        if op.task_id in tenants:
-            results[i] = True
-            events.append(sql.finish_event(op, tenants[op.task_id], worker, now))
+        results[i] = op.task_id in accepted

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncTransaction
 from psycopg.rows import DictRow
 
 from tether.store import sql
+
+COPY_FROM = 16
+"""Row count from which `insert_rows` streams with COPY instead of a multi-row INSERT."""
 
 
 class PgConn:
@@ -30,8 +34,21 @@ class PgConn:
         cur = await self._conn.execute(text, params)
         return cur.rowcount
 
+    def transaction(self) -> AbstractAsyncContextManager[AsyncTransaction]:
+        """An explicit transaction (the pool's connections are in autocommit)."""
+        return self._conn.transaction()
+
     async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
+            return
+        if len(rows) <= COPY_FROM:
+            # A few rows: one multi-row INSERT is one round trip; COPY costs three.
+            width = len(rows[0])
+            one = "(" + ", ".join(["%s"] * width) + ")"
+            await self._conn.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(rows))}",
+                [v for row in rows for v in row],
+            )
             return
         # COPY: one stream for any number of rows (row triggers still fire).
         async with (
