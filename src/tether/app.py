@@ -32,6 +32,11 @@ from tether.store.base import Approval, NewTask, SignalRecord, Store, TaskFilter
 P = ParamSpec("P")
 R = TypeVar("R")
 
+WAIT_POLL_FIRST = 0.25
+"""Seconds before `TaskHandle.wait` first re-reads the task without a notification."""
+WAIT_POLL_MAX = 2.0
+"""Longest interval between those re-reads (the interval doubles up to it)."""
+
 
 def _seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
@@ -65,7 +70,11 @@ class TaskHandle:
         store = self.app.store
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        poll = 0.05
+        # A change committed in this process (or announced by PostgreSQL NOTIFY) resolves
+        # the hub's future at once; polling is only the fallback (a worker in another
+        # process on SQLite), so it starts late: polls of many waiters would otherwise
+        # queue up behind the workers' writes on the database thread.
+        poll = WAIT_POLL_FIRST
         while True:
             # Subscribe before reading, so a change between the two is not missed.
             fut = store.hub.wait_task(self.id)
@@ -80,7 +89,7 @@ class TaskHandle:
                     raise TimeoutError(f"task {self.id} did not finish in {timeout}s")
                 wait = poll if remaining is None else min(poll, remaining)
                 await asyncio.wait({fut}, timeout=wait)
-                poll = min(poll * 2, 1.0)
+                poll = min(poll * 2, WAIT_POLL_MAX)
             finally:
                 store.hub.forget(self.id, fut)
 
