@@ -100,7 +100,7 @@ class Committer:
 
 def _retryable(exc: Exception) -> bool:
     """Database errors worth retrying: lost connections, locks, serialization."""
-    name = type(exc).__name__
-    return name in {"OperationalError", "InterfaceError", "ConnectionError", "PoolTimeout"} or (
-        isinstance(exc, ConnectionError | TimeoutError)
+    names = {cls.__name__ for cls in type(exc).__mro__}  # driver subclasses count too
+    return bool(names & {"OperationalError", "InterfaceError", "PoolTimeout"}) or isinstance(
+        exc, ConnectionError | TimeoutError
     )
