@@ -340,3 +340,26 @@ async def test_retention_purges_old_ended_tasks_in_batches(
     assert [t.id for t in remaining] == [held.id], "waiting tasks are never purged"
     assert await app.store.list_events(task_id=done[0].id) == []
     assert await app.store.get_steps(done[0].id) == []
+
+
+async def test_cancel_requested_while_running_is_not_parked_by_a_suspension(
+    make_app: Callable[[], Tether],
+) -> None:
+    """The API (another process, no local worker) cancels a running task that then
+    suspends on a wait: it must end cancelled, not wait forever."""
+    app = make_app()
+    api = make_app()
+
+    @app.workflow("then_wait")
+    async def then_wait(ctx: Context) -> None:
+        async def cancel_from_elsewhere() -> None:
+            task = await api.cancel(ctx.task_id)
+            assert task.status == TaskStatus.RUNNING and task.cancel_requested
+
+        await ctx.step("ask", cancel_from_elsewhere)
+        await ctx.wait_for_signal("never")
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("then_wait")
+        task = await handle.wait(timeout=10)
+    assert task.status == TaskStatus.CANCELLED

@@ -211,3 +211,67 @@ async def test_short_timers_fire_promptly_at_idle(make_app: Callable[[], Tether]
         start = app.clock.now()
         await handle.result(timeout=10)
     assert 0.3 <= woke[-1] - start < 1.0
+
+
+async def test_a_branch_writing_its_wait_is_not_left_out_of_the_suspension() -> None:
+    """gather(approval with a timeout, signal): the approval's timer must be kept."""
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("both")
+    async def both(ctx: Context) -> list[Any]:
+        decision, go = await asyncio.gather(
+            ctx.approval(summary="x", risk="high", timeout=60),
+            ctx.wait_for_signal("go"),
+        )
+        return [decision.status, decision.resolution, go]
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("both")
+        await env.run_until_idle(skip_time=False)
+        task = await app.get(handle.id)
+        assert task.status == TaskStatus.WAITING and task.run_at is not None
+        await env.run_until_idle()  # skips to the approval's timeout
+        (approval,) = await app.store.list_approvals(_pending().__class__())
+        assert (approval.status, approval.resolution) == ("rejected", "timeout")
+        await app.signal(handle.id, "go", 7)
+        await env.run_until_idle()
+        assert await handle.result(timeout=1) == ["rejected", "timeout", 7]
+
+
+async def test_a_signal_wakes_a_task_whose_wait_reason_is_an_approval() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("both")
+    async def both(ctx: Context) -> Any:
+        _, go = await asyncio.gather(
+            ctx.approval(summary="x", risk="high"), ctx.wait_for_signal("go")
+        )
+        return go
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("both")
+        await env.run_until_idle()
+        assert (await app.get(handle.id)).wait_reason == WaitReason.APPROVAL
+        await app.signal(handle.id, "go", "now")
+        await env.run_until_idle()
+        signal_step = [s for s in await app.steps(handle.id) if s.name == "go"]
+        assert signal_step and signal_step[0].status == "succeeded"
+        (pending,) = await app.store.list_approvals(_pending())
+        await app.decide(pending.id, reviewer="bob", approve=True, reason="ok")
+        await env.run_until_idle()
+        assert await handle.result(timeout=1) == "now"
+
+
+async def test_a_waiting_task_still_ends_at_its_deadline() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("forever", deadline=timedelta(minutes=1))
+    async def forever(ctx: Context) -> None:
+        await ctx.wait_for_signal("never")
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("forever")
+        await env.run_until_idle()
+        task = await app.get(handle.id)
+        assert task.status == TaskStatus.FAILED
+        assert task.error is not None and task.error.type == "DeadlineExceeded"

@@ -108,13 +108,21 @@ class TaskRun:
         return f"{self.task.id}:{seq}"
 
     async def _write(self, record: StepRecord, consume_signal: int | None = None) -> None:
-        ok = await self.worker.committer.submit(
-            StepWrite(self.task.id, self.task.attempt, record, consume_signal)
-        )
+        await self._commit(StepWrite(self.task.id, self.task.attempt, record, consume_signal))
+        self.log[record.seq] = record
+
+    async def _commit(self, op: StepWrite | OpenApproval) -> None:
+        """Commit `op`, counting as in flight meanwhile: a branch writing its wait (or a
+        result) is not blocked yet, so the workflow must not be suspended without it."""
+        self._in_flight += 1
+        try:
+            ok = await self.worker.committer.submit(op)
+        finally:
+            self._in_flight -= 1
+            self._check_quiescent()
         if not ok:
             self._lost = True
             raise LeaseLost(self.task.id)
-        self.log[record.seq] = record
 
     def _write_soon(self, record: StepRecord) -> None:
         """Queue a record without waiting (ctx.now/uuid/random): the committer keeps
@@ -485,12 +493,7 @@ class TaskRun:
             resolution=auto,
             decided_at=now if auto else None,
         )
-        ok = await self.worker.committer.submit(
-            OpenApproval(self.task.id, self.task.attempt, approval)
-        )
-        if not ok:
-            self._lost = True
-            raise LeaseLost(self.task.id)
+        await self._commit(OpenApproval(self.task.id, self.task.attempt, approval))
         self.approvals[seq] = approval
         if auto is None:
             await self._write(
@@ -647,6 +650,8 @@ class TaskRun:
     async def _suspend(self) -> None:
         waits = list(self._waits.values())
         wakes = [w.wake_at for w in waits if w.wake_at is not None]
+        if self.task.deadline is not None:
+            wakes.append(self.task.deadline)  # a waiting task still ends at its deadline
         signals = sorted({w.signal for w in waits if w.signal})
         reason = waits[0].reason
         for preferred in (WaitReason.APPROVAL, WaitReason.SIGNAL, WaitReason.TIMER):

@@ -623,7 +623,7 @@ async def apply_ops(
 
 async def _fenced_task(conn: Conn, d: Dialect, task_id: str, attempt: int) -> Row | None:
     return await conn.fetchone(
-        f"SELECT tenant, status, queue FROM tasks WHERE id = %s AND attempt = %s "
+        f"SELECT tenant, status, queue, cancel_requested FROM tasks WHERE id = %s AND attempt = %s "
         f"AND status = 'running'{d.lock_rows}",
         (task_id, attempt),
     )
@@ -642,8 +642,11 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
     if isinstance(op, OpenApproval):
         await _open_approval(conn, op.approval, op.attempt, worker, now)
     elif isinstance(op, Suspend):
-        woken, cause = False, "signal_arrived"
-        if op.signals:
+        # A cancellation requested while the task ran must not be parked with it: wake
+        # it, and its next run ends it as cancelled.
+        woken, cause = bool(row["cancel_requested"]), "cancel_requested"
+        if not woken and op.signals:
+            cause = "signal_arrived"
             woken = (
                 await conn.fetchone(
                     "SELECT id FROM signals WHERE task_id = %s AND consumed_seq IS NULL "
@@ -939,7 +942,10 @@ async def send_signal(
         (task_id, name, payload, now),
     )
     assert sig is not None
-    woke = row["status"] == "waiting" and row["wait_reason"] == "signal"
+    waits_for = await conn.fetchone("SELECT wait_signals FROM tasks WHERE id = %s", (task_id,))
+    woke = row["status"] == "waiting" and name in (
+        serde.loads(waits_for["wait_signals"] if waits_for else None) or []
+    )
     if woke:
         await _wake(conn, task_id, now)
     await conn.execute(
