@@ -363,3 +363,24 @@ async def test_cancel_requested_while_running_is_not_parked_by_a_suspension(
         handle = await app.submit("then_wait")
         task = await handle.wait(timeout=10)
     assert task.status == TaskStatus.CANCELLED
+
+
+async def test_same_key_for_another_workflow_or_options_is_a_conflict(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+
+    @app.workflow("a")
+    async def a(ctx: Context, x: int) -> int:
+        return x
+
+    @app.workflow("b")
+    async def b(ctx: Context, x: int) -> int:
+        return x
+
+    first = await app.submit("a", {"x": 1}, idempotency_key="k")
+    with pytest.raises(IdempotencyConflict):
+        await app.submit("b", {"x": 1}, idempotency_key="k")
+    with pytest.raises(IdempotencyConflict):
+        await app.submit("a", {"x": 1}, idempotency_key="k", priority=5)
+    assert (await app.submit("a", {"x": 1}, idempotency_key="k")).id == first.id

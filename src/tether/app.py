@@ -14,7 +14,7 @@ from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
 from tether.engine.approvals import PolicyBook
 from tether.engine.context import current_context
-from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, input_hash
+from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, submission_hash
 from tether.engine.worker import Worker
 from tether.errors import (
     Classifier,
@@ -314,6 +314,17 @@ class Tether:
         """Validate a submission and build the row to store (no I/O)."""
         wf = self.registry_lookup(workflow)
         encoded = wf.encode_input(input)
+        digest = ""
+        if idempotency_key is not None:
+            digest = submission_hash(
+                encoded,
+                workflow=wf.name,
+                queue=queue or wf.queue,
+                priority=priority,
+                correlation_id=correlation_id,
+                deadline=_timestamp(deadline),
+                run_at=_timestamp(run_at),
+            )
         absolute_deadline = _timestamp(deadline)
         if absolute_deadline is None and wf.deadline is not None:
             absolute_deadline = self.clock.now() + wf.deadline
@@ -324,7 +335,7 @@ class Tether:
             workflow_version=wf.version,
             queue=queue or wf.queue,
             input=encoded,
-            input_hash=input_hash(encoded) if idempotency_key is not None else "",
+            input_hash=digest,
             priority=priority,
             idempotency_key=idempotency_key,
             idempotency_ttl=self.settings.idempotency_ttl,

@@ -119,9 +119,13 @@ class InputBinding:
             ) from None
 
 
-def input_hash(encoded: str) -> str:
-    """A hash of an input's canonical JSON, to recognise "same key, same input"."""
-    canonical = orjson.dumps(orjson.loads(encoded), option=orjson.OPT_SORT_KEYS)
+def submission_hash(encoded_input: str, **options: Any) -> str:
+    """A hash of what an idempotency key stands for: the input's canonical JSON and the
+    submission's options (workflow, queue, priority, ...), so that the same key with any
+    other submission is recognised as a conflict, not silently answered with the first."""
+    canonical = orjson.dumps(
+        {"input": orjson.loads(encoded_input), **options}, option=orjson.OPT_SORT_KEYS
+    )
     return hashlib.sha256(canonical).hexdigest()
 
 
