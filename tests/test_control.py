@@ -384,3 +384,30 @@ async def test_same_key_for_another_workflow_or_options_is_a_conflict(
     with pytest.raises(IdempotencyConflict):
         await app.submit("a", {"x": 1}, idempotency_key="k", priority=5)
     assert (await app.submit("a", {"x": 1}, idempotency_key="k")).id == first.id
+
+
+async def test_a_worker_claims_only_the_workflows_it_has(make_app: Callable[[], Tether]) -> None:
+    """Rolling deploy: an old worker without workflow `new` leaves its tasks to a new one."""
+    old, new = make_app(), make_app()
+
+    @old.workflow("legacy")
+    async def legacy(ctx: Context) -> str:
+        return "old"
+
+    for app in (old, new):
+
+        @app.workflow("fresh")
+        async def fresh(ctx: Context) -> str:
+            return "anyone"
+
+    @new.workflow("new_only")
+    async def new_only(ctx: Context) -> str:
+        return "new"
+
+    async with old.worker(poll_interval=0.05):
+        handle = await new.submit("new_only")
+        done = await new.submit("fresh")
+        assert await done.result(timeout=10) == "anyone"  # the old worker is working
+        assert (await old.get(handle.id)).status == TaskStatus.QUEUED
+    async with new.worker(poll_interval=0.05):
+        assert await handle.result(timeout=10) == "new"

@@ -142,7 +142,8 @@ class TaskRun:
             err = NonDeterminismError(
                 f"replay found {kind} {name!r} at position {seq}, but the log recorded "
                 f"{rec.kind} {rec.name!r}: the workflow code changed in a way that is not "
-                "replay-safe (bump the workflow version for new tasks)"
+                "replay-safe (keep the old path for tasks already started: branch on "
+                "ctx.task.workflow_version, and bump the version for new tasks)"
             )
             self._fatal = err
             raise _Stop() from err

@@ -26,8 +26,7 @@ from tether.engine.retention import retention_loop
 from tether.engine.run import TaskRun
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
-from tether.models import TaskError, TaskStatus
-from tether.store.base import Claimed, Finish, Release
+from tether.store.base import Claimed, Release
 
 if TYPE_CHECKING:
     from tether.app import Tether
@@ -184,7 +183,12 @@ class Worker:
             now = self.app.clock.now()
             try:
                 claimed = await self.app.store.claim(
-                    self.id, self.queues, min(free, self.claim_batch), now, now + self.lease_ttl
+                    self.id,
+                    self.queues,
+                    min(free, self.claim_batch),
+                    now,
+                    now + self.lease_ttl,
+                    sorted(self.app.workflows),
                 )
                 backoff = 0.1
             except Exception as exc:
@@ -260,22 +264,10 @@ class Worker:
         task = claimed.task
         try:
             wf = self.app.registry_lookup(task.workflow)
-        except UnknownWorkflow as exc:
-            # Not ours to run (another deployment's workflow): fail loudly, never loop.
-            self.committer.submit(
-                Finish(
-                    task.id,
-                    task.attempt,
-                    TaskStatus.FAILED,
-                    error=TaskError(
-                        type="UnknownWorkflow",
-                        message=str(exc),
-                        fingerprint="unknown-workflow",
-                        permanent=True,
-                    ),
-                    decision="unknown_workflow",
-                )
-            )
+        except UnknownWorkflow:
+            # Claims name our workflows, so this is a safety net: hand it back for a
+            # worker that has it (a rolling deploy), never fail it for our ignorance.
+            self.committer.submit(Release(task.id, task.attempt, decision="unknown_workflow"))
             return
         run = TaskRun(claimed, wf, self)
         run.lease_renewed = claimed_at

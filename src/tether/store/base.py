@@ -291,10 +291,17 @@ class Store(abc.ABC):
     # workers --------------------------------------------------------------------------
     @abc.abstractmethod
     async def claim(
-        self, worker: str, queues: list[str], limit: int, now: float, lease_until: float
+        self,
+        worker: str,
+        queues: list[str],
+        limit: int,
+        now: float,
+        lease_until: float,
+        workflows: list[str] | None = None,
     ) -> list[Claimed]:
         """Take up to `limit` runnable tasks: queued and due, waiting and due, or running
-        with an expired lease. Each claim increments the task's attempt number."""
+        with an expired lease; of the named `workflows` only, when given. Each claim
+        increments the task's attempt number."""
 
     @abc.abstractmethod
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:

@@ -485,8 +485,12 @@ async def claim(
     limit: int,
     now: float,
     lease_until: float,
+    workflows: list[str] | None = None,
 ) -> list[Claimed]:
     qs = d.list_param(queues)
+    only = ""
+    if workflows is not None:  # a worker takes only what it can run (rolling deploys)
+        only = f" AND workflow {d.any_of}"
     picked: list[Row] = []
     # Three cheap index scans: new work, due timers and backoffs, expired leases.
     for condition, order, params in (
@@ -498,9 +502,9 @@ async def claim(
         if room <= 0:
             break
         picked += await conn.fetchall(
-            f"SELECT id, status FROM tasks WHERE {condition} AND queue {d.any_of} "
+            f"SELECT id, status FROM tasks WHERE {condition} AND queue {d.any_of}{only} "
             f"ORDER BY {order} LIMIT %s{d.skip_locked}",
-            (*params, qs, room),
+            (*params, qs, *(() if workflows is None else (d.list_param(workflows),)), room),
         )
     if not picked:
         return []

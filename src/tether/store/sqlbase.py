@@ -103,10 +103,18 @@ class SQLStore(Store, abc.ABC):
 
     # workers --------------------------------------------------------------------------
     async def claim(
-        self, worker: str, queues: list[str], limit: int, now: float, lease_until: float
+        self,
+        worker: str,
+        queues: list[str],
+        limit: int,
+        now: float,
+        lease_until: float,
+        workflows: list[str] | None = None,
     ) -> list[Claimed]:
         d = self.dialect
-        return await self._run(lambda c: sql.claim(c, d, worker, queues, limit, now, lease_until))
+        return await self._run(
+            lambda c: sql.claim(c, d, worker, queues, limit, now, lease_until, workflows)
+        )
 
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         results = await self._run_ops(ops, worker, now)
