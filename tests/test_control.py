@@ -13,6 +13,7 @@ from tether import (
     Context,
     IdempotencyConflict,
     InvalidTransition,
+    Task,
     TaskStatus,
     Tether,
     load_settings,
@@ -411,3 +412,20 @@ async def test_a_worker_claims_only_the_workflows_it_has(make_app: Callable[[], 
         assert (await old.get(handle.id)).status == TaskStatus.QUEUED
     async with new.worker(poll_interval=0.05):
         assert await handle.result(timeout=10) == "new"
+
+
+def test_a_tailing_reader_ends_only_after_the_final_event_or_settling() -> None:
+    from tether.store.base import EVENT_SETTLE_SECONDS, events_complete
+
+    def task(status: TaskStatus, finished_at: float | None) -> Task:
+        return Task("t", "d", "w", 1, "default", 0, status, None, 0.0, 0.0,
+                    finished_at=finished_at)  # fmt: skip
+
+    now = 1000.0
+    assert not events_complete(task(TaskStatus.RUNNING, None), True, now)
+    assert events_complete(task(TaskStatus.SUCCEEDED, now - 1), True, now)
+    # ended, final event not seen yet (on PostgreSQL it may still be held back): wait
+    assert not events_complete(task(TaskStatus.SUCCEEDED, now - 1), False, now)
+    # ended long ago: nothing can be held back any more
+    ended = now - EVENT_SETTLE_SECONDS - 1
+    assert events_complete(task(TaskStatus.SUCCEEDED, ended), False, now)

@@ -21,6 +21,7 @@ from tether.api.problems import responses
 from tether.api.schemas import EventList, EventOut
 from tether.app import Tether
 from tether.auth import Permission, Principal
+from tether.store.base import events_complete, is_final_event
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -42,7 +43,7 @@ async def task_event_stream(
     """SSE frames of a task's events after `after`, until the task has ended."""
     store = app.store
     loop = asyncio.get_running_loop()
-    last, quiet_since = after, loop.time()
+    last, quiet_since, saw_final = after, loop.time(), False
     yield b"retry: 1000\n\n"
     while True:
         # Subscribe before reading, so a change between the reads is not missed.
@@ -59,11 +60,12 @@ async def task_event_stream(
                     yield sse_frame(EventOut.of(e))
                     last = e.id
                     quiet_since = loop.time()
+                    saw_final = saw_final or is_final_event(e)
                 if len(events) < PAGE:
                     break
-            # The status was read before the events: a terminal task's final events were
-            # committed with its status, so they have all been sent now.
-            if task.status.terminal:
+            # The status was read before the events: once it is terminal and its final
+            # event has been sent, nothing more can come.
+            if events_complete(task, saw_final, app.clock.now()):
                 return
             await asyncio.wait({fut}, timeout=SSE_POLL)
             if loop.time() - quiet_since >= SSE_KEEPALIVE:

@@ -30,6 +30,7 @@ from tether.cli.common import (
 )
 from tether.cli.root import cli
 from tether.models import Event, Task, TaskStatus
+from tether.store.base import events_complete, is_final_event
 
 POLL_SECONDS = 0.2
 RECORDED_KINDS = {"now", "uuid", "random"}
@@ -98,7 +99,7 @@ async def follow(
     await app.open()
     store = app.store
     task = await app.get(task_id, tenant=tenant)
-    after = 0
+    after, saw_final = 0, False
     while True:
         change = store.hub.wait_task(task_id)  # subscribe first: no change slips through
         try:
@@ -107,17 +108,17 @@ async def follow(
                 for event in events:
                     on_event(event)
                     after = event.id
+                    saw_final = saw_final or is_final_event(event)
                 if not events:
                     break
-            if task.status.terminal:
-                return task  # its final events were read after the status was
+            if events_complete(task, saw_final, app.clock.now()):
+                return task  # its final event was read after the terminal status was
             fresh = await store.get_task(task_id, tenant)
             if fresh is not None:
                 task = fresh
             if on_poll is not None:
                 on_poll(task)
-            if not task.status.terminal:
-                await asyncio.wait({change}, timeout=poll)
+            await asyncio.wait({change}, timeout=poll)
         finally:
             store.hub.forget(task_id, change)
 

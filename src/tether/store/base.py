@@ -216,6 +216,24 @@ class ApprovalFilter:
     limit: int = 100
 
 
+EVENT_SETTLE_SECONDS = 6.0
+"""After this long every event of an ended task is visible to readers (ADR 13)."""
+
+
+def is_final_event(event: Event) -> bool:
+    """The event that ends a task (its transition to a terminal state)."""
+    return event.new_status in ("succeeded", "failed", "cancelled")
+
+
+def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
+    """Whether a reader tailing `task`'s events has seen them all: the task ended and its
+    final event was read, or it ended long enough ago that nothing can be held back (on
+    PostgreSQL, events of transactions still settling are, for a moment: ADR 13)."""
+    if not task.status.terminal:
+        return False
+    return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
+
+
 class Store(abc.ABC):
     """One database, seen through the operations Tether needs."""
 
