@@ -275,3 +275,21 @@ async def test_a_waiting_task_still_ends_at_its_deadline() -> None:
         task = await app.get(handle.id)
         assert task.status == TaskStatus.FAILED
         assert task.error is not None and task.error.type == "DeadlineExceeded"
+
+
+async def test_cancelling_a_task_closes_its_pending_approvals() -> None:
+    app = Tether("sqlite://:memory:")
+
+    @app.workflow("gate")
+    async def gate(ctx: Context) -> None:
+        await ctx.approval(summary="send", risk="high")
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("gate")
+        await env.run_until_idle()
+        (pending,) = await app.store.list_approvals(_pending())
+        await app.cancel(handle.id)
+        assert await app.store.list_approvals(_pending()) == []
+        with pytest.raises(ApprovalClosed) as closed:
+            await app.decide(pending.id, reviewer="bob", approve=True)
+        assert closed.value.approval.resolution == "cancelled"

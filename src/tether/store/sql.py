@@ -908,6 +908,12 @@ async def cancel(
             "WHERE id = %s",
             (now, now, task_id),
         )
+        # Its open approvals leave the inbox: nobody may decide for a cancelled task.
+        await conn.execute(
+            "UPDATE approvals SET status = 'rejected', resolution = 'cancelled', "
+            "decided_at = %s WHERE task_id = %s AND status = 'pending'",
+            (now, task_id),
+        )
         event, new = "task.cancelled", "cancelled"
     await conn.execute(
         _INSERT_EVENT,

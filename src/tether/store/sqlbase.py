@@ -22,6 +22,7 @@ from tether.store.base import (
     Finish,
     NewTask,
     Op,
+    Release,
     SignalRecord,
     Store,
     Submitted,
@@ -123,6 +124,8 @@ class SQLStore(Store, abc.ABC):
                 continue
             if isinstance(op, Finish):
                 self.hub.task_changed(op.task_id, str(op.status))
+            elif isinstance(op, Release):
+                self.hub.notify_all_work()  # another local worker may take it at once
             elif isinstance(op, Suspend):
                 self.hub.task_changed(op.task_id, str(TaskStatus.WAITING))
                 # A signal or decision that raced the suspension re-queues the task
@@ -177,6 +180,7 @@ class SQLStore(Store, abc.ABC):
         )
         if approval.status != "pending":
             self.hub.notify_all_work()
+            self.hub.task_changed(approval.task_id, "queued")
         if refusal is not None:
             raise ApprovalClosed(refusal, approval)
         return approval
