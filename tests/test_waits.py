@@ -293,3 +293,30 @@ async def test_cancelling_a_task_closes_its_pending_approvals() -> None:
         with pytest.raises(ApprovalClosed) as closed:
             await app.decide(pending.id, reviewer="bob", approve=True)
         assert closed.value.approval.resolution == "cancelled"
+
+
+async def test_sqlite_processes_wake_each_other_without_polling(tmp_path: Any) -> None:
+    """Two stores on one file stand for two processes: a submit in one starts the task
+    in the other's worker, and its completion wakes the submitter's waiter, both far
+    faster than the (here deliberately slow) polling."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    worker_side, api_side = Tether(url), Tether(url)
+    for app in (worker_side, api_side):
+
+        @app.workflow("quick")
+        async def quick(ctx: Context) -> str:
+            return "done"
+
+    await api_side.open()
+    loop = asyncio.get_running_loop()
+    try:
+        async with worker_side.worker(poll_interval=30.0):
+            await asyncio.sleep(0.1)  # the worker is idle, waiting for work
+            start = loop.time()
+            handle = await api_side.submit("quick")
+            assert await handle.result(timeout=10) == "done"
+            elapsed = loop.time() - start
+    finally:
+        await worker_side.close()
+        await api_side.close()
+    assert elapsed < 1.0, f"cross-process round trip took {elapsed:.2f}s"

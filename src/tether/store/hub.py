@@ -42,6 +42,10 @@ class Hub:
         self._tasks[task_id].append(fut)
         return fut
 
+    def watched(self) -> list[str]:
+        """The tasks someone in this process waits on."""
+        return list(self._tasks)
+
     def forget(self, task_id: str, fut: asyncio.Future[str]) -> None:
         waiters = self._tasks.get(task_id)
         if waiters and fut in waiters:

@@ -16,6 +16,7 @@ import queue
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -27,6 +28,9 @@ from tether.store.sqlbase import SQLStore, Work
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store.sqlite")
+
+WATCH_EVERY = 0.02
+"""Seconds between checks for commits by other processes (`PRAGMA data_version`)."""
 
 MAX_BATCH = 512
 """Units of work committed together at most; bounds the latency one commit adds."""
@@ -128,6 +132,8 @@ class SQLiteStore(SQLStore):
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._refresher: asyncio.Future[None] | None = None
+        self._refresh_again = False
 
     # life cycle -----------------------------------------------------------------------
     async def open(self, *, check_schema: bool = True) -> None:
@@ -201,6 +207,40 @@ class SQLiteStore(SQLStore):
             conn.execute("ROLLBACK")
             raise
 
+    # other processes ---------------------------------------------------------------
+    def _external_change(self) -> None:
+        """Another process committed: new work may be there, a watched task may have
+        ended. Runs on the event loop."""
+        self.hub.notify_all_work()
+        self._refresh_again = True
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh_watched())
+
+    async def _refresh_watched(self) -> None:
+        """Tell waiters of tasks that ended or now wait (one query for all of them),
+        again while more changes arrive meanwhile."""
+        while self._refresh_again:
+            self._refresh_again = False
+            task_ids = self.hub.watched()
+            if task_ids:
+                await self._refresh(task_ids)
+
+    async def _refresh(self, task_ids: list[str]) -> None:
+        try:
+            ids = self.dialect.list_param(task_ids)
+
+            async def work(conn: sql.Conn) -> list[sql.Row]:
+                return await conn.fetchall(
+                    f"SELECT id, status FROM tasks WHERE id {self.dialect.any_of} AND status "
+                    "IN ('waiting', 'succeeded', 'failed', 'cancelled')",
+                    (ids,),
+                )
+
+            for row in await self._run(work, write=False):
+                self.hub.task_changed(row["id"], row["status"])
+        except Exception as exc:  # a missed wake-up costs latency only: polling remains
+            log.debug("refreshing watched tasks failed: %s", exc)
+
     # running work ---------------------------------------------------------------------
     async def _run(self, work: Work[T], *, write: bool = True) -> T:
         if self._thread is None or self._loop is None:
@@ -245,9 +285,23 @@ class SQLiteStore(SQLStore):
             return
         loop.call_soon_threadsafe(_settle, [_outcome(ready, None, None)])
         adapter = _SyncConn(conn)
+        watch = self.path != ":memory:"
+        seen_version = _data_version(conn) if watch else 0
+        checked = time.monotonic()
         try:
             while True:
-                first = self._queue.get()
+                if watch and time.monotonic() - checked >= WATCH_EVERY:
+                    # Other processes' commits (a CLI submit, another worker finishing a
+                    # task) change data_version: wake our workers and waiters now
+                    # instead of at their next poll.
+                    version, checked = _data_version(conn), time.monotonic()
+                    if version != seen_version:
+                        seen_version = version
+                        loop.call_soon_threadsafe(self._external_change)
+                try:
+                    first = self._queue.get(timeout=WATCH_EVERY if watch else None)
+                except queue.Empty:
+                    continue
                 if first is None:
                     break
                 batch = [first]
@@ -308,6 +362,11 @@ Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 def _outcome(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> Outcome:
     return (fut, result, error)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+    return version
 
 
 def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
