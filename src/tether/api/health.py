@@ -23,9 +23,13 @@ READY_TIMEOUT = 5.0
 
 
 class QueueMetrics:
-    """Queue gauges, refreshed from the store at each scrape."""
+    """Queue gauges, refreshed from the store at most every `MIN_REFRESH` seconds (the
+    endpoint is unauthenticated: scrapes must not become a way to load the database)."""
+
+    MIN_REFRESH = 5.0
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._refreshed_at = -self.MIN_REFRESH
         self.depth = Gauge(
             "tether_tasks", "Tasks by queue and status", ["queue", "status"], registry=registry
         )
@@ -37,6 +41,9 @@ class QueueMetrics:
         )
 
     async def refresh(self, app: Tether) -> None:
+        if time.monotonic() - self._refreshed_at < self.MIN_REFRESH:
+            return
+        self._refreshed_at = time.monotonic()
         counts = await app.store.count_by_status()
         oldest = await app.store.oldest_queued(time.time())
         self.depth.clear()

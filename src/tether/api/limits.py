@@ -48,20 +48,23 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
 
     def take(self, key: str, cost: float = 1.0) -> float:
-        """Take `cost` tokens; return 0 when allowed, else seconds to wait before retrying."""
+        """Take `cost` tokens; return 0 when allowed, else seconds to wait before retrying.
+
+        A request costing more than the burst (a large batch) is admitted once the bucket
+        is full and then leaves it in debt, so the long-run rate holds for batches too."""
         if self.rate <= 0:
             return 0.0
-        cost = min(cost, self.burst)
+        need = min(cost, self.burst)
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self.burst, now)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
         bucket.stamp = now
-        if bucket.tokens >= cost:
+        if bucket.tokens >= need:
             bucket.tokens -= cost
             return 0.0
-        return (cost - bucket.tokens) / self.rate
+        return (need - bucket.tokens) / self.rate
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:
