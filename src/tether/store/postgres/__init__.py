@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from importlib import resources
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,6 +31,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.store import sql
 from tether.store.base import Op
+from tether.store.migrations import load_migrations
 from tether.store.postgres import batch
 from tether.store.postgres.conn import PgConn
 from tether.store.sqlbase import SQLStore, Work
@@ -51,17 +51,7 @@ RETRIES_BEFORE_COMMIT = 3
 _TETHER_PARAMS = ("pool_min", "pool_max", "pool_timeout", "listen", "prepare_threshold")
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("tether.store.postgres") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        match = re.match(r"(\d+)_.*\.sql$", entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text()))
-    return sorted(found)
-
-
-MIGRATIONS = _migrations()
+MIGRATIONS = load_migrations("tether.store.postgres")
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -13,17 +13,16 @@ import asyncio
 import logging
 import os
 import queue
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
 from tether.errors import ConfigError, SchemaOutOfDate
 from tether.store import sql
+from tether.store.migrations import load_migrations
 from tether.store.sqlbase import SQLStore, Work
 
 T = TypeVar("T")
@@ -36,17 +35,7 @@ MAX_BATCH = 512
 """Units of work committed together at most; bounds the latency one commit adds."""
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("tether.store.sqlite") / "migrations"
-    found = []
-    for entry in folder.iterdir():
-        match = re.match(r"(\d+)_.*\.sql$", entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text()))
-    return sorted(found)
-
-
-MIGRATIONS = _migrations()
+MIGRATIONS = load_migrations("tether.store.sqlite")
 LATEST = MIGRATIONS[-1][0]
 
 
