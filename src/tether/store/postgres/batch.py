@@ -96,10 +96,9 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
         if steps:
             await _step_writes(conn, steps, worker, now, results)
         if others:
-            buffered = sql._EventBuffer(conn)
-            for i, op in others:
-                results[i] = await sql.apply_op(buffered, sql.POSTGRES, op, worker, now)
-            await sql.insert_events(conn, buffered.events)
+            applied = await sql.apply_ops(conn, sql.POSTGRES, [op for _, op in others], worker, now)
+            for (i, _), ok in zip(others, applied, strict=True):
+                results[i] = ok
         if finishes:
             await _finishes(conn, finishes, worker, now, results)
     return results
