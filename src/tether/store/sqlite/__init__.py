@@ -253,12 +253,28 @@ class SQLiteStore(SQLStore):
         self._queue.put(job)
         return await fut
 
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. The switch needs the file to itself and, unlike ordinary
+        statements, may fail at once instead of waiting when another process is opening
+        the same new file: retry within the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        delay = 0.01
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA cache_size = -32000")
@@ -275,7 +291,7 @@ class SQLiteStore(SQLStore):
         loop.call_soon_threadsafe(_settle, [_outcome(ready, None, None)])
         adapter = _SyncConn(conn)
         watch = self.path != ":memory:"
-        seen_version = _data_version(conn) if watch else 0
+        seen_version = _data_version(conn, 0) if watch else 0
         checked = time.monotonic()
         try:
             while True:
@@ -283,7 +299,7 @@ class SQLiteStore(SQLStore):
                     # Other processes' commits (a CLI submit, another worker finishing a
                     # task) change data_version: wake our workers and waiters now
                     # instead of at their next poll.
-                    version, checked = _data_version(conn), time.monotonic()
+                    version, checked = _data_version(conn, seen_version), time.monotonic()
                     if version != seen_version:
                         seen_version = version
                         loop.call_soon_threadsafe(self._external_change)
@@ -353,8 +369,13 @@ def _outcome(fut: asyncio.Future[Any], result: Any, error: BaseException | None)
     return (fut, result, error)
 
 
-def _data_version(conn: sqlite3.Connection) -> int:
-    version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+def _data_version(conn: sqlite3.Connection, last: int) -> int:
+    """The file's change counter; `last` when it cannot be read now (a busy file must
+    not stop the database thread: polling remains the fallback)."""
+    try:
+        version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+    except sqlite3.Error:
+        return last
     return version
 
 
