@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import os
 import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from tether.clock import SystemClock
 from tether.engine.committer import Committer
 from tether.engine.retention import retention_loop
 from tether.engine.run import TaskRun
+from tether.engine.threads import StepThreads
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
 from tether.store.base import Claimed, Release
@@ -71,7 +70,7 @@ class Worker:
         self.retention = retention
         """Purge ended tasks older than this many seconds (None: never, from this worker)."""
         self.committer = Committer(app.store, self.id, app.clock)
-        self._threads = ThreadPoolExecutor(sync_threads, thread_name_prefix="tether-step")
+        self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
@@ -113,7 +112,7 @@ class Worker:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
         await self.committer.close()
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
         log.info("worker %s stopped", self.id)
 
     async def __aenter__(self) -> Worker:
@@ -156,10 +155,7 @@ class Worker:
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any]:
         """Run a sync step function in the worker's thread pool, with its context."""
-        ctx = contextvars.copy_context()
-        return asyncio.get_running_loop().run_in_executor(
-            self._threads, lambda: ctx.run(fn, *args, **kwargs)
-        )
+        return self._threads.submit(fn, args, kwargs)
 
     # loops ----------------------------------------------------------------------------
     def _wake_claim_loop(self) -> None:
