@@ -429,3 +429,44 @@ def test_a_tailing_reader_ends_only_after_the_final_event_or_settling() -> None:
     # ended long ago: nothing can be held back any more
     ended = now - EVENT_SETTLE_SECONDS - 1
     assert events_complete(task(TaskStatus.SUCCEEDED, ended), False, now)
+
+
+async def test_a_finish_carries_its_last_step_results_atomically(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A finish with held step results (ADR 44) writes them with the completion, or
+    nothing at all when the writer no longer holds the task."""
+    app = make_app()
+
+    @app.workflow("work")
+    async def work(ctx: Context) -> None:
+        raise AssertionError("driven by hand in this test")
+
+    handle = await app.submit("work")
+    await app.open()
+    now = app.clock.now()
+    (first,) = await app.store.claim("old", ["default"], 1, now, now + 0.01, ["work"])
+    later = now + 1.0  # the old holder's lease has expired: another worker takes over
+    (second,) = await app.store.claim("new", ["default"], 1, later, later + 30, ["work"])
+    assert (first.task.attempt, second.task.attempt) == (1, 2)
+
+    def record(result: int) -> StepRecord:
+        return StepRecord(handle.id, 1, "one", StepKind.STEP, StepStatus.SUCCEEDED, result=result)
+
+    stale = Finish(
+        handle.id, 1, TaskStatus.SUCCEEDED, "1", steps=(StepWrite(handle.id, 1, record(1)),)
+    )
+    assert await app.store.commit([stale], "old", later) == [False]
+    assert await app.steps(handle.id) == []
+    assert (await app.get(handle.id)).status == TaskStatus.RUNNING
+
+    done = Finish(
+        handle.id, 2, TaskStatus.SUCCEEDED, "2", steps=(StepWrite(handle.id, 2, record(2)),)
+    )
+    assert await app.store.commit([done], "new", later) == [True]
+    task = await app.get(handle.id)
+    assert (task.status, task.steps_done, task.current_step) == (TaskStatus.SUCCEEDED, 1, "one")
+    assert [s.result for s in await app.steps(handle.id)] == [2]
+    events = await app.store.list_events(task_id=handle.id)
+    types = [e.type for e in events if e.attempt == 2]
+    assert types[-2:] == ["step.succeeded", "task.succeeded"]

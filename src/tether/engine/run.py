@@ -40,7 +40,7 @@ from tether.errors import (
 from tether.ids import new_id
 from tether.models import StepKind, StepRecord, StepStatus, TaskError, TaskStatus, WaitReason
 from tether.retry import RetryPolicy
-from tether.store.base import Approval, Claimed, Finish, OpenApproval, StepWrite, Suspend
+from tether.store.base import Approval, Claimed, Finish, Op, OpenApproval, StepWrite, Suspend
 
 if TYPE_CHECKING:
     from tether.engine.worker import Worker
@@ -89,6 +89,7 @@ class TaskRun:
         self._in_flight = 0
         self._waits: dict[int, _Wait] = {}
         self._taken_signals: set[int] = set()
+        self._held: list[StepWrite] = []
         self._quiescent: asyncio.Future[None] | None = None
         self._wf_task: asyncio.Task[Any] | None = None
         self._fatal: BaseException | None = None
@@ -111,12 +112,18 @@ class TaskRun:
         await self._commit(StepWrite(self.task.id, self.task.attempt, record, consume_signal))
         self.log[record.seq] = record
 
+    def _submit(self, op: Op) -> asyncio.Future[bool]:
+        """Hand `op` to the committer, after any held step results: the committer keeps
+        order, so the database sees this run's operations in the workflow's order."""
+        self._release_held()
+        return self.worker.committer.submit(op)
+
     async def _commit(self, op: StepWrite | OpenApproval) -> None:
         """Commit `op`, counting as in flight meanwhile: a branch writing its wait (or a
         result) is not blocked yet, so the workflow must not be suspended without it."""
         self._in_flight += 1
         try:
-            ok = await self.worker.committer.submit(op)
+            ok = await self._submit(op)
         finally:
             self._in_flight -= 1
             self._check_quiescent()
@@ -127,14 +134,38 @@ class TaskRun:
     def _write_soon(self, record: StepRecord) -> None:
         """Queue a record without waiting (ctx.now/uuid/random): the committer keeps
         order, so anything that depends on it commits after it."""
-        fut = self.worker.committer.submit(StepWrite(self.task.id, self.task.attempt, record))
+        self._submit(StepWrite(self.task.id, self.task.attempt, record)).add_done_callback(
+            self._check_applied
+        )
         self.log[record.seq] = record
 
-        def check(f: asyncio.Future[bool]) -> None:
-            if f.cancelled() or f.exception() is not None or not f.result():
-                self._lost = True
+    def _check_applied(self, fut: asyncio.Future[bool]) -> None:
+        if fut.cancelled() or fut.exception() is not None or not fut.result():
+            self._lost = True
 
-        fut.add_done_callback(check)
+    # held step results ------------------------------------------------------------------
+    # A step's result must be durable before anything the workflow does next can have an
+    # effect: the next step's execution, a wait, the task's end. Holding it until then,
+    # instead of waiting for its commit at once, lets the last step of a task commit with
+    # the task's completion in one operation (ADR 44). Nothing can run between the step
+    # and that next thing but the workflow's own deterministic code.
+    def _hold(self, record: StepRecord) -> None:
+        self._held.append(StepWrite(self.task.id, self.task.attempt, record))
+        self.log[record.seq] = record
+
+    def _release_held(self) -> None:
+        """Queue the held step results (order kept; the caller's operation follows)."""
+        held, self._held = self._held, []
+        for op in held:
+            self.worker.committer.submit(op).add_done_callback(self._check_applied)
+
+    async def _commit_held(self) -> None:
+        """Commit the held step results before a step executes."""
+        held, self._held = self._held, []
+        for fut in [self.worker.committer.submit(op) for op in held]:
+            if not await fut:
+                self._lost = True
+                raise LeaseLost(self.task.id)
 
     def _replayed(self, seq: int, name: str, kind: StepKind) -> StepRecord | None:
         rec = self.log.get(seq)
@@ -180,6 +211,8 @@ class TaskRun:
         try:
             while True:
                 attempt = attempts_done + 1
+                if self._held:
+                    await self._commit_held()
                 started = self.clock.now()
                 try:
                     result = await self._execute(seq, name, attempt, fn, args, kwargs, timeout)
@@ -229,7 +262,7 @@ class TaskRun:
                     else:
                         await self.clock.sleep(delay)
                     continue
-                await self._write(
+                self._hold(
                     StepRecord(
                         task_id=self.task.id,
                         seq=seq,
@@ -544,6 +577,7 @@ class TaskRun:
     def release(self) -> None:
         """Stop the workflow without concluding: the worker hands the task back."""
         self._released = True
+        self._release_held()  # finished steps stay finished; the Release follows them
         if self._wf_task is not None and not self._wf_task.done():
             self._wf_task.cancel()
 
@@ -660,7 +694,7 @@ class TaskRun:
                 reason = preferred
                 break
         run_at = min(wakes) if wakes else None
-        ok = await self.worker.committer.submit(
+        ok = await self._submit(
             Suspend(self.task.id, self.task.attempt, reason, run_at, signals)
         )
         if ok and run_at is not None:
@@ -694,8 +728,9 @@ class TaskRun:
                 error.message,
                 extra={"task_id": self.task.id, "correlation_id": self.task.correlation_id},
             )
+        held, self._held = self._held, []
         await self.worker.committer.submit(
-            Finish(self.task.id, self.task.attempt, status, result, error, decision)
+            Finish(self.task.id, self.task.attempt, status, result, error, decision, tuple(held))
         )
 
 

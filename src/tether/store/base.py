@@ -139,7 +139,9 @@ class ResolveApproval:
 
 @dataclass
 class Finish:
-    """Move the task to a terminal state."""
+    """Move the task to a terminal state, after recording `steps` (step results the
+    workflow had not waited for: its last steps before returning) in the same
+    transaction: all of it applies, or none (ADR 44)."""
 
     task_id: str
     attempt: int
@@ -147,6 +149,7 @@ class Finish:
     result: str | None = None
     error: TaskError | None = None
     decision: str | None = None
+    steps: tuple[StepWrite, ...] = ()
 
 
 @dataclass

@@ -753,18 +753,52 @@ def finish_event(op: Finish, tenant: str, worker: str, now: float) -> tuple[Any,
 
 
 async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
+    for step in op.steps:
+        # Fenced like the finish below (same transaction, same outcome); the step rows go
+        # first, while the task is not terminal yet (a trigger guards terminal step logs).
+        inserted = await conn.execute(
+            f"INSERT INTO steps ({STEP_COLUMNS}) SELECT {', '.join(['%s'] * 12)} "
+            "WHERE EXISTS (SELECT 1 FROM tasks WHERE id = %s AND attempt = %s "
+            f"AND status = 'running') {STEP_UPSERT}",
+            (*step_params(step), op.task_id, op.attempt),
+        )
+        if not inserted:
+            return False
+        if step.consume_signal is not None:
+            await _consume_signal(conn, step)
+    progress = [s.record for s in op.steps]
     # The fenced UPDATE is the lease check (and row lock on PostgreSQL): one statement
     # instead of a SELECT then an UPDATE, for every task that ends.
     row = await conn.fetchone(
         "UPDATE tasks SET status = %s, result = %s, error = %s, error_fingerprint = %s, "
         "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
-        "run_at = NULL WHERE id = %s AND attempt = %s AND status = 'running' RETURNING tenant",
-        (*finish_params(op), now, now, op.task_id, op.attempt),
+        "run_at = NULL, steps_done = steps_done + %s, current_step = COALESCE(%s, current_step) "
+        "WHERE id = %s AND attempt = %s AND status = 'running' RETURNING tenant",
+        (
+            *finish_params(op),
+            now,
+            now,
+            sum(1 for r in progress if r.status == StepStatus.SUCCEEDED),
+            progress[-1].name if progress else None,
+            op.task_id,
+            op.attempt,
+        ),
     )
     if row is None:
         return False
+    for step in op.steps:
+        event = step_event(step, row["tenant"], worker, now)
+        if event is not None:
+            await conn.execute(_INSERT_EVENT, event)
     await conn.execute(_INSERT_EVENT, finish_event(op, row["tenant"], worker, now))
     return True
+
+
+async def _consume_signal(conn: Conn, op: StepWrite) -> None:
+    await conn.execute(
+        "UPDATE signals SET consumed_seq = %s WHERE id = %s AND consumed_seq IS NULL",
+        (op.record.seq, op.consume_signal),
+    )
 
 
 STEP_UPSERT = (
@@ -836,10 +870,7 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
         step_params(op),
     )
     if op.consume_signal is not None:
-        await conn.execute(
-            "UPDATE signals SET consumed_seq = %s WHERE id = %s AND consumed_seq IS NULL",
-            (rec.seq, op.consume_signal),
-        )
+        await _consume_signal(conn, op)
     event = step_event(op, row["tenant"], worker, now)
     if event is not None:
         await conn.execute(_INSERT_EVENT, event)

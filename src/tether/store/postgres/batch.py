@@ -85,6 +85,9 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
     results = [False] * len(ops)
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]
+    # A finish's own step results are written with the batch's steps, before it; its
+    # fenced UPDATE then decides for all of them (one transaction).
+    steps += [(i, step) for i, op in finishes for step in op.steps]
     others = [(i, op) for i, op in enumerate(ops) if not isinstance(op, StepWrite | Finish)]
     if not others and not (steps and finishes):
         if steps:
