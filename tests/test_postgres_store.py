@@ -149,7 +149,7 @@ async def test_notify_wakes_another_store_within_milliseconds(pg_url: str) -> No
             "w",
             time.time(),
         )
-        assert await asyncio.wait_for(fut, 5) == "succeeded"
+        assert (await asyncio.wait_for(fut, 5)).status == "succeeded"
         print(f"finish -> waiter in another store: {(time.perf_counter() - t0) * 1000:.2f} ms")
     finally:
         await submitter.close()

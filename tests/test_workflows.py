@@ -195,3 +195,42 @@ async def test_sync_steps_run_in_threads_and_keys_are_stable(
     assert len(seen) == 3
     assert all(name.startswith("tether-step") for name, _ in seen)
     assert {key for _, key in seen} == {f"{handle.id}:1"}
+
+
+async def test_a_waiter_takes_an_end_committed_in_this_process_without_reading_again(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    gate = asyncio.Event()
+
+    @app.workflow("gated")
+    async def gated(ctx: Context, fail: bool) -> dict[str, int]:
+        await gate.wait()
+        if fail:
+            raise ValueError("no")
+        return {"n": 1}
+
+    ok, bad = await app.submit("gated", False), await app.submit("gated", True)
+    reads = 0
+    both_read = asyncio.Event()
+    real_get_task = app.store.get_task
+
+    async def counting_get_task(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        task = await real_get_task(*args, **kwargs)
+        reads += 1
+        if reads == 2:
+            both_read.set()
+        return task
+
+    app.store.get_task = counting_get_task  # type: ignore[method-assign]
+    async with app.worker(poll_interval=0.05):
+        waiters = asyncio.gather(
+            ok.result(timeout=10), bad.result(timeout=10), return_exceptions=True
+        )
+        await asyncio.wait_for(both_read.wait(), 5)  # each has seen its task unfinished
+        gate.set()
+        value, error = await waiters
+    assert value == {"n": 1}
+    assert isinstance(error, TaskFailedError) and error.error_type == "ValueError"
+    assert reads == 2  # one read each, before the end; the end came with the commit

@@ -28,6 +28,7 @@ from tether.models import StepRecord, Task, TaskStatus
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Approval, NewTask, SignalRecord, Store, TaskFilter
+from tether.store.hub import TaskChange
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,6 +68,35 @@ class TaskHandle:
 
     async def wait(self, timeout: float | None = None) -> Task:
         """Wait until the task ends (any terminal state) and return it."""
+        ended = await self._ended(timeout)
+        if isinstance(ended, Task):
+            return ended
+        task = await self.app.store.get_task(self.id, self.tenant)
+        if task is None:
+            raise TaskNotFound(self.id)
+        return task
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task and return its result; raise `TaskFailedError` or
+        `TaskCancelledError` when it did not succeed, `TimeoutError` after `timeout`."""
+        ended = await self._ended(timeout)
+        if isinstance(ended, Task):
+            status, result, err = ended.status, ended.result, ended.error
+        else:
+            status, result, err = TaskStatus(ended.status), serde.loads(ended.result), ended.error
+        if status == TaskStatus.SUCCEEDED:
+            return result
+        if status == TaskStatus.CANCELLED:
+            raise TaskCancelledError(f"task {self.id} was cancelled")
+        raise TaskFailedError(
+            self.id,
+            err.type if err else "Error",
+            err.message if err else "failed",
+            err.step if err else None,
+        )
+
+    async def _ended(self, timeout: float | None) -> Task | TaskChange:
+        """The ended task as read, or the end announced by this process's own commit."""
         store = self.app.store
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -90,24 +120,12 @@ class TaskHandle:
                 wait = poll if remaining is None else min(poll, remaining)
                 await asyncio.wait({fut}, timeout=wait)
                 poll = min(poll * 2, WAIT_POLL_MAX)
+                if fut.done() and fut.result().ended:
+                    return fut.result()
+                # No news within the poll interval, or a change that is not the end
+                # (or an end another process announced): read the task again.
             finally:
                 store.hub.forget(self.id, fut)
-
-    async def result(self, timeout: float | None = None) -> Any:
-        """Wait for the task and return its result; raise `TaskFailedError` or
-        `TaskCancelledError` when it did not succeed, `TimeoutError` after `timeout`."""
-        task = await self.wait(timeout)
-        if task.status == TaskStatus.SUCCEEDED:
-            return task.result
-        if task.status == TaskStatus.CANCELLED:
-            raise TaskCancelledError(f"task {task.id} was cancelled")
-        err = task.error
-        raise TaskFailedError(
-            task.id,
-            err.type if err else "Error",
-            err.message if err else "failed",
-            err.step if err else None,
-        )
 
 
 class Tether:

@@ -694,9 +694,7 @@ class TaskRun:
                 reason = preferred
                 break
         run_at = min(wakes) if wakes else None
-        ok = await self._submit(
-            Suspend(self.task.id, self.task.attempt, reason, run_at, signals)
-        )
+        ok = await self._submit(Suspend(self.task.id, self.task.attempt, reason, run_at, signals))
         if ok and run_at is not None:
             self.worker.wake_at(run_at, self.task.queue)
 

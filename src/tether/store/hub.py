@@ -9,6 +9,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tether.models import TaskError
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    """A committed change of one task, as announced to its waiters.
+
+    `ended` is True when this process committed the task's end itself, and then
+    `result` (JSON text) and `error` are its outcome: a waiter that only wants the
+    outcome need not read the task again (many waiters would queue those reads behind
+    the workers' writes)."""
+
+    status: str
+    ended: bool = False
+    result: str | None = None
+    error: TaskError | None = None
 
 
 class Hub:
@@ -16,7 +36,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._work: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._tasks: dict[str, list[asyncio.Future[str]]] = defaultdict(list)
+        self._tasks: dict[str, list[asyncio.Future[TaskChange]]] = defaultdict(list)
 
     def work_event(self, queue: str) -> asyncio.Event:
         """The event set when `queue` may have runnable work; clear it before claiming."""
@@ -29,16 +49,19 @@ class Hub:
         for event in self._work.values():
             event.set()
 
-    def task_changed(self, task_id: str, status: str) -> None:
+    def task_changed(self, task_id: str, status: str, change: TaskChange | None = None) -> None:
         """Resolve everyone waiting for a change of `task_id`."""
         waiters = self._tasks.pop(task_id, None)
-        for fut in waiters or ():
+        if not waiters:
+            return
+        change = change or TaskChange(status)
+        for fut in waiters:
             if not fut.done():
-                fut.set_result(status)
+                fut.set_result(change)
 
-    def wait_task(self, task_id: str) -> asyncio.Future[str]:
-        """A future resolved with the new status at the task's next change."""
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    def wait_task(self, task_id: str) -> asyncio.Future[TaskChange]:
+        """A future resolved at the task's next change."""
+        fut: asyncio.Future[TaskChange] = asyncio.get_running_loop().create_future()
         self._tasks[task_id].append(fut)
         return fut
 
@@ -46,7 +69,7 @@ class Hub:
         """The tasks someone in this process waits on."""
         return list(self._tasks)
 
-    def forget(self, task_id: str, fut: asyncio.Future[str]) -> None:
+    def forget(self, task_id: str, fut: asyncio.Future[TaskChange]) -> None:
         waiters = self._tasks.get(task_id)
         if waiters and fut in waiters:
             waiters.remove(fut)

@@ -29,7 +29,7 @@ from tether.store.base import (
     Suspend,
     TaskFilter,
 )
-from tether.store.hub import Hub
+from tether.store.hub import Hub, TaskChange
 
 T = TypeVar("T")
 Work = Callable[[sql.Conn], Awaitable[T]]
@@ -123,7 +123,9 @@ class SQLStore(Store, abc.ABC):
             if not ok:
                 continue
             if isinstance(op, Finish):
-                self.hub.task_changed(op.task_id, str(op.status))
+                status = str(op.status)
+                change = TaskChange(status, ended=True, result=op.result, error=op.error)
+                self.hub.task_changed(op.task_id, status, change)
             elif isinstance(op, Release):
                 self.hub.notify_all_work()  # another local worker may take it at once
             elif isinstance(op, Suspend):

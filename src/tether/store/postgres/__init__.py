@@ -114,6 +114,8 @@ class PostgresStore(SQLStore):
         self.url_for_display = self.options.display
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._own_backends: set[int] = set()
+        """Server processes of our pool's connections (their NOTIFY echoes are skipped)."""
         self.listening = asyncio.Event()
         """Set while the listener connection is subscribed (tests wait for it)."""
 
@@ -146,6 +148,7 @@ class PostgresStore(SQLStore):
             timeout=o.pool_timeout,
             reconnect_timeout=3600.0,  # keep trying through long outages
             name="tether",
+            configure=self._remember_backend,
             open=False,
         )
         await pool.open(wait=True, timeout=30)
@@ -274,7 +277,7 @@ class PostgresStore(SQLStore):
                 # Whatever was announced while we were away is lost: look again.
                 self.hub.notify_all_work()
                 async for note in conn.notifies():
-                    self._dispatch(note.channel, note.payload)
+                    self._dispatch(note.channel, note.payload, note.pid)
             except psycopg.Error as exc:
                 log.warning("listener connection lost (%s); reconnecting", exc)
             finally:
@@ -283,10 +286,15 @@ class PostgresStore(SQLStore):
                     await conn.close()
             await asyncio.sleep(delay)
 
-    def _dispatch(self, channel: str, payload: str) -> None:
+    async def _remember_backend(self, conn: AsyncConnection[DictRow]) -> None:
+        self._own_backends.add(conn.info.backend_pid)
+
+    def _dispatch(self, channel: str, payload: str, sender: int = 0) -> None:
         if channel == WORK_CHANNEL:
             self.hub.notify_work(payload)
-        elif channel == TASK_CHANNEL:
+        elif channel == TASK_CHANNEL and sender not in self._own_backends:
+            # Our own commits were announced in-process already, with more detail (an
+            # ended task's outcome); the echo would only make waiters read again.
             task_id, _, status = payload.rpartition(":")
             self.hub.task_changed(task_id, status)
 
