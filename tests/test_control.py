@@ -470,3 +470,29 @@ async def test_a_finish_carries_its_last_step_results_atomically(
     events = await app.store.list_events(task_id=handle.id)
     types = [e.type for e in events if e.attempt == 2]
     assert types[-2:] == ["step.succeeded", "task.succeeded"]
+
+
+async def test_reads_of_one_turn_share_a_query_and_keep_tenants_apart(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+
+    @app.workflow("w")
+    async def w(ctx: Context) -> None:
+        return None
+
+    acme = await app.submit("w", tenant="acme")
+    other = await app.submit("w", tenant="other")
+    store = app.store
+    mine, theirs, any_tenant, missing, second = await asyncio.gather(
+        store.get_task(acme.id, "acme"),
+        store.get_task(acme.id, "other"),
+        store.get_task(other.id, None),
+        store.get_task("no-such-task", None),
+        store.get_task(other.id, "other"),
+    )
+    assert mine is not None and mine.id == acme.id
+    assert theirs is None  # another tenant's task does not exist for this caller
+    assert any_tenant is not None and any_tenant.tenant == "other"
+    assert missing is None
+    assert second is not None and second.id == other.id

@@ -379,6 +379,18 @@ async def get_task(conn: Conn, task_id: str, tenant: str | None) -> Task | None:
     return task_from_row(row)
 
 
+async def get_tasks(conn: Conn, d: Dialect, task_ids: Sequence[str]) -> dict[str, Task]:
+    """The tasks of `task_ids` that exist, by id (any tenant: the caller filters)."""
+    found: dict[str, Task] = {}
+    for start in range(0, len(task_ids), 500):
+        chunk = task_ids[start : start + 500]
+        for row in await conn.fetchall(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id {d.any_of}", (d.list_param(chunk),)
+        ):
+            found[row["id"]] = task_from_row(row)
+    return found
+
+
 async def list_tasks(conn: Conn, d: Dialect, flt: TaskFilter) -> list[Task]:
     where: list[str] = []
     params: list[Any] = []

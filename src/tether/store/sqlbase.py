@@ -7,6 +7,7 @@ life-cycle methods; everything else, and so every semantic, is common to both ba
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ class SQLStore(Store, abc.ABC):
 
     def __init__(self) -> None:
         self.hub = Hub()
+        self._reads: list[tuple[str, str | None, asyncio.Future[Task | None]]] = []
+        self._read_batches: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     async def _run(self, work: Work[T], *, write: bool = True) -> T:
@@ -70,7 +73,39 @@ class SQLStore(Store, abc.ABC):
 
     # queries --------------------------------------------------------------------------
     async def get_task(self, task_id: str, tenant: str | None = None) -> Task | None:
-        return await self._run(lambda c: sql.get_task(c, task_id, tenant), write=False)
+        # Reads of one event-loop turn share one query: 500 `handle.result()` calls, or
+        # a crowd of pollers, cost one round trip instead of 500 queued behind the writes.
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Task | None] = loop.create_future()
+        self._reads.append((task_id, tenant, fut))
+        if len(self._reads) == 1:
+            loop.call_soon(self._start_read_batch)
+        return await fut
+
+    def _start_read_batch(self) -> None:
+        reads, self._reads = self._reads, []
+        batch = asyncio.create_task(self._read_batch(reads))
+        self._read_batches.add(batch)
+        batch.add_done_callback(self._read_batches.discard)
+
+    async def _read_batch(
+        self, reads: list[tuple[str, str | None, asyncio.Future[Task | None]]]
+    ) -> None:
+        d = self.dialect
+        ids = sorted({task_id for task_id, _, _ in reads})
+        try:
+            found = await self._run(lambda c: sql.get_tasks(c, d, ids), write=False)
+        except Exception as exc:
+            for _, _, fut in reads:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for task_id, tenant, fut in reads:
+            task = found.get(task_id)
+            if task is not None and tenant is not None and task.tenant != tenant:
+                task = None  # another tenant's task does not exist for this caller
+            if not fut.done():
+                fut.set_result(task)
 
     async def list_tasks(self, flt: TaskFilter) -> list[Task]:
         d = self.dialect
