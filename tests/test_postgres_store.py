@@ -346,3 +346,73 @@ async def test_event_feed_never_skips_an_event_committed_late(
         await asyncio.sleep(0.05)
     assert visible == ["x.slow", "x.fast"]
     await app.close()
+
+
+async def test_one_statement_claim_returns_what_the_shared_claim_returns(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """The PostgreSQL claim (one statement, JSON-aggregated replay state) against the
+    shared `sql.claim`, on a task with a step log, a pending signal and an approval."""
+    from tether.models import StepKind, StepRecord, StepStatus
+    from tether.store import sql
+    from tether.store.base import Approval, OpenApproval, Release, StepWrite
+
+    app = _app(pg_url)
+    (sub,) = await store.submit(_tasks(app, 1), time.time())
+    task_id = sub.task.id
+    now = time.time()
+    (first,) = await store.claim("w1", ["default"], 10, now, now + 60, ["echo"])
+    assert first.steps == {} and first.signals == [] and not first.recovered
+    record = StepRecord(
+        task_id,
+        1,
+        "fetch",
+        StepKind.STEP,
+        StepStatus.SUCCEEDED,
+        result={"x": [1, 2.5]},
+        started_at=now,
+        finished_at=now + 0.25,
+        meta={"cost": 0.1},
+    )
+    approval = Approval(
+        "ap-1",
+        task_id,
+        sub.task.tenant,
+        2,
+        "pending",
+        "high",
+        {"amount": 5},
+        2,
+        "me",
+        now,
+        expires_at=now + 99,
+        workflow="echo",
+    )
+    attempt = first.task.attempt
+    assert await store.commit(
+        [
+            StepWrite(task_id, attempt, record),
+            OpenApproval(task_id, attempt, approval),
+            Release(task_id, attempt),
+        ],
+        "w1",
+        now,
+    ) == [True, True, True]
+    await store.send_signal(task_id, None, "go", '{"ok": true}', now)
+
+    (ours,) = await store.claim("w2", ["default"], 10, now + 1, now + 60, ["echo"])
+    assert ours.task.attempt == attempt + 1 and ours.task.status == TaskStatus.RUNNING
+    assert await store.commit([Release(task_id, ours.task.attempt)], "w2", now + 1) == [True]
+    (shared,) = await store._run(
+        lambda c: sql.claim(c, sql.POSTGRES, "w3", ["default"], 10, now + 2, now + 60, ["echo"])
+    )
+    assert ours.steps == shared.steps and ours.steps[1].result == {"x": [1, 2.5]}
+    assert ours.signals == shared.signals and [s.name for s in ours.signals] == ["go"]
+    assert ours.approvals == shared.approvals and ours.approvals[2].request == {"amount": 5}
+    events = await store.list_events(task_id=task_id)
+    started = [e for e in events if e.type == "task.started"]
+    assert [(e.worker, e.decision, e.prior_status) for e in started] == [
+        ("w1", "claimed", "queued"),
+        ("w2", "claimed", "queued"),
+        ("w3", "claimed", "queued"),
+    ]

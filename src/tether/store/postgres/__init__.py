@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.store import sql
-from tether.store.base import Op
+from tether.store.base import Claimed, Op
 from tether.store.migrations import load_migrations
 from tether.store.postgres import batch
 from tether.store.postgres.conn import PgConn
@@ -242,6 +242,26 @@ class PostgresStore(SQLStore):
                     await asyncio.sleep(0.01 * attempt)
                 else:
                     await pool.check()  # drop every connection the outage broke
+
+    async def claim(
+        self,
+        worker: str,
+        queues: list[str],
+        limit: int,
+        now: float,
+        lease_until: float,
+        workflows: list[str] | None = None,
+    ) -> list[Claimed]:
+        """One autocommit statement (`batch.claim`). Not retried here: a statement whose
+        connection broke is in doubt; the worker claims again, and a claim that did
+        commit unseen expires with its lease."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the store is not open")
+        async with pool.connection() as conn:
+            return await batch.claim(
+                PgConn(conn), worker, queues, limit, now, lease_until, workflows
+            )
 
     async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         """Worker operations, set-based: one statement per kind per batch. `batch` opens

@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tether import serde
 from tether.models import StepStatus
 from tether.store import sql
-from tether.store.base import Finish, Op, StepWrite
+from tether.store.base import Claimed, Finish, Op, SignalRecord, StepWrite
 from tether.store.postgres.conn import PgConn
 
 _STEP_TYPES: tuple[str, ...] = ("text", "int", "text", "text", "text", "int", "text", "text")
@@ -194,3 +195,87 @@ async def _finishes(
     accepted = {r["id"] for r in done}
     for i, op in finishes:
         results[i] = op.task_id in accepted
+
+
+def _claim_arm(name: str, condition: str, order: str, only: str) -> str:
+    return (
+        f"{name} AS (SELECT id, status FROM tasks WHERE {condition} AND queue = ANY(%s){only} "
+        f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED)"
+    )
+
+
+def _json_rows(columns: str, table: str, where: str, order: str) -> str:
+    return f"(SELECT json_agg(r{order}) FROM (SELECT {columns} FROM {table} WHERE {where}) r)"
+
+
+_SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
+
+
+async def claim(
+    conn: PgConn,
+    worker: str,
+    queues: list[str],
+    limit: int,
+    now: float,
+    lease_until: float,
+    workflows: list[str] | None,
+) -> list[Claimed]:
+    """`sql.claim` as ONE autocommit statement: pick (the same three index scans, in the
+    same order of preference, `SKIP LOCKED`), take the lease, write the `task.started`
+    events and return what replay needs (step log, unconsumed signals, approvals as
+    JSON arrays). One round trip instead of about ten (ADR 45)."""
+    only = "" if workflows is None else " AND workflow = ANY(%s)"
+    arm_params: list[Any] = []
+    arms = []
+    for name, condition, order in (
+        ("q", "status = 'queued' AND run_at <= %s", "priority DESC, run_at"),
+        ("w", "status = 'waiting' AND run_at <= %s", "run_at"),
+        ("x", "status = 'running' AND lease_expires_at < %s", "lease_expires_at"),
+    ):
+        arms.append(_claim_arm(name, condition, order, only))
+        arm_params += [now, queues, *(() if workflows is None else (workflows,)), limit]
+    returning = ", ".join(f"t.{c.strip()}" for c in sql.TASK_COLUMNS.split(","))
+    text = (
+        f"WITH {', '.join(arms)}, "
+        # UNION ALL is evaluated arm by arm: later scans run only while room is left.
+        "picked AS (SELECT id, status FROM (SELECT * FROM q UNION ALL SELECT * FROM w "
+        "UNION ALL SELECT * FROM x) c LIMIT %s), "
+        "u AS (UPDATE tasks t SET status = 'running', attempt = t.attempt + 1, "
+        "lease_owner = %s, lease_expires_at = %s, started_at = COALESCE(t.started_at, %s), "
+        "updated_at = %s, wait_reason = NULL, wait_signals = NULL FROM picked p "
+        f"WHERE t.id = p.id RETURNING {returning}, p.status AS prior), "
+        f"e AS (INSERT INTO events ({sql.EVENT_COLUMNS}) SELECT u.id, u.tenant, %s, "
+        "'task.started', u.prior, 'running', u.attempt, %s, NULL, NULL, CASE WHEN "
+        "u.prior = 'running' THEN 'lease_expired' ELSE 'claimed' END, NULL FROM u ORDER BY u.id) "
+        "SELECT u.*, "
+        + _json_rows(sql.STEP_COLUMNS, "steps", "task_id = u.id", " ORDER BY r.seq")
+        + " AS j_steps, "
+        + _json_rows(
+            _SIGNAL_COLUMNS, "signals", "task_id = u.id AND consumed_seq IS NULL", " ORDER BY r.id"
+        )
+        + " AS j_signals, "
+        + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = u.id", "")
+        + " AS j_approvals FROM u"
+    )
+    params = [*arm_params, limit, worker, lease_until, now, now, now, worker]
+    rows = await conn.fetchall(text, params)
+    claimed = []
+    for row in rows:
+        steps = [sql.step_from_row(r) for r in row["j_steps"] or ()]
+        claimed.append(
+            Claimed(
+                task=sql.task_from_row(row),
+                steps={s.seq: s for s in steps},
+                signals=[
+                    SignalRecord(
+                        r["id"], r["task_id"], r["name"], serde.loads(r["payload"]), r["created_at"]
+                    )
+                    for r in row["j_signals"] or ()
+                ],
+                approvals={
+                    a.seq: a for a in (sql.approval_from_row(r) for r in row["j_approvals"] or ())
+                },
+                recovered=row["prior"] == "running",
+            )
+        )
+    return claimed
