@@ -43,9 +43,10 @@ _EVENT_TYPES += ("text", "text", "text", "text", "int")
 _EVENT_NAMES = (*(c.strip() for c in sql.EVENT_COLUMNS.split(",") if c.strip() != "tenant"), "ord")
 
 SMALL = 8
-"""Up to this many rows a row source is a `VALUES` list of scalars; above, arrays and
-`unnest`. Scalars are cheaper to send (psycopg inspects every list element to pick an
-array type); arrays keep one statement text, and so one prepared plan, for any size."""
+"""Up to this many rows a row source is a `VALUES` list of scalars; above, one JSON
+array of rows (`json_array_elements`). Scalars are cheapest for a few rows; JSON keeps
+one statement text, and so one prepared plan, for any size, and costs one orjson call
+where arrays made psycopg inspect every element to pick an array type (ADR 45)."""
 
 
 def _rows(
@@ -58,8 +59,10 @@ def _rows(
         return f"(VALUES {', '.join([one] * len(rows))}) AS {cols}", [
             v for row in rows for v in row
         ]
-    source = "unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
-    return f"{source} AS {cols}", [[row[i] for row in rows] for i in range(len(types))]
+    fields = ", ".join(
+        f"(r->>{i})::{t} AS {n}" for i, (t, n) in enumerate(zip(types, names, strict=True))
+    )
+    return f"(SELECT {fields} FROM json_array_elements(%s::json) r) AS {alias}", [serde.dumps(rows)]
 
 
 def _events_cte(events: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
