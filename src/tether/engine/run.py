@@ -694,7 +694,9 @@ class TaskRun:
                 reason = preferred
                 break
         run_at = min(wakes) if wakes else None
-        ok = await self._submit(Suspend(self.task.id, self.task.attempt, reason, run_at, signals))
+        done = self._submit(Suspend(self.task.id, self.task.attempt, reason, run_at, signals))
+        self.worker.concluding(self)
+        ok = await done
         if ok and run_at is not None:
             self.worker.wake_at(run_at, self.task.queue)
 
@@ -727,9 +729,11 @@ class TaskRun:
                 extra={"task_id": self.task.id, "correlation_id": self.task.correlation_id},
             )
         held, self._held = self._held, []
-        await self.worker.committer.submit(
+        done = self.worker.committer.submit(
             Finish(self.task.id, self.task.attempt, status, result, error, decision, tuple(held))
         )
+        self.worker.concluding(self)
+        await done
 
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:

@@ -72,6 +72,9 @@ class Worker:
         self.committer = Committer(app.store, self.id, app.clock)
         self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
+        self._concluding: set[TaskRun] = set()
+        """Runs whose outcome is decided and handed to the committer: they hold no slot
+        (their user code is done), only a lease until the outcome commits (ADR 46)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -129,8 +132,9 @@ class Worker:
 
     @property
     def active(self) -> int:
-        """Tasks running on this worker now."""
-        return len(self._runs)
+        """Tasks running on this worker now (at most `concurrency`; runs whose outcome
+        is only waiting to be committed are not counted)."""
+        return len(self._runs) - len(self._concluding)
 
     def cancel_local(self, task_id: str) -> bool:
         """Cancel a task if it runs here (fast path for in-process cancel)."""
@@ -169,8 +173,9 @@ class Worker:
         # one claim of 25 costs what one claim of 1 costs. Idle, claim at once.
         low_water = max(1, min(self.claim_batch, self.concurrency) // 4)
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._runs)
-            if free <= 0 or (self._runs and free < low_water):
+            busy = len(self._runs) - len(self._concluding)
+            free = self.concurrency - busy
+            if free <= 0 or (busy and free < low_water):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
@@ -276,7 +281,17 @@ class Worker:
         except Exception:
             log.exception("task %s crashed the runner", run.task.id)
         finally:
-            self._runs.pop(run.task.id, None)
-            self._tasks.pop(run.task.id, None)
+            # A task this run suspended may already run again here under a new claim:
+            # remove only our own entries.
+            if self._runs.get(run.task.id) is run:
+                del self._runs[run.task.id]
+                del self._tasks[run.task.id]
+            self._concluding.discard(run)
             self.completed += 1
             self._slot_freed.set()
+
+    def concluding(self, run: TaskRun) -> None:
+        """`run` has handed its final operation to the committer: free its slot now, so
+        the next claim overlaps that commit instead of waiting for it."""
+        self._concluding.add(run)
+        self._slot_freed.set()
