@@ -234,3 +234,52 @@ async def test_a_waiter_takes_an_end_committed_in_this_process_without_reading_a
     assert value == {"n": 1}
     assert isinstance(error, TaskFailedError) and error.error_type == "ValueError"
     assert reads == 2  # one read each, before the end; the end came with the commit
+
+
+async def test_a_finished_step_is_durable_while_a_sibling_or_the_workflow_still_waits(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A step's result may be held for the task's completion only while nothing else
+    runs (ADR 44): beside a running sibling, or while the workflow awaits something
+    that is not durable, it is committed without waiting for either."""
+    app = make_app()
+    sibling_may_end = asyncio.Event()
+    slow_started = asyncio.Event()
+    workflow_may_end = asyncio.Event()
+
+    async def slow() -> str:
+        slow_started.set()
+        await sibling_may_end.wait()
+        return "slow"
+
+    @app.workflow("branches")
+    async def branches(ctx: Context) -> list[str]:
+        async def fast() -> str:
+            await slow_started.wait()  # ends while its sibling runs
+            return "fast"
+
+        return list(await asyncio.gather(ctx.step("fast", fast), ctx.step("slow", slow)))
+
+    @app.workflow("lingers")
+    async def lingers(ctx: Context) -> str:
+        value: str = await ctx.step("only", lambda: "done")
+        await workflow_may_end.wait()  # not durable: the held result must not wait for it
+        return value
+
+    async def committed(task_id: str, name: str) -> None:
+        deadline = asyncio.get_running_loop().time() + 5
+        while not any(s.name == name for s in await app.steps(task_id)):
+            assert asyncio.get_running_loop().time() < deadline, f"{name} never committed"
+            await asyncio.sleep(0.01)
+
+    async with app.worker(poll_interval=0.05):
+        both = await app.submit("branches")
+        await committed(both.id, "fast")  # while "slow" still runs
+        sibling_may_end.set()
+        assert await both.result(timeout=10) == ["fast", "slow"]
+
+        linger = await app.submit("lingers")
+        await committed(linger.id, "only")  # while the workflow still awaits
+        workflow_may_end.set()
+        assert await linger.result(timeout=10) == "done"
+    assert [s.name for s in await app.steps(linger.id)] == ["only"]

@@ -52,6 +52,11 @@ INLINE_BACKOFF_MAX = 2.0
 (`waiting`/`retry_backoff`) and free the worker slot."""
 
 
+HOLD_LIMIT = 0.05
+"""Seconds a step result may wait for the workflow's next effect before it is committed
+on its own (ADR 44)."""
+
+
 class LeaseLost(BaseException):
     """This worker no longer holds the task (its lease expired and another took it).
     A BaseException so that workflow code's `except Exception` cannot swallow it."""
@@ -90,6 +95,8 @@ class TaskRun:
         self._waits: dict[int, _Wait] = {}
         self._taken_signals: set[int] = set()
         self._held: list[StepWrite] = []
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._unconfirmed: list[asyncio.Future[bool]] = []
         self._quiescent: asyncio.Future[None] | None = None
         self._wf_task: asyncio.Task[Any] | None = None
         self._fatal: BaseException | None = None
@@ -147,22 +154,36 @@ class TaskRun:
     # A step's result must be durable before anything the workflow does next can have an
     # effect: the next step's execution, a wait, the task's end. Holding it until then,
     # instead of waiting for its commit at once, lets the last step of a task commit with
-    # the task's completion in one operation (ADR 44). Nothing can run between the step
-    # and that next thing but the workflow's own deterministic code.
+    # the task's completion in one operation (ADR 44). Only a step that ends while
+    # nothing else of the run is in flight is held (what follows is the workflow's own
+    # code), and never longer than HOLD_LIMIT (that code may await something else).
     def _hold(self, record: StepRecord) -> None:
         self._held.append(StepWrite(self.task.id, self.task.attempt, record))
         self.log[record.seq] = record
+        if self._hold_timer is None:
+            loop = asyncio.get_running_loop()
+            self._hold_timer = loop.call_later(HOLD_LIMIT, self._release_held)
+
+    def _take_held(self) -> list[StepWrite]:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        held, self._held = self._held, []
+        return held
 
     def _release_held(self) -> None:
         """Queue the held step results (order kept; the caller's operation follows)."""
-        held, self._held = self._held, []
-        for op in held:
-            self.worker.committer.submit(op).add_done_callback(self._check_applied)
+        self._unconfirmed = [f for f in self._unconfirmed if not f.done()]
+        for op in self._take_held():
+            fut = self.worker.committer.submit(op)
+            fut.add_done_callback(self._check_applied)
+            self._unconfirmed.append(fut)
 
     async def _commit_held(self) -> None:
-        """Commit the held step results before a step executes."""
-        held, self._held = self._held, []
-        for fut in [self.worker.committer.submit(op) for op in held]:
+        """Before a step executes: every earlier step result is committed."""
+        self._release_held()
+        pending, self._unconfirmed = self._unconfirmed, []
+        for fut in pending:
             if not await fut:
                 self._lost = True
                 raise LeaseLost(self.task.id)
@@ -211,7 +232,7 @@ class TaskRun:
         try:
             while True:
                 attempt = attempts_done + 1
-                if self._held:
+                if self._held or self._unconfirmed:
                     await self._commit_held()
                 started = self.clock.now()
                 try:
@@ -262,8 +283,7 @@ class TaskRun:
                     else:
                         await self.clock.sleep(delay)
                     continue
-                self._hold(
-                    StepRecord(
+                record = StepRecord(
                         task_id=self.task.id,
                         seq=seq,
                         name=name,
@@ -275,7 +295,12 @@ class TaskRun:
                         finished_at=self.clock.now(),
                         meta=meta or {},
                     )
-                )
+                if self._in_flight > 1:
+                    # Another branch is still running: its end (and so the next effect)
+                    # is not in sight, and this step must not wait for it to be durable.
+                    await self._write(record)
+                else:
+                    self._hold(record)
                 return result
         finally:
             self._in_flight -= 1
@@ -728,7 +753,7 @@ class TaskRun:
                 error.message,
                 extra={"task_id": self.task.id, "correlation_id": self.task.correlation_id},
             )
-        held, self._held = self._held, []
+        held = self._take_held()
         done = self.worker.committer.submit(
             Finish(self.task.id, self.task.attempt, status, result, error, decision, tuple(held))
         )
