@@ -284,17 +284,17 @@ class TaskRun:
                         await self.clock.sleep(delay)
                     continue
                 record = StepRecord(
-                        task_id=self.task.id,
-                        seq=seq,
-                        name=name,
-                        kind=StepKind.STEP,
-                        status=StepStatus.SUCCEEDED,
-                        attempts=attempt,
-                        result=serde.loads(encoded),
-                        started_at=started,
-                        finished_at=self.clock.now(),
-                        meta=meta or {},
-                    )
+                    task_id=self.task.id,
+                    seq=seq,
+                    name=name,
+                    kind=StepKind.STEP,
+                    status=StepStatus.SUCCEEDED,
+                    attempts=attempt,
+                    result=serde.loads(encoded),
+                    started_at=started,
+                    finished_at=self.clock.now(),
+                    meta=meta or {},
+                )
                 if self._in_flight > 1:
                     # Another branch is still running: its end (and so the next effect)
                     # is not in sight, and this step must not wait for it to be durable.
