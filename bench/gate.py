@@ -8,6 +8,7 @@ The machine is noisy, so compare runs of the same machine and session where poss
 from __future__ import annotations
 
 import json
+import re
 import platform
 import time
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ IGNORED = {"w5_history_build_s"}
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric.endswith("_per_s")
+    """Throughputs: `..._per_s`, also with a suffix (`w1_tasks_per_s_procs_2`); not
+    `w2_ms_per_step`."""
+    return re.search(r"_per_s(_|$)", metric) is not None
 
 
 def save_baseline(path: Path, medians: dict[str, dict[str, float]]) -> None:
