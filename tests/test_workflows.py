@@ -283,3 +283,52 @@ async def test_a_finished_step_is_durable_while_a_sibling_or_the_workflow_still_
         workflow_may_end.set()
         assert await linger.result(timeout=10) == "done"
     assert [s.name for s in await app.steps(linger.id)] == ["only"]
+
+
+async def test_tasks_submitted_beside_a_worker_with_free_slots_start_without_a_claim(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Eager dispatch (ADR 47): a submission in the worker's process is created already
+    claimed for it, up to its free slots; the rest are claimed as usual."""
+    app = make_app()
+    gate = asyncio.Event()
+    most = 0
+
+    @app.workflow("gated")
+    async def gated(ctx: Context, n: int) -> int:
+        nonlocal most
+        most = max(most, worker.active)
+        await gate.wait()
+        return n
+
+    async with app.worker(concurrency=3, poll_interval=0.05) as worker:
+        handles = await app.submit_many("gated", list(range(10)))
+        assert [h.initial.status for h in handles[:4]] == ["running"] * 3 + ["queued"]
+        later = await app.submit("gated", 99, run_at=app.clock.now() + 3600)
+        assert later.initial.status == TaskStatus.QUEUED  # not due: never eager
+        again = await app.submit("gated", 0, idempotency_key="k")
+        same = await app.submit("gated", 0, idempotency_key="k")
+        assert not same.created and same.id == again.id
+        assert worker._reserved == 0
+        gate.set()
+        results = await asyncio.gather(*(h.result(timeout=10) for h in [*handles, again]))
+        assert results == [*range(10), 0]
+    assert most <= 3
+    decisions = []
+    for h in handles:
+        events = await app.store.list_events(task_id=h.id)
+        decisions += [e.decision for e in events if e.type == "task.started"]
+    assert decisions.count("eager") == 3 and decisions.count("claimed") == 7
+
+    plain = make_app()
+
+    @plain.workflow("noop")
+    async def noop(ctx: Context) -> None:
+        return None
+
+    async with plain.worker(poll_interval=0.05, eager=False):
+        handle = await plain.submit("noop")
+        assert handle.initial.status == TaskStatus.QUEUED
+        await handle.result(timeout=10)
+    started = await event_where(plain, handle.id, lambda e: e.type == "task.started")
+    assert started.decision == "claimed"

@@ -27,7 +27,15 @@ from tether.ids import new_id
 from tether.models import StepRecord, Task, TaskStatus
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
-from tether.store.base import Approval, NewTask, SignalRecord, Store, TaskFilter
+from tether.store.base import (
+    Approval,
+    Claimed,
+    Eager,
+    NewTask,
+    SignalRecord,
+    Store,
+    TaskFilter,
+)
 from tether.store.hub import TaskChange
 
 P = ParamSpec("P")
@@ -297,9 +305,11 @@ class Tether:
         poll_interval: float | None = None,
         grace: float | None = None,
         retention: bool = True,
+        eager: bool = True,
     ) -> Worker:
         """A worker for this app; use as `async with app.worker(...)`. With `retention`
-        it also purges ended tasks older than `settings.retention_days`."""
+        it also purges ended tasks older than `settings.retention_days`; with `eager`
+        it runs tasks submitted in this process at once while it has free slots."""
         s = self.settings
         worker = Worker(
             self,
@@ -310,6 +320,7 @@ class Tether:
             poll_interval=poll_interval or s.poll_interval,
             grace=s.shutdown_grace if grace is None else grace,
             retention=s.retention_days * 86400 if retention else None,
+            eager=eager,
         )
         self.workers.append(worker)
         return worker
@@ -381,9 +392,26 @@ class Tether:
         return await self.submit_batch([self.new_task(workflow, i, **options) for i in inputs])
 
     async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
-        """Store prepared tasks (see `new_task`) in one transaction."""
+        """Store prepared tasks (see `new_task`) in one transaction. A worker of this
+        app running in this process with free slots gets them directly (ADR 47)."""
         await self.open()
-        done = await self.store.submit(tasks, self.clock.now())
+        now = self.clock.now()
+        worker, reserved = None, 0
+        for candidate in self.workers:
+            reserved = candidate.reserve(len(tasks))
+            if reserved:
+                worker = candidate
+                break
+        if worker is None:
+            done = await self.store.submit(tasks, now)
+            return [TaskHandle(self, s.task, s.created) for s in done]
+        eager = Eager(worker.id, now + worker.lease_ttl, reserved, worker.queues)
+        claimed: list[Claimed] = []
+        try:
+            done = await self.store.submit(tasks, now, eager)
+            claimed = [s.claimed for s in done if s.claimed is not None]
+        finally:
+            worker.adopt(claimed, reserved)
         return [TaskHandle(self, s.task, s.created) for s in done]
 
     # queries and control --------------------------------------------------------------

@@ -56,6 +56,7 @@ class Worker:
         sync_threads: int = 32,
         claim_batch: int = 200,
         retention: float | None = None,
+        eager: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -68,6 +69,9 @@ class Worker:
         self.grace = grace
         self.claim_batch = claim_batch
         self.retention = retention
+        self.eager = eager
+        """Take tasks submitted in this process directly, while slots are free (ADR 47)."""
+        self._reserved = 0
         """Purge ended tasks older than this many seconds (None: never, from this worker)."""
         self.committer = Committer(app.store, self.id, app.clock)
         self._threads = StepThreads(sync_threads)
@@ -173,7 +177,7 @@ class Worker:
         # one claim of 25 costs what one claim of 1 costs. Idle, claim at once.
         low_water = max(1, min(self.claim_batch, self.concurrency) // 4)
         while not self._stopping.is_set():
-            busy = len(self._runs) - len(self._concluding)
+            busy = len(self._runs) - len(self._concluding) + self._reserved
             free = self.concurrency - busy
             if free <= 0 or (busy and free < low_water):
                 self._slot_freed.clear()
@@ -288,6 +292,25 @@ class Worker:
                 del self._tasks[run.task.id]
             self._concluding.discard(run)
             self.completed += 1
+            self._slot_freed.set()
+
+    def reserve(self, wanted: int) -> int:
+        """Reserve up to `wanted` free slots for tasks being submitted in this process
+        (eager dispatch); return how many. Hand them back with `adopt`."""
+        if not self.eager or self._main is None or self._stopping.is_set():
+            return 0
+        n = max(0, min(wanted, self.concurrency - self.active - self._reserved))
+        self._reserved += n
+        return n
+
+    def adopt(self, claimed: list[Claimed], reserved: int) -> None:
+        """Run tasks the store created already claimed for this worker; release the
+        `reserved` slots (those not used return to the claim loop)."""
+        self._reserved -= reserved
+        now = asyncio.get_running_loop().time()
+        for item in claimed:
+            self._start(item, now)
+        if len(claimed) < reserved:
             self._slot_freed.set()
 
     def concluding(self, run: TaskRun) -> None:

@@ -31,6 +31,7 @@ from tether.store.base import (
     ApprovalClosed,
     ApprovalFilter,
     Claimed,
+    Eager,
     Finish,
     NewTask,
     Op,
@@ -257,9 +258,12 @@ async def _task_for_update(conn: Conn, d: Dialect, task_id: str, tenant: str | N
 # Intake -------------------------------------------------------------------------------
 
 
-async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> list[Submitted]:
+async def submit(
+    conn: Conn, d: Dialect, tasks: list[NewTask], now: float, eager: Eager | None = None
+) -> list[Submitted]:
     out: list[Submitted] = []
     fresh: list[NewTask] = []
+    started: set[str] = set()  # created already claimed for `eager`
     for t in tasks:
         if t.idempotency_key is not None:
             key = (t.tenant, t.idempotency_key)
@@ -297,36 +301,47 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
                 )
         fresh.append(t)
         run_at = now if t.run_at is None else t.run_at
-        out.append(
-            Submitted(
-                Task(
-                    id=t.id,
-                    tenant=t.tenant,
-                    workflow=t.workflow,
-                    workflow_version=t.workflow_version,
-                    queue=t.queue,
-                    priority=t.priority,
-                    status=TaskStatus.QUEUED,
-                    input=serde.loads(t.input),
-                    created_at=now,
-                    updated_at=now,
-                    idempotency_key=t.idempotency_key,
-                    correlation_id=t.correlation_id or t.id,
-                    created_by=t.created_by,
-                    run_at=run_at,
-                    deadline=t.deadline,
-                    forked_from=t.forked_from,
-                    fork_from_seq=t.fork_from_seq,
-                ),
-                created=True,
-            )
+        claim = (
+            eager is not None
+            and len(started) < eager.limit
+            and t.queue in eager.queues
+            and run_at <= now
+            and t.forked_from is None
         )
+        task = Task(
+            id=t.id,
+            tenant=t.tenant,
+            workflow=t.workflow,
+            workflow_version=t.workflow_version,
+            queue=t.queue,
+            priority=t.priority,
+            status=TaskStatus.RUNNING if claim else TaskStatus.QUEUED,
+            input=serde.loads(t.input),
+            created_at=now,
+            updated_at=now,
+            idempotency_key=t.idempotency_key,
+            correlation_id=t.correlation_id or t.id,
+            created_by=t.created_by,
+            attempt=1 if claim else 0,
+            run_at=run_at,
+            started_at=now if claim else None,
+            deadline=t.deadline,
+            forked_from=t.forked_from,
+            fork_from_seq=t.fork_from_seq,
+        )
+        if claim:
+            started.add(t.id)
+            out.append(Submitted(task, True, Claimed(task, {}, [], {})))
+        else:
+            out.append(Submitted(task, created=True))
     if fresh:
+        owner, lease = (eager.worker, eager.lease_until) if eager is not None else (None, None)
         await conn.insert_rows(
             "tasks",
             "id, tenant, workflow, workflow_version, queue, priority, status, input, "
             "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
-            "fork_from_seq, created_at, updated_at",
+            "fork_from_seq, created_at, updated_at, attempt, lease_owner, lease_expires_at, "
+            "started_at",
             [
                 (
                     t.id,
@@ -335,7 +350,7 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
                     t.workflow_version,
                     t.queue,
                     t.priority,
-                    "queued",
+                    "running" if t.id in started else "queued",
                     t.input,
                     t.idempotency_key,
                     t.correlation_id or t.id,
@@ -346,6 +361,7 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
                     t.fork_from_seq,
                     now,
                     now,
+                    *((1, owner, lease, now) if t.id in started else (0, None, None, None)),
                 )
                 for t in fresh
             ],
@@ -364,6 +380,21 @@ async def submit(conn: Conn, d: Dialect, tasks: list[NewTask], now: float) -> li
                     data={"workflow": t.workflow, "by": t.created_by, "forked_from": t.forked_from},
                 )
                 for t in fresh
+            ]
+            + [
+                _event(
+                    t.id,
+                    t.tenant,
+                    now,
+                    "task.started",
+                    prior="queued",
+                    new="running",
+                    attempt=1,
+                    worker=owner,
+                    decision="eager",
+                )
+                for t in fresh
+                if t.id in started
             ],
         )
     return out

@@ -20,6 +20,7 @@ from tether.store.base import (
     ApprovalClosed,
     ApprovalFilter,
     Claimed,
+    Eager,
     Finish,
     NewTask,
     Op,
@@ -60,14 +61,16 @@ class SQLStore(Store, abc.ABC):
         return await self._run(work)
 
     # intake ---------------------------------------------------------------------------
-    async def submit(self, tasks: list[NewTask], now: float) -> list[Submitted]:
+    async def submit(
+        self, tasks: list[NewTask], now: float, eager: Eager | None = None
+    ) -> list[Submitted]:
         d = self.dialect
         try:
-            out = await self._run(lambda c: sql.submit(c, d, tasks, now))
+            out = await self._run(lambda c: sql.submit(c, d, tasks, now, eager))
         except IdempotencyConflict:
             raise
         for s in out:
-            if s.created:
+            if s.created and s.claimed is None:
                 self.hub.notify_work(s.task.queue)
         return out
 
