@@ -95,6 +95,7 @@ class TaskRun:
         self._waits: dict[int, _Wait] = {}
         self._taken_signals: set[int] = set()
         self._held: list[StepWrite] = []
+        self._start_error: Exception | None = None
         self._hold_timer: asyncio.TimerHandle | None = None
         self._unconfirmed: list[asyncio.Future[bool]] = []
         self._quiescent: asyncio.Future[None] | None = None
@@ -606,32 +607,46 @@ class TaskRun:
         if self._wf_task is not None and not self._wf_task.done():
             self._wf_task.cancel()
 
-    async def run(self) -> None:
-        """Drive the workflow to its next stop and commit that outcome."""
-        now = self.clock.now()
-        if self._cancel_requested:
-            await self._finish(TaskStatus.CANCELLED, decision="cancel_requested")
+    def begin(self) -> None:
+        """Start the workflow's asyncio task now, if it can start: it then runs before
+        whatever the event loop queued after the claim (a crowd of result waiters, say).
+        `run` does the rest, and starts it itself if `begin` was not called."""
+        if self._wf_task is not None or self._cancel_requested or self._past_deadline():
             return
-        if self.task.deadline is not None and now >= self.task.deadline:
-            await self._finish_error(DeadlineExceeded("the task passed its deadline"), None)
+        try:
+            args, kwargs = self.wf.binding.bind(self.wf.name, self.task.input)
+        except Exception as exc:
+            self._start_error = exc
             return
         loop = asyncio.get_running_loop()
         self._quiescent = loop.create_future()
         ctx = Context(self)
-        try:
-            args, kwargs = self.wf.binding.bind(self.wf.name, self.task.input)
-        except Exception as exc:
-            await self._finish_error(exc, None)
-            return
         token = _current_context.set(ctx)
         try:
             self._wf_task = loop.create_task(_as_coroutine(self.wf.fn(ctx, *args, **kwargs)))
         finally:
             _current_context.reset(token)
+
+    def _past_deadline(self) -> bool:
+        return self.task.deadline is not None and self.clock.now() >= self.task.deadline
+
+    async def run(self) -> None:
+        """Drive the workflow to its next stop and commit that outcome."""
+        if self._wf_task is None and self._start_error is None:
+            self.begin()
+        if self._wf_task is None or self._quiescent is None:
+            if self._cancel_requested:
+                await self._finish(TaskStatus.CANCELLED, decision="cancel_requested")
+            elif self._start_error is not None:
+                await self._finish_error(self._start_error, None)
+            else:
+                await self._finish_error(DeadlineExceeded("the task passed its deadline"), None)
+            return
+        loop = asyncio.get_running_loop()
         deadline_handle = None
         if self.task.deadline is not None:
             deadline_handle = loop.call_later(
-                max(0.0, self.task.deadline - now), self._deadline_passed
+                max(0.0, self.task.deadline - self.clock.now()), self._deadline_passed
             )
         try:
             await asyncio.wait(

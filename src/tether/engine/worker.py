@@ -276,6 +276,7 @@ class Worker:
             return
         run = TaskRun(claimed, wf, self)
         run.lease_renewed = claimed_at
+        run.begin()
         self._runs[task.id] = run
         self._tasks[task.id] = asyncio.create_task(self._drive(run), name=f"tether-task-{task.id}")
 
