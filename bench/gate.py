@@ -8,8 +8,8 @@ The machine is noisy, so compare runs of the same machine and session where poss
 from __future__ import annotations
 
 import json
-import re
 import platform
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
