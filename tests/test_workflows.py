@@ -332,3 +332,30 @@ async def test_tasks_submitted_beside_a_worker_with_free_slots_start_without_a_c
         await handle.result(timeout=10)
     started = await event_where(plain, handle.id, lambda e: e.type == "task.started")
     assert started.decision == "claimed"
+
+
+async def test_a_few_free_slots_of_a_busy_worker_do_not_idle(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A busy worker batches its claims (it waits for a quarter of its slots), but only
+    for a moment: one free slot beside seven busy ones still takes queued work."""
+    app = make_app()
+    gates = {n: asyncio.Event() for n in range(8)}
+
+    @app.workflow("hold")
+    async def hold(ctx: Context, n: int) -> int:
+        await gates[n].wait()
+        return n
+
+    async with app.worker(concurrency=8, poll_interval=0.05, eager=False) as worker:
+        held = await app.submit_many("hold", list(range(8)))
+        for h in held:
+            await wait_status(app, h.id, TaskStatus.RUNNING)
+        gates[0].set()
+        assert await held[0].result(timeout=10) == 0
+        assert worker.active == 7
+        newcomer = await app.submit("hold", 7)  # n=7 is still gated: it must start
+        await wait_status(app, newcomer.id, TaskStatus.RUNNING, timeout=2)
+        for gate in gates.values():
+            gate.set()
+        assert await newcomer.result(timeout=10) == 7

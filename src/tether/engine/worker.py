@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tether.worker")
 
+CLAIM_GATHER = 0.005
+"""Seconds a busy worker waits for more slots to free before claiming for the few free."""
+
 LOCAL_WAKE_HORIZON = 60.0
 """Seconds ahead within which a worker schedules its own wake-up for a suspended task."""
 
@@ -173,16 +176,31 @@ class Worker:
         hub = self.app.store.hub
         events = [hub.work_event(q) for q in self.queues]
         backoff = 0.1
-        # Under load, wait until a quarter of the slots are free before claiming again:
-        # one claim of 25 costs what one claim of 1 costs. Idle, claim at once.
+        # Under load, wait until a quarter of the slots are free before claiming again
+        # (one claim of 25 costs what one claim of 1 costs), but never longer than
+        # CLAIM_GATHER: a few free slots must not idle until the next wave of ends.
+        # Idle, claim at once.
         low_water = max(1, min(self.claim_batch, self.concurrency) // 4)
+        loop = asyncio.get_running_loop()
+        gather_until: float | None = None
         while not self._stopping.is_set():
             busy = len(self._runs) - len(self._concluding) + self._reserved
             free = self.concurrency - busy
-            if free <= 0 or (busy and free < low_water):
+            if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            if busy and free < low_water:
+                if gather_until is None:
+                    gather_until = loop.time() + CLAIM_GATHER
+                if loop.time() < gather_until:
+                    self._slot_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._slot_freed.wait(), gather_until - loop.time()
+                        )
+                    continue
+            gather_until = None
             for event in events:
                 event.clear()
             now = self.app.clock.now()
