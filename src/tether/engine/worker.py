@@ -1,7 +1,10 @@
 """`Worker`: claims tasks in batches and runs many of them on one event loop.
 
 - Claims up to the free concurrency in one statement, woken by new-work notifications
-  (in-process, or PostgreSQL NOTIFY) with polling as the fallback.
+  (in-process, or PostgreSQL NOTIFY) with polling as the fallback. A slot frees as soon
+  as a run hands its outcome to the committer (ADR 46).
+- Eager dispatch: tasks submitted in this process arrive already claimed while slots
+  are free (`reserve` / `adopt`, ADR 47).
 - Heartbeats extend every lease the worker holds in one statement per interval; the
   same statement reports cancellation requests.
 - Shutdown: stop claiming, let running tasks finish for `grace` seconds, then hand the
