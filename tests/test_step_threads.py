@@ -80,3 +80,24 @@ async def test_a_cancelled_wait_drops_the_result_and_shutdown_cancels_queued_ste
         await queued
     with pytest.raises(RuntimeError, match="shut down"):
         threads.submit(lambda: None, (), {})
+
+
+async def test_a_step_raising_stopiteration_fails_alone() -> None:
+    """StopIteration cannot be set on a future; it must not strand its neighbours."""
+    threads = StepThreads(2)
+    try:
+
+        def stop() -> None:
+            raise StopIteration
+
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(threads.submit(stop if i == 1 else (lambda i=i: i), (), {}) for i in range(4)),
+                return_exceptions=True,
+            ),
+            5,
+        )
+        assert [r for i, r in enumerate(results) if i != 1] == [0, 2, 3]
+        assert isinstance(results[1], RuntimeError) and "StopIteration" in str(results[1])
+    finally:
+        threads.shutdown()

@@ -23,7 +23,7 @@ from tether import (
     UnknownWorkflow,
     current_step,
 )
-from tether.store.base import TaskFilter
+from tether.store.base import Finish, StepWrite, TaskFilter
 
 
 class Order(BaseModel):
@@ -359,3 +359,107 @@ async def test_a_few_free_slots_of_a_busy_worker_do_not_idle(
         for gate in gates.values():
             gate.set()
         assert await newcomer.result(timeout=10) == 7
+
+
+async def test_branches_after_a_held_step_all_wait_for_its_commit(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Held results (ADR 44): in `gather(b, c)` after a held step `a`, neither b nor c
+    runs before a's record is committed (review finding: c once skipped the wait)."""
+    app = make_app()
+    committed: set[str] = set()
+    seen: dict[str, bool] = {}
+    real_commit = app.store.commit
+
+    async def slow_commit(ops: list[Any], worker: str, now: float) -> list[bool]:
+        names = {op.record.name for op in ops if isinstance(op, StepWrite)}
+        if "a" in names:
+            await asyncio.sleep(0.2)
+        result = await real_commit(ops, worker, now)
+        committed.update(names)
+        return result
+
+    app.store.commit = slow_commit  # type: ignore[method-assign]
+
+    def record(name: str) -> str:
+        seen[name] = "a" in committed
+        return name
+
+    @app.workflow("fan")
+    async def fan(ctx: Context) -> list[str]:
+        await ctx.step("a", record, "a")
+        return list(await asyncio.gather(ctx.step("b", record, "b"), ctx.step("c", record, "c")))
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("fan")
+        assert await handle.result(timeout=10) == ["b", "c"]
+    assert seen == {"a": False, "b": True, "c": True}
+
+
+async def test_a_task_does_not_end_when_an_earlier_step_result_failed_to_commit(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A held result committed on its own (after HOLD_LIMIT) that the database refuses
+    must keep the task from ending, as a step write that failed always did."""
+    app = make_app()
+    real_commit = app.store.commit
+    refused = asyncio.Event()
+
+    async def refusing_commit(ops: list[Any], worker: str, now: float) -> list[bool]:
+        if any(isinstance(op, StepWrite) and op.record.name == "a" for op in ops):
+            refused.set()  # the workflow returns now; the refusal comes after its end
+            await asyncio.sleep(0.1)
+            raise ValueError("refused by the test")
+        return await real_commit(ops, worker, now)
+
+    app.store.commit = refusing_commit  # type: ignore[method-assign]
+
+    @app.workflow("lingering")
+    async def lingering(ctx: Context) -> str:
+        await ctx.step("a", lambda: "a")
+        await refused.wait()  # not durable: the held result is committed on its own
+        return "done"
+
+    async with app.worker(poll_interval=0.05) as worker:
+        handle = await app.submit("lingering")
+        await asyncio.wait_for(refused.wait(), 5)
+        deadline = asyncio.get_running_loop().time() + 5
+        while worker.active or worker._concluding:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert (await app.get(handle.id)).status == TaskStatus.RUNNING  # never ended
+        assert await app.steps(handle.id) == []
+        await app.cancel(handle.id)
+
+
+async def test_stalled_commits_stop_the_claiming(make_app: Callable[[], Tether]) -> None:
+    """Concluding runs give their slot back (ADR 46), but at most `concurrency` of them:
+    while outcomes cannot commit, a worker holds at most 2 x concurrency leases."""
+    app = make_app()
+    real_commit = app.store.commit
+    release = asyncio.Event()
+
+    async def stalled_commit(ops: list[Any], worker: str, now: float) -> list[bool]:
+        if any(isinstance(op, Finish) for op in ops):
+            await release.wait()
+        return await real_commit(ops, worker, now)
+
+    app.store.commit = stalled_commit  # type: ignore[method-assign]
+
+    @app.workflow("quick")
+    async def quick(ctx: Context, n: int) -> int:
+        return n
+
+    async with app.worker(concurrency=2, poll_interval=0.02, eager=False) as worker:
+        handles = await app.submit_many("quick", list(range(20)))
+        peak = 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.5
+        try:
+            while loop.time() < until:  # a bounded look: unbounded claiming shows at once
+                peak = max(peak, len(worker._runs))
+                await asyncio.sleep(0.005)
+        finally:
+            release.set()
+        assert peak == 4
+        assert await asyncio.gather(*(h.result(timeout=10) for h in handles)) == list(range(20))

@@ -34,6 +34,11 @@ class Committer:
         self._busy = False
 
     @property
+    def closing(self) -> bool:
+        """`close` was called: operations submitted now may never be committed."""
+        return self._closing
+
+    @property
     def idle(self) -> bool:
         """Nothing queued and no batch being committed."""
         return not self._pending and not self._busy

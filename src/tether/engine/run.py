@@ -174,20 +174,35 @@ class TaskRun:
 
     def _release_held(self) -> None:
         """Queue the held step results (order kept; the caller's operation follows)."""
-        self._unconfirmed = [f for f in self._unconfirmed if not f.done()]
+        # Only confirmed commits leave the list: a failed one must stop every later
+        # step and the task's end (`_lost` is set by `_check_applied`).
+        self._unconfirmed = [f for f in self._unconfirmed if not _applied(f)]
         for op in self._take_held():
             fut = self.worker.committer.submit(op)
             fut.add_done_callback(self._check_applied)
             self._unconfirmed.append(fut)
 
     async def _commit_held(self) -> None:
-        """Before a step executes: every earlier step result is committed."""
+        """Before a step executes: every earlier step result is committed. Concurrent
+        callers (branches of a gather) all wait for the same commits."""
         self._release_held()
-        pending, self._unconfirmed = self._unconfirmed, []
-        for fut in pending:
+        for fut in list(self._unconfirmed):
             if not await fut:
                 self._lost = True
-                raise LeaseLost(self.task.id)
+        if self._lost:
+            raise LeaseLost(self.task.id)
+
+    async def _settle_unconfirmed(self) -> bool:
+        """Before the task's end or suspension: False when an earlier step result did
+        not commit (lease lost, or the database refused it), so the end must not."""
+        for fut in list(self._unconfirmed):
+            try:
+                if not await fut:
+                    self._lost = True
+            except Exception as exc:
+                log.error("task %s: a step result was not committed: %s", self.task.id, exc)
+                self._lost = True
+        return not self._lost
 
     def _replayed(self, seq: int, name: str, kind: StepKind) -> StepRecord | None:
         rec = self.log.get(seq)
@@ -233,7 +248,7 @@ class TaskRun:
         try:
             while True:
                 attempt = attempts_done + 1
-                if self._held or self._unconfirmed:
+                if self._held or self._unconfirmed or self._lost:
                     await self._commit_held()
                 started = self.clock.now()
                 try:
@@ -624,6 +639,9 @@ class TaskRun:
         token = _current_context.set(ctx)
         try:
             self._wf_task = loop.create_task(_as_coroutine(self.wf.fn(ctx, *args, **kwargs)))
+        except Exception as exc:  # a plain `def` workflow that raised when called
+            self._start_error = exc
+            self._quiescent = None
         finally:
             _current_context.reset(token)
 
@@ -734,6 +752,9 @@ class TaskRun:
                 reason = preferred
                 break
         run_at = min(wakes) if wakes else None
+        self._release_held()
+        if not await self._settle_unconfirmed():
+            return
         done = self._submit(Suspend(self.task.id, self.task.attempt, reason, run_at, signals))
         self.worker.concluding(self)
         ok = await done
@@ -768,12 +789,19 @@ class TaskRun:
                 error.message,
                 extra={"task_id": self.task.id, "correlation_id": self.task.correlation_id},
             )
+        if self._unconfirmed and not await self._settle_unconfirmed():
+            return  # an earlier step result is not durable: this run must not end the task
         held = self._take_held()
         done = self.worker.committer.submit(
             Finish(self.task.id, self.task.attempt, status, result, error, decision, tuple(held))
         )
         self.worker.concluding(self)
         await done
+
+
+def _applied(fut: asyncio.Future[bool]) -> bool:
+    """The commit is done and applied."""
+    return fut.done() and not fut.cancelled() and fut.exception() is None and fut.result()
 
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:

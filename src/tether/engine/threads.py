@@ -102,7 +102,12 @@ class StepThreads:
         for fut, result, error in done:
             if fut.done():  # cancelled (a step timeout): the result is dropped
                 continue
-            if error is not None:
-                fut.set_exception(error)
-            else:
+            if error is None:
                 fut.set_result(result)
+                continue
+            try:
+                fut.set_exception(error)
+            except TypeError:  # StopIteration cannot travel through a future
+                failure = RuntimeError(f"the step raised {type(error).__name__}")
+                failure.__cause__ = error
+                fut.set_exception(failure)

@@ -144,7 +144,9 @@ class Worker:
     def active(self) -> int:
         """Tasks running on this worker now (at most `concurrency`; runs whose outcome
         is only waiting to be committed are not counted)."""
-        return len(self._runs) - len(self._concluding)
+        # Concluding runs give their slot back, but at most `concurrency` of them: when
+        # commits stall, claiming must stall too (at most 2 x concurrency leases).
+        return len(self._runs) - min(len(self._concluding), self.concurrency)
 
     def cancel_local(self, task_id: str) -> bool:
         """Cancel a task if it runs here (fast path for in-process cancel)."""
@@ -187,7 +189,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         gather_until: float | None = None
         while not self._stopping.is_set():
-            busy = len(self._runs) - len(self._concluding) + self._reserved
+            busy = self.active + self._reserved
             free = self.concurrency - busy
             if free <= 0:
                 self._slot_freed.clear()
@@ -199,9 +201,7 @@ class Worker:
                 if loop.time() < gather_until:
                     self._slot_freed.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._slot_freed.wait(), gather_until - loop.time()
-                        )
+                        await asyncio.wait_for(self._slot_freed.wait(), gather_until - loop.time())
                     continue
             gather_until = None
             for event in events:
@@ -329,6 +329,13 @@ class Worker:
         """Run tasks the store created already claimed for this worker; release the
         `reserved` slots (those not used return to the claim loop)."""
         self._reserved -= reserved
+        if self._stopping.is_set():
+            # Stopped while the submit committed: hand them back if we still can (else
+            # their lease expires and another worker takes them).
+            if not self.committer.closing:
+                for item in claimed:
+                    self.committer.submit(Release(item.task.id, item.task.attempt))
+            return
         now = asyncio.get_running_loop().time()
         for item in claimed:
             self._start(item, now)

@@ -98,10 +98,13 @@ class SQLStore(Store, abc.ABC):
         ids = sorted({task_id for task_id, _, _ in reads})
         try:
             found = await self._run(lambda c: sql.get_tasks(c, d, ids), write=False)
-        except Exception as exc:
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError("the read was cancelled")
             for _, _, fut in reads:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
             return
         for task_id, tenant, fut in reads:
             task = found.get(task_id)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import weakref
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -114,8 +115,8 @@ class PostgresStore(SQLStore):
         self.url_for_display = self.options.display
         self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._own_backends: set[int] = set()
-        """Server processes of our pool's connections (their NOTIFY echoes are skipped)."""
+        self._own_connections: weakref.WeakSet[AsyncConnection[DictRow]] = weakref.WeakSet()
+        """Our pool's connections: NOTIFY echoes of their server processes are skipped."""
         self.listening = asyncio.Event()
         """Set while the listener connection is subscribed (tests wait for it)."""
 
@@ -307,12 +308,16 @@ class PostgresStore(SQLStore):
             await asyncio.sleep(delay)
 
     async def _remember_backend(self, conn: AsyncConnection[DictRow]) -> None:
-        self._own_backends.add(conn.info.backend_pid)
+        self._own_connections.add(conn)
+
+    def _own_backend(self, pid: int) -> bool:
+        # Live connections only: a closed one's server pid may be reused by another's.
+        return any(c.info.backend_pid == pid for c in self._own_connections if not c.closed)
 
     def _dispatch(self, channel: str, payload: str, sender: int = 0) -> None:
         if channel == WORK_CHANNEL:
             self.hub.notify_work(payload)
-        elif channel == TASK_CHANNEL and sender not in self._own_backends:
+        elif channel == TASK_CHANNEL and not self._own_backend(sender):
             # Our own commits were announced in-process already, with more detail (an
             # ended task's outcome); the echo would only make waiters read again.
             task_id, _, status = payload.rpartition(":")

@@ -24,6 +24,7 @@ terminal tasks would see the completion of the same statement.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,10 +60,37 @@ def _rows(
         return f"(VALUES {', '.join([one] * len(rows))}) AS {cols}", [
             v for row in rows for v in row
         ]
+    floats = [i for i, t in enumerate(types) if t == "float8"]
+    if floats:
+        # JSON has no infinity (orjson writes null); PostgreSQL reads 'Infinity' text.
+        rows = [_finite_or_text(row, floats) for row in rows]
     fields = ", ".join(
         f"(r->>{i})::{t} AS {n}" for i, (t, n) in enumerate(zip(types, names, strict=True))
     )
     return f"(SELECT {fields} FROM json_array_elements(%s::json) r) AS {alias}", [serde.dumps(rows)]
+
+
+def _finite_or_text(row: Sequence[Any], floats: list[int]) -> Sequence[Any]:
+    if all(not isinstance(row[i], float) or math.isfinite(row[i]) for i in floats):
+        return row
+    out = list(row)
+    for i in floats:
+        v = out[i]
+        if isinstance(v, float) and not math.isfinite(v):
+            out[i] = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return out
+
+
+def _float_fields(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """`json_agg` writes non-finite float8 values as strings ('Infinity'): read them back."""
+    for name in names:
+        if isinstance(row.get(name), str):
+            row[name] = float(row[name])
+    return row
+
+
+_STEP_FLOATS = ("started_at", "finished_at", "wake_at")
+_APPROVAL_FLOATS = ("created_at", "expires_at", "decided_at")
 
 
 def _events_cte(events: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
@@ -264,7 +292,7 @@ async def claim(
     rows = await conn.fetchall(text, params)
     claimed = []
     for row in rows:
-        steps = [sql.step_from_row(r) for r in row["j_steps"] or ()]
+        steps = [sql.step_from_row(_float_fields(r, _STEP_FLOATS)) for r in row["j_steps"] or ()]
         claimed.append(
             Claimed(
                 task=sql.task_from_row(row),
@@ -276,7 +304,11 @@ async def claim(
                     for r in row["j_signals"] or ()
                 ],
                 approvals={
-                    a.seq: a for a in (sql.approval_from_row(r) for r in row["j_approvals"] or ())
+                    a.seq: a
+                    for a in (
+                        sql.approval_from_row(_float_fields(r, _APPROVAL_FLOATS))
+                        for r in row["j_approvals"] or ()
+                    )
                 },
                 recovered=row["prior"] == "running",
             )
