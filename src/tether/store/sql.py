@@ -114,6 +114,7 @@ APPROVAL_COLUMNS = (
     "id, task_id, tenant, workflow, seq, status, risk, request, required, submitter, "
     "decisions, resolution, changes, reason, created_at, expires_at, on_timeout, decided_at"
 )
+SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
 EVENT_COLUMNS = (
     "task_id, tenant, at, type, prior_status, new_status, attempt, worker, step, "
     "error_class, decision, data"
@@ -171,6 +172,12 @@ def step_from_row(row: Row) -> StepRecord:
         finished_at=row["finished_at"],
         wake_at=row["wake_at"],
         meta=serde.loads(row["meta"]) or {},
+    )
+
+
+def signal_from_row(row: Row) -> SignalRecord:
+    return SignalRecord(
+        row["id"], row["task_id"], row["name"], serde.loads(row["payload"]), row["created_at"]
     )
 
 
@@ -584,15 +591,11 @@ async def claim(
         steps[r["task_id"]][r["seq"]] = step_from_row(r)
     signals: dict[str, list[SignalRecord]] = {t.id: [] for t in tasks}
     for r in await conn.fetchall(
-        "SELECT id, task_id, name, payload, created_at FROM signals "
+        f"SELECT {SIGNAL_COLUMNS} FROM signals "
         f"WHERE task_id {d.any_of} AND consumed_seq IS NULL ORDER BY id",
         (ids,),
     ):
-        signals[r["task_id"]].append(
-            SignalRecord(
-                r["id"], r["task_id"], r["name"], serde.loads(r["payload"]), r["created_at"]
-            )
-        )
+        signals[r["task_id"]].append(signal_from_row(r))
     approvals: dict[str, dict[int, Approval]] = {t.id: {} for t in tasks}
     for r in await conn.fetchall(
         f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id {d.any_of}", (ids,)

@@ -31,7 +31,7 @@ from typing import Any
 from tether import serde
 from tether.models import StepStatus
 from tether.store import sql
-from tether.store.base import Claimed, Finish, Op, SignalRecord, StepWrite
+from tether.store.base import Claimed, Finish, Op, StepWrite
 from tether.store.postgres.conn import PgConn
 
 _STEP_TYPES: tuple[str, ...] = ("text", "int", "text", "text", "text", "int", "text", "text")
@@ -239,9 +239,6 @@ def _json_rows(columns: str, table: str, where: str, order: str) -> str:
     return f"(SELECT json_agg(r{order}) FROM (SELECT {columns} FROM {table} WHERE {where}) r)"
 
 
-_SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
-
-
 async def claim(
     conn: PgConn,
     worker: str,
@@ -282,7 +279,10 @@ async def claim(
         + _json_rows(sql.STEP_COLUMNS, "steps", "task_id = u.id", " ORDER BY r.seq")
         + " AS j_steps, "
         + _json_rows(
-            _SIGNAL_COLUMNS, "signals", "task_id = u.id AND consumed_seq IS NULL", " ORDER BY r.id"
+            sql.SIGNAL_COLUMNS,
+            "signals",
+            "task_id = u.id AND consumed_seq IS NULL",
+            " ORDER BY r.id",
         )
         + " AS j_signals, "
         + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = u.id", "")
@@ -297,12 +297,7 @@ async def claim(
             Claimed(
                 task=sql.task_from_row(row),
                 steps={s.seq: s for s in steps},
-                signals=[
-                    SignalRecord(
-                        r["id"], r["task_id"], r["name"], serde.loads(r["payload"]), r["created_at"]
-                    )
-                    for r in row["j_signals"] or ()
-                ],
+                signals=[sql.signal_from_row(r) for r in row["j_signals"] or ()],
                 approvals={
                     a.seq: a
                     for a in (
