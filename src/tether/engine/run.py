@@ -148,7 +148,7 @@ class TaskRun:
         self.log[record.seq] = record
 
     def _check_applied(self, fut: asyncio.Future[bool]) -> None:
-        if fut.cancelled() or fut.exception() is not None or not fut.result():
+        if not _applied(fut):
             self._lost = True
 
     # held step results ------------------------------------------------------------------
@@ -634,16 +634,16 @@ class TaskRun:
             self._start_error = exc
             return
         loop = asyncio.get_running_loop()
-        self._quiescent = loop.create_future()
         ctx = Context(self)
         token = _current_context.set(ctx)
         try:
             self._wf_task = loop.create_task(_as_coroutine(self.wf.fn(ctx, *args, **kwargs)))
         except Exception as exc:  # a plain `def` workflow that raised when called
             self._start_error = exc
-            self._quiescent = None
+            return
         finally:
             _current_context.reset(token)
+        self._quiescent = loop.create_future()  # the task is only scheduled: it runs later
 
     def _past_deadline(self) -> bool:
         return self.task.deadline is not None and self.clock.now() >= self.task.deadline

@@ -49,12 +49,14 @@ class Hub:
         for event in self._work.values():
             event.set()
 
-    def task_changed(self, task_id: str, status: str, change: TaskChange | None = None) -> None:
-        """Resolve everyone waiting for a change of `task_id`."""
+    def task_changed(self, task_id: str, change: TaskChange | str) -> None:
+        """Resolve everyone waiting for a change of `task_id` (a bare new status, or a
+        `TaskChange` with more to say)."""
         waiters = self._tasks.pop(task_id, None)
         if not waiters:
             return
-        change = change or TaskChange(status)
+        if isinstance(change, str):
+            change = TaskChange(change)
         for fut in waiters:
             if not fut.done():
                 fut.set_result(change)

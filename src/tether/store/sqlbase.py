@@ -164,9 +164,10 @@ class SQLStore(Store, abc.ABC):
             if not ok:
                 continue
             if isinstance(op, Finish):
-                status = str(op.status)
-                change = TaskChange(status, ended=True, result=op.result, error=op.error)
-                self.hub.task_changed(op.task_id, status, change)
+                self.hub.task_changed(
+                    op.task_id,
+                    TaskChange(str(op.status), ended=True, result=op.result, error=op.error),
+                )
             elif isinstance(op, Release):
                 self.hub.notify_all_work()  # another local worker may take it at once
             elif isinstance(op, Suspend):
