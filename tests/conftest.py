@@ -101,6 +101,17 @@ async def make_app(store_url: str) -> AsyncIterator[Callable[[], Tether]]:
         await app.close()
 
 
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[tuple[Tether, str]]:
+    """An opened app on a SQLite file that worker processes of the test share, and its
+    URL (the process tests: crash, SIGTERM, several workers)."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    app = Tether(url)
+    await app.open()
+    yield app, url
+    await app.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's TETHER_* environment or config file."""

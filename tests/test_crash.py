@@ -4,7 +4,6 @@ worker finishes the task, and no step that had finished runs again."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from tether import TaskStatus, Tether
 from tether.models import StepStatus
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[Tether, str]]:
-    url = f"sqlite:///{tmp_path / 'crash.db'}"
-    app = Tether(url)
-    await app.open()
-    yield app, url
-    await app.close()
 
 
 async def test_sigkill_mid_workflow_then_new_worker_finishes_without_redoing_steps(

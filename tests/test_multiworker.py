@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ pytestmark = pytest.mark.slow
 WORKERS = 3
 TASKS = 45
 STEPS = 3
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[Tether, str]]:
-    url = f"sqlite:///{tmp_path / 'multi.db'}"
-    app = Tether(url)
-    await app.open()
-    yield app, url
-    await app.close()
 
 
 async def test_worker_processes_never_run_one_task_at_the_same_time(

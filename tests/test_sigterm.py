@@ -5,7 +5,6 @@ re-running finished steps."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from apps.procs import WorkerProcess, wait_until
 from tether import TaskStatus, Tether
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[Tether, str]]:
-    url = f"sqlite:///{tmp_path / 'sigterm.db'}"
-    app = Tether(url)
-    await app.open()
-    yield app, url
-    await app.close()
 
 
 async def test_sigterm_hands_the_task_back_and_exits_zero(
