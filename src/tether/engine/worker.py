@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tether.worker")
 
-CLAIM_GATHER = 0.005
+CLAIM_GATHER = 0.001
 """Seconds a busy worker waits for more slots to free before claiming for the few free."""
 
 LOCAL_WAKE_HORIZON = 60.0

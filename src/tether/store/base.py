@@ -141,17 +141,6 @@ class OpenApproval:
 
 
 @dataclass
-class ResolveApproval:
-    """Close a pending approval without a reviewer (auto-approval or timeout)."""
-
-    task_id: str
-    attempt: int
-    approval_id: str
-    status: str
-    resolution: str
-
-
-@dataclass
 class Finish:
     """Move the task to a terminal state, after recording `steps` (step results the
     workflow had not waited for: its last steps before returning) in the same
@@ -190,7 +179,7 @@ class Release:
     decision: str = "worker_shutdown"
 
 
-Op = StepWrite | OpenApproval | ResolveApproval | Finish | Suspend | Release
+Op = StepWrite | OpenApproval | Finish | Suspend | Release
 
 
 @dataclass

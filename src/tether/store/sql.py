@@ -633,7 +633,7 @@ async def insert_events(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
         await conn.insert_rows("events", EVENT_COLUMNS, rows)
 
 
-class _EventBuffer:
+class EventBuffer:
     """A `Conn` that holds back event inserts, to write them together at the end of a
     batch of worker operations (no operation reads the events it writes)."""
 
@@ -665,7 +665,7 @@ async def apply_ops(
 ) -> list[bool]:
     """Apply worker operations in order, in the caller's transaction; their event rows
     are inserted together at the end (same order, same transaction)."""
-    buffered = _EventBuffer(conn)
+    buffered = EventBuffer(conn)
     results = [await apply_op(buffered, d, op, worker, now) for op in ops]
     await insert_events(conn, buffered.events)
     return results
@@ -811,7 +811,7 @@ async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
         if not inserted:
             return False
         if step.consume_signal is not None:
-            await _consume_signal(conn, step)
+            await consume_signal(conn, step)
     progress = [s.record for s in op.steps]
     # The fenced UPDATE is the lease check (and row lock on PostgreSQL): one statement
     # instead of a SELECT then an UPDATE, for every task that ends.
@@ -840,7 +840,7 @@ async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
     return True
 
 
-async def _consume_signal(conn: Conn, op: StepWrite) -> None:
+async def consume_signal(conn: Conn, op: StepWrite) -> None:
     await conn.execute(
         "UPDATE signals SET consumed_seq = %s WHERE id = %s AND consumed_seq IS NULL",
         (op.record.seq, op.consume_signal),
@@ -916,7 +916,7 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
         step_params(op),
     )
     if op.consume_signal is not None:
-        await _consume_signal(conn, op)
+        await consume_signal(conn, op)
     event = step_event(op, row["tenant"], worker, now)
     if event is not None:
         await conn.execute(_INSERT_EVENT, event)

@@ -22,8 +22,10 @@ from urllib.parse import parse_qs, urlparse
 
 from tether.errors import ConfigError, SchemaOutOfDate
 from tether.store import sql
+from tether.store.base import Op
 from tether.store.migrations import load_migrations
 from tether.store.sqlbase import SQLStore, Work
+from tether.store.sqlite import batch
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store.sqlite")
@@ -231,6 +233,14 @@ class SQLiteStore(SQLStore):
             log.debug("refreshing watched tasks failed: %s", exc)
 
     # running work ---------------------------------------------------------------------
+    async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
+        """Worker operations, set-based: a few statements per batch (`batch`)."""
+
+        async def work(conn: sql.Conn) -> list[bool]:
+            return await batch.apply_ops(conn, ops, worker, now)
+
+        return await self._run(work)
+
     async def _run(self, work: Work[T], *, write: bool = True) -> T:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the store is not open")
