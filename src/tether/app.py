@@ -321,6 +321,7 @@ class Tether:
             grace=s.shutdown_grace if grace is None else grace,
             retention=s.retention_days * 86400 if retention else None,
             eager=eager,
+            gc_threshold=s.gc_threshold,
         )
         self.workers.append(worker)
         return worker

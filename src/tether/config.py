@@ -40,6 +40,11 @@ class Settings(BaseModel):
     poll_interval: float = Field(default=0.5, gt=0, description="Fallback poll, seconds")
     shutdown_grace: float = Field(default=10.0, ge=0, description="SIGTERM grace, seconds")
     retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
+    gc_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="First-generation GC threshold while a worker runs (0: leave the GC alone)",
+    )
     # HTTP API (tether.api) ---------------------------------------------------------------
     jwt_secret: SecretStr | None = Field(
         default=None, description="HS256 secret that signs API bearer tokens"

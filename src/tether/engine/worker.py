@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tether.clock import SystemClock
+from tether.engine import gc_threshold
 from tether.engine.committer import Committer
 from tether.engine.retention import retention_loop
 from tether.engine.run import TaskRun
@@ -63,6 +64,7 @@ class Worker:
         claim_batch: int = 200,
         retention: float | None = None,
         eager: bool = True,
+        gc_threshold: int = 10_000,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -75,10 +77,14 @@ class Worker:
         self.grace = grace
         self.claim_batch = claim_batch
         self.retention = retention
+        """Purge ended tasks older than this many seconds (None: never, from this worker)."""
         self.eager = eager
         """Take tasks submitted in this process directly, while slots are free (ADR 47)."""
+        self.gc_threshold = gc_threshold
+        """First-generation GC threshold while this worker runs (0: leave the GC alone;
+        `tether.engine.gc_threshold`, ADR 49)."""
+        self._gc_held = False
         self._reserved = 0
-        """Purge ended tasks older than this many seconds (None: never, from this worker)."""
         self.committer = Committer(app.store, self.id, app.clock)
         self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
@@ -96,6 +102,9 @@ class Worker:
     # public life cycle ----------------------------------------------------------------
     async def start(self) -> None:
         await self.app.open()
+        if self.gc_threshold and not self._gc_held:
+            gc_threshold.hold(self.gc_threshold)
+            self._gc_held = True
         self.committer.start()
         self._main = asyncio.create_task(self._claim_loop(), name=f"tether-worker-{self.id}")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
@@ -126,6 +135,9 @@ class Worker:
                 await asyncio.gather(loop_task, return_exceptions=True)
         await self.committer.close()
         self._threads.shutdown()
+        if self._gc_held:
+            gc_threshold.release()
+            self._gc_held = False
         log.info("worker %s stopped", self.id)
 
     async def __aenter__(self) -> Worker:
