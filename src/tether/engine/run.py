@@ -96,7 +96,6 @@ class TaskRun:
         self._taken_signals: set[int] = set()
         self._held: list[StepWrite] = []
         self._start_error: Exception | None = None
-        self._hold_timer: asyncio.TimerHandle | None = None
         self._unconfirmed: list[asyncio.Future[bool]] = []
         self._quiescent: asyncio.Future[None] | None = None
         self._wf_task: asyncio.Task[Any] | None = None
@@ -123,7 +122,7 @@ class TaskRun:
     def _submit(self, op: Op) -> asyncio.Future[bool]:
         """Hand `op` to the committer, after any held step results: the committer keeps
         order, so the database sees this run's operations in the workflow's order."""
-        self._release_held()
+        self.release_held()
         return self.worker.committer.submit(op)
 
     async def _commit(self, op: StepWrite | OpenApproval) -> None:
@@ -159,20 +158,19 @@ class TaskRun:
     # nothing else of the run is in flight is held (what follows is the workflow's own
     # code), and never longer than HOLD_LIMIT (that code may await something else).
     def _hold(self, record: StepRecord) -> None:
+        if not self._held:
+            self.worker.hold(self)  # it calls `release_held` after HOLD_LIMIT
         self._held.append(StepWrite(self.task.id, self.task.attempt, record))
         self.log[record.seq] = record
-        if self._hold_timer is None:
-            loop = asyncio.get_running_loop()
-            self._hold_timer = loop.call_later(HOLD_LIMIT, self._release_held)
 
     def _take_held(self) -> list[StepWrite]:
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
+        if not self._held:
+            return []
+        self.worker.unhold(self)
         held, self._held = self._held, []
         return held
 
-    def _release_held(self) -> None:
+    def release_held(self) -> None:
         """Queue the held step results (order kept; the caller's operation follows)."""
         # Only confirmed commits leave the list: a failed one must stop every later
         # step and the task's end (`_lost` is set by `_check_applied`).
@@ -185,7 +183,7 @@ class TaskRun:
     async def _commit_held(self) -> None:
         """Before a step executes: every earlier step result is committed. Concurrent
         callers (branches of a gather) all wait for the same commits."""
-        self._release_held()
+        self.release_held()
         for fut in list(self._unconfirmed):
             if not await fut:
                 self._lost = True
@@ -618,7 +616,7 @@ class TaskRun:
     def release(self) -> None:
         """Stop the workflow without concluding: the worker hands the task back."""
         self._released = True
-        self._release_held()  # finished steps stay finished; the Release follows them
+        self.release_held()  # finished steps stay finished; the Release follows them
         if self._wf_task is not None and not self._wf_task.done():
             self._wf_task.cancel()
 
@@ -666,14 +664,19 @@ class TaskRun:
             deadline_handle = loop.call_later(
                 max(0.0, self.task.deadline - self.clock.now()), self._deadline_passed
             )
+        # `_quiescent` resolves when the workflow waits with nothing in flight; its end
+        # resolves it too (one future to await instead of `asyncio.wait` on two).
+        self._wf_task.add_done_callback(self._workflow_ended)
         try:
-            await asyncio.wait(
-                {self._wf_task, self._quiescent}, return_when=asyncio.FIRST_COMPLETED
-            )
+            await self._quiescent
         finally:
             if deadline_handle is not None:
                 deadline_handle.cancel()
         await self._conclude()
+
+    def _workflow_ended(self, _: asyncio.Task[Any]) -> None:
+        if self._quiescent is not None and not self._quiescent.done():
+            self._quiescent.set_result(None)
 
     def _deadline_passed(self) -> None:
         self._fatal = DeadlineExceeded("the task passed its deadline")
@@ -752,7 +755,7 @@ class TaskRun:
                 reason = preferred
                 break
         run_at = min(wakes) if wakes else None
-        self._release_held()
+        self.release_held()
         if not await self._settle_unconfirmed():
             return
         done = self._submit(Suspend(self.task.id, self.task.attempt, reason, run_at, signals))

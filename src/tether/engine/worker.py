@@ -25,7 +25,7 @@ from tether.clock import SystemClock
 from tether.engine import gc_threshold
 from tether.engine.committer import Committer
 from tether.engine.retention import retention_loop
-from tether.engine.run import TaskRun
+from tether.engine.run import HOLD_LIMIT, TaskRun
 from tether.engine.threads import StepThreads
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
@@ -92,6 +92,9 @@ class Worker:
         """Runs whose outcome is decided and handed to the committer: they hold no slot
         (their user code is done), only a lease until the outcome commits (ADR 46)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._holding: dict[TaskRun, float] = {}
+        """Runs holding step results, with when to release them (in that order)."""
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
@@ -133,6 +136,9 @@ class Worker:
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()  # every run has ended: nothing is held any more
+            self._hold_timer = None
         await self.committer.close()
         self._threads.shutdown()
         if self._gc_held:
@@ -353,6 +359,30 @@ class Worker:
             self._start(item, now)
         if len(claimed) < reserved:
             self._slot_freed.set()
+
+    def hold(self, run: TaskRun) -> None:
+        """`run` now holds step results (ADR 44): release them after HOLD_LIMIT unless it
+        does so first (`unhold`). One timer for all runs, not one per held result."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + HOLD_LIMIT
+        self._holding[run] = due
+        if self._hold_timer is None:
+            self._hold_timer = loop.call_at(due, self._release_due_holds)
+
+    def unhold(self, run: TaskRun) -> None:
+        self._holding.pop(run, None)
+
+    def _release_due_holds(self) -> None:
+        self._hold_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # The same HOLD_LIMIT for all: insertion order is due order.
+        for run, due in list(self._holding.items()):
+            if due > now:
+                self._hold_timer = loop.call_at(due, self._release_due_holds)
+                return
+            del self._holding[run]
+            run.release_held()
 
     def concluding(self, run: TaskRun) -> None:
         """`run` has handed its final operation to the committer: free its slot now, so
