@@ -6,13 +6,16 @@ same results, same rows, same events in the same order per task."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tether import Context, Tether
 from tether.models import StepKind, StepRecord, StepStatus, TaskError, TaskStatus, WaitReason
+from tether.store import sql
 from tether.store.base import Finish, Op, Release, StepWrite, Suspend
 from tether.store.sqlbase import SQLStore
+from tether.store.sqlite import SQLiteStore
 
 
 async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
@@ -106,3 +109,49 @@ async def test_set_based_batches_do_what_the_shared_logic_does(
         return [r["consumed_seq"] for r in rows]
 
     assert await store._run(consumed) == [1, 1]
+
+
+async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Path) -> None:
+    """With one queue, the queued-work scan needs no sort: it reads `tasks_queued` in
+    claim order and stops at the limit, whatever the backlog."""
+    app = Tether(f"sqlite:///{tmp_path}/t.db")
+
+    @app.workflow("work")
+    async def work(ctx: Context, tag: str) -> None:
+        raise AssertionError("never runs")
+
+    try:
+        await app.submit_many("work", [str(i) for i in range(200)])
+        store = app.store
+        assert isinstance(store, SQLiteStore)
+        seen: list[tuple[str, Sequence[Any]]] = []
+
+        class Recording:
+            def __init__(self, conn: sql.Conn) -> None:
+                self._conn = conn
+
+            async def fetchall(self, text: str, params: Sequence[Any] = ()) -> list[sql.Row]:
+                seen.append((text, params))
+                return await self._conn.fetchall(text, params)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._conn, name)
+
+        now = app.clock.now()
+        claimed = await store._run(
+            lambda c: sql.claim(
+                Recording(c), sql.SQLITE, "w", ["default"], 10, now, now + 30, ["work"]
+            )
+        )
+        assert len(claimed) == 10
+        text, params = next(s for s in seen if "status = 'queued'" in s[0])
+        plan = await store._run_raw(
+            lambda conn: conn.execute(
+                "EXPLAIN QUERY PLAN " + text.replace("%s", "?"), params
+            ).fetchall()
+        )
+        details = [row[3] for row in plan]
+        assert any("tasks_queued" in d for d in details), details
+        assert not any("TEMP B-TREE" in d for d in details), details
+    finally:
+        await app.close()

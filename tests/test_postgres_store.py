@@ -7,17 +7,20 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from tether import Context, Tether
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.models import TaskStatus
 from tether.store import open_store
 from tether.store.base import Finish, NewTask
-from tether.store.postgres import LATEST, MIGRATIONS, PostgresStore
+from tether.store.postgres import LATEST, MIGRATIONS, PostgresStore, batch
+from tether.store.postgres.conn import PgConn
 from tether.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 
 pytestmark = pytest.mark.postgres
@@ -291,6 +294,37 @@ async def test_claim_uses_the_partial_index_with_much_history(
         plan = "\n".join(r[0] for r in await cur.fetchall())
     assert "tasks_queued" in plan, plan
     assert "Seq Scan" not in plan, plan
+
+
+async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """With one queue, the queued-work scan walks `tasks_queued` in claim order and
+    stops at the limit, instead of reading and sorting the whole backlog every claim."""
+    app = _app(pg_url)
+    await store.submit(_tasks(app, 2000), 1000.0)
+    plans: list[Any] = []
+
+    class Explain(PgConn):
+        async def fetchall(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+            cur = await self._conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params)
+            row = await cur.fetchone()
+            assert row is not None
+            plans.append(row["QUERY PLAN"][0]["Plan"])
+            return []
+
+    async with await psycopg.AsyncConnection.connect(pg_url, row_factory=dict_row) as conn:
+        await batch.claim(Explain(conn), "w", ["default"], 10, 2000.0, 3000.0, ["echo"])
+        await conn.rollback()
+
+    def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield plan
+        for child in plan.get("Plans", ()):
+            yield from nodes(child)
+
+    (plan,) = plans
+    scans = [n for n in nodes(plan) if n.get("Index Name") == "tasks_queued"]
+    assert scans and all(n["Actual Rows"] <= 10 for n in scans), scans
 
 
 async def test_purge_in_batches(store: PostgresStore, pg_url: str) -> None:

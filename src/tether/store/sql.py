@@ -527,6 +527,16 @@ async def next_wake(conn: Conn, d: Dialect, queues: list[str]) -> float | None:
 # Claiming -----------------------------------------------------------------------------
 
 
+def queue_match(d: Dialect, queues: list[str]) -> tuple[str, Any]:
+    """A condition on `queue` for a claim, and its parameter. One queue (the usual case)
+    is an equality: the `tasks_queued` index then yields rows in claim order and the
+    scan stops at the limit; with a list it yields them per queue, so the database
+    reads and sorts the whole backlog of those queues for every claim."""
+    if len(queues) == 1:
+        return "queue = %s", queues[0]
+    return f"queue {d.any_of}", d.list_param(queues)
+
+
 async def claim(
     conn: Conn,
     d: Dialect,
@@ -537,7 +547,7 @@ async def claim(
     lease_until: float,
     workflows: list[str] | None = None,
 ) -> list[Claimed]:
-    qs = d.list_param(queues)
+    in_queues, qs = queue_match(d, queues)
     only = ""
     if workflows is not None:  # a worker takes only what it can run (rolling deploys)
         only = f" AND workflow {d.any_of}"
@@ -552,7 +562,7 @@ async def claim(
         if room <= 0:
             break
         picked += await conn.fetchall(
-            f"SELECT id, status FROM tasks WHERE {condition} AND queue {d.any_of}{only} "
+            f"SELECT id, status FROM tasks WHERE {condition} AND {in_queues}{only} "
             f"ORDER BY {order} LIMIT %s{d.skip_locked}",
             (*params, qs, *(() if workflows is None else (d.list_param(workflows),)), room),
         )

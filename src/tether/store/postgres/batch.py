@@ -232,9 +232,9 @@ async def _finishes(
         results[i] = op.task_id in accepted
 
 
-def _claim_arm(name: str, condition: str, order: str, only: str) -> str:
+def _claim_arm(name: str, condition: str, order: str, in_queues: str, only: str) -> str:
     return (
-        f"{name} AS (SELECT id, status FROM tasks WHERE {condition} AND queue = ANY(%s){only} "
+        f"{name} AS (SELECT id, status FROM tasks WHERE {condition} AND {in_queues}{only} "
         f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED)"
     )
 
@@ -257,6 +257,7 @@ async def claim(
     events and return what replay needs (step log, unconsumed signals, approvals as
     JSON arrays). One round trip instead of about ten (ADR 45)."""
     only = "" if workflows is None else " AND workflow = ANY(%s)"
+    in_queues, qs = sql.queue_match(sql.POSTGRES, queues)
     arm_params: list[Any] = []
     arms = []
     for name, condition, order in (
@@ -264,8 +265,8 @@ async def claim(
         ("w", "status = 'waiting' AND run_at <= %s", "run_at"),
         ("x", "status = 'running' AND lease_expires_at < %s", "lease_expires_at"),
     ):
-        arms.append(_claim_arm(name, condition, order, only))
-        arm_params += [now, queues, *(() if workflows is None else (workflows,)), limit]
+        arms.append(_claim_arm(name, condition, order, in_queues, only))
+        arm_params += [now, qs, *(() if workflows is None else (workflows,)), limit]
     returning = ", ".join(f"t.{c.strip()}" for c in sql.TASK_COLUMNS.split(","))
     text = (
         f"WITH {', '.join(arms)}, "
