@@ -496,3 +496,25 @@ async def test_reads_of_one_turn_share_a_query_and_keep_tenants_apart(
     assert any_tenant is not None and any_tenant.tenant == "other"
     assert missing is None
     assert second is not None and second.id == other.id
+
+
+async def test_a_refused_batch_leaves_nothing_behind(make_app: Callable[[], Tether]) -> None:
+    """A batch submission is one unit: when its second task is refused (a key reused
+    with other input), the first task and its key are not kept either."""
+    app = make_app()
+
+    @app.workflow("pay")
+    async def pay(ctx: Context, order: dict[str, int]) -> None:
+        return None
+
+    await app.submit("pay", {"amount": 5}, idempotency_key="taken")
+    batch = [
+        app.new_task("pay", {"amount": 1}, idempotency_key="fresh"),
+        app.new_task("pay", {"amount": 6}, idempotency_key="taken"),
+    ]
+    with pytest.raises(IdempotencyConflict):
+        await app.submit_batch(batch)
+    assert len(await app.list_tasks()) == 1
+    # "fresh" was not remembered: another input under it is a new task, not a conflict.
+    again = await app.submit("pay", {"amount": 2}, idempotency_key="fresh")
+    assert again.created

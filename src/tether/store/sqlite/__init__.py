@@ -354,13 +354,20 @@ class SQLiteStore(SQLStore):
             for job in jobs:
                 job.error = exc
             return
+        single = len(jobs) == 1  # alone in its transaction, a unit needs no savepoint
         for i, job in enumerate(jobs):
-            conn.execute(f"SAVEPOINT j{i}")
+            if not single:
+                conn.execute(f"SAVEPOINT j{i}")
             try:
                 job.result = _run_sync(job.work, adapter)
-                conn.execute(f"RELEASE j{i}")
+                if not single:
+                    conn.execute(f"RELEASE j{i}")
             except BaseException as exc:
                 job.error = exc
+                if single:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    return
                 conn.execute(f"ROLLBACK TO j{i}")
                 conn.execute(f"RELEASE j{i}")
         try:
