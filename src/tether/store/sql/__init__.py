@@ -1,0 +1,117 @@
+"""Transaction logic shared by the SQL stores, written once for both dialects.
+
+Every function here runs inside a transaction the driver opened, against `Conn`: a
+tiny async connection interface with `%s` placeholders and rows addressable by column
+name. The SQLite driver runs these coroutines synchronously in its database thread
+(they never suspend there); the PostgreSQL driver awaits them on psycopg connections.
+Lock order, where it matters: the task row first, then anything that hangs off it.
+"""
+
+from __future__ import annotations
+
+from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
+from tether.store.sql.approvals import decide, expire_approval, get_approval, list_approvals
+from tether.store.sql.claims import claim, heartbeat, queue_match
+from tether.store.sql.control import cancel, fork, send_signal
+from tether.store.sql.core import (
+    APPROVAL_COLUMNS,
+    EVENT_COLUMNS,
+    INSERT_EVENT,
+    POSTGRES,
+    SIGNAL_COLUMNS,
+    SQLITE,
+    STEP_COLUMNS,
+    TASK_COLUMNS,
+    TERMINAL,
+    Conn,
+    Dialect,
+    Row,
+    approval_from_row,
+    event_from_row,
+    event_row,
+    insert_events,
+    signal_from_row,
+    step_from_row,
+    task_for_update,
+    task_from_row,
+    wake,
+)
+from tether.store.sql.housekeeping import purge
+from tether.store.sql.intake import submit
+from tether.store.sql.ops import (
+    STEP_UPSERT,
+    EventBuffer,
+    apply_op,
+    apply_ops,
+    consume_signal,
+    finish_event,
+    finish_params,
+    step_event,
+    step_params,
+)
+from tether.store.sql.queries import (
+    count_by_status,
+    get_steps,
+    get_task,
+    get_tasks,
+    list_events,
+    list_tasks,
+    next_wake,
+    oldest_queued,
+)
+
+__all__ = [
+    "APPROVAL_COLUMNS",
+    "EVENT_COLUMNS",
+    "INSERT_EVENT",
+    "POSTGRES",
+    "SIGNAL_COLUMNS",
+    "SQLITE",
+    "STEP_COLUMNS",
+    "STEP_UPSERT",
+    "TASK_COLUMNS",
+    "TERMINAL",
+    "Conn",
+    "Dialect",
+    "EventBuffer",
+    "Row",
+    "apply_op",
+    "apply_ops",
+    "approval_from_row",
+    "cancel",
+    "claim",
+    "consume_signal",
+    "count_by_status",
+    "create_api_key",
+    "decide",
+    "event_from_row",
+    "event_row",
+    "expire_approval",
+    "finish_event",
+    "finish_params",
+    "fork",
+    "get_api_key",
+    "get_approval",
+    "get_steps",
+    "get_task",
+    "get_tasks",
+    "heartbeat",
+    "insert_events",
+    "list_approvals",
+    "list_events",
+    "list_tasks",
+    "next_wake",
+    "oldest_queued",
+    "purge",
+    "queue_match",
+    "revoke_api_key",
+    "send_signal",
+    "signal_from_row",
+    "step_event",
+    "step_from_row",
+    "step_params",
+    "submit",
+    "task_for_update",
+    "task_from_row",
+    "wake",
+]

@@ -1,0 +1,130 @@
+"""Claims and heartbeats: how a worker takes tasks and keeps its leases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.models import StepRecord
+from tether.store.base import Approval, Claimed, SignalRecord
+from tether.store.sql.core import (
+    APPROVAL_COLUMNS,
+    SIGNAL_COLUMNS,
+    STEP_COLUMNS,
+    TASK_COLUMNS,
+    Conn,
+    Dialect,
+    Row,
+    approval_from_row,
+    event_row,
+    insert_events,
+    signal_from_row,
+    step_from_row,
+    task_from_row,
+)
+
+
+def queue_match(d: Dialect, queues: list[str]) -> tuple[str, Any]:
+    """A condition on `queue` for a claim, and its parameter. One queue (the usual case)
+    is an equality: the `tasks_queued` index then yields rows in claim order and the
+    scan stops at the limit; with a list it yields them per queue, so the database
+    reads and sorts the whole backlog of those queues for every claim."""
+    if len(queues) == 1:
+        return "queue = %s", queues[0]
+    return f"queue {d.any_of}", d.list_param(queues)
+
+
+async def claim(
+    conn: Conn,
+    d: Dialect,
+    worker: str,
+    queues: list[str],
+    limit: int,
+    now: float,
+    lease_until: float,
+    workflows: list[str] | None = None,
+) -> list[Claimed]:
+    in_queues, qs = queue_match(d, queues)
+    only = ""
+    if workflows is not None:  # a worker takes only what it can run (rolling deploys)
+        only = f" AND workflow {d.any_of}"
+    picked: list[Row] = []
+    # Three cheap index scans: new work, due timers and backoffs, expired leases.
+    for condition, order, params in (
+        ("status = 'queued' AND run_at <= %s", "priority DESC, run_at", (now,)),
+        ("status = 'waiting' AND run_at <= %s", "run_at", (now,)),
+        ("status = 'running' AND lease_expires_at < %s", "lease_expires_at", (now,)),
+    ):
+        room = limit - len(picked)
+        if room <= 0:
+            break
+        picked += await conn.fetchall(
+            f"SELECT id, status FROM tasks WHERE {condition} AND {in_queues}{only} "
+            f"ORDER BY {order} LIMIT %s{d.skip_locked}",
+            (*params, qs, *(() if workflows is None else (d.list_param(workflows),)), room),
+        )
+    if not picked:
+        return []
+    prior = {r["id"]: r["status"] for r in picked}
+    ids = d.list_param(list(prior))
+    rows = await conn.fetchall(
+        "UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = %s, "
+        "lease_expires_at = %s, started_at = COALESCE(started_at, %s), updated_at = %s, "
+        f"wait_reason = NULL, wait_signals = NULL WHERE id {d.any_of} RETURNING {TASK_COLUMNS}",
+        (worker, lease_until, now, now, ids),
+    )
+    tasks = [task_from_row(r) for r in rows]
+    await insert_events(
+        conn,
+        [
+            event_row(
+                t.id,
+                t.tenant,
+                now,
+                "task.started",
+                prior=prior[t.id],
+                new="running",
+                attempt=t.attempt,
+                worker=worker,
+                decision="lease_expired" if prior[t.id] == "running" else "claimed",
+            )
+            for t in tasks
+        ],
+    )
+    steps: dict[str, dict[int, StepRecord]] = {t.id: {} for t in tasks}
+    for r in await conn.fetchall(
+        f"SELECT {STEP_COLUMNS} FROM steps WHERE task_id {d.any_of} ORDER BY seq", (ids,)
+    ):
+        steps[r["task_id"]][r["seq"]] = step_from_row(r)
+    signals: dict[str, list[SignalRecord]] = {t.id: [] for t in tasks}
+    for r in await conn.fetchall(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals "
+        f"WHERE task_id {d.any_of} AND consumed_seq IS NULL ORDER BY id",
+        (ids,),
+    ):
+        signals[r["task_id"]].append(signal_from_row(r))
+    approvals: dict[str, dict[int, Approval]] = {t.id: {} for t in tasks}
+    for r in await conn.fetchall(
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id {d.any_of}", (ids,)
+    ):
+        approvals[r["task_id"]][r["seq"]] = approval_from_row(r)
+    return [
+        Claimed(
+            task=t,
+            steps=steps[t.id],
+            signals=signals[t.id],
+            approvals=approvals[t.id],
+            recovered=prior[t.id] == "running",
+        )
+        for t in tasks
+    ]
+
+
+async def heartbeat(
+    conn: Conn, d: Dialect, worker: str, task_ids: list[str], lease_until: float
+) -> dict[str, bool]:
+    rows = await conn.fetchall(
+        "UPDATE tasks SET lease_expires_at = %s WHERE lease_owner = %s AND status = 'running' "
+        f"AND id {d.any_of} RETURNING id, cancel_requested",
+        (lease_until, worker, d.list_param(task_ids)),
+    )
+    return {r["id"]: bool(r["cancel_requested"]) for r in rows}

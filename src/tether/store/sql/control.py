@@ -1,0 +1,148 @@
+"""Control of a task from outside: cancel, signals, forks."""
+
+from __future__ import annotations
+
+from tether import serde
+from tether.errors import InvalidTransition
+from tether.models import Task
+from tether.store.base import NewTask, SignalRecord
+from tether.store.sql.core import (
+    INSERT_EVENT,
+    STEP_COLUMNS,
+    TERMINAL,
+    Conn,
+    Dialect,
+    event_row,
+    task_for_update,
+    wake,
+)
+from tether.store.sql.intake import submit
+from tether.store.sql.queries import get_task
+
+
+async def cancel(
+    conn: Conn, d: Dialect, task_id: str, tenant: str | None, by: str | None, now: float
+) -> Task:
+    row = await task_for_update(conn, d, task_id, tenant)
+    status = row["status"]
+    if status in TERMINAL:
+        raise InvalidTransition(f"task {task_id} is already {status}")
+    if status == "running":
+        await conn.execute(
+            "UPDATE tasks SET cancel_requested = 1, updated_at = %s WHERE id = %s", (now, task_id)
+        )
+        event, new = "task.cancel_requested", "running"
+    else:
+        await conn.execute(
+            "UPDATE tasks SET status = 'cancelled', cancel_requested = 1, finished_at = %s, "
+            "updated_at = %s, run_at = NULL, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE id = %s",
+            (now, now, task_id),
+        )
+        # Its open approvals leave the inbox: nobody may decide for a cancelled task.
+        await conn.execute(
+            "UPDATE approvals SET status = 'rejected', resolution = 'cancelled', "
+            "decided_at = %s WHERE task_id = %s AND status = 'pending'",
+            (now, task_id),
+        )
+        event, new = "task.cancelled", "cancelled"
+    await conn.execute(
+        INSERT_EVENT,
+        event_row(
+            task_id,
+            row["tenant"],
+            now,
+            event,
+            prior=status,
+            new=new,
+            attempt=row["attempt"],
+            decision="cancel_requested",
+            data={"by": by},
+        ),
+    )
+    task = await get_task(conn, task_id, None)
+    assert task is not None
+    return task
+
+
+async def send_signal(
+    conn: Conn,
+    d: Dialect,
+    task_id: str,
+    tenant: str | None,
+    name: str,
+    payload: str,
+    now: float,
+) -> SignalRecord:
+    row = await task_for_update(conn, d, task_id, tenant)
+    if row["status"] in TERMINAL:
+        raise InvalidTransition(f"task {task_id} is {row['status']} and takes no more signals")
+    sig = await conn.fetchone(
+        "INSERT INTO signals (task_id, name, payload, created_at) VALUES (%s, %s, %s, %s) "
+        "RETURNING id",
+        (task_id, name, payload, now),
+    )
+    assert sig is not None
+    waits_for = await conn.fetchone("SELECT wait_signals FROM tasks WHERE id = %s", (task_id,))
+    woke = row["status"] == "waiting" and name in (
+        serde.loads(waits_for["wait_signals"] if waits_for else None) or []
+    )
+    if woke:
+        await wake(conn, task_id, now)
+    await conn.execute(
+        INSERT_EVENT,
+        event_row(
+            task_id,
+            row["tenant"],
+            now,
+            "signal.received",
+            prior=row["status"],
+            new="queued" if woke else row["status"],
+            attempt=row["attempt"],
+            decision=f"signal:{name}",
+            data={"signal_id": sig["id"], "name": name},
+        ),
+    )
+    return SignalRecord(sig["id"], task_id, name, serde.loads(payload), now)
+
+
+async def fork(
+    conn: Conn,
+    d: Dialect,
+    task_id: str,
+    tenant: str | None,
+    new: NewTask,
+    from_seq: int | None,
+    now: float,
+) -> Task:
+    row = await task_for_update(conn, d, task_id, tenant)
+    if row["status"] not in TERMINAL:
+        raise InvalidTransition(f"task {task_id} is {row['status']}; only ended tasks re-run")
+    new.forked_from = task_id
+    new.fork_from_seq = from_seq
+    (sub,) = await submit(conn, d, [new], now)
+    limit = from_seq if from_seq is not None else 2**62
+    await conn.execute(
+        f"INSERT INTO steps ({STEP_COLUMNS}) SELECT %s, seq, name, kind, status, attempts, "
+        "result, error, started_at, finished_at, wake_at, meta FROM steps "
+        "WHERE task_id = %s AND status = 'succeeded' AND seq < %s",
+        (new.id, task_id, limit),
+    )
+    await conn.execute(
+        "UPDATE tasks SET steps_done = (SELECT COUNT(*) FROM steps WHERE task_id = %s) "
+        "WHERE id = %s",
+        (new.id, new.id),
+    )
+    await conn.execute(
+        INSERT_EVENT,
+        event_row(
+            task_id,
+            row["tenant"],
+            now,
+            "task.forked",
+            attempt=row["attempt"],
+            decision="rerun",
+            data={"new_task": new.id, "from_seq": from_seq, "by": new.created_by},
+        ),
+    )
+    return sub.task

@@ -1,0 +1,252 @@
+"""Connections, dialects, columns and rows: what every part of the shared SQL logic uses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tether import serde
+from tether.errors import TaskNotFound
+from tether.models import (
+    Event,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    Task,
+    TaskError,
+    TaskStatus,
+    WaitReason,
+)
+from tether.store.base import Approval, SignalRecord
+
+Row = Mapping[str, Any]
+
+
+class Conn(Protocol):
+    """The part of a database connection the shared logic uses."""
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+        ...
+
+    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows, in order (no conflict handling, nothing returned): one prepared
+        statement run per row on SQLite, one COPY on PostgreSQL."""
+        ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few places where SQLite and PostgreSQL SQL differ."""
+
+    name: str
+    any_of: str
+    """Fragment matching a column against a list parameter, e.g. `IN (SELECT ...)`."""
+    lock_rows: str
+    """Appended to a SELECT that picks rows to change (row locks on PostgreSQL)."""
+    skip_locked: str
+    """Appended to the claim SELECT (skip rows other workers are claiming)."""
+    committed_events: str = ""
+    """Condition that holds back events of transactions that may still commit below a
+    newer visible id, so a reader tailing by id never skips one (see ADR 13)."""
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return serde.dumps(list(values)) if self.name == "sqlite" else list(values)
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    any_of="IN (SELECT value FROM json_each(%s))",
+    lock_rows="",
+    skip_locked="",
+)
+POSTGRES = Dialect(
+    name="postgres",
+    any_of="= ANY(%s)",
+    lock_rows=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    committed_events=(
+        " AND (txid < pg_snapshot_xmin(pg_current_snapshot())"
+        " OR at < EXTRACT(EPOCH FROM now()) - 5)"
+    ),
+)
+
+TASK_COLUMNS = (
+    "id, tenant, workflow, workflow_version, queue, priority, status, wait_reason, input, "
+    "result, error, idempotency_key, correlation_id, created_by, attempt, run_at, "
+    "started_at, finished_at, deadline, forked_from, fork_from_seq, steps_done, "
+    "current_step, cancel_requested, created_at, updated_at"
+)
+STEP_COLUMNS = (
+    "task_id, seq, name, kind, status, attempts, result, error, started_at, finished_at, "
+    "wake_at, meta"
+)
+APPROVAL_COLUMNS = (
+    "id, task_id, tenant, workflow, seq, status, risk, request, required, submitter, "
+    "decisions, resolution, changes, reason, created_at, expires_at, on_timeout, decided_at"
+)
+SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
+EVENT_COLUMNS = (
+    "task_id, tenant, at, type, prior_status, new_status, attempt, worker, step, "
+    "error_class, decision, data"
+)
+INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+# Row conversion -----------------------------------------------------------------------
+
+
+def task_from_row(row: Row) -> Task:
+    reason = row["wait_reason"]
+    return Task(
+        id=row["id"],
+        tenant=row["tenant"],
+        workflow=row["workflow"],
+        workflow_version=row["workflow_version"],
+        queue=row["queue"],
+        priority=row["priority"],
+        status=TaskStatus(row["status"]),
+        wait_reason=WaitReason(reason) if reason else None,
+        input=serde.loads(row["input"]),
+        result=serde.loads(row["result"]),
+        error=TaskError.from_json(serde.loads(row["error"])),
+        idempotency_key=row["idempotency_key"],
+        correlation_id=row["correlation_id"],
+        created_by=row["created_by"],
+        attempt=row["attempt"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        deadline=row["deadline"],
+        forked_from=row["forked_from"],
+        fork_from_seq=row["fork_from_seq"],
+        steps_done=row["steps_done"],
+        current_step=row["current_step"],
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def step_from_row(row: Row) -> StepRecord:
+    return StepRecord(
+        task_id=row["task_id"],
+        seq=row["seq"],
+        name=row["name"],
+        kind=StepKind(row["kind"]),
+        status=StepStatus(row["status"]),
+        attempts=row["attempts"],
+        result=serde.loads(row["result"]),
+        error=TaskError.from_json(serde.loads(row["error"])),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        wake_at=row["wake_at"],
+        meta=serde.loads(row["meta"]) or {},
+    )
+
+
+def signal_from_row(row: Row) -> SignalRecord:
+    return SignalRecord(
+        row["id"], row["task_id"], row["name"], serde.loads(row["payload"]), row["created_at"]
+    )
+
+
+def approval_from_row(row: Row) -> Approval:
+    return Approval(
+        id=row["id"],
+        task_id=row["task_id"],
+        tenant=row["tenant"],
+        workflow=row["workflow"],
+        seq=row["seq"],
+        status=row["status"],
+        risk=row["risk"],
+        request=serde.loads(row["request"]),
+        required=row["required"],
+        submitter=row["submitter"],
+        decisions=serde.loads(row["decisions"]) or [],
+        resolution=row["resolution"],
+        changes=serde.loads(row["changes"]),
+        reason=row["reason"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        on_timeout=row["on_timeout"],
+        decided_at=row["decided_at"],
+    )
+
+
+def event_from_row(row: Row) -> Event:
+    return Event(
+        id=row["id"],
+        task_id=row["task_id"],
+        tenant=row["tenant"],
+        at=row["at"],
+        type=row["type"],
+        prior_status=row["prior_status"],
+        new_status=row["new_status"],
+        attempt=row["attempt"],
+        worker=row["worker"],
+        step=row["step"],
+        error_class=row["error_class"],
+        decision=row["decision"],
+        data=serde.loads(row["data"]),
+    )
+
+
+def event_row(
+    task_id: str,
+    tenant: str,
+    at: float,
+    type_: str,
+    *,
+    prior: str | None = None,
+    new: str | None = None,
+    attempt: int | None = None,
+    worker: str | None = None,
+    step: str | None = None,
+    error_class: str | None = None,
+    decision: str | None = None,
+    data: Any = None,
+) -> tuple[Any, ...]:
+    return (
+        task_id,
+        tenant,
+        at,
+        type_,
+        prior,
+        new,
+        attempt,
+        worker,
+        step,
+        error_class,
+        decision,
+        None if data is None else serde.dumps(data),
+    )
+
+
+async def task_for_update(conn: Conn, d: Dialect, task_id: str, tenant: str | None) -> Row:
+    row = await conn.fetchone(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s{d.lock_rows}", (task_id,)
+    )
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise TaskNotFound(task_id)
+    return row
+
+
+async def insert_events(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append event rows in order, in one go."""
+    if rows:
+        await conn.insert_rows("events", EVENT_COLUMNS, rows)
+
+
+async def wake(conn: Conn, task_id: str, now: float) -> None:
+    await conn.execute(
+        "UPDATE tasks SET status = 'queued', run_at = %s, wait_reason = NULL, "
+        "wait_signals = NULL, updated_at = %s WHERE id = %s AND status = 'waiting'",
+        (now, now, task_id),
+    )

@@ -1,0 +1,26 @@
+"""Housekeeping: purging ended tasks."""
+
+from __future__ import annotations
+
+from tether.store.sql.core import Conn, Dialect
+
+
+async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> int:
+    rows = await conn.fetchall(
+        "SELECT id FROM tasks WHERE finished_at < %s ORDER BY finished_at "
+        f"LIMIT %s{d.skip_locked}",  # concurrent sweepers take disjoint batches
+        (finished_before, batch),
+    )
+    if not rows:
+        return 0
+    ids = d.list_param([r["id"] for r in rows])
+    for table, column in (
+        ("steps", "task_id"),
+        ("signals", "task_id"),
+        ("approvals", "task_id"),
+        ("events", "task_id"),
+        ("idempotency_keys", "task_id"),
+        ("tasks", "id"),
+    ):
+        await conn.execute(f"DELETE FROM {table} WHERE {column} {d.any_of}", (ids,))
+    return len(rows)

@@ -1,0 +1,152 @@
+"""Intake: new tasks, idempotency keys, eager claims."""
+
+from __future__ import annotations
+
+from tether import serde
+from tether.errors import IdempotencyConflict
+from tether.models import Task, TaskStatus
+from tether.store.base import Claimed, Eager, NewTask, Submitted
+from tether.store.sql.core import Conn, Dialect, event_row, insert_events
+from tether.store.sql.queries import get_task
+
+
+async def submit(
+    conn: Conn, d: Dialect, tasks: list[NewTask], now: float, eager: Eager | None = None
+) -> list[Submitted]:
+    out: list[Submitted] = []
+    fresh: list[NewTask] = []
+    started: set[str] = set()  # created already claimed for `eager`
+    for t in tasks:
+        if t.idempotency_key is not None:
+            key = (t.tenant, t.idempotency_key)
+            # Claim the key with an upsert, not a read-then-insert: on PostgreSQL two
+            # concurrent submits cannot lock a row that does not exist yet, but the
+            # second INSERT waits for the first and then sees its key.
+            claimed = await conn.fetchone(
+                "INSERT INTO idempotency_keys (tenant, key, input_hash, task_id, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, key) DO UPDATE SET "
+                "input_hash = excluded.input_hash, task_id = excluded.task_id, "
+                "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= %s "
+                "RETURNING task_id",
+                (*key, t.input_hash, t.id, now + t.idempotency_ttl, now),
+            )
+            if claimed is None:  # a live key
+                row = await conn.fetchone(
+                    "SELECT input_hash, task_id FROM idempotency_keys "
+                    f"WHERE tenant = %s AND key = %s{d.lock_rows}",
+                    key,
+                )
+                assert row is not None
+                if row["input_hash"] != t.input_hash:
+                    raise IdempotencyConflict(t.idempotency_key, row["task_id"])
+                existing = await get_task(conn, row["task_id"], t.tenant)
+                if existing is None:  # the same key twice in this batch
+                    existing = next((s.task for s in out if s.task.id == row["task_id"]), None)
+                if existing is not None:
+                    out.append(Submitted(existing, created=False))
+                    continue
+                # The key outlived its task (purged): it now names the new task.
+                await conn.execute(
+                    "UPDATE idempotency_keys SET input_hash = %s, task_id = %s, expires_at = %s "
+                    "WHERE tenant = %s AND key = %s",
+                    (t.input_hash, t.id, now + t.idempotency_ttl, *key),
+                )
+        fresh.append(t)
+        run_at = now if t.run_at is None else t.run_at
+        claim = (
+            eager is not None
+            and len(started) < eager.limit
+            and t.queue in eager.queues
+            and run_at <= now
+            and t.forked_from is None
+        )
+        task = Task(
+            id=t.id,
+            tenant=t.tenant,
+            workflow=t.workflow,
+            workflow_version=t.workflow_version,
+            queue=t.queue,
+            priority=t.priority,
+            status=TaskStatus.RUNNING if claim else TaskStatus.QUEUED,
+            input=serde.loads(t.input),
+            created_at=now,
+            updated_at=now,
+            idempotency_key=t.idempotency_key,
+            correlation_id=t.correlation_id or t.id,
+            created_by=t.created_by,
+            attempt=1 if claim else 0,
+            run_at=run_at,
+            started_at=now if claim else None,
+            deadline=t.deadline,
+            forked_from=t.forked_from,
+            fork_from_seq=t.fork_from_seq,
+        )
+        if claim:
+            started.add(t.id)
+            out.append(Submitted(task, True, Claimed(task, {}, [], {})))
+        else:
+            out.append(Submitted(task, created=True))
+    if fresh:
+        owner, lease = (eager.worker, eager.lease_until) if eager is not None else (None, None)
+        await conn.insert_rows(
+            "tasks",
+            "id, tenant, workflow, workflow_version, queue, priority, status, input, "
+            "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
+            "fork_from_seq, created_at, updated_at, attempt, lease_owner, lease_expires_at, "
+            "started_at",
+            [
+                (
+                    t.id,
+                    t.tenant,
+                    t.workflow,
+                    t.workflow_version,
+                    t.queue,
+                    t.priority,
+                    "running" if t.id in started else "queued",
+                    t.input,
+                    t.idempotency_key,
+                    t.correlation_id or t.id,
+                    t.created_by,
+                    now if t.run_at is None else t.run_at,
+                    t.deadline,
+                    t.forked_from,
+                    t.fork_from_seq,
+                    now,
+                    now,
+                    *((1, owner, lease, now) if t.id in started else (0, None, None, None)),
+                )
+                for t in fresh
+            ],
+        )
+        await insert_events(
+            conn,
+            [
+                event_row(
+                    t.id,
+                    t.tenant,
+                    now,
+                    "task.created",
+                    new="queued",
+                    attempt=0,
+                    decision="forked" if t.forked_from else "submitted",
+                    data={"workflow": t.workflow, "by": t.created_by, "forked_from": t.forked_from},
+                )
+                for t in fresh
+            ]
+            + [
+                event_row(
+                    t.id,
+                    t.tenant,
+                    now,
+                    "task.started",
+                    prior="queued",
+                    new="running",
+                    attempt=1,
+                    worker=owner,
+                    decision="eager",
+                )
+                for t in fresh
+                if t.id in started
+            ],
+        )
+    return out

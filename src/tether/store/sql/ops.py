@@ -1,0 +1,351 @@
+"""Worker operations, one at a time: step records, completions, suspensions, releases and
+approvals opened by a run (the reference the drivers' set-based batches must equal)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tether import serde
+from tether.models import StepStatus
+from tether.store.base import Approval, Finish, Op, OpenApproval, Release, StepWrite, Suspend
+from tether.store.sql.core import (
+    APPROVAL_COLUMNS,
+    INSERT_EVENT,
+    STEP_COLUMNS,
+    Conn,
+    Dialect,
+    Row,
+    event_row,
+    insert_events,
+)
+
+
+class EventBuffer:
+    """A `Conn` that holds back event inserts, to write them together at the end of a
+    batch of worker operations (no operation reads the events it writes)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self.events: list[tuple[Any, ...]] = []
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._conn.fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await self._conn.fetchone(sql, params)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if sql is INSERT_EVENT:
+            self.events.append(tuple(params))
+            return 1
+        return await self._conn.execute(sql, params)
+
+    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        if table == "events":
+            self.events.extend(tuple(r) for r in rows)
+            return
+        await self._conn.insert_rows(table, columns, rows)
+
+
+async def apply_ops(
+    conn: Conn, d: Dialect, ops: Sequence[Op], worker: str, now: float
+) -> list[bool]:
+    """Apply worker operations in order, in the caller's transaction; their event rows
+    are inserted together at the end (same order, same transaction)."""
+    buffered = EventBuffer(conn)
+    results = [await apply_op(buffered, d, op, worker, now) for op in ops]
+    await insert_events(conn, buffered.events)
+    return results
+
+
+async def _fenced_task(conn: Conn, d: Dialect, task_id: str, attempt: int) -> Row | None:
+    return await conn.fetchone(
+        f"SELECT tenant, status, queue, cancel_requested FROM tasks WHERE id = %s AND attempt = %s "
+        f"AND status = 'running'{d.lock_rows}",
+        (task_id, attempt),
+    )
+
+
+async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> bool:
+    """Apply one worker operation; False when the worker no longer holds the task."""
+    if isinstance(op, StepWrite):
+        return await _step_write(conn, op, worker, now)
+    if isinstance(op, Finish):
+        return await _finish(conn, op, worker, now)
+    row = await _fenced_task(conn, d, op.task_id, op.attempt)
+    if row is None:
+        return False
+    tenant = row["tenant"]
+    if isinstance(op, OpenApproval):
+        await _open_approval(conn, op.approval, op.attempt, worker, now)
+    elif isinstance(op, Suspend):
+        # A cancellation requested while the task ran must not be parked with it: wake
+        # it, and its next run ends it as cancelled.
+        woken, cause = bool(row["cancel_requested"]), "cancel_requested"
+        if not woken and op.signals:
+            cause = "signal_arrived"
+            woken = (
+                await conn.fetchone(
+                    "SELECT id FROM signals WHERE task_id = %s AND consumed_seq IS NULL "
+                    f"AND name {d.any_of} LIMIT 1",
+                    (op.task_id, d.list_param(op.signals)),
+                )
+                is not None
+            )
+        if not woken and str(op.reason) == "approval":
+            cause = "approval_decided"
+            # A decision committed while the task was still running found nothing to
+            # wake: an approval closed since, whose outcome the log lacks, wakes it now.
+            woken = (
+                await conn.fetchone(
+                    "SELECT a.id FROM approvals a WHERE a.task_id = %s AND a.status <> "
+                    "'pending' AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = "
+                    "a.task_id AND s.seq = a.seq AND s.status = 'succeeded') LIMIT 1",
+                    (op.task_id,),
+                )
+                is not None
+            )
+        status, run_at = ("queued", now) if woken else ("waiting", op.run_at)
+        await conn.execute(
+            "UPDATE tasks SET status = %s, wait_reason = %s, wait_signals = %s, run_at = %s, "
+            "lease_owner = NULL, lease_expires_at = NULL, updated_at = %s WHERE id = %s",
+            (
+                status,
+                None if woken else str(op.reason),
+                serde.dumps(op.signals) if op.signals else None,
+                run_at,
+                now,
+                op.task_id,
+            ),
+        )
+        await conn.execute(
+            INSERT_EVENT,
+            event_row(
+                op.task_id,
+                tenant,
+                now,
+                "task.queued" if woken else "task.waiting",
+                prior="running",
+                new=status,
+                attempt=op.attempt,
+                worker=worker,
+                decision=cause if woken else str(op.reason),
+                data={"run_at": run_at} if run_at is not None else None,
+            ),
+        )
+    elif isinstance(op, Release):
+        await conn.execute(
+            "UPDATE tasks SET status = 'queued', run_at = %s, lease_owner = NULL, "
+            "lease_expires_at = NULL, updated_at = %s WHERE id = %s",
+            (now, now, op.task_id),
+        )
+        await conn.execute(
+            INSERT_EVENT,
+            event_row(
+                op.task_id,
+                tenant,
+                now,
+                "task.released",
+                prior="running",
+                new="queued",
+                attempt=op.attempt,
+                worker=worker,
+                decision=op.decision,
+            ),
+        )
+    return True
+
+
+def finish_params(op: Finish) -> tuple[Any, ...]:
+    """(status, result, error, error_fingerprint) written by a `Finish`."""
+    err = op.error
+    return (
+        str(op.status),
+        op.result,
+        None if err is None else serde.dumps(err.to_json()),
+        None if err is None else err.fingerprint,
+    )
+
+
+def finish_event(op: Finish, tenant: str, worker: str, now: float) -> tuple[Any, ...]:
+    err = op.error
+    return event_row(
+        op.task_id,
+        tenant,
+        now,
+        f"task.{op.status}",
+        prior="running",
+        new=str(op.status),
+        attempt=op.attempt,
+        worker=worker,
+        step=None if err is None else err.step,
+        error_class=None if err is None else err.type,
+        decision=op.decision,
+        data=None if err is None else {"message": err.message},
+    )
+
+
+async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
+    for step in op.steps:
+        # Fenced like the finish below (same transaction, same outcome); the step rows go
+        # first, while the task is not terminal yet (a trigger guards terminal step logs).
+        inserted = await conn.execute(
+            f"INSERT INTO steps ({STEP_COLUMNS}) SELECT {', '.join(['%s'] * 12)} "
+            "WHERE EXISTS (SELECT 1 FROM tasks WHERE id = %s AND attempt = %s "
+            f"AND status = 'running') {STEP_UPSERT}",
+            (*step_params(step), op.task_id, op.attempt),
+        )
+        if not inserted:
+            return False
+        if step.consume_signal is not None:
+            await consume_signal(conn, step)
+    progress = [s.record for s in op.steps]
+    # The fenced UPDATE is the lease check (and row lock on PostgreSQL): one statement
+    # instead of a SELECT then an UPDATE, for every task that ends.
+    row = await conn.fetchone(
+        "UPDATE tasks SET status = %s, result = %s, error = %s, error_fingerprint = %s, "
+        "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
+        "run_at = NULL, steps_done = steps_done + %s, current_step = COALESCE(%s, current_step) "
+        "WHERE id = %s AND attempt = %s AND status = 'running' RETURNING tenant",
+        (
+            *finish_params(op),
+            now,
+            now,
+            sum(1 for r in progress if r.status == StepStatus.SUCCEEDED),
+            progress[-1].name if progress else None,
+            op.task_id,
+            op.attempt,
+        ),
+    )
+    if row is None:
+        return False
+    for step in op.steps:
+        event = step_event(step, row["tenant"], worker, now)
+        if event is not None:
+            await conn.execute(INSERT_EVENT, event)
+    await conn.execute(INSERT_EVENT, finish_event(op, row["tenant"], worker, now))
+    return True
+
+
+async def consume_signal(conn: Conn, op: StepWrite) -> None:
+    await conn.execute(
+        "UPDATE signals SET consumed_seq = %s WHERE id = %s AND consumed_seq IS NULL",
+        (op.record.seq, op.consume_signal),
+    )
+
+
+STEP_UPSERT = (
+    "ON CONFLICT (task_id, seq) DO UPDATE SET status = excluded.status, "
+    "attempts = excluded.attempts, result = excluded.result, error = excluded.error, "
+    "finished_at = excluded.finished_at, wake_at = excluded.wake_at, meta = excluded.meta "
+    "WHERE steps.status = 'pending'"
+)
+"""A step-log entry may move from pending to an outcome, never from an outcome."""
+
+
+def step_params(op: StepWrite) -> tuple[Any, ...]:
+    """The step-log row of a `StepWrite`, in `STEP_COLUMNS` order."""
+    rec = op.record
+    return (
+        op.task_id,
+        rec.seq,
+        rec.name,
+        str(rec.kind),
+        str(rec.status),
+        rec.attempts,
+        None if rec.result is None else serde.dumps(rec.result),
+        None if rec.error is None else serde.dumps(rec.error.to_json()),
+        rec.started_at,
+        rec.finished_at,
+        rec.wake_at,
+        serde.dumps(rec.meta) if rec.meta else None,
+    )
+
+
+_STEP_EVENT_TYPES = {
+    StepStatus.SUCCEEDED: "step.succeeded",
+    StepStatus.FAILED: "step.failed",
+    StepStatus.PENDING: "step.retrying",
+}
+
+
+def step_event(op: StepWrite, tenant: str, worker: str, now: float) -> tuple[Any, ...] | None:
+    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none."""
+    rec = op.record
+    if rec.status == StepStatus.PENDING and rec.error is None:
+        return None
+    return event_row(
+        op.task_id,
+        tenant,
+        now,
+        _STEP_EVENT_TYPES[rec.status],
+        attempt=op.attempt,
+        worker=worker,
+        step=rec.name,
+        error_class=None if rec.error is None else rec.error.type,
+        data={"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta},
+    )
+
+
+async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> bool:
+    rec = op.record
+    done = rec.status == StepStatus.SUCCEEDED
+    # The fenced progress update doubles as the lease check (and row lock on PostgreSQL).
+    row = await conn.fetchone(
+        "UPDATE tasks SET steps_done = steps_done + %s, current_step = %s, updated_at = %s "
+        "WHERE id = %s AND attempt = %s AND status = 'running' RETURNING tenant",
+        (1 if done else 0, rec.name, now, op.task_id, op.attempt),
+    )
+    if row is None:
+        return False
+    await conn.execute(
+        f"INSERT INTO steps ({STEP_COLUMNS}) VALUES ({', '.join(['%s'] * 12)}) {STEP_UPSERT}",
+        step_params(op),
+    )
+    if op.consume_signal is not None:
+        await consume_signal(conn, op)
+    event = step_event(op, row["tenant"], worker, now)
+    if event is not None:
+        await conn.execute(INSERT_EVENT, event)
+    return True
+
+
+async def _open_approval(conn: Conn, a: Approval, attempt: int, worker: str, now: float) -> None:
+    await conn.execute(
+        f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join(['%s'] * 18)}) "
+        "ON CONFLICT (task_id, seq) DO NOTHING",
+        (
+            a.id,
+            a.task_id,
+            a.tenant,
+            a.workflow,
+            a.seq,
+            a.status,
+            a.risk,
+            serde.dumps(a.request),
+            a.required,
+            a.submitter,
+            serde.dumps(a.decisions),
+            a.resolution,
+            None if a.changes is None else serde.dumps(a.changes),
+            a.reason,
+            a.created_at,
+            a.expires_at,
+            a.on_timeout,
+            a.decided_at,
+        ),
+    )
+    await conn.execute(
+        INSERT_EVENT,
+        event_row(
+            a.task_id,
+            a.tenant,
+            now,
+            "approval.requested" if a.status == "pending" else "approval.decided",
+            attempt=attempt,
+            worker=worker,
+            decision=a.resolution or "review_required",
+            data={"approval_id": a.id, "risk": a.risk, "required": a.required, "status": a.status},
+        ),
+    )
