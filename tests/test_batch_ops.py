@@ -6,9 +6,12 @@ same results, same rows, same events in the same order per task."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tether import Context, Tether
 from tether.models import StepKind, StepRecord, StepStatus, TaskError, TaskStatus, WaitReason
@@ -109,6 +112,70 @@ async def test_set_based_batches_do_what_the_shared_logic_does(
         return [r["consumed_seq"] for r in rows]
 
     assert await store._run(consumed) == [1, 1]
+
+
+async def _running(app: Tether, tag: str, n: int) -> list[str]:
+    handles = [await app.submit("work", f"{tag}{i}") for i in range(n)]
+    now = app.clock.now()
+    claimed = await app.store.claim("w", ["default"], n, now, now + 60, ["work"])
+    assert sorted(c.task.id for c in claimed) == sorted(h.id for h in handles)
+    return [h.id for h in handles]
+
+
+def _record(task: str, seq: int, **kw: Any) -> StepRecord:
+    return StepRecord(task, seq, f"s{seq}", StepKind.STEP, StepStatus.SUCCEEDED, **kw)
+
+
+def _irregular(ids: list[str]) -> list[Op]:
+    """Batches the set-based path must not reorder: a completion then the hand-back of a
+    stopping worker, a record written after a hand-back, a stale attempt's late write
+    before the live run's."""
+    t1, t2, t3 = ids
+    return [
+        Finish(t1, 1, TaskStatus.SUCCEEDED, "1", steps=(StepWrite(t1, 1, _record(t1, 1)),)),
+        Release(t1, 1),
+        Release(t2, 1),
+        StepWrite(t2, 1, _record(t2, 1)),
+        StepWrite(t3, 7, _record(t3, 1, result="stale")),
+        StepWrite(t3, 1, _record(t3, 1, result="live")),
+    ]
+
+
+def _infinite(ids: list[str]) -> list[Op]:
+    """A wait without end (`wake_at` = infinity), which JSON cannot carry."""
+    (t1,) = ids
+    wait = StepRecord(t1, 1, "forever", StepKind.SLEEP, StepStatus.PENDING, wake_at=math.inf)
+    return [StepWrite(t1, 1, wait), StepWrite(t1, 1, _record(t1, 2, started_at=1.0))]
+
+
+@pytest.mark.parametrize(
+    ("build", "size", "expected"),
+    [(_irregular, 3, [True, False, True, False, False, True]), (_infinite, 1, [True, True])],
+    ids=["irregular", "infinite"],
+)
+async def test_batches_the_set_based_path_cannot_reorder_keep_their_order(
+    make_app: Callable[[], Tether],
+    build: Callable[[list[str]], list[Op]],
+    size: int,
+    expected: list[bool],
+) -> None:
+    app = make_app()
+
+    @app.workflow("work")
+    async def work(ctx: Context, tag: str) -> None:
+        raise AssertionError("driven by hand in this test")
+
+    await app.open()
+    store = app.store
+    assert isinstance(store, SQLStore)
+    fast_ids = await _running(app, "fast", size)
+    slow_ids = await _running(app, "slow", size)
+    now = app.clock.now()
+    assert await store._run_ops(build(fast_ids), "w", now) == expected
+    assert await SQLStore._run_ops(store, build(slow_ids), "w", now) == expected
+    assert await _state(app, fast_ids) == await _state(app, slow_ids)
+    if build is _infinite:
+        assert (await app.steps(fast_ids[0]))[0].wake_at == math.inf
 
 
 async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ runs it in autocommit: a single statement is its own atomic transaction, so BEGI
 COMMIT would be two round trips for nothing. A batch that needs more runs them in one
 explicit transaction.
 
-Order: a batch holds, per task, its step records before its final transition, so
-steps are applied first, then the rare operations, then completions. Steps and the
+Order: steps are applied first, then the rare operations, then completions, which keeps
+each task's order when its step records come before at most one other operation, its
+last (`sql.in_task_order_by_kind`); other batches go through the shared logic. Steps and the
 completion of one task cannot share a statement: the step-log trigger that protects
 terminal tasks would see the completion of the same statement.
 """
@@ -118,6 +119,9 @@ _RETURN = " SELECT id, tenant FROM u"
 async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) -> list[bool]:
     """Apply a committer batch: in autocommit when it is one statement, else in one
     transaction of its own (the connection must not be in a transaction)."""
+    if not sql.in_task_order_by_kind(ops):
+        async with conn.transaction():
+            return await sql.apply_ops(conn, sql.POSTGRES, ops, worker, now)
     results = [False] * len(ops)
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]

@@ -46,6 +46,7 @@ from tether.store.sql.ops import (
     consume_signal,
     finish_event,
     finish_params,
+    in_task_order_by_kind,
     step_event,
     step_params,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "get_task",
     "get_tasks",
     "heartbeat",
+    "in_task_order_by_kind",
     "insert_events",
     "list_approvals",
     "list_events",

@@ -59,6 +59,23 @@ async def apply_ops(
     return results
 
 
+def in_task_order_by_kind(ops: Sequence[Op]) -> bool:
+    """Whether applying `ops` kind by kind (all step records, then the other operations,
+    then the completions, as the drivers' set-based batches do) has the outcome of
+    applying them in order: each task appears with one attempt, and its step records
+    come before at most one other operation, its last. The engine's batches almost
+    always are so; not, for instance, a completion followed by the hand-back of a
+    stopping worker, a record written after a hand-back, or two attempts of a task (a
+    stale run's late write). Such batches go through `apply_ops`."""
+    seen: dict[str, tuple[int, bool]] = {}  # task -> (attempt, has its last operation)
+    for op in ops:
+        prior = seen.get(op.task_id)
+        if prior is not None and (prior[0] != op.attempt or prior[1]):
+            return False
+        seen[op.task_id] = (op.attempt, not isinstance(op, StepWrite))
+    return True
+
+
 async def _fenced_task(conn: Conn, d: Dialect, task_id: str, attempt: int) -> Row | None:
     return await conn.fetchone(
         f"SELECT tenant, status, queue, cancel_requested FROM tasks WHERE id = %s AND attempt = %s "

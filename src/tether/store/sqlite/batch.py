@@ -18,18 +18,20 @@ then one `INSERT INTO events ... SELECT ... FROM json_each(?)` with the events o
 operations that applied, in the order of the operations. Semantics are the shared
 logic's: the same fencing conditions, row builders (`sql.step_params`,
 `sql.finish_params`) and event builders; what one operation does is decided by its own
-rows only. Order: per task, a batch holds its step records before its final transition,
-so steps first, then the rare operations, then completions keeps each task's order (the
-same reasoning as `tether.store.postgres.batch`).
+rows only. Order: steps first, then the rare operations, then completions keeps each
+task's order when each task has its step records before at most one other operation
+(`sql.in_task_order_by_kind`); other batches, and step rows with infinite times (JSON
+cannot carry them), go through the shared logic.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import StepStatus
+from tether.models import StepRecord, StepStatus
 from tether.store import sql
 from tether.store.base import Finish, Op, StepWrite
 
@@ -72,6 +74,14 @@ _EVENTS = (
 )
 
 
+def _finite_times(record: StepRecord) -> bool:
+    """JSON has no infinity (orjson writes null): such a row must not travel as JSON."""
+    return all(
+        t is None or math.isfinite(t)
+        for t in (record.started_at, record.finished_at, record.wake_at)
+    )
+
+
 def _done(records: Sequence[StepWrite]) -> int:
     return sum(1 for s in records if s.record.status == StepStatus.SUCCEEDED)
 
@@ -81,6 +91,9 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
     (False: the worker no longer holds that task)."""
     writes = [op for op in ops if isinstance(op, StepWrite)]
     finishes = [op for op in ops if isinstance(op, Finish)]
+    records = [*(w.record for w in writes), *(s.record for f in finishes for s in f.steps)]
+    if not sql.in_task_order_by_kind(ops) or not all(_finite_times(r) for r in records):
+        return await sql.apply_ops(conn, sql.SQLITE, ops, worker, now)
     tenants: dict[tuple[str, int], str] = {}  # (task, attempt) -> tenant, when it applied
 
     if writes:
