@@ -5,8 +5,11 @@ same results, same rows, same events in the same order per task."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
+import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -220,5 +223,42 @@ async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Pat
         details = [row[3] for row in plan]
         assert any("tasks_queued" in d for d in details), details
         assert not any("TEMP B-TREE" in d for d in details), details
+    finally:
+        await app.close()
+
+
+async def test_a_transaction_sqlite_rolled_back_itself_fails_all_its_units(
+    tmp_path: Path,
+) -> None:
+    """When SQLite rolls a whole transaction back on its own (a full disk, an I/O error),
+    every unit in it fails, and the database thread goes on serving."""
+    app = Tether(f"sqlite:///{tmp_path}/t.db")
+
+    @app.workflow("work")
+    async def work(ctx: Context, tag: str) -> None:
+        raise AssertionError("never runs")
+
+    try:
+        handle = await app.submit("work", "x")
+        store = app.store
+        assert isinstance(store, SQLiteStore)
+        gate = threading.Event()
+        blocker = asyncio.ensure_future(store._run_raw(lambda conn: gate.wait(10)))
+
+        async def write(conn: sql.Conn) -> int:
+            return await conn.execute("UPDATE tasks SET priority = 5 WHERE id = %s", (handle.id,))
+
+        async def fail(conn: sql.Conn) -> int:
+            await conn.execute("ROLLBACK")  # what SQLite does itself on SQLITE_FULL/IOERR
+            raise sqlite3.OperationalError("disk I/O error")
+
+        # Both queue up behind the blocker, so they share one transaction.
+        units = [asyncio.ensure_future(store._run(write)), asyncio.ensure_future(store._run(fail))]
+        await asyncio.sleep(0)
+        gate.set()
+        await blocker
+        done = await asyncio.wait_for(asyncio.gather(*units, return_exceptions=True), 10)
+        assert all(isinstance(r, sqlite3.OperationalError) for r in done), done
+        assert (await app.get(handle.id)).priority == 0  # nothing of it was kept
     finally:
         await app.close()

@@ -54,3 +54,13 @@ async def test_a_higher_threshold_or_zero_leaves_the_gc_alone(tmp_path: Path) ->
             await off.close()
     finally:
         await app.close()
+
+
+async def test_the_older_generations_thresholds_are_never_undone(tmp_path: Path) -> None:
+    app = Tether(f"sqlite:///{tmp_path}/t.db")
+    try:
+        async with app.worker():
+            gc.set_threshold(10_000, 20, 30)  # the application tunes the older ones
+        assert gc.get_threshold() == (700, 20, 30)
+    finally:
+        await app.close()

@@ -16,29 +16,34 @@ the last one to stop puts back what it found.
 from __future__ import annotations
 
 import gc
+import threading
 
+_lock = threading.Lock()  # workers may run on event loops in several threads
 _holders = 0
-_saved: tuple[int, int, int] | None = None
+_saved: int | None = None
 _set_to: int | None = None
 
 
 def hold(threshold: int) -> None:
     """Raise the first threshold to `threshold` while at least one holder runs."""
     global _holders, _saved, _set_to
-    if _holders == 0:
-        current = gc.get_threshold()
-        if current[0] < threshold:
-            _saved, _set_to = current, threshold
-            gc.set_threshold(threshold, current[1], current[2])
-    _holders += 1
+    with _lock:
+        if _holders == 0:
+            current = gc.get_threshold()
+            if current[0] < threshold:
+                _saved, _set_to = current[0], threshold
+                gc.set_threshold(threshold, current[1], current[2])
+        _holders += 1
 
 
 def release() -> None:
-    """Undo one `hold`; the last one restores the thresholds found, unless someone else
-    has changed them since."""
+    """Undo one `hold`; the last one restores the first threshold found, unless someone
+    else has changed it since (the older generations' thresholds are never touched)."""
     global _holders, _saved, _set_to
-    _holders = max(0, _holders - 1)
-    if _holders == 0 and _saved is not None:
-        if gc.get_threshold()[0] == _set_to:
-            gc.set_threshold(*_saved)
-        _saved = _set_to = None
+    with _lock:
+        _holders = max(0, _holders - 1)
+        if _holders == 0 and _saved is not None:
+            current = gc.get_threshold()
+            if current[0] == _set_to:
+                gc.set_threshold(_saved, current[1], current[2])
+            _saved = _set_to = None

@@ -39,6 +39,9 @@ log = logging.getLogger("tether.worker")
 CLAIM_GATHER = 0.001
 """Seconds a busy worker waits for more slots to free before claiming for the few free."""
 
+HOLD_EARLY = 0.001
+"""Seconds before its due time at which a held result counts as due (timer slack)."""
+
 LOCAL_WAKE_HORIZON = 60.0
 """Seconds ahead within which a worker schedules its own wake-up for a suspended task."""
 
@@ -120,6 +123,15 @@ class Worker:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; wait up to `grace` seconds, then hand back what still runs."""
+        try:
+            await self._shut_down(grace)
+        finally:
+            if self._gc_held:
+                gc_threshold.release()
+                self._gc_held = False
+        log.info("worker %s stopped", self.id)
+
+    async def _shut_down(self, grace: float | None) -> None:
         self._stopping.set()
         self._wake_claim_loop()
         if self._main is not None:
@@ -136,15 +148,14 @@ class Worker:
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
+        # Every run has ended: what a run still holds (one that lost its lease) is
+        # never to be committed, here or by a later start of this worker.
+        self._holding.clear()
         if self._hold_timer is not None:
-            self._hold_timer.cancel()  # every run has ended: nothing is held any more
+            self._hold_timer.cancel()
             self._hold_timer = None
         await self.committer.close()
         self._threads.shutdown()
-        if self._gc_held:
-            gc_threshold.release()
-            self._gc_held = False
-        log.info("worker %s stopped", self.id)
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -376,9 +387,10 @@ class Worker:
         self._hold_timer = None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        # The same HOLD_LIMIT for all: insertion order is due order.
+        # The same HOLD_LIMIT for all: insertion order is due order. (asyncio may run a
+        # timer up to its clock resolution early: that much early is due.)
         for run, due in list(self._holding.items()):
-            if due > now:
+            if due > now + HOLD_EARLY:
                 self._hold_timer = loop.call_at(due, self._release_due_holds)
                 return
             del self._holding[run]

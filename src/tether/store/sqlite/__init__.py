@@ -364,9 +364,14 @@ class SQLiteStore(SQLStore):
                     conn.execute(f"RELEASE j{i}")
             except BaseException as exc:
                 job.error = exc
-                if single:
+                if single or not conn.in_transaction:
+                    # Alone, or SQLite rolled the whole transaction back itself (a full
+                    # disk, an I/O error): every unit in it is lost, not only this one.
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
+                    for other in jobs:
+                        if other.error is None:
+                            other.error, other.result = exc, None
                     return
                 conn.execute(f"ROLLBACK TO j{i}")
                 conn.execute(f"RELEASE j{i}")
@@ -374,7 +379,8 @@ class SQLiteStore(SQLStore):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("commit failed: %s", exc)
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             for job in jobs:
                 job.error, job.result = exc, None
 
