@@ -262,3 +262,25 @@ async def test_a_transaction_sqlite_rolled_back_itself_fails_all_its_units(
         assert (await app.get(handle.id)).priority == 0  # nothing of it was kept
     finally:
         await app.close()
+
+
+async def test_claims_take_higher_priority_first_then_older(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Which tasks a claim takes: higher priority first, then the ones due earlier."""
+    app = make_app()
+
+    @app.workflow("work")
+    async def work(ctx: Context, tag: str) -> None:
+        raise AssertionError("driven by hand in this test")
+
+    await app.open()
+    low = await app.submit("work", "low", priority=0)
+    high = await app.submit("work", "high", priority=5)
+    mid_old = await app.submit("work", "mid-old", priority=1)
+    mid_new = await app.submit("work", "mid-new", priority=1)
+    now = app.clock.now()
+    first = await app.store.claim("w", ["default"], 2, now, now + 60, ["work"])
+    assert {c.task.id for c in first} == {high.id, mid_old.id}
+    rest = await app.store.claim("w", ["default"], 5, now, now + 60, ["work"])
+    assert {c.task.id for c in rest} == {mid_new.id, low.id}
