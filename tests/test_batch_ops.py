@@ -284,3 +284,27 @@ async def test_claims_take_higher_priority_first_then_older(
     assert {c.task.id for c in first} == {high.id, mid_old.id}
     rest = await app.store.claim("w", ["default"], 5, now, now + 60, ["work"])
     assert {c.task.id for c in rest} == {mid_new.id, low.id}
+
+
+async def test_a_claim_on_several_queues_takes_the_best_of_all(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Several queues are scanned one by one (ADR 54), yet the claim takes the same tasks
+    as one ordered scan of all: the highest priorities of any queue, then the oldest."""
+    app = make_app()
+
+    @app.workflow("work")
+    async def work(ctx: Context, tag: str) -> None:
+        raise AssertionError("driven by hand in this test")
+
+    await app.open()
+    a_old = await app.submit("work", "a-old", queue="a")
+    b_high = await app.submit("work", "b-high", queue="b", priority=3)
+    await app.submit("work", "c-high", queue="c", priority=9)  # a queue not served
+    a_high = await app.submit("work", "a-high", queue="a", priority=3)
+    b_new = await app.submit("work", "b-new", queue="b")
+    now = app.clock.now()
+    first = await app.store.claim("w", ["a", "b"], 3, now, now + 60, ["work"])
+    assert {c.task.id for c in first} == {b_high.id, a_high.id, a_old.id}
+    rest = await app.store.claim("w", ["a", "b"], 3, now, now + 60, ["work"])
+    assert {c.task.id for c in rest} == {b_new.id}

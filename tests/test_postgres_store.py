@@ -302,7 +302,7 @@ async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
     """With one queue, the queued-work scan walks `tasks_queued` in claim order and
     stops at the limit, instead of reading and sorting the whole backlog every claim."""
     app = _app(pg_url)
-    await store.submit(_tasks(app, 2000), 1000.0)
+    await store.submit(_tasks(app, 2000) + _tasks(app, 2000, queue="other"), 1000.0)
     plans: list[Any] = []
 
     class Explain(PgConn):
@@ -316,15 +316,19 @@ async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
     async with await psycopg.AsyncConnection.connect(pg_url, row_factory=dict_row) as conn:
         await batch.claim(Explain(conn), "w", ["default"], 10, 2000.0, 3000.0, ["echo"])
         await conn.rollback()
+        # Several queues: each is scanned up to the limit, then the few rows are sorted.
+        await batch.claim(Explain(conn), "w", ["default", "other"], 10, 2000.0, 3000.0, None)
+        await conn.rollback()
 
     def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield plan
         for child in plan.get("Plans", ()):
             yield from nodes(child)
 
-    (plan,) = plans
-    scans = [n for n in nodes(plan) if n.get("Index Name") == "tasks_queued"]
-    assert scans and all(n["Actual Rows"] <= 10 for n in scans), scans
+    for plan in plans:
+        scans = [n for n in nodes(plan) if n.get("Index Name") == "tasks_queued"]
+        assert scans and all(n["Actual Rows"] <= 10 for n in scans), scans
+    assert len(plans) == 2
 
 
 async def test_purge_in_batches(store: PostgresStore, pg_url: str) -> None:

@@ -262,10 +262,9 @@ async def claim(
     JSON arrays). One round trip instead of about ten (ADR 45)."""
     only = "" if workflows is None else " AND workflow = ANY(%s)"
     in_queues, qs = sql.queue_match(sql.POSTGRES, queues)
-    arm_params: list[Any] = []
-    arms = []
+    queued, arm_params = sql.queued_pick(sql.POSTGRES, queues, only, now, workflows, limit)
+    arms = [f"q AS ({queued})"]
     for name, condition, order in (
-        ("q", "status = 'queued' AND run_at <= %s", "priority DESC, run_at"),
         ("w", "status = 'waiting' AND run_at <= %s", "run_at"),
         ("x", "status = 'running' AND lease_expires_at < %s", "lease_expires_at"),
     ):

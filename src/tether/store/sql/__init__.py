@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
 from tether.store.sql.approvals import decide, expire_approval, get_approval, list_approvals
-from tether.store.sql.claims import claim, heartbeat, queue_match
+from tether.store.sql.claims import claim, heartbeat, queue_match, queued_pick
 from tether.store.sql.control import cancel, fork, send_signal
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
@@ -106,6 +106,7 @@ __all__ = [
     "oldest_queued",
     "purge",
     "queue_match",
+    "queued_pick",
     "revoke_api_key",
     "send_signal",
     "signal_from_row",

@@ -24,13 +24,37 @@ from tether.store.sql.core import (
 
 
 def queue_match(d: Dialect, queues: list[str]) -> tuple[str, Any]:
-    """A condition on `queue` for a claim, and its parameter. One queue (the usual case)
-    is an equality: the `tasks_queued` index then yields rows in claim order and the
-    scan stops at the limit; with a list it yields them per queue, so the database
-    reads and sorts the whole backlog of those queues for every claim."""
+    """A condition on `queue` for a claim's scans, and its parameter: an equality for
+    one queue, a list match for several."""
     if len(queues) == 1:
         return "queue = %s", queues[0]
     return f"queue {d.any_of}", d.list_param(queues)
+
+
+def queued_pick(
+    d: Dialect, queues: list[str], only: str, now: float, workflows: Any, limit: int
+) -> tuple[str, list[Any]]:
+    """`SELECT id, status` of the queued tasks a claim takes, in claim order (priority,
+    then due time), and its parameters. The `tasks_queued` index yields one queue's
+    rows in that order, so the scan stops at the limit. A list of queues would make the
+    database read and sort the whole backlog of those queues for every claim (ADR 54):
+    several queues are scanned one by one, each up to the limit, and only those few
+    rows are sorted together. `workflows` is the parameter of `only`, or None."""
+    extra = [] if workflows is None else [workflows]
+
+    def scan(columns: str) -> str:
+        return (
+            f"SELECT {columns} FROM tasks WHERE status = 'queued' AND run_at <= %s AND "
+            f"queue = %s{only} ORDER BY priority DESC, run_at LIMIT %s{d.skip_locked}"
+        )
+
+    if len(queues) == 1:
+        return scan("id, status"), [now, queues[0], *extra, limit]
+    one = scan("id, status, priority, run_at")
+    arms = " UNION ALL ".join(f"SELECT * FROM ({one}) AS q{i}" for i in range(len(queues)))
+    params = [v for q in queues for v in (now, q, *extra, limit)]
+    text = f"SELECT id, status FROM ({arms}) AS qs ORDER BY priority DESC, run_at LIMIT %s"
+    return text, [*params, limit]
 
 
 async def claim(
@@ -47,12 +71,12 @@ async def claim(
     only = ""
     if workflows is not None:  # a worker takes only what it can run (rolling deploys)
         only = f" AND workflow {d.any_of}"
-    picked: list[Row] = []
+    wf = None if workflows is None else d.list_param(workflows)
     # Three cheap index scans: new work, due timers and backoffs, expired leases.
-    for condition, order, params in (
-        ("status = 'queued' AND run_at <= %s", "priority DESC, run_at", (now,)),
-        ("status = 'waiting' AND run_at <= %s", "run_at", (now,)),
-        ("status = 'running' AND lease_expires_at < %s", "lease_expires_at", (now,)),
+    picked: list[Row] = await conn.fetchall(*queued_pick(d, queues, only, now, wf, limit))
+    for condition, order in (
+        ("status = 'waiting' AND run_at <= %s", "run_at"),
+        ("status = 'running' AND lease_expires_at < %s", "lease_expires_at"),
     ):
         room = limit - len(picked)
         if room <= 0:
@@ -60,7 +84,7 @@ async def claim(
         picked += await conn.fetchall(
             f"SELECT id, status FROM tasks WHERE {condition} AND {in_queues}{only} "
             f"ORDER BY {order} LIMIT %s{d.skip_locked}",
-            (*params, qs, *(() if workflows is None else (d.list_param(workflows),)), room),
+            (now, qs, *(() if wf is None else (wf,)), room),
         )
     if not picked:
         return []
