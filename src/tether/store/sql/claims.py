@@ -115,10 +115,20 @@ async def claim(
         ],
     )
     steps: dict[str, dict[int, StepRecord]] = {t.id: {} for t in tasks}
-    for r in await conn.fetchall(
-        f"SELECT {STEP_COLUMNS} FROM steps WHERE task_id {d.any_of} ORDER BY seq", (ids,)
-    ):
-        steps[r["task_id"]][r["seq"]] = step_from_row(r)
+    approvals: dict[str, dict[int, Approval]] = {t.id: {} for t in tasks}
+    # A task on its first run has no step log and no approvals yet, unless it is a fork
+    # (which starts from a copy of its origin's log): those two reads are for the rest.
+    replaying = [t.id for t in tasks if t.attempt > 1 or t.forked_from is not None]
+    if replaying:
+        rids = d.list_param(replaying)
+        for r in await conn.fetchall(
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE task_id {d.any_of} ORDER BY seq", (rids,)
+        ):
+            steps[r["task_id"]][r["seq"]] = step_from_row(r)
+        for r in await conn.fetchall(
+            f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id {d.any_of}", (rids,)
+        ):
+            approvals[r["task_id"]][r["seq"]] = approval_from_row(r)
     signals: dict[str, list[SignalRecord]] = {t.id: [] for t in tasks}
     for r in await conn.fetchall(
         f"SELECT {SIGNAL_COLUMNS} FROM signals "
@@ -126,11 +136,6 @@ async def claim(
         (ids,),
     ):
         signals[r["task_id"]].append(signal_from_row(r))
-    approvals: dict[str, dict[int, Approval]] = {t.id: {} for t in tasks}
-    for r in await conn.fetchall(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id {d.any_of}", (ids,)
-    ):
-        approvals[r["task_id"]][r["seq"]] = approval_from_row(r)
     return [
         Claimed(
             task=t,
