@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import StepStatus
 from tether.store import sql
 from tether.store.base import Claimed, Finish, Op, StepWrite
 from tether.store.postgres.conn import PgConn
@@ -156,12 +155,7 @@ async def _step_writes(
 ) -> None:
     # Progress per task (several steps of one task may share a batch), fenced like
     # the shared logic: same attempt, still running. Sorted ids: a stable lock order.
-    progress: dict[str, list[Any]] = {}
-    for _, op in steps:
-        entry = progress.setdefault(op.task_id, [op.attempt, 0, None])
-        entry[1] += 1 if op.record.status == StepStatus.SUCCEEDED else 0
-        entry[2] = op.record.name
-    ids = sorted(progress)
+    progress = sorted(sql.step_progress(op for _, op in steps).items())
     # One row per (task, seq) in a statement: a retry's pending entry followed by its
     # outcome in the same batch leaves the outcome, as applying both in turn would.
     latest: dict[tuple[str, int], StepWrite] = {}
@@ -175,7 +169,7 @@ async def _step_writes(
         "v",
         ("text", "int", "int", "text"),
         ("id", "attempt", "done", "name"),
-        [(i, *progress[i]) for i in ids],
+        [(task, attempt, *rest) for (task, attempt), rest in progress],
     )
     x, x_params = _rows(
         "x", _STEP_TYPES, _STEP_NAMES, [sql.step_params(o) for o in latest.values()]

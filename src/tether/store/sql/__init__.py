@@ -49,6 +49,7 @@ from tether.store.sql.ops import (
     in_task_order_by_kind,
     step_event,
     step_params,
+    step_progress,
 )
 from tether.store.sql.queries import (
     count_by_status,
@@ -113,6 +114,7 @@ __all__ = [
     "step_event",
     "step_from_row",
     "step_params",
+    "step_progress",
     "submit",
     "task_for_update",
     "task_from_row",

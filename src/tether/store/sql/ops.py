@@ -3,7 +3,7 @@ approvals opened by a run (the reference the drivers' set-based batches must equ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether import serde
@@ -57,6 +57,19 @@ async def apply_ops(
     results = [await apply_op(buffered, d, op, worker, now) for op in ops]
     await insert_events(conn, buffered.events)
     return results
+
+
+def step_progress(writes: Iterable[StepWrite]) -> dict[tuple[str, int], tuple[int, str]]:
+    """Per (task, attempt), what its step records in a batch add to the task row: how
+    many succeeded (`steps_done`) and the last one's name (`current_step`), as applying
+    them in turn would leave it. For the drivers' set-based progress updates."""
+    progress: dict[tuple[str, int], tuple[int, str]] = {}
+    for w in writes:
+        done, _ = progress.get((w.task_id, w.attempt), (0, ""))
+        if w.record.status == StepStatus.SUCCEEDED:
+            done += 1
+        progress[(w.task_id, w.attempt)] = (done, w.record.name)
+    return progress
 
 
 def in_task_order_by_kind(ops: Sequence[Op]) -> bool:

@@ -97,13 +97,9 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
     tenants: dict[tuple[str, int], str] = {}  # (task, attempt) -> tenant, when it applied
 
     if writes:
-        progress: dict[tuple[str, int], list[Any]] = {}
-        for w in writes:
-            entry = progress.setdefault((w.task_id, w.attempt), [0, None])
-            entry[0] += 1 if w.record.status == StepStatus.SUCCEEDED else 0
-            entry[1] = w.record.name
+        progress = sql.step_progress(writes).items()
         rows = await conn.fetchall(
-            _PROGRESS, (now, serde.dumps([(*key, *value) for key, value in progress.items()]))
+            _PROGRESS, (now, serde.dumps([(*key, *value) for key, value in progress]))
         )
         tenants.update(((r["id"], r["attempt"]), r["tenant"]) for r in rows)
     step_rows = [
