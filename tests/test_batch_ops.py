@@ -24,6 +24,16 @@ from tether.store.sqlbase import SQLStore
 from tether.store.sqlite import SQLiteStore
 
 
+def _hand_driven(app: Tether) -> Tether:
+    """`app` with the workflow "work", whose tasks these tests claim and drive by hand."""
+
+    @app.workflow("work")
+    async def work(ctx: Context, tag: str) -> None:
+        raise AssertionError("driven by hand in this test")
+
+    return app
+
+
 async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
     """Six running tasks and one batch of operations on them, covering every kind."""
     handles = [await app.submit("work", f"{tag}{i}") for i in range(6)]
@@ -90,12 +100,7 @@ async def _state(app: Tether, ids: list[str]) -> list[Any]:
 async def test_set_based_batches_do_what_the_shared_logic_does(
     make_app: Callable[[], Tether],
 ) -> None:
-    app = make_app()
-
-    @app.workflow("work")
-    async def work(ctx: Context, tag: str) -> None:
-        raise AssertionError("driven by hand in this test")
-
+    app = _hand_driven(make_app())
     await app.open()
     store = app.store
     assert isinstance(store, SQLStore)
@@ -162,12 +167,7 @@ async def test_batches_the_set_based_path_cannot_reorder_keep_their_order(
     size: int,
     expected: list[bool],
 ) -> None:
-    app = make_app()
-
-    @app.workflow("work")
-    async def work(ctx: Context, tag: str) -> None:
-        raise AssertionError("driven by hand in this test")
-
+    app = _hand_driven(make_app())
     await app.open()
     store = app.store
     assert isinstance(store, SQLStore)
@@ -184,12 +184,7 @@ async def test_batches_the_set_based_path_cannot_reorder_keep_their_order(
 async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Path) -> None:
     """With one queue, the queued-work scan needs no sort: it reads `tasks_queued` in
     claim order and stops at the limit, whatever the backlog."""
-    app = Tether(f"sqlite:///{tmp_path}/t.db")
-
-    @app.workflow("work")
-    async def work(ctx: Context, tag: str) -> None:
-        raise AssertionError("never runs")
-
+    app = _hand_driven(Tether(f"sqlite:///{tmp_path}/t.db"))
     try:
         await app.submit_many("work", [str(i) for i in range(200)])
         store = app.store
@@ -232,12 +227,7 @@ async def test_a_transaction_sqlite_rolled_back_itself_fails_all_its_units(
 ) -> None:
     """When SQLite rolls a whole transaction back on its own (a full disk, an I/O error),
     every unit in it fails, and the database thread goes on serving."""
-    app = Tether(f"sqlite:///{tmp_path}/t.db")
-
-    @app.workflow("work")
-    async def work(ctx: Context, tag: str) -> None:
-        raise AssertionError("never runs")
-
+    app = _hand_driven(Tether(f"sqlite:///{tmp_path}/t.db"))
     try:
         handle = await app.submit("work", "x")
         store = app.store
@@ -268,12 +258,7 @@ async def test_claims_take_higher_priority_first_then_older(
     make_app: Callable[[], Tether],
 ) -> None:
     """Which tasks a claim takes: higher priority first, then the ones due earlier."""
-    app = make_app()
-
-    @app.workflow("work")
-    async def work(ctx: Context, tag: str) -> None:
-        raise AssertionError("driven by hand in this test")
-
+    app = _hand_driven(make_app())
     await app.open()
     low = await app.submit("work", "low", priority=0)
     high = await app.submit("work", "high", priority=5)
@@ -291,12 +276,7 @@ async def test_a_claim_on_several_queues_takes_the_best_of_all(
 ) -> None:
     """Several queues are scanned one by one (ADR 54), yet the claim takes the same tasks
     as one ordered scan of all: the highest priorities of any queue, then the oldest."""
-    app = make_app()
-
-    @app.workflow("work")
-    async def work(ctx: Context, tag: str) -> None:
-        raise AssertionError("driven by hand in this test")
-
+    app = _hand_driven(make_app())
     await app.open()
     a_old = await app.submit("work", "a-old", queue="a")
     b_high = await app.submit("work", "b-high", queue="b", priority=3)
