@@ -42,6 +42,7 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
     claimed = await app.store.claim("w", ["default"], 6, now, now + 60, ["work"])
     assert sorted(c.task.id for c in claimed) == sorted(ids)
     signal = await app.signal(ids[1], "go", {"n": 1})
+    last_word = await app.signal(ids[5], "go", {"n": 6})
     t1, t2, t3, t4, t5, t6 = ids
 
     def rec(
@@ -63,7 +64,16 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
         StepWrite(t4, 1, rec(t4, 1, result=4)),
         Suspend(t4, 1, WaitReason.TIMER, 1e12),
         Release(t5, 1),
-        Finish(t6, 1, TaskStatus.FAILED, None, boom, decision="permanent_error"),
+        # T6: a completion carrying a step result that consumed a signal.
+        Finish(
+            t6,
+            1,
+            TaskStatus.FAILED,
+            None,
+            boom,
+            decision="permanent_error",
+            steps=(StepWrite(t6, 1, rec(t6, 1, result="y"), consume_signal=last_word.id),),
+        ),
     ]
     return ids, ops
 
@@ -114,12 +124,12 @@ async def test_set_based_batches_do_what_the_shared_logic_does(
 
     async def consumed(conn: Any) -> list[Any]:
         rows = await conn.fetchall(
-            "SELECT consumed_seq FROM signals WHERE task_id IN (%s, %s) ORDER BY id",
-            (fast_ids[1], slow_ids[1]),
+            "SELECT consumed_seq FROM signals WHERE task_id IN (%s, %s, %s, %s) ORDER BY id",
+            (fast_ids[1], fast_ids[5], slow_ids[1], slow_ids[5]),
         )
         return [r["consumed_seq"] for r in rows]
 
-    assert await store._run(consumed) == [1, 1]
+    assert await store._run(consumed) == [1, 1, 1, 1]
 
 
 async def _running(app: Tether, tag: str, n: int) -> list[str]:

@@ -16,11 +16,14 @@ runs it in autocommit: a single statement is its own atomic transaction, so BEGI
 COMMIT would be two round trips for nothing. A batch that needs more runs them in one
 explicit transaction.
 
-Order: steps are applied first, then the rare operations, then completions, which keeps
-each task's order when its step records come before at most one other operation, its
-last (`sql.in_task_order_by_kind`); other batches go through the shared logic. Steps and the
+Order: steps are applied first, then the rare operations, then the step results that
+completions carry (`Finish.steps`), then completions, which keeps each task's order when
+its step records come before at most one other operation, its last
+(`sql.in_task_order_by_kind`); other batches go through the shared logic. Steps and the
 completion of one task cannot share a statement: the step-log trigger that protects
-terminal tasks would see the completion of the same statement.
+terminal tasks would see the completion of the same statement. So a completion's steps
+are fenced by locking the task row, not updating it, and the completion's UPDATE adds
+their progress: a task that ends is written once (ADR 56).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import serde
+from tether.models import StepStatus
 from tether.store import sql
 from tether.store.base import Claimed, Finish, Op, StepWrite
 from tether.store.postgres.conn import PgConn
@@ -124,11 +128,9 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
     results = [False] * len(ops)
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]
-    # A finish's own step results are written with the batch's steps, before it; its
-    # fenced UPDATE then decides for all of them (one transaction).
-    steps += [(i, step) for i, op in finishes for step in op.steps]
+    carried = [step for _, op in finishes for step in op.steps]
     others = [(i, op) for i, op in enumerate(ops) if not isinstance(op, StepWrite | Finish)]
-    if not others and not (steps and finishes):
+    if not others and not carried and not (steps and finishes):
         if steps:
             await _step_writes(conn, steps, worker, now, results)
         elif finishes:
@@ -141,6 +143,8 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
             applied = await sql.apply_ops(conn, sql.POSTGRES, [op for _, op in others], worker, now)
             for (i, _), ok in zip(others, applied, strict=True):
                 results[i] = ok
+        if carried:
+            await _carried_steps(conn, carried)
         if finishes:
             await _finishes(conn, finishes, worker, now, results)
     return results
@@ -202,6 +206,41 @@ async def _step_writes(
         results[i] = op.task_id in accepted
 
 
+async def _carried_steps(conn: PgConn, carried: list[StepWrite]) -> None:
+    """The step results completions carry (`Finish.steps`, ADR 44), written just before
+    them in their transaction. Fenced like them, with the task rows locked instead of
+    updated: each completion's own fenced UPDATE then decides for its steps and adds
+    their progress, so a task that ends is updated once, not twice (ADR 56)."""
+    fences = sorted({(op.task_id, op.attempt) for op in carried})  # a stable lock order
+    v, v_params = _rows("v", ("text", "int"), ("id", "attempt"), fences)
+    latest = {(op.task_id, op.record.seq): op for op in carried}
+    x, x_params = _rows(
+        "x", _STEP_TYPES, _STEP_NAMES, [sql.step_params(o) for o in latest.values()]
+    )
+    text = (
+        "WITH u AS MATERIALIZED (SELECT t.id FROM tasks t JOIN "
+        f"{v} ON t.id = v.id AND t.attempt = v.attempt WHERE t.status = 'running' "
+        "FOR NO KEY UPDATE OF t), "
+        f"s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
+        f"SELECT {', '.join('x.' + c for c in _STEP_NAMES)} FROM {x} "
+        f"WHERE x.task_id IN (SELECT id FROM u) {sql.STEP_UPSERT})"
+    )
+    params: list[Any] = [*v_params, *x_params]
+    consumed = [
+        (op.consume_signal, op.record.seq, op.task_id)
+        for op in carried
+        if op.consume_signal is not None
+    ]
+    if consumed:
+        w, w_params = _rows("w", ("bigint", "int", "text"), ("id", "seq", "task_id"), consumed)
+        text += (
+            f", c AS (UPDATE signals g SET consumed_seq = w.seq FROM {w} WHERE g.id = w.id "
+            "AND g.consumed_seq IS NULL AND w.task_id IN (SELECT id FROM u))"
+        )
+        params += w_params
+    await conn.execute(text + " SELECT count(*) FROM u", params)
+
+
 async def _finishes(
     conn: PgConn,
     finishes: list[tuple[int, Finish]],
@@ -212,16 +251,33 @@ async def _finishes(
     ordered = sorted(finishes, key=lambda item: item[1].task_id)
     v, v_params = _rows(
         "v",
-        ("text", "int", "text", "text", "text", "text"),
-        ("id", "attempt", "status", "result", "error", "fingerprint"),
-        [(op.task_id, op.attempt, *sql.finish_params(op)) for _, op in ordered],
+        ("text", "int", "text", "text", "text", "text", "int", "text"),
+        ("id", "attempt", "status", "result", "error", "fingerprint", "done", "name"),
+        [
+            (
+                op.task_id,
+                op.attempt,
+                *sql.finish_params(op),
+                sum(1 for s in op.steps if s.record.status == StepStatus.SUCCEEDED),
+                op.steps[-1].record.name if op.steps else None,
+            )
+            for _, op in ordered
+        ],
     )
-    e, e_params = _events_cte([sql.finish_event(op, "", worker, now) for _, op in finishes])
+    events: list[tuple[Any, ...]] = []
+    for _, op in finishes:
+        for step in op.steps:
+            event = sql.step_event(step, "", worker, now)
+            if event is not None:
+                events.append(event)
+        events.append(sql.finish_event(op, "", worker, now))
+    e, e_params = _events_cte(events)
     done = await conn.fetchall(
         "WITH u AS (UPDATE tasks t SET status = v.status, result = v.result, error = v.error, "
         "error_fingerprint = v.fingerprint, finished_at = %s, updated_at = %s, "
-        f"lease_owner = NULL, lease_expires_at = NULL, run_at = NULL FROM {v} "
-        "WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running' "
+        "lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, "
+        "steps_done = t.steps_done + v.done, current_step = COALESCE(v.name, t.current_step) "
+        f"FROM {v} WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running' "
         f"RETURNING t.id, t.tenant){e}{_RETURN}",
         (now, now, *v_params, *e_params),
     )
