@@ -159,6 +159,43 @@ async def test_notify_wakes_another_store_within_milliseconds(pg_url: str) -> No
         await listener.close()
 
 
+async def test_a_batch_of_ends_is_one_notification_and_wakes_every_waiter(pg_url: str) -> None:
+    """Task-change notifications fold into one per transaction (ADR 57); the listening
+    store reads its waiters' tasks and wakes each of them with its status."""
+    submitter, listener = _app(pg_url), _app(pg_url)
+    await submitter.open()
+    await listener.open()
+    try:
+        store = listener.store
+        assert isinstance(store, PostgresStore)
+        await asyncio.wait_for(store.listening.wait(), 10)
+        heard: list[str] = []
+        dispatch = store._dispatch
+
+        def counting(channel: str, payload: str, sender: int = 0) -> None:
+            heard.append(channel)
+            dispatch(channel, payload, sender)
+
+        store._dispatch = counting  # type: ignore[method-assign]
+        subs = await submitter.store.submit(_tasks(submitter, 20), time.time())
+        now = time.time()
+        claimed = await submitter.store.claim("w", ["default"], 20, now, now + 60)
+        assert len(claimed) == 20
+        waits = [store.hub.wait_task(c.task.id) for c in claimed]
+        ends = [
+            Finish(c.task.id, c.task.attempt, TaskStatus.SUCCEEDED if i % 2 else TaskStatus.FAILED)
+            for i, c in enumerate(claimed)
+        ]
+        assert await submitter.store.commit(ends, "w", time.time()) == [True] * 20
+        changes = await asyncio.wait_for(asyncio.gather(*waits), 5)
+        assert [c.status for c in changes] == [str(e.status) for e in ends]
+        assert heard.count("tether_task") == 1
+        assert {s.task.id for s in subs} == {c.task.id for c in claimed}
+    finally:
+        await submitter.close()
+        await listener.close()
+
+
 async def test_idle_worker_starts_work_submitted_elsewhere_without_polling(pg_url: str) -> None:
     """With a 30 s poll interval, only NOTIFY can start the task promptly."""
     worker_app, client = _app(pg_url), _app(pg_url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from tether.store.base import (
 from tether.store.hub import Hub, TaskChange
 
 T = TypeVar("T")
+log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
@@ -46,6 +48,8 @@ class SQLStore(Store, abc.ABC):
         self.hub = Hub()
         self._reads: list[tuple[str, str | None, asyncio.Future[Task | None]]] = []
         self._read_batches: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Future[None] | None = None
+        self._refresh_again = False
 
     @abc.abstractmethod
     async def _run(self, work: Work[T], *, write: bool = True) -> T:
@@ -59,6 +63,39 @@ class SQLStore(Store, abc.ABC):
             return await sql.apply_ops(conn, d, ops, worker, now)
 
         return await self._run(work)
+
+    # other processes ------------------------------------------------------------------
+    def _tasks_changed_elsewhere(self) -> None:
+        """Another process changed tasks (which ones, the driver's signal does not say):
+        tell this process's waiters of those that ended or now wait, in one query, and
+        again while more such news arrives meanwhile. Runs on the event loop."""
+        self._refresh_again = True
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh_watched())
+
+    async def _refresh_watched(self) -> None:
+        while self._refresh_again:
+            self._refresh_again = False
+            task_ids = self.hub.watched()
+            if task_ids:
+                await self._refresh(task_ids)
+
+    async def _refresh(self, task_ids: list[str]) -> None:
+        d = self.dialect
+        try:
+            ids = d.list_param(task_ids)
+
+            async def work(conn: sql.Conn) -> list[sql.Row]:
+                return await conn.fetchall(
+                    f"SELECT id, status FROM tasks WHERE id {d.any_of} AND status "
+                    "IN ('waiting', 'succeeded', 'failed', 'cancelled')",
+                    (ids,),
+                )
+
+            for row in await self._run(work, write=False):
+                self.hub.task_changed(row["id"], row["status"])
+        except Exception as exc:  # a missed wake-up costs latency only: polling remains
+            log.debug("refreshing watched tasks failed: %s", exc)
 
     # intake ---------------------------------------------------------------------------
     async def submit(

@@ -43,7 +43,8 @@ log = logging.getLogger("tether.store.postgres")
 WORK_CHANNEL = "tether_work"
 """NOTIFY channel: payload is a queue that may have runnable work."""
 TASK_CHANNEL = "tether_task"
-"""NOTIFY channel: payload is `task_id:status` after a task waits or ends."""
+"""NOTIFY channel: some task waited or ended (empty payload: one per transaction, which
+the listener answers by reading the tasks its waiters wait for; migration 6)."""
 MIGRATION_LOCK = 0x7E7E_0001
 """Advisory lock key that serializes concurrent `tether migrate` runs."""
 RETRIES_BEFORE_COMMIT = 3
@@ -319,9 +320,9 @@ class PostgresStore(SQLStore):
             self.hub.notify_work(payload)
         elif channel == TASK_CHANNEL and not self._own_backend(sender):
             # Our own commits were announced in-process already, with more detail (an
-            # ended task's outcome); the echo would only make waiters read again.
-            task_id, _, status = payload.rpartition(":")
-            self.hub.task_changed(task_id, status)
+            # ended task's outcome). Another process's carry no task ids (one per
+            # transaction, migration 6): read the tasks our waiters wait for.
+            self._tasks_changed_elsewhere()
 
 
 def _retry_now(exc: psycopg.OperationalError) -> bool:

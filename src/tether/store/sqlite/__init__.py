@@ -123,8 +123,6 @@ class SQLiteStore(SQLStore):
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._refresher: asyncio.Future[None] | None = None
-        self._refresh_again = False
 
     # life cycle -----------------------------------------------------------------------
     async def open(self, *, check_schema: bool = True) -> None:
@@ -203,34 +201,7 @@ class SQLiteStore(SQLStore):
         """Another process committed: new work may be there, a watched task may have
         ended. Runs on the event loop."""
         self.hub.notify_all_work()
-        self._refresh_again = True
-        if self._refresher is None or self._refresher.done():
-            self._refresher = asyncio.ensure_future(self._refresh_watched())
-
-    async def _refresh_watched(self) -> None:
-        """Tell waiters of tasks that ended or now wait (one query for all of them),
-        again while more changes arrive meanwhile."""
-        while self._refresh_again:
-            self._refresh_again = False
-            task_ids = self.hub.watched()
-            if task_ids:
-                await self._refresh(task_ids)
-
-    async def _refresh(self, task_ids: list[str]) -> None:
-        try:
-            ids = self.dialect.list_param(task_ids)
-
-            async def work(conn: sql.Conn) -> list[sql.Row]:
-                return await conn.fetchall(
-                    f"SELECT id, status FROM tasks WHERE id {self.dialect.any_of} AND status "
-                    "IN ('waiting', 'succeeded', 'failed', 'cancelled')",
-                    (ids,),
-                )
-
-            for row in await self._run(work, write=False):
-                self.hub.task_changed(row["id"], row["status"])
-        except Exception as exc:  # a missed wake-up costs latency only: polling remains
-            log.debug("refreshing watched tasks failed: %s", exc)
+        self._tasks_changed_elsewhere()
 
     # running work ---------------------------------------------------------------------
     async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
