@@ -8,6 +8,7 @@ from tether.models import StepRecord
 from tether.store.base import Approval, Claimed, SignalRecord
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
+    EVENT_COLUMNS,
     SIGNAL_COLUMNS,
     STEP_COLUMNS,
     TASK_COLUMNS,
@@ -15,8 +16,6 @@ from tether.store.sql.core import (
     Dialect,
     Row,
     approval_from_row,
-    event_row,
-    insert_events,
     signal_from_row,
     step_from_row,
     task_from_row,
@@ -97,23 +96,21 @@ async def claim(
         (worker, lease_until, now, now, ids),
     )
     tasks = [task_from_row(r) for r in rows]
-    await insert_events(
-        conn,
-        [
-            event_row(
-                t.id,
-                t.tenant,
+    # The `task.started` events, read from the claimed rows by the database: one
+    # statement per prior status (almost always one: all were queued).
+    for status in sorted({prior[t.id] for t in tasks}):
+        await conn.execute(
+            f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, tenant, %s, 'task.started', %s, "
+            "'running', attempt, %s, NULL, NULL, %s, NULL FROM tasks "
+            f"WHERE id {d.any_of} ORDER BY id",
+            (
                 now,
-                "task.started",
-                prior=prior[t.id],
-                new="running",
-                attempt=t.attempt,
-                worker=worker,
-                decision="lease_expired" if prior[t.id] == "running" else "claimed",
-            )
-            for t in tasks
-        ],
-    )
+                status,
+                worker,
+                "lease_expired" if status == "running" else "claimed",
+                d.list_param([t.id for t in tasks if prior[t.id] == status]),
+            ),
+        )
     steps: dict[str, dict[int, StepRecord]] = {t.id: {} for t in tasks}
     approvals: dict[str, dict[int, Approval]] = {t.id: {} for t in tasks}
     # A task on its first run has no step log and no approvals yet, unless it is a fork

@@ -103,6 +103,10 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def task_from_row(row: Row) -> Task:
+    if not isinstance(row, dict):
+        # sqlite3.Row finds a column by comparing names one by one: for the ~26 columns
+        # read here, one dict is cheaper than the lookups.
+        row = dict(zip(row.keys(), row, strict=True))
     reason = row["wait_reason"]
     return Task(
         id=row["id"],
