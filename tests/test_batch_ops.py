@@ -132,6 +132,60 @@ async def test_set_based_batches_do_what_the_shared_logic_does(
     assert await store._run(consumed) == [1, 1, 1, 1]
 
 
+async def test_many_completions_carrying_steps_do_what_the_shared_logic_does(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Twelve completions carrying step results: past `SMALL` rows, so PostgreSQL reads
+    them as one JSON row source. Retries, a failed step, consumed signals, a stale
+    attempt and a completion without steps among them."""
+    app = _hand_driven(make_app())
+    await app.open()
+    store = app.store
+    assert isinstance(store, SQLStore)
+
+    async def batch(tag: str) -> tuple[list[str], list[Op]]:
+        ids = await _running(app, tag, 12)
+        sigs = [await app.signal(ids[i], "go", {"i": i}) for i in (2, 5)]
+        boom = TaskError("ValueError", "boom", "fp2", step="s2")
+        pending = StepRecord("", 2, "s2", StepKind.STEP, StepStatus.PENDING, error=boom)
+        ops: list[Op] = []
+        for i, t in enumerate(ids):
+            steps = (
+                StepWrite(t, 1, _record(t, 1, result=i, started_at=1.0)),
+                StepWrite(t, 1, dataclasses.replace(pending, task_id=t)),
+                StepWrite(t, 1, _record(t, 2, attempts=2, result=None, started_at=2.0)),
+            )
+            if i in (2, 5):
+                sig = sigs[(2, 5).index(i)]
+                steps = (StepWrite(t, 1, _record(t, 1, result="sig"), consume_signal=sig.id),)
+            if i == 7:
+                failed = dataclasses.replace(pending, task_id=t, seq=1, status=StepStatus.FAILED)
+                ops.append(
+                    Finish(t, 1, TaskStatus.FAILED, None, boom, steps=(StepWrite(t, 1, failed),))
+                )
+                continue
+            attempt = 9 if i == 9 else 1  # a stale run's late completion
+            steps = tuple(dataclasses.replace(w, attempt=attempt) for w in steps)
+            ops.append(
+                Finish(t, attempt, TaskStatus.SUCCEEDED, str(i), steps=() if i == 11 else steps)
+            )
+        return ids, ops
+
+    fast_ids, fast_ops = await batch("fast")
+    slow_ids, slow_ops = await batch("slow")
+    now = app.clock.now()
+    fast = await store._run_ops(fast_ops, "w", now)
+    slow = await SQLStore._run_ops(store, slow_ops, "w", now)
+    assert fast == slow == [i != 9 for i in range(12)]
+    assert await _state(app, fast_ids) == await _state(app, slow_ids)
+
+    async def consumed(conn: Any) -> list[Any]:
+        rows = await conn.fetchall("SELECT task_id, consumed_seq FROM signals ORDER BY id", ())
+        return [r["consumed_seq"] for r in rows if r["task_id"] in fast_ids + slow_ids]
+
+    assert await store._run(consumed) == [1, 1, 1, 1]
+
+
 async def _running(app: Tether, tag: str, n: int) -> list[str]:
     handles = [await app.submit("work", f"{tag}{i}") for i in range(n)]
     now = app.clock.now()

@@ -16,9 +16,9 @@ from psycopg.rows import dict_row
 
 from tether import Context, Tether
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
-from tether.models import TaskStatus
+from tether.models import TaskStatus, WaitReason
 from tether.store import open_store
-from tether.store.base import Finish, NewTask
+from tether.store.base import Finish, NewTask, Suspend
 from tether.store.postgres import LATEST, MIGRATIONS, PostgresStore, batch
 from tether.store.postgres.conn import PgConn
 from tether.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -191,6 +191,55 @@ async def test_a_batch_of_ends_is_one_notification_and_wakes_every_waiter(pg_url
         assert [c.status for c in changes] == [str(e.status) for e in ends]
         assert heard.count("tether_task") == 1
         assert {s.task.id for s in subs} == {c.task.id for c in claimed}
+    finally:
+        await submitter.close()
+        await listener.close()
+
+
+async def test_a_waiter_on_a_waiting_task_sleeps_through_other_tasks_news(
+    pg_url: str,
+) -> None:
+    """Task-change notifications no longer name the task (ADR 57): the listening store
+    reads its waiters' tasks, and must wake only those whose row changed since their
+    waiters read it, not everyone whose task merely is still waiting."""
+    submitter, listener = _app(pg_url), _app(pg_url)
+    await submitter.open()
+    await listener.open()
+    try:
+        store = listener.store
+        assert isinstance(store, PostgresStore)
+        await asyncio.wait_for(store.listening.wait(), 10)
+        heard = asyncio.Event()
+        dispatch = store._dispatch
+
+        def counting(channel: str, payload: str, sender: int = 0) -> None:
+            dispatch(channel, payload, sender)
+            if channel == "tether_task":
+                heard.set()
+
+        store._dispatch = counting  # type: ignore[method-assign]
+        subs = await submitter.store.submit(_tasks(submitter, 3), time.time())
+        now = time.time()
+        parked, *others = await submitter.store.claim("w", ["default"], 3, now, now + 60)
+        park = Suspend(parked.task.id, parked.task.attempt, WaitReason.TIMER, now + 3600)
+        assert await submitter.store.commit([park], "w", time.time()) == [True]
+        await asyncio.wait_for(heard.wait(), 5)  # the park's own news has come and gone
+        if store._refresher is not None:
+            await store._refresher
+        fut = store.hub.wait_task(parked.task.id)
+        task = await store.get_task(parked.task.id)  # the waiter reads the waiting task
+        assert task is not None and task.status == TaskStatus.WAITING
+        for other in others:  # news of other tasks, one notification each
+            heard.clear()
+            end = Finish(other.task.id, other.task.attempt, TaskStatus.SUCCEEDED, "1")
+            assert await submitter.store.commit([end], "w", time.time()) == [True]
+            await asyncio.wait_for(heard.wait(), 5)
+            assert store._refresher is not None
+            await store._refresher
+            assert not fut.done()
+        await submitter.cancel(parked.task.id)  # its own news wakes it
+        assert (await asyncio.wait_for(fut, 5)).status == "cancelled"
+        assert len(subs) == 3
     finally:
         await submitter.close()
         await listener.close()

@@ -37,6 +37,8 @@ class Hub:
     def __init__(self) -> None:
         self._work: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._tasks: dict[str, list[asyncio.Future[TaskChange]]] = defaultdict(list)
+        self._seen: dict[str, float] = {}
+        """Per watched task, the `updated_at` of the row its waiters last read."""
 
     def work_event(self, queue: str) -> asyncio.Event:
         """The event set when `queue` may have runnable work; clear it before claiming."""
@@ -53,6 +55,7 @@ class Hub:
         """Resolve everyone waiting for a change of `task_id` (a bare new status, or a
         `TaskChange` with more to say)."""
         waiters = self._tasks.pop(task_id, None)
+        self._seen.pop(task_id, None)
         if not waiters:
             return
         if isinstance(change, str):
@@ -71,9 +74,20 @@ class Hub:
         """The tasks someone in this process waits on."""
         return list(self._tasks)
 
+    def saw(self, task_id: str, updated_at: float) -> None:
+        """A read found `task_id` as last updated at `updated_at` (kept while watched)."""
+        if task_id in self._tasks:
+            self._seen[task_id] = updated_at
+
+    def is_news(self, task_id: str, updated_at: float) -> bool:
+        """Whether a row of `task_id` updated at `updated_at` is not what its waiters
+        last read: a refresh that finds the same row again must not wake them."""
+        return self._seen.get(task_id) != updated_at
+
     def forget(self, task_id: str, fut: asyncio.Future[TaskChange]) -> None:
         waiters = self._tasks.get(task_id)
         if waiters and fut in waiters:
             waiters.remove(fut)
             if not waiters:
                 del self._tasks[task_id]
+                self._seen.pop(task_id, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -68,10 +69,20 @@ class SQLStore(Store, abc.ABC):
     def _tasks_changed_elsewhere(self) -> None:
         """Another process changed tasks (which ones, the driver's signal does not say):
         tell this process's waiters of those that ended or now wait, in one query, and
-        again while more such news arrives meanwhile. Runs on the event loop."""
+        again while more such news arrives meanwhile. A task whose row is the one its
+        waiters last read (`Hub.saw`) is not news. Runs on the event loop."""
         self._refresh_again = True
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.ensure_future(self._refresh_watched())
+
+    async def _stop_refresh(self) -> None:
+        """On close: a refresh still running reads nothing more."""
+        self._refresh_again = False
+        if self._refresher is not None and not self._refresher.done():
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        self._refresher = None
 
     async def _refresh_watched(self) -> None:
         while self._refresh_again:
@@ -87,13 +98,14 @@ class SQLStore(Store, abc.ABC):
 
             async def work(conn: sql.Conn) -> list[sql.Row]:
                 return await conn.fetchall(
-                    f"SELECT id, status FROM tasks WHERE id {d.any_of} AND status "
-                    "IN ('waiting', 'succeeded', 'failed', 'cancelled')",
+                    f"SELECT id, status, updated_at FROM tasks WHERE id {d.any_of} AND "
+                    "status IN ('waiting', 'succeeded', 'failed', 'cancelled')",
                     (ids,),
                 )
 
             for row in await self._run(work, write=False):
-                self.hub.task_changed(row["id"], row["status"])
+                if self.hub.is_news(row["id"], row["updated_at"]):
+                    self.hub.task_changed(row["id"], row["status"])
         except Exception as exc:  # a missed wake-up costs latency only: polling remains
             log.debug("refreshing watched tasks failed: %s", exc)
 
@@ -145,6 +157,8 @@ class SQLStore(Store, abc.ABC):
             return
         for task_id, tenant, fut in reads:
             task = found.get(task_id)
+            if task is not None:
+                self.hub.saw(task_id, task.updated_at)
             if task is not None and tenant is not None and task.tenant != tenant:
                 task = None  # another tenant's task does not exist for this caller
             if not fut.done():

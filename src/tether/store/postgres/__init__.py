@@ -167,6 +167,7 @@ class PostgresStore(SQLStore):
             self._listener = asyncio.create_task(self._listen(), name="tether-pg-listener")
 
     async def close(self) -> None:
+        await self._stop_refresh()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -298,6 +299,7 @@ class PostgresStore(SQLStore):
                 self.listening.set()
                 # Whatever was announced while we were away is lost: look again.
                 self.hub.notify_all_work()
+                self._tasks_changed_elsewhere()
                 async for note in conn.notifies():
                     self._dispatch(note.channel, note.payload, note.pid)
             except psycopg.Error as exc:

@@ -29,7 +29,7 @@ their progress: a task that ends is written once (ADR 56).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether import serde
@@ -98,6 +98,31 @@ def _float_fields(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]
 
 
 _STEP_FLOATS = ("started_at", "finished_at", "wake_at")
+_UPSERTED = tuple(
+    _STEP_NAMES.index(c)
+    for c in ("status", "attempts", "result", "error", "finished_at", "wake_at", "meta")
+)
+"""The columns `sql.STEP_UPSERT` sets when a record meets a pending one of its step."""
+
+
+def _one_row_per_step(writes: Iterable[StepWrite]) -> list[tuple[Any, ...]]:
+    """The step rows of `writes`, one per (task, seq), as applying them in turn with
+    `sql.STEP_UPSERT` would leave them: PostgreSQL's upsert cannot touch a row twice in
+    one statement. A later record of a step updates an earlier pending one (which
+    keeps its name, kind and start) and is ignored after an outcome."""
+    rows: dict[tuple[str, int], list[Any]] = {}
+    status = _STEP_NAMES.index("status")
+    for op in writes:
+        row = list(sql.step_params(op))
+        prior = rows.get((op.task_id, op.record.seq))
+        if prior is None:
+            rows[(op.task_id, op.record.seq)] = row
+        elif prior[status] == str(StepStatus.PENDING):
+            for i in _UPSERTED:
+                prior[i] = row[i]
+    return [tuple(r) for r in rows.values()]
+
+
 _APPROVAL_FLOATS = ("created_at", "expires_at", "decided_at")
 
 
@@ -128,9 +153,9 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
     results = [False] * len(ops)
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]
-    carried = [step for _, op in finishes for step in op.steps]
+    carrying = [op for _, op in finishes if op.steps]
     others = [(i, op) for i, op in enumerate(ops) if not isinstance(op, StepWrite | Finish)]
-    if not others and not carried and not (steps and finishes):
+    if not others and not carrying and not (steps and finishes):
         if steps:
             await _step_writes(conn, steps, worker, now, results)
         elif finishes:
@@ -143,8 +168,8 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
             applied = await sql.apply_ops(conn, sql.POSTGRES, [op for _, op in others], worker, now)
             for (i, _), ok in zip(others, applied, strict=True):
                 results[i] = ok
-        if carried:
-            await _carried_steps(conn, carried)
+        if carrying:
+            await _carried_steps(conn, carrying)
         if finishes:
             await _finishes(conn, finishes, worker, now, results)
     return results
@@ -160,12 +185,8 @@ async def _step_writes(
     # Progress per task (several steps of one task may share a batch), fenced like
     # the shared logic: same attempt, still running. Sorted ids: a stable lock order.
     progress = sorted(sql.step_progress(op for _, op in steps).items())
-    # One row per (task, seq) in a statement: a retry's pending entry followed by its
-    # outcome in the same batch leaves the outcome, as applying both in turn would.
-    latest: dict[tuple[str, int], StepWrite] = {}
     events: list[tuple[Any, ...]] = []
     for _, op in steps:
-        latest[(op.task_id, op.record.seq)] = op
         event = sql.step_event(op, "", worker, now)
         if event is not None:
             events.append(event)
@@ -175,9 +196,7 @@ async def _step_writes(
         ("id", "attempt", "done", "name"),
         [(task, attempt, *rest) for (task, attempt), rest in progress],
     )
-    x, x_params = _rows(
-        "x", _STEP_TYPES, _STEP_NAMES, [sql.step_params(o) for o in latest.values()]
-    )
+    x, x_params = _rows("x", _STEP_TYPES, _STEP_NAMES, _one_row_per_step(op for _, op in steps))
     e, e_params = _events_cte(events)
     text = (
         "WITH u AS (UPDATE tasks t SET steps_done = t.steps_done + v.done, "
@@ -206,21 +225,19 @@ async def _step_writes(
         results[i] = op.task_id in accepted
 
 
-async def _carried_steps(conn: PgConn, carried: list[StepWrite]) -> None:
+async def _carried_steps(conn: PgConn, finishes: list[Finish]) -> None:
     """The step results completions carry (`Finish.steps`, ADR 44), written just before
     them in their transaction. Fenced like them, with the task rows locked instead of
     updated: each completion's own fenced UPDATE then decides for its steps and adds
     their progress, so a task that ends is updated once, not twice (ADR 56)."""
-    fences = sorted({(op.task_id, op.attempt) for op in carried})  # a stable lock order
+    fences = sorted({(op.task_id, op.attempt) for op in finishes})
     v, v_params = _rows("v", ("text", "int"), ("id", "attempt"), fences)
-    latest = {(op.task_id, op.record.seq): op for op in carried}
-    x, x_params = _rows(
-        "x", _STEP_TYPES, _STEP_NAMES, [sql.step_params(o) for o in latest.values()]
-    )
+    carried = [step for op in finishes for step in op.steps]
+    x, x_params = _rows("x", _STEP_TYPES, _STEP_NAMES, _one_row_per_step(carried))
     text = (
         "WITH u AS MATERIALIZED (SELECT t.id FROM tasks t JOIN "
         f"{v} ON t.id = v.id AND t.attempt = v.attempt WHERE t.status = 'running' "
-        "FOR NO KEY UPDATE OF t), "
+        "ORDER BY t.id FOR NO KEY UPDATE OF t), "  # a stable lock order
         f"s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
         f"SELECT {', '.join('x.' + c for c in _STEP_NAMES)} FROM {x} "
         f"WHERE x.task_id IN (SELECT id FROM u) {sql.STEP_UPSERT})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -103,7 +104,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def task_from_row(row: Row) -> Task:
-    if not isinstance(row, dict):
+    if isinstance(row, sqlite3.Row):
         # sqlite3.Row finds a column by comparing names one by one: for the ~26 columns
         # read here, one dict is cheaper than the lookups.
         row = dict(zip(row.keys(), row, strict=True))

@@ -151,6 +151,7 @@ class SQLiteStore(SQLStore):
     async def close(self) -> None:
         if self._thread is None:
             return
+        await self._stop_refresh()
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
