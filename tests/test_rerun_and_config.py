@@ -55,6 +55,9 @@ async def test_rerun_forks_a_linked_task_that_skips_finished_steps(
         "from_seq": None,
         "by": "ops",
     }
+    created = await event_where(app, second.id, lambda e: e.type == "task.created")
+    assert (created.decision, created.new_status, created.attempt) == ("forked", "queued", 0)
+    assert created.data == {"workflow": "pipeline", "by": "ops", "forked_from": first.id}
 
 
 async def test_rerun_from_a_step_runs_that_step_again(make_app: Callable[[], Tether]) -> None:

@@ -52,6 +52,9 @@ class Dialect:
     """Appended to a SELECT that picks rows to change (row locks on PostgreSQL)."""
     skip_locked: str
     """Appended to the claim SELECT (skip rows other workers are claiming)."""
+    copy_rows: bool = False
+    """Rows sent in bulk stream with COPY (cheaper than having the server derive them
+    from other rows); on SQLite each sent row is a statement run bound from Python."""
     committed_events: str = ""
     """Condition that holds back events of transactions that may still commit below a
     newer visible id, so a reader tailing by id never skips one (see ADR 13)."""
@@ -71,6 +74,7 @@ POSTGRES = Dialect(
     any_of="= ANY(%s)",
     lock_rows=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    copy_rows=True,
     committed_events=(
         " AND (txid < pg_snapshot_xmin(pg_current_snapshot())"
         " OR at < EXTRACT(EPOCH FROM now()) - 5)"

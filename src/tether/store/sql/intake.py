@@ -6,7 +6,7 @@ from tether import serde
 from tether.errors import IdempotencyConflict
 from tether.models import Task, TaskStatus
 from tether.store.base import Claimed, Eager, NewTask, Submitted
-from tether.store.sql.core import Conn, Dialect, event_row, insert_events
+from tether.store.sql.core import EVENT_COLUMNS, Conn, Dialect, event_row, insert_events
 from tether.store.sql.queries import get_task
 
 
@@ -118,6 +118,16 @@ async def submit(
                 for t in fresh
             ],
         )
+        await _new_task_events(conn, d, fresh, started, now, owner)
+    return out
+
+
+async def _new_task_events(
+    conn: Conn, d: Dialect, fresh: list[NewTask], started: set[str], now: float, owner: str | None
+) -> None:
+    """`task.created` for each new task, then `task.started` for those created claimed."""
+    if d.copy_rows:
+        # PostgreSQL: COPY streams the rows faster than the server derives them.
         await insert_events(
             conn,
             [
@@ -149,4 +159,20 @@ async def submit(
                 if t.id in started
             ],
         )
-    return out
+        return
+    # SQLite: each row sent is a statement run bound from Python on the database thread;
+    # the same events read from the rows just written cost no Python per task.
+    await conn.execute(
+        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, tenant, %s, 'task.created', NULL, "
+        "'queued', 0, NULL, NULL, NULL, CASE WHEN forked_from IS NULL THEN 'submitted' "
+        "ELSE 'forked' END, json_object('workflow', workflow, 'by', created_by, "
+        f"'forked_from', forked_from) FROM tasks WHERE id {d.any_of} ORDER BY id",
+        (now, d.list_param([t.id for t in fresh])),
+    )
+    if started:
+        await conn.execute(
+            f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, tenant, %s, 'task.started', "
+            "'queued', 'running', 1, %s, NULL, NULL, 'eager', NULL FROM tasks "
+            f"WHERE id {d.any_of} ORDER BY id",
+            (now, owner, d.list_param(sorted(started))),
+        )
