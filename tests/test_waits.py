@@ -13,6 +13,7 @@ from helpers import wait_status
 from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
 from tether.engine.approvals import Requirement, RiskPolicy
 from tether.store.base import ApprovalClosed
+from tether.store.hub import Hub
 from tether.testing import TestEnvironment
 
 
@@ -320,3 +321,23 @@ async def test_sqlite_processes_wake_each_other_without_polling(tmp_path: Any) -
         await worker_side.close()
         await api_side.close()
     assert elapsed < 1.0, f"cross-process round trip took {elapsed:.2f}s"
+
+
+async def test_a_refresh_wakes_waiters_only_for_rows_they_have_not_read() -> None:
+    """`Hub.saw` / `Hub.is_news` (ADR 57): the row a waiter read is not news; a newer row
+    is, even when another reader of the same process has read it first."""
+    hub = Hub()
+    hub.saw("t", 1.0)  # nobody waits yet: nothing is kept
+    assert hub.is_news("t", 1.0)
+    fut = hub.wait_task("t")
+    hub.saw("t", 1.0)  # the waiter's own read
+    assert not hub.is_news("t", 1.0)
+    hub.saw("t", 2.0)  # someone else read the task after it changed
+    assert hub.is_news("t", 2.0)
+    hub.task_changed("t", "succeeded")
+    assert fut.result().status == "succeeded"
+    fut = hub.wait_task("t")  # a new wait starts from its own read
+    hub.saw("t", 2.0)
+    assert not hub.is_news("t", 2.0)
+    hub.forget("t", fut)
+    assert hub.is_news("t", 2.0)

@@ -75,13 +75,15 @@ class Hub:
         return list(self._tasks)
 
     def saw(self, task_id: str, updated_at: float) -> None:
-        """A read found `task_id` as last updated at `updated_at` (kept while watched)."""
+        """A read found watched `task_id` as last updated at `updated_at`. The first such
+        read since its waiters last woke is kept: a later read (by anyone) of a newer row
+        must not hide that row from the waiters still holding the older one."""
         if task_id in self._tasks:
-            self._seen[task_id] = updated_at
+            self._seen.setdefault(task_id, updated_at)
 
     def is_news(self, task_id: str, updated_at: float) -> bool:
-        """Whether a row of `task_id` updated at `updated_at` is not what its waiters
-        last read: a refresh that finds the same row again must not wake them."""
+        """Whether a row of `task_id` updated at `updated_at` differs from what its
+        waiters read: a refresh that finds the same row again must not wake them."""
         return self._seen.get(task_id) != updated_at
 
     def forget(self, task_id: str, fut: asyncio.Future[TaskChange]) -> None:
