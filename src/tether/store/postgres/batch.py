@@ -196,30 +196,15 @@ async def _step_writes(
         ("id", "attempt", "done", "name"),
         [(task, attempt, *rest) for (task, attempt), rest in progress],
     )
-    x, x_params = _rows("x", _STEP_TYPES, _STEP_NAMES, _one_row_per_step(op for _, op in steps))
+    s, s_params = _step_rows_ctes([op for _, op in steps])
     e, e_params = _events_cte(events)
-    text = (
+    rows = await conn.fetchall(
         "WITH u AS (UPDATE tasks t SET steps_done = t.steps_done + v.done, "
         f"current_step = v.name, updated_at = %s FROM {v} WHERE t.id = v.id "
-        "AND t.attempt = v.attempt AND t.status = 'running' RETURNING t.id, t.tenant), "
-        f"s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
-        f"SELECT {', '.join('x.' + c for c in _STEP_NAMES)} FROM {x} "
-        f"WHERE x.task_id IN (SELECT id FROM u) {sql.STEP_UPSERT}){e}"
+        "AND t.attempt = v.attempt AND t.status = 'running' RETURNING t.id, t.tenant)"
+        f"{s}{e}{_RETURN}",
+        [now, *v_params, *s_params, *e_params],
     )
-    params: list[Any] = [now, *v_params, *x_params, *e_params]
-    consumed = [
-        (op.consume_signal, op.record.seq, op.task_id)
-        for _, op in steps
-        if op.consume_signal is not None
-    ]
-    if consumed:
-        w, w_params = _rows("w", ("bigint", "int", "text"), ("id", "seq", "task_id"), consumed)
-        text += (
-            f", c AS (UPDATE signals g SET consumed_seq = w.seq FROM {w} WHERE g.id = w.id "
-            "AND g.consumed_seq IS NULL AND w.task_id IN (SELECT id FROM u))"
-        )
-        params += w_params
-    rows = await conn.fetchall(text + _RETURN, params)
     accepted = {r["id"] for r in rows}
     for i, op in steps:
         results[i] = op.task_id in accepted
@@ -232,20 +217,28 @@ async def _carried_steps(conn: PgConn, finishes: list[Finish]) -> None:
     their progress, so a task that ends is updated once, not twice (ADR 56)."""
     fences = sorted({(op.task_id, op.attempt) for op in finishes})
     v, v_params = _rows("v", ("text", "int"), ("id", "attempt"), fences)
-    carried = [step for op in finishes for step in op.steps]
-    x, x_params = _rows("x", _STEP_TYPES, _STEP_NAMES, _one_row_per_step(carried))
-    text = (
+    s, s_params = _step_rows_ctes([step for op in finishes for step in op.steps])
+    await conn.execute(
         "WITH u AS MATERIALIZED (SELECT t.id FROM tasks t JOIN "
         f"{v} ON t.id = v.id AND t.attempt = v.attempt WHERE t.status = 'running' "
-        "ORDER BY t.id FOR NO KEY UPDATE OF t), "  # a stable lock order
-        f"s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
+        f"ORDER BY t.id FOR NO KEY UPDATE OF t){s} SELECT count(*) FROM u",  # id: lock order
+        [*v_params, *s_params],
+    )
+
+
+def _step_rows_ctes(writes: list[StepWrite]) -> tuple[str, list[Any]]:
+    """`, s AS (...)` inserting the step rows of `writes` and, when some consume a
+    signal, `, c AS (...)` marking those signals, both only for the tasks the CTE `u`
+    returned (the fence); and their parameters."""
+    x, params = _rows("x", _STEP_TYPES, _STEP_NAMES, _one_row_per_step(writes))
+    text = (
+        f", s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
         f"SELECT {', '.join('x.' + c for c in _STEP_NAMES)} FROM {x} "
         f"WHERE x.task_id IN (SELECT id FROM u) {sql.STEP_UPSERT})"
     )
-    params: list[Any] = [*v_params, *x_params]
     consumed = [
         (op.consume_signal, op.record.seq, op.task_id)
-        for op in carried
+        for op in writes
         if op.consume_signal is not None
     ]
     if consumed:
@@ -255,7 +248,7 @@ async def _carried_steps(conn: PgConn, finishes: list[Finish]) -> None:
             "AND g.consumed_seq IS NULL AND w.task_id IN (SELECT id FROM u))"
         )
         params += w_params
-    await conn.execute(text + " SELECT count(*) FROM u", params)
+    return text, params
 
 
 async def _finishes(
@@ -271,24 +264,13 @@ async def _finishes(
         ("text", "int", "text", "text", "text", "text", "int", "text"),
         ("id", "attempt", "status", "result", "error", "fingerprint", "done", "name"),
         [
-            (
-                op.task_id,
-                op.attempt,
-                *sql.finish_params(op),
-                sum(1 for s in op.steps if s.record.status == StepStatus.SUCCEEDED),
-                op.steps[-1].record.name if op.steps else None,
-            )
+            (op.task_id, op.attempt, *sql.finish_params(op), *sql.finish_progress(op))
             for _, op in ordered
         ],
     )
-    events: list[tuple[Any, ...]] = []
-    for _, op in finishes:
-        for step in op.steps:
-            event = sql.step_event(step, "", worker, now)
-            if event is not None:
-                events.append(event)
-        events.append(sql.finish_event(op, "", worker, now))
-    e, e_params = _events_cte(events)
+    e, e_params = _events_cte(
+        [e for _, op in finishes for e in sql.finish_events(op, "", worker, now)]
+    )
     done = await conn.fetchall(
         "WITH u AS (UPDATE tasks t SET status = v.status, result = v.result, error = v.error, "
         "error_fingerprint = v.fingerprint, finished_at = %s, updated_at = %s, "

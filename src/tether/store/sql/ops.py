@@ -216,6 +216,19 @@ def finish_event(op: Finish, tenant: str, worker: str, now: float) -> tuple[Any,
     )
 
 
+def finish_progress(op: Finish) -> tuple[int, str | None]:
+    """What the step results a `Finish` carries add to its task row: how many succeeded
+    (`steps_done`) and the last one's name (`current_step`; None: unchanged)."""
+    done = sum(1 for s in op.steps if s.record.status == StepStatus.SUCCEEDED)
+    return done, op.steps[-1].record.name if op.steps else None
+
+
+def finish_events(op: Finish, tenant: str, worker: str, now: float) -> list[tuple[Any, ...]]:
+    """The events of a `Finish` that applied: its carried steps' (in order), then its own."""
+    events = [step_event(s, tenant, worker, now) for s in op.steps]
+    return [e for e in events if e is not None] + [finish_event(op, tenant, worker, now)]
+
+
 async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
     for step in op.steps:
         # Fenced like the finish below (same transaction, same outcome); the step rows go
@@ -230,7 +243,6 @@ async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
             return False
         if step.consume_signal is not None:
             await consume_signal(conn, step)
-    progress = [s.record for s in op.steps]
     # The fenced UPDATE is the lease check (and row lock on PostgreSQL): one statement
     # instead of a SELECT then an UPDATE, for every task that ends.
     row = await conn.fetchone(
@@ -242,19 +254,15 @@ async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
             *finish_params(op),
             now,
             now,
-            sum(1 for r in progress if r.status == StepStatus.SUCCEEDED),
-            progress[-1].name if progress else None,
+            *finish_progress(op),
             op.task_id,
             op.attempt,
         ),
     )
     if row is None:
         return False
-    for step in op.steps:
-        event = step_event(step, row["tenant"], worker, now)
-        if event is not None:
-            await conn.execute(INSERT_EVENT, event)
-    await conn.execute(INSERT_EVENT, finish_event(op, row["tenant"], worker, now))
+    for event in finish_events(op, row["tenant"], worker, now):
+        await conn.execute(INSERT_EVENT, event)
     return True
 
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import StepRecord, StepStatus
+from tether.models import StepRecord
 from tether.store import sql
 from tether.store.base import Finish, Op, StepWrite
 
@@ -82,10 +82,6 @@ def _finite_times(record: StepRecord) -> bool:
     )
 
 
-def _done(records: Sequence[StepWrite]) -> int:
-    return sum(1 for s in records if s.record.status == StepStatus.SUCCEEDED)
-
-
 async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) -> list[bool]:
     """Apply a committer batch in the caller's transaction; one result per operation
     (False: the worker no longer holds that task)."""
@@ -132,8 +128,7 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
                             f.task_id,
                             f.attempt,
                             *sql.finish_params(f),
-                            _done(f.steps),
-                            f.steps[-1].record.name if f.steps else None,
+                            *sql.finish_progress(f),
                         )
                         for f in finishes
                     ]
