@@ -19,7 +19,7 @@ from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.models import TaskStatus, WaitReason
 from tether.store import open_store
 from tether.store.base import Finish, NewTask, Suspend
-from tether.store.postgres import LATEST, MIGRATIONS, PostgresStore, batch
+from tether.store.postgres import LATEST, MIGRATIONS, TASK_CHANNEL, PostgresStore, batch
 from tether.store.postgres.conn import PgConn
 from tether.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 
@@ -120,8 +120,9 @@ async def test_concurrent_claimers_never_share_a_task(pg_url: str) -> None:
         await app.close()
 
 
-async def test_notify_wakes_another_store_within_milliseconds(pg_url: str) -> None:
-    """Stores are what separate processes hold: only NOTIFY can carry the wake-up."""
+@pytest.fixture
+async def elsewhere(pg_url: str) -> AsyncIterator[tuple[Tether, PostgresStore]]:
+    """A submitting app and another app's store, listening: what two processes hold."""
     submitter, listener = _app(pg_url), _app(pg_url)
     await submitter.open()
     await listener.open()
@@ -129,120 +130,110 @@ async def test_notify_wakes_another_store_within_milliseconds(pg_url: str) -> No
         store = listener.store
         assert isinstance(store, PostgresStore)
         await asyncio.wait_for(store.listening.wait(), 10)
-        event = store.hub.work_event("wakeq")
-        latencies = []
-        for _ in range(20):
-            event.clear()
-            t0 = time.perf_counter()
-            await submitter.store.submit(_tasks(submitter, 1, queue="wakeq"), time.time())
-            await asyncio.wait_for(event.wait(), 5)
-            latencies.append(time.perf_counter() - t0)
-        p50 = statistics.median(latencies)
-        print(f"submit -> NOTIFY wake-up in another store: p50 {p50 * 1000:.2f} ms")
-        assert p50 < 0.1
-
-        # Task changes wake waiters in the other store too (TaskHandle.wait).
-        (sub,) = await submitter.store.submit(_tasks(submitter, 1), time.time())
-        now = time.time()
-        (claimed,) = await submitter.store.claim("w", ["default"], 1, now, now + 60)
-        fut = store.hub.wait_task(sub.task.id)
-        t0 = time.perf_counter()
-        await submitter.store.commit(
-            [Finish(sub.task.id, claimed.task.attempt, TaskStatus.SUCCEEDED, result="1")],
-            "w",
-            time.time(),
-        )
-        assert (await asyncio.wait_for(fut, 5)).status == "succeeded"
-        print(f"finish -> waiter in another store: {(time.perf_counter() - t0) * 1000:.2f} ms")
+        yield submitter, store
     finally:
         await submitter.close()
         await listener.close()
 
 
-async def test_a_batch_of_ends_is_one_notification_and_wakes_every_waiter(pg_url: str) -> None:
+def _task_news(store: PostgresStore) -> asyncio.Queue[None]:
+    """One item per task-change notification `store` hears, once it has handled it."""
+    news: asyncio.Queue[None] = asyncio.Queue()
+    dispatch = store._dispatch
+
+    def recording(channel: str, payload: str, sender: int = 0) -> None:
+        dispatch(channel, payload, sender)
+        if channel == TASK_CHANNEL:
+            news.put_nowait(None)
+
+    store._dispatch = recording  # type: ignore[method-assign]
+    return news
+
+
+async def test_notify_wakes_another_store_within_milliseconds(
+    elsewhere: tuple[Tether, PostgresStore],
+) -> None:
+    """Stores are what separate processes hold: only NOTIFY can carry the wake-up."""
+    submitter, store = elsewhere
+    event = store.hub.work_event("wakeq")
+    latencies = []
+    for _ in range(20):
+        event.clear()
+        t0 = time.perf_counter()
+        await submitter.store.submit(_tasks(submitter, 1, queue="wakeq"), time.time())
+        await asyncio.wait_for(event.wait(), 5)
+        latencies.append(time.perf_counter() - t0)
+    p50 = statistics.median(latencies)
+    print(f"submit -> NOTIFY wake-up in another store: p50 {p50 * 1000:.2f} ms")
+    assert p50 < 0.1
+
+    # Task changes wake waiters in the other store too (TaskHandle.wait).
+    (sub,) = await submitter.store.submit(_tasks(submitter, 1), time.time())
+    now = time.time()
+    (claimed,) = await submitter.store.claim("w", ["default"], 1, now, now + 60)
+    fut = store.hub.wait_task(sub.task.id)
+    t0 = time.perf_counter()
+    await submitter.store.commit(
+        [Finish(sub.task.id, claimed.task.attempt, TaskStatus.SUCCEEDED, result="1")],
+        "w",
+        time.time(),
+    )
+    assert (await asyncio.wait_for(fut, 5)).status == "succeeded"
+    print(f"finish -> waiter in another store: {(time.perf_counter() - t0) * 1000:.2f} ms")
+
+
+async def test_a_batch_of_ends_is_one_notification_and_wakes_every_waiter(
+    elsewhere: tuple[Tether, PostgresStore],
+) -> None:
     """Task-change notifications fold into one per transaction (ADR 57); the listening
     store reads its waiters' tasks and wakes each of them with its status."""
-    submitter, listener = _app(pg_url), _app(pg_url)
-    await submitter.open()
-    await listener.open()
-    try:
-        store = listener.store
-        assert isinstance(store, PostgresStore)
-        await asyncio.wait_for(store.listening.wait(), 10)
-        heard: list[str] = []
-        dispatch = store._dispatch
-
-        def counting(channel: str, payload: str, sender: int = 0) -> None:
-            heard.append(channel)
-            dispatch(channel, payload, sender)
-
-        store._dispatch = counting  # type: ignore[method-assign]
-        subs = await submitter.store.submit(_tasks(submitter, 20), time.time())
-        now = time.time()
-        claimed = await submitter.store.claim("w", ["default"], 20, now, now + 60)
-        assert len(claimed) == 20
-        waits = [store.hub.wait_task(c.task.id) for c in claimed]
-        ends = [
-            Finish(c.task.id, c.task.attempt, TaskStatus.SUCCEEDED if i % 2 else TaskStatus.FAILED)
-            for i, c in enumerate(claimed)
-        ]
-        assert await submitter.store.commit(ends, "w", time.time()) == [True] * 20
-        changes = await asyncio.wait_for(asyncio.gather(*waits), 5)
-        assert [c.status for c in changes] == [str(e.status) for e in ends]
-        assert heard.count("tether_task") == 1
-        assert {s.task.id for s in subs} == {c.task.id for c in claimed}
-    finally:
-        await submitter.close()
-        await listener.close()
+    submitter, store = elsewhere
+    news = _task_news(store)
+    subs = await submitter.store.submit(_tasks(submitter, 20), time.time())
+    now = time.time()
+    claimed = await submitter.store.claim("w", ["default"], 20, now, now + 60)
+    assert len(claimed) == 20
+    waits = [store.hub.wait_task(c.task.id) for c in claimed]
+    ends = [
+        Finish(c.task.id, c.task.attempt, TaskStatus.SUCCEEDED if i % 2 else TaskStatus.FAILED)
+        for i, c in enumerate(claimed)
+    ]
+    assert await submitter.store.commit(ends, "w", time.time()) == [True] * 20
+    changes = await asyncio.wait_for(asyncio.gather(*waits), 5)
+    assert [c.status for c in changes] == [str(e.status) for e in ends]
+    assert news.qsize() == 1
+    assert {s.task.id for s in subs} == {c.task.id for c in claimed}
 
 
 async def test_a_waiter_on_a_waiting_task_sleeps_through_other_tasks_news(
-    pg_url: str,
+    elsewhere: tuple[Tether, PostgresStore],
 ) -> None:
     """Task-change notifications no longer name the task (ADR 57): the listening store
     reads its waiters' tasks, and must wake only those whose row changed since their
     waiters read it, not everyone whose task merely is still waiting."""
-    submitter, listener = _app(pg_url), _app(pg_url)
-    await submitter.open()
-    await listener.open()
-    try:
-        store = listener.store
-        assert isinstance(store, PostgresStore)
-        await asyncio.wait_for(store.listening.wait(), 10)
-        heard = asyncio.Event()
-        dispatch = store._dispatch
-
-        def counting(channel: str, payload: str, sender: int = 0) -> None:
-            dispatch(channel, payload, sender)
-            if channel == "tether_task":
-                heard.set()
-
-        store._dispatch = counting  # type: ignore[method-assign]
-        subs = await submitter.store.submit(_tasks(submitter, 3), time.time())
-        now = time.time()
-        parked, *others = await submitter.store.claim("w", ["default"], 3, now, now + 60)
-        park = Suspend(parked.task.id, parked.task.attempt, WaitReason.TIMER, now + 3600)
-        assert await submitter.store.commit([park], "w", time.time()) == [True]
-        await asyncio.wait_for(heard.wait(), 5)  # the park's own news has come and gone
-        if store._refresher is not None:
-            await store._refresher
-        fut = store.hub.wait_task(parked.task.id)
-        task = await store.get_task(parked.task.id)  # the waiter reads the waiting task
-        assert task is not None and task.status == TaskStatus.WAITING
-        for other in others:  # news of other tasks, one notification each
-            heard.clear()
-            end = Finish(other.task.id, other.task.attempt, TaskStatus.SUCCEEDED, "1")
-            assert await submitter.store.commit([end], "w", time.time()) == [True]
-            await asyncio.wait_for(heard.wait(), 5)
-            assert store._refresher is not None
-            await store._refresher
-            assert not fut.done()
-        await submitter.cancel(parked.task.id)  # its own news wakes it
-        assert (await asyncio.wait_for(fut, 5)).status == "cancelled"
-        assert len(subs) == 3
-    finally:
-        await submitter.close()
-        await listener.close()
+    submitter, store = elsewhere
+    news = _task_news(store)
+    subs = await submitter.store.submit(_tasks(submitter, 3), time.time())
+    now = time.time()
+    parked, *others = await submitter.store.claim("w", ["default"], 3, now, now + 60)
+    park = Suspend(parked.task.id, parked.task.attempt, WaitReason.TIMER, now + 3600)
+    assert await submitter.store.commit([park], "w", time.time()) == [True]
+    await asyncio.wait_for(news.get(), 5)  # the park's own news has come and gone
+    if store._refresher is not None:
+        await store._refresher
+    fut = store.hub.wait_task(parked.task.id)
+    task = await store.get_task(parked.task.id)  # the waiter reads the waiting task
+    assert task is not None and task.status == TaskStatus.WAITING
+    for other in others:  # news of other tasks, one notification each
+        end = Finish(other.task.id, other.task.attempt, TaskStatus.SUCCEEDED, "1")
+        assert await submitter.store.commit([end], "w", time.time()) == [True]
+        await asyncio.wait_for(news.get(), 5)
+        assert store._refresher is not None
+        await store._refresher
+        assert not fut.done()
+    await submitter.cancel(parked.task.id)  # its own news wakes it
+    assert (await asyncio.wait_for(fut, 5)).status == "cancelled"
+    assert len(subs) == 3
 
 
 async def test_idle_worker_starts_work_submitted_elsewhere_without_polling(pg_url: str) -> None:
