@@ -316,7 +316,7 @@ async def test_retention_purges_old_ended_tasks_in_batches(
     make_app: Callable[[], Tether],
 ) -> None:
     from tether.engine.retention import purge_ended
-    from tether.store.base import TaskFilter
+    from tether.models import TaskFilter
 
     app = make_app()
 

@@ -16,7 +16,8 @@ import pytest
 
 from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
 from tether.engine.approvals import Requirement, RiskPolicy
-from tether.store.base import Approval, ApprovalClosed, ApprovalFilter
+from tether.errors import ApprovalClosed
+from tether.models import Approval, ApprovalFilter
 
 
 async def _until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

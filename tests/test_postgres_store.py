@@ -468,9 +468,9 @@ async def test_one_statement_claim_returns_what_the_shared_claim_returns(
 ) -> None:
     """The PostgreSQL claim (one statement, JSON-aggregated replay state) against the
     shared `sql.claim`, on a task with a step log, a pending signal and an approval."""
-    from tether.models import StepKind, StepRecord, StepStatus
+    from tether.models import Approval, StepKind, StepRecord, StepStatus
     from tether.store import sql
-    from tether.store.base import Approval, OpenApproval, Release, StepWrite
+    from tether.store.base import OpenApproval, Release, StepWrite
 
     app = _app(pg_url)
     (sub,) = await store.submit(_tasks(app, 1), time.time())

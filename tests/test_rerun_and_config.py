@@ -10,7 +10,7 @@ import pytest
 
 from helpers import event_where
 from tether import ConfigError, Context, SchemaOutOfDate, TaskStatus, Tether, load_settings
-from tether.store.base import TaskFilter
+from tether.models import TaskFilter
 
 
 async def test_rerun_forks_a_linked_task_that_skips_finished_steps(

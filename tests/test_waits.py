@@ -12,7 +12,7 @@ import pytest
 from helpers import wait_status
 from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
 from tether.engine.approvals import Requirement, RiskPolicy
-from tether.store.base import ApprovalClosed
+from tether.errors import ApprovalClosed
 from tether.store.hub import Hub
 from tether.testing import TestEnvironment
 
@@ -192,7 +192,7 @@ async def test_approval_timeout_and_a_racing_decision_have_one_outcome() -> None
 
 
 def _pending() -> Any:
-    from tether.store.base import ApprovalFilter
+    from tether.models import ApprovalFilter
 
     return ApprovalFilter(status="pending")
 

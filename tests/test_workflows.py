@@ -23,7 +23,8 @@ from tether import (
     UnknownWorkflow,
     current_step,
 )
-from tether.store.base import Finish, StepWrite, TaskFilter
+from tether.models import TaskFilter
+from tether.store.base import Finish, StepWrite
 
 
 class Order(BaseModel):

@@ -33,9 +33,17 @@ from tether.errors import (
     UnknownWorkflow,
     UnserializableResult,
 )
-from tether.models import Event, StepRecord, Task, TaskError, TaskStatus, WaitReason
+from tether.models import (
+    Approval,
+    Event,
+    StepRecord,
+    Task,
+    TaskError,
+    TaskFilter,
+    TaskStatus,
+    WaitReason,
+)
 from tether.retry import RetryBudget, RetryPolicy
-from tether.store.base import Approval, TaskFilter
 
 __version__ = "0.1.0"
 

@@ -24,18 +24,10 @@ from tether.errors import (
     UnknownWorkflow,
 )
 from tether.ids import new_id
-from tether.models import StepRecord, Task, TaskStatus
+from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, TaskStatus
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
-from tether.store.base import (
-    Approval,
-    Claimed,
-    Eager,
-    NewTask,
-    SignalRecord,
-    Store,
-    TaskFilter,
-)
+from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.store.hub import TaskChange
 
 P = ParamSpec("P")

@@ -38,7 +38,8 @@ import jwt
 from tether.config import Settings
 from tether.errors import ConfigError, TetherError
 from tether.ids import new_id
-from tether.store.base import ApiKey, Store
+from tether.models import ApiKey
+from tether.store.base import Store
 
 
 class Role(StrEnum):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.models import Approval
 
 
 class TetherError(Exception):
@@ -66,6 +69,14 @@ class TaskNotFound(TetherError):
 
 class InvalidTransition(TetherError):
     """The requested change is not allowed in the task's current state."""
+
+
+class ApprovalClosed(InvalidTransition):
+    """The approval is no longer open; `approval` holds the outcome that stands."""
+
+    def __init__(self, message: str, approval: Approval) -> None:
+        super().__init__(message)
+        self.approval = approval
 
 
 class Transient(Exception):

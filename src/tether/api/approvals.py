@@ -21,8 +21,8 @@ from tether.api.problems import PROBLEM_TYPE, ProblemError, problem_body, respon
 from tether.api.schemas import StepOut, TaskOut
 from tether.app import Tether
 from tether.auth import Permission, Principal
-from tether.errors import InvalidTransition, TaskNotFound
-from tether.store.base import Approval, ApprovalClosed, ApprovalFilter
+from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
+from tether.models import Approval, ApprovalFilter
 
 router = APIRouter(prefix="/v1", tags=["approvals"])
 

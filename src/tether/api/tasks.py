@@ -28,8 +28,8 @@ from tether.api.schemas import (
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import InputValidationError, UnknownWorkflow
-from tether.models import TaskStatus
-from tether.store.base import NewTask, TaskFilter
+from tether.models import TaskFilter, TaskStatus
+from tether.store.base import NewTask
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 

@@ -33,8 +33,8 @@ from tether.cli.common import (
 )
 from tether.cli.root import cli
 from tether.cli.tasks import parse_json
-from tether.errors import TaskNotFound
-from tether.store.base import Approval, ApprovalClosed, ApprovalFilter
+from tether.errors import ApprovalClosed, TaskNotFound
+from tether.models import Approval, ApprovalFilter
 
 STATUSES = ("pending", "approved", "rejected", "all")
 

@@ -27,8 +27,7 @@ from tether.cli.common import (
     task_json,
 )
 from tether.cli.root import cli
-from tether.models import StepRecord, Task, TaskStatus
-from tether.store.base import TaskFilter
+from tether.models import StepRecord, Task, TaskFilter, TaskStatus
 
 
 def parse_json(text: str, what: str) -> Any:

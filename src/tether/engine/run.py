@@ -38,9 +38,17 @@ from tether.errors import (
     is_transient,
 )
 from tether.ids import new_id
-from tether.models import StepKind, StepRecord, StepStatus, TaskError, TaskStatus, WaitReason
+from tether.models import (
+    Approval,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    TaskError,
+    TaskStatus,
+    WaitReason,
+)
 from tether.retry import RetryPolicy
-from tether.store.base import Approval, Claimed, Finish, Op, OpenApproval, StepWrite, Suspend
+from tether.store.base import Claimed, Finish, Op, OpenApproval, StepWrite, Suspend
 
 if TYPE_CHECKING:
     from tether.engine.worker import Worker

@@ -13,8 +13,19 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.errors import InvalidTransition
-from tether.models import Event, StepRecord, Task, TaskError, TaskStatus, WaitReason
+from tether.models import (
+    ApiKey,
+    Approval,
+    ApprovalFilter,
+    Event,
+    SignalRecord,
+    StepRecord,
+    Task,
+    TaskError,
+    TaskFilter,
+    TaskStatus,
+    WaitReason,
+)
 from tether.store.hub import Hub
 
 
@@ -60,50 +71,6 @@ class Eager:
     lease_until: float
     limit: int
     queues: list[str]
-
-
-@dataclass
-class SignalRecord:
-    """A signal sent to a task, consumed by the workflow's `wait_for_signal` in id order."""
-
-    id: int
-    task_id: str
-    name: str
-    payload: Any
-    created_at: float
-    consumed_seq: int | None = None
-
-
-@dataclass
-class Approval:
-    """A request for human approval and its decisions."""
-
-    id: str
-    task_id: str
-    tenant: str
-    seq: int
-    status: str  # pending | approved | rejected
-    risk: str
-    request: dict[str, Any]
-    required: int
-    submitter: str | None
-    created_at: float
-    expires_at: float | None = None
-    on_timeout: str = "reject"
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    resolution: str | None = None  # reviewer | auto | sampled | timeout
-    changes: dict[str, Any] | None = None
-    reason: str | None = None
-    decided_at: float | None = None
-    workflow: str | None = None
-
-
-class ApprovalClosed(InvalidTransition):
-    """The approval is no longer open; `approval` holds the outcome that stands."""
-
-    def __init__(self, message: str, approval: Approval) -> None:
-        super().__init__(message)
-        self.approval = approval
 
 
 @dataclass
@@ -180,46 +147,6 @@ class Release:
 
 
 Op = StepWrite | OpenApproval | Finish | Suspend | Release
-
-
-@dataclass
-class TaskFilter:
-    """Criteria for listing tasks; all optional except the tenant (None = all tenants)."""
-
-    tenant: str | None = None
-    status: list[TaskStatus] | None = None
-    workflow: str | None = None
-    correlation_id: str | None = None
-    created_after: float | None = None
-    created_before: float | None = None
-    forked_from: str | None = None
-    error_fingerprint: str | None = None
-    after_id: str | None = None
-    """Cursor: return tasks with ids smaller than this one (newest first)."""
-    limit: int = 50
-
-
-@dataclass
-class ApiKey:
-    """A machine credential for the HTTP API. Only a hash of its secret is stored."""
-
-    id: str
-    tenant: str
-    name: str
-    roles: list[str]
-    secret_hash: str
-    created_at: float
-    revoked_at: float | None = None
-
-
-@dataclass
-class ApprovalFilter:
-    """Criteria for the approval inbox."""
-
-    tenant: str | None = None
-    status: str | None = None
-    risk: str | None = None
-    limit: int = 100
 
 
 EVENT_SETTLE_SECONDS = 6.0

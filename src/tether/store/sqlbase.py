@@ -13,25 +13,30 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tether.errors import IdempotencyConflict
-from tether.models import Event, StepRecord, Task, TaskStatus, WaitReason
-from tether.store import sql
-from tether.store.base import (
+from tether.errors import ApprovalClosed, IdempotencyConflict
+from tether.models import (
     ApiKey,
     Approval,
-    ApprovalClosed,
     ApprovalFilter,
+    Event,
+    SignalRecord,
+    StepRecord,
+    Task,
+    TaskFilter,
+    TaskStatus,
+    WaitReason,
+)
+from tether.store import sql
+from tether.store.base import (
     Claimed,
     Eager,
     Finish,
     NewTask,
     Op,
     Release,
-    SignalRecord,
     Store,
     Submitted,
     Suspend,
-    TaskFilter,
 )
 from tether.store.hub import Hub, TaskChange
 

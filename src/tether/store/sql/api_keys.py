@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tether import serde
-from tether.store.base import ApiKey
+from tether.models import ApiKey
 from tether.store.sql.core import Conn
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from tether import serde
-from tether.errors import InvalidTransition, TaskNotFound
-from tether.store.base import Approval, ApprovalClosed, ApprovalFilter
+from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
+from tether.models import Approval, ApprovalFilter
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
     INSERT_EVENT,

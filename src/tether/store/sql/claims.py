@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.models import StepRecord
-from tether.store.base import Approval, Claimed, SignalRecord
+from tether.models import Approval, SignalRecord, StepRecord
+from tether.store.base import Claimed
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
     EVENT_COLUMNS,

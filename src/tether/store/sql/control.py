@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tether import serde
 from tether.errors import InvalidTransition
-from tether.models import Task
-from tether.store.base import NewTask, SignalRecord
+from tether.models import SignalRecord, Task
+from tether.store.base import NewTask
 from tether.store.sql.core import (
     INSERT_EVENT,
     STEP_COLUMNS,

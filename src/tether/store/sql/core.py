@@ -10,7 +10,9 @@ from typing import Any, Protocol
 from tether import serde
 from tether.errors import TaskNotFound
 from tether.models import (
+    Approval,
     Event,
+    SignalRecord,
     StepKind,
     StepRecord,
     StepStatus,
@@ -19,7 +21,6 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
-from tether.store.base import Approval, SignalRecord
 
 Row = Mapping[str, Any]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import StepStatus
-from tether.store.base import Approval, Finish, Op, OpenApproval, Release, StepWrite, Suspend
+from tether.models import Approval, StepStatus
+from tether.store.base import Finish, Op, OpenApproval, Release, StepWrite, Suspend
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
     INSERT_EVENT,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tether.models import Event, StepRecord, Task
-from tether.store.base import TaskFilter
+from tether.models import Event, StepRecord, Task, TaskFilter
 from tether.store.sql.core import (
     EVENT_COLUMNS,
     STEP_COLUMNS,

@@ -1,8 +1,8 @@
-"""The records users see: tasks, steps, events, approvals. Plain data, no I/O."""
+"""Tasks: their states, why they wait, how they failed, and how to list them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -33,26 +33,6 @@ class WaitReason(StrEnum):
     TIMER = "timer"
     RETRY_BACKOFF = "retry_backoff"
     RATE_LIMIT = "rate_limit"
-
-
-class StepKind(StrEnum):
-    """What produced an entry of the step log."""
-
-    STEP = "step"
-    NOW = "now"
-    UUID = "uuid"
-    RANDOM = "random"
-    SLEEP = "sleep"
-    SIGNAL = "signal"
-    APPROVAL = "approval"
-
-
-class StepStatus(StrEnum):
-    """Outcome of a step-log entry. `pending` marks a wait or a retry in backoff."""
-
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 @dataclass
@@ -120,37 +100,17 @@ class Task:
 
 
 @dataclass
-class StepRecord:
-    """One entry of a task's step log."""
+class TaskFilter:
+    """Criteria for listing tasks; all optional except the tenant (None = all tenants)."""
 
-    task_id: str
-    seq: int
-    name: str
-    kind: StepKind
-    status: StepStatus
-    attempts: int = 1
-    result: Any = None
-    error: TaskError | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    wake_at: float | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Event:
-    """One append-only entry of the audit log: a transition or a step outcome."""
-
-    id: int
-    task_id: str
-    tenant: str
-    at: float
-    type: str
-    prior_status: str | None = None
-    new_status: str | None = None
-    attempt: int | None = None
-    worker: str | None = None
-    step: str | None = None
-    error_class: str | None = None
-    decision: str | None = None
-    data: dict[str, Any] | None = None
+    tenant: str | None = None
+    status: list[TaskStatus] | None = None
+    workflow: str | None = None
+    correlation_id: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    forked_from: str | None = None
+    error_fingerprint: str | None = None
+    after_id: str | None = None
+    """Cursor: return tasks with ids smaller than this one (newest first)."""
+    limit: int = 50

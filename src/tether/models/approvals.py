@@ -1,0 +1,40 @@
+"""Requests for human approval, their decisions, and how to list them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Approval:
+    """A request for human approval and its decisions."""
+
+    id: str
+    task_id: str
+    tenant: str
+    seq: int
+    status: str  # pending | approved | rejected
+    risk: str
+    request: dict[str, Any]
+    required: int
+    submitter: str | None
+    created_at: float
+    expires_at: float | None = None
+    on_timeout: str = "reject"
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    resolution: str | None = None  # reviewer | auto | sampled | timeout
+    changes: dict[str, Any] | None = None
+    reason: str | None = None
+    decided_at: float | None = None
+    workflow: str | None = None
+
+
+@dataclass
+class ApprovalFilter:
+    """Criteria for the approval inbox."""
+
+    tenant: str | None = None
+    status: str | None = None
+    risk: str | None = None
+    limit: int = 100
