@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench venv clean
+.PHONY: demo test lint typecheck contracts bench venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint typecheck contracts
 	$(BIN)/pytest
 
 bench: $(STAMP)

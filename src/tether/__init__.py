@@ -15,6 +15,7 @@ from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
 from tether.engine.context import Context, Decision, StepInfo, current_step
 from tether.engine.worker import Worker
 from tether.errors import (
+    ApprovalClosed,
     BudgetExceeded,
     ConfigError,
     DeadlineExceeded,
@@ -35,7 +36,9 @@ from tether.errors import (
 )
 from tether.models import (
     Approval,
+    ApprovalFilter,
     Event,
+    SignalRecord,
     StepRecord,
     Task,
     TaskError,
@@ -49,6 +52,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Approval",
+    "ApprovalClosed",
+    "ApprovalFilter",
     "BudgetExceeded",
     "Client",
     "Clock",
@@ -69,6 +74,7 @@ __all__ = [
     "RiskPolicy",
     "SchemaOutOfDate",
     "Settings",
+    "SignalRecord",
     "StepFailed",
     "StepInfo",
     "StepRecord",
