@@ -29,8 +29,6 @@ from tether.models import (
     StepStatus,
     Task,
     TaskError,
-    TaskStatus,
-    WaitReason,
 )
 
 POLL_START = 1.0
@@ -54,36 +52,8 @@ class NotFoundError(ApiError, TaskNotFound):
 
 
 def task_from_json(data: Mapping[str, Any]) -> Task:
-    """A `Task` from the API's JSON."""
-    progress = data.get("progress") or {}
-    reason = data.get("wait_reason")
-    return Task(
-        id=data["id"],
-        tenant=data["tenant"],
-        workflow=data["workflow"],
-        workflow_version=data["workflow_version"],
-        queue=data["queue"],
-        priority=data["priority"],
-        status=TaskStatus(data["status"]),
-        input=data.get("input"),
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-        wait_reason=WaitReason(reason) if reason else None,
-        result=data.get("result"),
-        error=TaskError.from_json(data.get("error")),
-        idempotency_key=data.get("idempotency_key"),
-        correlation_id=data.get("correlation_id"),
-        created_by=data.get("created_by"),
-        attempt=data.get("attempt", 0),
-        run_at=data.get("run_at"),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        deadline=data.get("deadline"),
-        forked_from=data.get("forked_from"),
-        steps_done=progress.get("steps_done", 0),
-        current_step=progress.get("current_step"),
-        cancel_requested=bool(data.get("cancel_requested", False)),
-    )
+    """A `Task` from the API's JSON (`Task.from_json`)."""
+    return Task.from_json(data)
 
 
 def event_from_json(data: Mapping[str, Any]) -> Event:

@@ -170,35 +170,11 @@ class TaskOut(BaseModel):
     run_at: float | None = None
     cancel_requested: bool = False
     forked_from: str | None = None
+    fork_from_seq: int | None = None
 
     @classmethod
     def of(cls, t: Task) -> TaskOut:
-        return cls(
-            id=t.id,
-            workflow=t.workflow,
-            workflow_version=t.workflow_version,
-            tenant=t.tenant,
-            status=t.status,
-            wait_reason=str(t.wait_reason) if t.wait_reason else None,
-            input=t.input,
-            result=t.result,
-            error=ErrorOut.of(t.error),
-            progress=Progress(current_step=t.current_step, steps_done=t.steps_done),
-            queue=t.queue,
-            priority=t.priority,
-            attempt=t.attempt,
-            idempotency_key=t.idempotency_key,
-            correlation_id=t.correlation_id,
-            created_by=t.created_by,
-            created_at=t.created_at,
-            updated_at=t.updated_at,
-            started_at=t.started_at,
-            finished_at=t.finished_at,
-            deadline=t.deadline,
-            run_at=t.run_at,
-            cancel_requested=t.cancel_requested,
-            forked_from=t.forked_from,
-        )
+        return cls.model_validate(t.to_json())
 
 
 class TaskList(BaseModel):

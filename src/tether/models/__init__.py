@@ -6,6 +6,7 @@ from tether.models.approvals import Approval, ApprovalFilter
 from tether.models.events import Event
 from tether.models.steps import SignalRecord, StepKind, StepRecord, StepStatus
 from tether.models.tasks import (
+    TASK_FIELDS,
     TERMINAL,
     Task,
     TaskError,
@@ -15,6 +16,7 @@ from tether.models.tasks import (
 )
 
 __all__ = [
+    "TASK_FIELDS",
     "TERMINAL",
     "ApiKey",
     "Approval",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -97,6 +98,40 @@ class Task:
     steps_done: int = 0
     current_step: str | None = None
     cancel_requested: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The task as the HTTP API shows it (and the client reads it back): every field,
+        with `steps_done` and `current_step` grouped as `progress`."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["status"] = str(self.status)
+        data["wait_reason"] = None if self.wait_reason is None else str(self.wait_reason)
+        data["error"] = None if self.error is None else self.error.to_json()
+        data["progress"] = {
+            "current_step": data.pop("current_step"),
+            "steps_done": data.pop("steps_done"),
+        }
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Task:
+        """The inverse of `to_json` (fields missing from `data` take their defaults)."""
+        values = {k: data[k] for k in _FIELD_NAMES if k in data}
+        progress = data.get("progress") or {}
+        values["steps_done"] = progress.get("steps_done", data.get("steps_done", 0))
+        values["current_step"] = progress.get("current_step", data.get("current_step"))
+        values["input"] = data.get("input")
+        values["status"] = TaskStatus(data["status"])
+        reason = data.get("wait_reason")
+        values["wait_reason"] = WaitReason(reason) if reason else None
+        values["error"] = TaskError.from_json(data.get("error"))
+        values["cancel_requested"] = bool(data.get("cancel_requested", False))
+        return cls(**values)
+
+
+TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task))
+"""The task's fields, declared once (by `Task`): the store's column list and the API's
+task view derive from it."""
+_FIELD_NAMES = frozenset(TASK_FIELDS)
 
 
 @dataclass

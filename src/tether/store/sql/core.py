@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from tether import serde
 from tether.errors import TaskNotFound
 from tether.models import (
+    TASK_FIELDS,
     Approval,
     Event,
     SignalRecord,
@@ -82,12 +83,8 @@ POSTGRES = Dialect(
     ),
 )
 
-TASK_COLUMNS = (
-    "id, tenant, workflow, workflow_version, queue, priority, status, wait_reason, input, "
-    "result, error, idempotency_key, correlation_id, created_by, attempt, run_at, "
-    "started_at, finished_at, deadline, forked_from, fork_from_seq, steps_done, "
-    "current_step, cancel_requested, created_at, updated_at"
-)
+TASK_COLUMNS = ", ".join(TASK_FIELDS)
+"""Every column a `Task` is read from: its fields, one column each."""
 STEP_COLUMNS = (
     "task_id, seq, name, kind, status, attempts, result, error, started_at, finished_at, "
     "wake_at, meta"
