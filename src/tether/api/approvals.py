@@ -23,6 +23,7 @@ from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
 from tether.models import Approval, ApprovalFilter
+from tether.services import approvals
 
 router = APIRouter(prefix="/v1", tags=["approvals"])
 
@@ -174,8 +175,7 @@ def _conflict(request: Request, detail: str, approval: Approval) -> JSONResponse
 
 
 async def _approval(app: Tether, approval_id: str, who: Principal) -> Approval:
-    await app.open()
-    found = await app.store.get_approval(approval_id, who.tenant)
+    found = await approvals.get(app, approval_id, who.tenant)
     if found is None:
         raise ProblemError(404, "approval not found")
     return found
@@ -195,9 +195,8 @@ async def list_approvals(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ApprovalList:
     """The caller's tenant's approval requests, newest first, filtered by status/risk."""
-    await app.open()
-    found = await app.store.list_approvals(
-        ApprovalFilter(tenant=who.tenant, status=status, risk=risk, limit=limit)
+    found = await approvals.inbox(
+        app, ApprovalFilter(tenant=who.tenant, status=status, risk=risk, limit=limit)
     )
     return ApprovalList(items=[ApprovalOut.of(a) for a in found])
 
@@ -215,16 +214,13 @@ async def get_approval(
 ) -> ApprovalDetail:
     """Summary, evidence, impact, rollback, risk, required approvers, the decisions so
     far, and the task with its steps so far: what a reviewer needs to decide."""
-    approval = await _approval(app, approval_id, who)
-    try:
-        task = await app.get(approval.task_id, tenant=who.tenant)
-        steps = await app.store.get_steps(approval.task_id)
-    except TaskNotFound:  # purged between the two reads
-        raise ProblemError(404, "approval not found") from None
+    found = await approvals.review(app, approval_id, who.tenant)
+    if found is None:
+        raise ProblemError(404, "approval not found")
     return ApprovalDetail(
-        **ApprovalOut.of(approval).model_dump(),
-        task=TaskOut.of(task),
-        steps=[StepOut.of(s) for s in steps],
+        **ApprovalOut.of(found.approval).model_dump(),
+        task=TaskOut.of(found.task),
+        steps=[StepOut.of(s) for s in found.steps],
     )
 
 

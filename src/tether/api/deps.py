@@ -16,7 +16,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from tether.api.problems import ProblemError
 from tether.app import Tether
-from tether.auth import AuthError, Permission, Principal, TokenVerifier, verify_api_key
+from tether.auth import AuthError, Permission, Principal, TokenVerifier
+from tether.services import api_keys
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -45,7 +46,7 @@ async def principal(
     if bearer is not None and bearer.credentials:
         who = await verifier.verify(bearer.credentials)
     elif api_key:
-        who = await verify_api_key(tether_app(request).store, api_key)
+        who = await api_keys.verify(tether_app(request), api_key)
     elif request.headers.get("authorization"):
         raise AuthError("unsupported Authorization scheme (use Bearer)")
     else:

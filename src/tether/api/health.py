@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from tether.api.deps import tether_app
 from tether.api.problems import problem, responses
 from tether.api.schemas import Health
 from tether.app import Tether
+from tether.services import health
 
 router = APIRouter(tags=["health"])
 
@@ -44,14 +44,13 @@ class QueueMetrics:
         if time.monotonic() - self._refreshed_at < self.MIN_REFRESH:
             return
         self._refreshed_at = time.monotonic()
-        counts = await app.store.count_by_status()
-        oldest = await app.store.oldest_queued(time.time())
+        queues = await health.queues(app)
         self.depth.clear()
-        for (queue, status), n in counts.items():
+        for (queue, status), n in queues.counts.items():
             self.depth.labels(queue, status).set(n)
         self.oldest.clear()
-        for queue in {q for q, _ in counts} | set(oldest):
-            self.oldest.labels(queue).set(oldest.get(queue, 0.0))
+        for queue in {q for q, _ in queues.counts} | set(queues.oldest):
+            self.oldest.labels(queue).set(queues.oldest.get(queue, 0.0))
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -68,9 +67,7 @@ async def healthz() -> Health:
 )
 async def readyz(app: Annotated[Tether, Depends(tether_app)]) -> Any:
     """The database answers."""
-    try:
-        await asyncio.wait_for(app.store.schema_version(), READY_TIMEOUT)
-    except Exception:
+    if not await health.database_ready(app, READY_TIMEOUT):
         return problem(503, "the database is not reachable")
     return Health(status="ok")
 

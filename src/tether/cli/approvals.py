@@ -35,6 +35,7 @@ from tether.cli.root import cli
 from tether.cli.tasks import parse_json
 from tether.errors import ApprovalClosed, TaskNotFound
 from tether.models import Approval, ApprovalFilter
+from tether.services import approvals as approval_service
 
 STATUSES = ("pending", "approved", "rejected", "all")
 
@@ -111,7 +112,7 @@ def approvals(
 
     async def go() -> list[Approval]:
         async with tether_app:
-            return await tether_app.store.list_approvals(flt)
+            return await approval_service.inbox(tether_app, flt)
 
     found = run(go())
     if json:

@@ -36,7 +36,7 @@ from tether.errors import (
     UnknownWorkflow,
 )
 from tether.models import Task
-from tether.store import open_store
+from tether.services import admin
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -178,8 +178,7 @@ def build_app(env: Env, *, required: bool = False) -> Tether:
     if env.settings.app:
         app = import_app(env.settings.app)
         if env.database_url_flag and env.database_url_flag != app.settings.database_url:
-            app.store = open_store(env.database_url_flag)
-            app.settings = app.settings.model_copy(update={"database_url": env.database_url_flag})
+            admin.use_database(app, env.database_url_flag)
         return app
     if required:
         raise CLIError("no app given: pass --app pkg.module:attr or set TETHER_APP", EXIT_USAGE)

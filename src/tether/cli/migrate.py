@@ -14,7 +14,7 @@ from tether.cli.common import (
     run,
 )
 from tether.cli.root import cli
-from tether.store.base import Store
+from tether.services import admin
 
 
 @cli.command()
@@ -22,20 +22,10 @@ from tether.store.base import Store
 def migrate(ctx: typer.Context, app: AppOpt = None, database_url: DatabaseOpt = None) -> None:
     """Bring the database schema up to date (safe to run again, and concurrently)."""
     env = resolve(ctx, app, database_url)
-    store = build_app(env).store
-
-    async def go(store: Store) -> tuple[int, list[int], int]:
-        await store.open(check_schema=False)
-        try:
-            before = await store.schema_version()
-            applied = await store.migrate()
-            after = await store.schema_version()
-            return before, applied, after
-        finally:
-            await store.close()
-
-    with console.status(f"migrating {store.url_for_display or env.settings.database_url} ..."):
-        before, applied, after = run(go(store))
+    tether_app = build_app(env)
+    with console.status(f"migrating {admin.database(tether_app)} ..."):
+        done = run(admin.migrate(tether_app))
+    before, applied, after = done.before, done.applied, done.after
     if applied:
         versions = ", ".join(str(v) for v in applied)
         console.print(f"[green]migrated[/] schema {before} → {after} (applied: {versions})")

@@ -8,7 +8,6 @@ local secret (`.tether/dev-secret`) and prints a ready admin token.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -29,6 +28,7 @@ from tether.cli.common import (
 )
 from tether.cli.root import cli
 from tether.config import Settings
+from tether.services import api_keys
 
 RoleOpt = Annotated[
     list[str],
@@ -136,15 +136,13 @@ def apikey_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key; its secret is printed once and never stored."""
-    from tether.auth import create_api_key
-
     env = resolve(ctx, database_url=database_url, tenant=tenant)
     tether_app = build_app(env)
 
     async def go() -> tuple[str, str]:
         await tether_app.open()
         try:
-            return await create_api_key(tether_app.store, env.tenant, role, name)
+            return await api_keys.create(tether_app, env.tenant, role, name)
         finally:
             await tether_app.close()
 
@@ -174,7 +172,7 @@ def apikey_revoke(
     async def go() -> bool:
         await tether_app.open()
         try:
-            return await tether_app.store.revoke_api_key(key_id, env.tenant, time.time())
+            return await api_keys.revoke(tether_app, key_id, env.tenant)
         finally:
             await tether_app.close()
 

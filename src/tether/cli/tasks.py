@@ -92,7 +92,7 @@ def submit(
 async def _task_and_steps(app: Tether, task_id: str, tenant: str) -> tuple[Task, list[StepRecord]]:
     async with app:
         task = await app.get(task_id, tenant=tenant)
-        return task, await app.store.get_steps(task_id)
+        return task, await app.steps(task_id, tenant=tenant)
 
 
 @cli.command()

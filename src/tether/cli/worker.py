@@ -30,6 +30,7 @@ from tether.cli.common import (
     run,
 )
 from tether.cli.root import cli
+from tether.services import admin
 
 
 @cli.command()
@@ -120,7 +121,7 @@ async def _serve(
         err_console.print(
             f"worker [bold]{w.id}[/] on queues {','.join(w.queues)} "
             f"(concurrency {w.concurrency}, lease {w.lease_ttl:g}s) "
-            f"· database {app.store.url_for_display or app.settings.database_url}"
+            f"· database {admin.database(app)}"
         )
         await stop.wait()
         await w.stop()
