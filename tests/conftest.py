@@ -119,3 +119,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("TETHER_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+# Tiers ------------------------------------------------------------------------------
+# Each folder under tests/ is a tier, and every test in it carries that tier's marker,
+# so `pytest -m unit` (or `-m "not processes"`) picks tiers without listing paths.
+TIERS = ("unit", "store", "engine", "api", "cli", "processes")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = ROOT / "tests"
+    for item in items:
+        parts = item.path.relative_to(tests_dir).parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(parts[0])
