@@ -1,7 +1,8 @@
 """A Tether app for the multi-process PostgreSQL tests
-(tests/processes/test_postgres_multiprocess.py, tests/processes/test_postgres_restart.py). Its one step records every execution in side tables of
-the same database: `mp_runs` (when, on which worker), `mp_executions` (every run) and
-`mp_effects` (UNIQUE per idempotency key: the effectively-once side effect)."""
+(tests/processes/test_postgres_multiprocess.py, tests/processes/test_postgres_restart.py).
+Its one step records every execution in side tables of the same database: `mp_runs`
+(when, on which worker), `mp_executions` (every run) and `mp_effects` (UNIQUE per
+idempotency key: the effectively-once side effect)."""
 
 from __future__ import annotations
 
