@@ -14,29 +14,21 @@ from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
 from tether.engine.approvals import PolicyBook
 from tether.engine.context import current_context
-from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, submission_hash
+from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn
 from tether.engine.worker import Worker
-from tether.errors import (
-    Classifier,
-    TaskCancelledError,
-    TaskFailedError,
-    TaskNotFound,
-    UnknownWorkflow,
-)
+from tether.errors import Classifier, TaskNotFound, UnknownWorkflow
+from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, TaskStatus
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
-from tether.store.hub import TaskChange
+from tether.submission import submission_hash
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-WAIT_POLL_FIRST = 0.25
-"""Seconds before `TaskHandle.wait` first re-reads the task without a notification."""
-WAIT_POLL_MAX = 2.0
-"""Longest interval between those re-reads (the interval doubles up to it)."""
+__all__ = ["WAIT_POLL_FIRST", "WAIT_POLL_MAX", "TaskHandle", "Tether"]
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -45,87 +37,6 @@ def _seconds(value: float | timedelta | None) -> float | None:
 
 def _timestamp(value: datetime | float | None) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else value
-
-
-class TaskHandle:
-    """A submitted task: its id, and ways to follow it."""
-
-    def __init__(self, app: Tether, task: Task, created: bool = True) -> None:
-        self.app = app
-        self.id = task.id
-        self.tenant = task.tenant
-        self.created = created
-        """False when the idempotency key matched an existing task."""
-        self.initial = task
-
-    def __repr__(self) -> str:
-        return f"TaskHandle({self.id!r})"
-
-    async def status(self) -> Task:
-        """The task as stored now."""
-        task = await self.app.get(self.id, tenant=self.tenant)
-        return task
-
-    async def wait(self, timeout: float | None = None) -> Task:
-        """Wait until the task ends (any terminal state) and return it."""
-        ended = await self._ended(timeout)
-        if isinstance(ended, Task):
-            return ended
-        task = await self.app.store.get_task(self.id, self.tenant)
-        if task is None:
-            raise TaskNotFound(self.id)
-        return task
-
-    async def result(self, timeout: float | None = None) -> Any:
-        """Wait for the task and return its result; raise `TaskFailedError` or
-        `TaskCancelledError` when it did not succeed, `TimeoutError` after `timeout`."""
-        ended = await self._ended(timeout)
-        if isinstance(ended, Task):
-            status, result, err = ended.status, ended.result, ended.error
-        else:
-            status, result, err = TaskStatus(ended.status), serde.loads(ended.result), ended.error
-        if status == TaskStatus.SUCCEEDED:
-            return result
-        if status == TaskStatus.CANCELLED:
-            raise TaskCancelledError(f"task {self.id} was cancelled")
-        raise TaskFailedError(
-            self.id,
-            err.type if err else "Error",
-            err.message if err else "failed",
-            err.step if err else None,
-        )
-
-    async def _ended(self, timeout: float | None) -> Task | TaskChange:
-        """The ended task as read, or the end announced by this process's own commit."""
-        store = self.app.store
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        # A change committed in this process (or announced by PostgreSQL NOTIFY) resolves
-        # the hub's future at once; polling is only the fallback (a worker in another
-        # process on SQLite), so it starts late: polls of many waiters would otherwise
-        # queue up behind the workers' writes on the database thread.
-        poll = WAIT_POLL_FIRST
-        while True:
-            # Subscribe before reading, so a change between the two is not missed.
-            fut = store.hub.wait_task(self.id)
-            try:
-                task = await store.get_task(self.id, self.tenant)
-                if task is None:
-                    raise TaskNotFound(self.id)
-                if task.status.terminal:
-                    return task
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"task {self.id} did not finish in {timeout}s")
-                wait = poll if remaining is None else min(poll, remaining)
-                await asyncio.wait({fut}, timeout=wait)
-                poll = min(poll * 2, WAIT_POLL_MAX)
-                if fut.done() and fut.result().ended:
-                    return fut.result()
-                # No news within the poll interval, or a change that is not the end
-                # (or an end another process announced): read the task again.
-            finally:
-                store.hub.forget(self.id, fut)
 
 
 class Tether:
@@ -339,8 +250,8 @@ class Tether:
         digest = ""
         if idempotency_key is not None:
             digest = submission_hash(
+                wf.name,
                 encoded,
-                workflow=wf.name,
                 queue=queue or wf.queue,
                 priority=priority,
                 correlation_id=correlation_id,

@@ -1,15 +1,17 @@
 """Event endpoints: a task's events (JSON or server-sent events) and the tenant's feed.
 
 Event ids are the store's increasing integer ids, so `after=N` and `Last-Event-ID: N`
-mean the same thing: everything after event N. The SSE stream wakes on the store hub
-(a change of the task in this process, or a PostgreSQL NOTIFY) with a short poll as the
-fallback, and ends once the task has ended and its last event was sent.
+mean the same thing: everything after event N. The SSE stream follows the task with
+`tether.follow.follow_task`: it wakes on the store hub (a change of the task in this
+process, or a PostgreSQL NOTIFY) with a short poll as the fallback, and ends once the
+task has ended and its last event was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Annotated, Any
 
 import orjson
@@ -21,7 +23,8 @@ from tether.api.problems import responses
 from tether.api.schemas import EventList, EventOut
 from tether.app import Tether
 from tether.auth import Permission, Principal
-from tether.store.base import events_complete, is_final_event
+from tether.errors import TaskNotFound
+from tether.follow import follow_task
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -41,38 +44,22 @@ async def task_event_stream(
     app: Tether, task_id: str, tenant: str, after: int
 ) -> AsyncIterator[bytes]:
     """SSE frames of a task's events after `after`, until the task has ended."""
-    store = app.store
     loop = asyncio.get_running_loop()
-    last, quiet_since, saw_final = after, loop.time(), False
+    quiet_since = loop.time()
     yield b"retry: 1000\n\n"
-    while True:
-        # Subscribe before reading, so a change between the reads is not missed.
-        fut = store.hub.wait_task(task_id)
+    rounds = follow_task(app.store, app.clock, task_id, tenant, after=after, poll=SSE_POLL)
+    async with aclosing(rounds):
         try:
-            task = await store.get_task(task_id, tenant)
-            if task is None:
-                return
-            while True:
-                events = await store.list_events(
-                    tenant=tenant, task_id=task_id, after=last, limit=PAGE
-                )
-                for e in events:
+            async for update in rounds:
+                for e in update.events:
                     yield sse_frame(EventOut.of(e))
-                    last = e.id
+                if update.events:
                     quiet_since = loop.time()
-                    saw_final = saw_final or is_final_event(e)
-                if len(events) < PAGE:
-                    break
-            # The status was read before the events: once it is terminal and its final
-            # event has been sent, nothing more can come.
-            if events_complete(task, saw_final, app.clock.now()):
-                return
-            await asyncio.wait({fut}, timeout=SSE_POLL)
-            if loop.time() - quiet_since >= SSE_KEEPALIVE:
-                quiet_since = loop.time()
-                yield b": keep-alive\n\n"
-        finally:
-            store.hub.forget(task_id, fut)
+                elif not update.ended and loop.time() - quiet_since >= SSE_KEEPALIVE:
+                    quiet_since = loop.time()
+                    yield b": keep-alive\n\n"
+        except TaskNotFound:
+            return  # purged while streaming: the stream simply ends
 
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {

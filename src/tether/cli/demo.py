@@ -12,7 +12,6 @@ The story, all on one SQLite file in the demo directory:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -33,6 +33,7 @@ from rich.table import Table
 from tether.cli.common import EXIT_ERROR, CLIError, console, handle_errors, run
 from tether.cli.root import cli
 from tether.cli.watch import describe
+from tether.follow import follow_task
 from tether.models import Event, StepKind, StepStatus, TaskStatus
 from tether.store import open_store
 
@@ -149,16 +150,9 @@ async def _story(workdir: Path, story: Story) -> bool:
         story.workers[w1.pid] = w1.name
         story.say(f"started [bold]worker-1[/] (pid {w1.pid}, lease {LEASE_TTL:g}s)")
 
-        after = 0
         extracted = 0
         n_docs = len(list((workdir / "docs").glob("*.md")))
-
-        async def events() -> list[Event]:
-            nonlocal after
-            out = await app.store.list_events(task_id=task_id, after=after)
-            if out:
-                after = out[-1].id
-            return out
+        tenant = handle.tenant
 
         def show(event: Event) -> None:
             line = describe(event)
@@ -166,23 +160,27 @@ async def _story(workdir: Path, story: Story) -> bool:
                 story.say(line)
 
         # Phase 1: run until the parallel extraction is done and the next step is running.
-        deadline = time.monotonic() + 40
-        while True:
-            for event in await events():
-                show(event)
-                if event.type == "step.succeeded" and event.step == "extract_facts":
-                    extracted += 1
-            if extracted >= n_docs and _in_flight(workdir, KILL_STEP):
-                break
-            task = await app.get(task_id)
-            if task.status.terminal:
-                story.say("[red]the task ended before the worker could be killed[/]")
-                return False
-            if w1.proc.poll() is not None:
-                raise CLIError(f"worker-1 exited early; see {w1.log_path}")
-            if time.monotonic() > deadline:
-                raise CLIError(f"worker-1 made no progress in 40s; see {w1.log_path}")
-            await asyncio.sleep(0.05)
+        # Worker-1 is another process on SQLite, so news comes from the (fast) poll, and
+        # the journal file the steps write is checked on each round.
+        rounds = follow_task(app.store, app.clock, task_id, tenant, after=0, poll=0.05, timeout=40)
+        after = 0
+        try:
+            async with aclosing(rounds):
+                async for update in rounds:
+                    after = update.cursor or after
+                    for event in update.events:
+                        show(event)
+                        if event.type == "step.succeeded" and event.step == "extract_facts":
+                            extracted += 1
+                    if extracted >= n_docs and _in_flight(workdir, KILL_STEP):
+                        break
+                    if update.ended:
+                        story.say("[red]the task ended before the worker could be killed[/]")
+                        return False
+                    if w1.proc.poll() is not None:
+                        raise CLIError(f"worker-1 exited early; see {w1.log_path}")
+        except TimeoutError:
+            raise CLIError(f"worker-1 made no progress in 40s; see {w1.log_path}") from None
 
         w1.proc.send_signal(signal.SIGKILL)
         w1.proc.wait()
@@ -212,20 +210,19 @@ async def _story(workdir: Path, story: Story) -> bool:
             f"started [bold]worker-2[/] (pid {w2.pid}); it takes over when worker-1's lease "
             f"expires (≤ {LEASE_TTL:g}s)"
         )
-        deadline = time.monotonic() + 60
-        while True:
-            for event in await events():
-                show(event)
-            task = await app.get(task_id)
-            if task.status.terminal:
-                for event in await events():
-                    show(event)
-                break
-            if w2.proc.poll() is not None:
-                raise CLIError(f"worker-2 exited early; see {w2.log_path}")
-            if time.monotonic() > deadline:
-                raise CLIError(f"the task did not finish in 60s; see {w2.log_path}")
-            await asyncio.sleep(0.05)
+        rounds = follow_task(
+            app.store, app.clock, task_id, tenant, after=after, poll=0.05, timeout=60
+        )
+        try:
+            async with aclosing(rounds):
+                async for update in rounds:
+                    for event in update.events:
+                        show(event)
+                    task = update.task  # the last update has the ended task
+                    if not update.ended and w2.proc.poll() is not None:
+                        raise CLIError(f"worker-2 exited early; see {w2.log_path}")
+        except TimeoutError:
+            raise CLIError(f"the task did not finish in 60s; see {w2.log_path}") from None
 
         code = _stop_worker(w2)
         story.say(f"SIGTERM worker-2: graceful stop, exit code {code}")

@@ -1,14 +1,15 @@
 """`tether watch ID`: follow a task step by step until it ends.
 
-Progress comes from the task's append-only event log (`store.list_events`), read every
-~200 ms and at once when this process's hub reports a change, so it works for tasks run
-by workers in other processes. Exit status: 0 succeeded, 1 failed, 3 cancelled.
+Progress comes from the task's append-only event log, followed with
+`tether.follow.follow_task`: read every ~200 ms and at once when this process's hub
+reports a change, so it works for tasks run by workers in other processes.
+Exit status: 0 succeeded, 1 failed, 3 cancelled.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Annotated
 
 import typer
@@ -29,8 +30,8 @@ from tether.cli.common import (
     styled_status,
 )
 from tether.cli.root import cli
+from tether.follow import follow_task
 from tether.models import Event, Task, TaskStatus
-from tether.store.base import events_complete, is_final_event
 
 POLL_SECONDS = 0.2
 RECORDED_KINDS = {"now", "uuid", "random"}
@@ -97,30 +98,16 @@ async def follow(
 ) -> Task:
     """Feed the task's events to `on_event` in order until it ends; return the task."""
     await app.open()
-    store = app.store
-    task = await app.get(task_id, tenant=tenant)
-    after, saw_final = 0, False
-    while True:
-        change = store.hub.wait_task(task_id)  # subscribe first: no change slips through
-        try:
-            while True:
-                events = await store.list_events(task_id=task_id, tenant=tenant, after=after)
-                for event in events:
-                    on_event(event)
-                    after = event.id
-                    saw_final = saw_final or is_final_event(event)
-                if not events:
-                    break
-            if events_complete(task, saw_final, app.clock.now()):
-                return task  # its final event was read after the terminal status was
-            fresh = await store.get_task(task_id, tenant)
-            if fresh is not None:
-                task = fresh
+    rounds = follow_task(app.store, app.clock, task_id, tenant, after=0, poll=poll)
+    async with aclosing(rounds):
+        async for update in rounds:
+            for event in update.events:
+                on_event(event)
+            if update.ended:
+                return update.task  # its final event was read after the terminal status
             if on_poll is not None:
-                on_poll(task)
-            await asyncio.wait({change}, timeout=poll)
-        finally:
-            store.hub.forget(task_id, change)
+                on_poll(update.task)
+    raise AssertionError("follow_task stops only after an ended update")
 
 
 @cli.command()

@@ -10,13 +10,11 @@ build the arguments): a workflow `async def wf(ctx, a: int, b: str)` takes a JSO
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_origin, get_type_hints
 
-import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from tether import serde
@@ -117,16 +115,6 @@ class InputBinding:
                 workflow,
                 [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()],
             ) from None
-
-
-def submission_hash(encoded_input: str, **options: Any) -> str:
-    """A hash of what an idempotency key stands for: the input's canonical JSON and the
-    submission's options (workflow, queue, priority, ...), so that the same key with any
-    other submission is recognised as a conflict, not silently answered with the first."""
-    canonical = orjson.dumps(
-        {"input": orjson.loads(encoded_input), **options}, option=orjson.OPT_SORT_KEYS
-    )
-    return hashlib.sha256(canonical).hexdigest()
 
 
 @dataclass

@@ -1,0 +1,73 @@
+"""What "the same submission" means: one definition for every channel.
+
+An idempotency key stands for one submission (ADR 16, ADR 21, ADR 60). Python
+(`Tether.submit`), the CLI and the HTTP API all build their rows with
+`Tether.new_task`, which hashes the submission here, so a key sent once through one
+channel and again through another is a replay when the submission is the same and a
+conflict when it is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+HASH_PREFIX = "s1:"
+"""Marks hashes of this canonical form, so a later change of the form is recognisable."""
+
+
+def canonical_submission(
+    workflow: str,
+    encoded_input: str,
+    *,
+    queue: str,
+    priority: int,
+    correlation_id: str | None,
+    deadline: float | None,
+    run_at: float | None,
+) -> dict[str, Any]:
+    """The fields an idempotency key covers, as plain JSON values.
+
+    `encoded_input` is the stored JSON text (so a model, a dict and the same JSON over
+    HTTP compare equal); `queue` is the resolved queue (an omitted queue and the
+    workflow's own are the same); `deadline` and `run_at` are epoch seconds as given,
+    not the workflow's default deadline (that depends on the time of submission).
+    Tenant and creator are not part of it: the key is already scoped to the tenant, and
+    who sent a retry does not change what runs.
+    """
+    return {
+        "workflow": workflow,
+        "input": orjson.loads(encoded_input),
+        "queue": queue,
+        "priority": priority,
+        "correlation_id": correlation_id,
+        "deadline": deadline,
+        "run_at": run_at,
+    }
+
+
+def submission_hash(
+    workflow: str,
+    encoded_input: str,
+    *,
+    queue: str,
+    priority: int = 0,
+    correlation_id: str | None = None,
+    deadline: float | None = None,
+    run_at: float | None = None,
+) -> str:
+    """The hash stored with an idempotency key (`NewTask.input_hash`): SHA-256 of the
+    canonical submission's sorted-key JSON."""
+    form = canonical_submission(
+        workflow,
+        encoded_input,
+        queue=queue,
+        priority=priority,
+        correlation_id=correlation_id,
+        deadline=deadline,
+        run_at=run_at,
+    )
+    digest = hashlib.sha256(orjson.dumps(form, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return HASH_PREFIX + digest
