@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 # The API tests' live-server fixtures (a real uvicorn server on a fresh database).
-from api.conftest import server, start_server  # noqa: F401
 from api.live import LiveServer, auth
 from api.workflows import build_app
 from tether import IdempotencyConflict
@@ -19,7 +18,7 @@ BODY = {"workflow": "echo", "input": {"x": 5}, "priority": 3, "correlation_id": 
 DEADLINE = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-async def test_python_then_http_is_one_task(server: LiveServer) -> None:  # noqa: F811
+async def test_python_then_http_is_one_task(server: LiveServer) -> None:
     # A submitter of its own on the server's database: another caller, as a script is.
     app = build_app(server.settings.database_url, server.settings)
     try:
@@ -72,7 +71,7 @@ async def test_python_then_http_is_one_task(server: LiveServer) -> None:  # noqa
         await app.close()
 
 
-async def test_http_then_python_is_one_task(server: LiveServer) -> None:  # noqa: F811
+async def test_http_then_python_is_one_task(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, headers=auth("t1")) as http:
         first = await http.post("/v1/tasks", json=BODY, headers={"Idempotency-Key": "same-2"})
         assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers
