@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from tether import serde
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
-from tether.engine.approvals import PolicyBook
+from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.context import current_context
 from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn
 from tether.engine.worker import Worker
@@ -159,12 +159,22 @@ class Tether:
 
         return register(fn) if fn is not None else register
 
+    # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
     def registry_lookup(self, workflow: str) -> WorkflowDef:
+        """The registered workflow `workflow`; raises `UnknownWorkflow` otherwise."""
         wf = self.workflows.get(workflow)
         if wf is None:
             known = ", ".join(sorted(self.workflows)) or "none registered"
             raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
         return wf
+
+    def workflow_names(self) -> list[str]:
+        """The registered workflows, sorted: what this app's workers claim."""
+        return sorted(self.workflows)
+
+    def approval_policy(self, tenant: str, workflow: str) -> RiskPolicy:
+        """The risk policy for approvals of `workflow` for `tenant` (`policies`)."""
+        return self.policies.lookup(tenant, workflow)
 
     # life cycle -----------------------------------------------------------------------
     async def open(self) -> None:

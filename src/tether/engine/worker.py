@@ -19,20 +19,20 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
 from tether.engine.committer import Committer
 from tether.engine.retention import retention_loop
 from tether.engine.run import HOLD_LIMIT, TaskRun
+from tether.engine.run.log import RunLog
+from tether.engine.run.state import RunState
+from tether.engine.runtime import Runtime
 from tether.engine.threads import StepThreads
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
 from tether.store.base import Claimed, Release
-
-if TYPE_CHECKING:
-    from tether.app import Tether
 
 log = logging.getLogger("tether.worker")
 
@@ -51,11 +51,12 @@ def default_worker_id() -> str:
 
 
 class Worker:
-    """Runs tasks from `queues` with at most `concurrency` in flight."""
+    """Runs tasks from `queues` with at most `concurrency` in flight, for `runtime`
+    (its store, clock, workflows and policies: `tether.engine.runtime`)."""
 
     def __init__(
         self,
-        app: Tether,
+        runtime: Runtime,
         *,
         concurrency: int = 100,
         queues: list[str] | None = None,
@@ -71,7 +72,7 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.app = app
+        self.runtime = runtime
         self.concurrency = concurrency
         self.queues = queues or ["default"]
         self.id = worker_id or default_worker_id()
@@ -88,14 +89,14 @@ class Worker:
         `tether.engine.gc_threshold`, ADR 49)."""
         self._gc_held = False
         self._reserved = 0
-        self.committer = Committer(app.store, self.id, app.clock)
+        self.committer = Committer(runtime.store, self.id, runtime.clock)
         self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
-        self._concluding: set[TaskRun] = set()
+        self._concluding: set[RunState] = set()
         """Runs whose outcome is decided and handed to the committer: they hold no slot
         (their user code is done), only a lease until the outcome commits (ADR 46)."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._holding: dict[TaskRun, float] = {}
+        self._holding: dict[RunLog, float] = {}
         """Runs holding step results, with when to release them (in that order)."""
         self._hold_timer: asyncio.TimerHandle | None = None
         self._slot_freed = asyncio.Event()
@@ -107,7 +108,7 @@ class Worker:
 
     # public life cycle ----------------------------------------------------------------
     async def start(self) -> None:
-        await self.app.open()
+        await self.runtime.open()
         if self.gc_threshold and not self._gc_held:
             gc_threshold.hold(self.gc_threshold)
             self._gc_held = True
@@ -116,7 +117,7 @@ class Worker:
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
         if self.retention is not None:
             self._retention = asyncio.create_task(
-                retention_loop(self.app.store, self.app.clock, self.retention),
+                retention_loop(self.runtime.store, self.runtime.clock, self.retention),
                 name="tether-retention",
             )
         log.info("worker %s started on queues %s", self.id, ",".join(self.queues))
@@ -189,12 +190,12 @@ class Worker:
         """Claim again at `when` (a timer or backoff of a task this worker suspended),
         instead of up to one poll interval later. Far timers are left to polling, so
         a million sleeping tasks cost no memory here."""
-        if not isinstance(self.app.clock, SystemClock):
+        if not isinstance(self.runtime.clock, SystemClock):
             return
-        delay = when - self.app.clock.now()
+        delay = when - self.runtime.clock.now()
         if delay <= LOCAL_WAKE_HORIZON:
             loop = asyncio.get_running_loop()
-            loop.call_later(max(0.0, delay), self.app.store.hub.notify_work, queue)
+            loop.call_later(max(0.0, delay), self.runtime.store.hub.notify_work, queue)
 
     def run_sync(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -207,7 +208,7 @@ class Worker:
         self._slot_freed.set()
 
     async def _claim_loop(self) -> None:
-        hub = self.app.store.hub
+        hub = self.runtime.store.hub
         events = [hub.work_event(q) for q in self.queues]
         backoff = 0.1
         # Under load, wait until a quarter of the slots are free before claiming again
@@ -235,15 +236,15 @@ class Worker:
             gather_until = None
             for event in events:
                 event.clear()
-            now = self.app.clock.now()
+            now = self.runtime.clock.now()
             try:
-                claimed = await self.app.store.claim(
+                claimed = await self.runtime.store.claim(
                     self.id,
                     self.queues,
                     min(free, self.claim_batch),
                     now,
                     now + self.lease_ttl,
-                    sorted(self.app.workflows),
+                    self.runtime.workflow_names(),
                 )
                 backoff = 0.1
             except Exception as exc:
@@ -281,9 +282,9 @@ class Worker:
             await asyncio.sleep(interval)
             if not self._runs:
                 continue
-            now, sent = self.app.clock.now(), loop.time()
+            now, sent = self.runtime.clock.now(), loop.time()
             try:
-                held = await self.app.store.heartbeat(
+                held = await self.runtime.store.heartbeat(
                     self.id, list(self._runs), now, now + self.lease_ttl
                 )
             except Exception as exc:
@@ -318,7 +319,7 @@ class Worker:
     def _start(self, claimed: Claimed, claimed_at: float) -> None:
         task = claimed.task
         try:
-            wf = self.app.registry_lookup(task.workflow)
+            wf = self.runtime.registry_lookup(task.workflow)
         except UnknownWorkflow:
             # Claims name our workflows, so this is a safety net: hand it back for a
             # worker that has it (a rolling deploy), never fail it for our ignorance.
@@ -371,7 +372,7 @@ class Worker:
         if len(claimed) < reserved:
             self._slot_freed.set()
 
-    def hold(self, run: TaskRun) -> None:
+    def hold(self, run: RunLog) -> None:
         """`run` now holds step results (ADR 44): release them after HOLD_LIMIT unless it
         does so first (`unhold`). One timer for all runs, not one per held result."""
         loop = asyncio.get_running_loop()
@@ -380,7 +381,7 @@ class Worker:
         if self._hold_timer is None:
             self._hold_timer = loop.call_at(due, self._release_due_holds)
 
-    def unhold(self, run: TaskRun) -> None:
+    def unhold(self, run: RunLog) -> None:
         self._holding.pop(run, None)
 
     def _release_due_holds(self) -> None:
@@ -396,7 +397,7 @@ class Worker:
             del self._holding[run]
             run.release_held()
 
-    def concluding(self, run: TaskRun) -> None:
+    def concluding(self, run: RunState) -> None:
         """`run` has handed its final operation to the committer: free its slot now, so
         the next claim overlaps that commit instead of waiting for it."""
         self._concluding.add(run)

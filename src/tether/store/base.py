@@ -108,6 +108,16 @@ class OpenApproval:
 
 
 @dataclass
+class ExpireApproval:
+    """Apply the timeout of the approval `approval_id` (of this task) if it is still
+    pending; a decision that committed first stands. The run reads the outcome back."""
+
+    task_id: str
+    attempt: int
+    approval_id: str
+
+
+@dataclass
 class Finish:
     """Move the task to a terminal state, after recording `steps` (step results the
     workflow had not waited for: its last steps before returning) in the same
@@ -146,7 +156,7 @@ class Release:
     decision: str = "worker_shutdown"
 
 
-Op = StepWrite | OpenApproval | Finish | Suspend | Release
+Op = StepWrite | OpenApproval | ExpireApproval | Finish | Suspend | Release
 
 
 EVENT_SETTLE_SECONDS = 6.0

@@ -8,7 +8,16 @@ from typing import Any
 
 from tether import serde
 from tether.models import Approval, StepStatus
-from tether.store.base import Finish, Op, OpenApproval, Release, StepWrite, Suspend
+from tether.store.base import (
+    ExpireApproval,
+    Finish,
+    Op,
+    OpenApproval,
+    Release,
+    StepWrite,
+    Suspend,
+)
+from tether.store.sql.approvals import expire_approval
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
     INSERT_EVENT,
@@ -79,9 +88,13 @@ def in_task_order_by_kind(ops: Sequence[Op]) -> bool:
     come before at most one other operation, its last. The engine's batches almost
     always are so; not, for instance, a completion followed by the hand-back of a
     stopping worker, a record written after a hand-back, or two attempts of a task (a
-    stale run's late write). Such batches go through `apply_ops`."""
+    stale run's late write). Such batches go through `apply_ops`, and so do batches with
+    an approval's expiry (rare, and it locks and reads rows the set-based paths do not
+    know about)."""
     seen: dict[str, tuple[int, bool]] = {}  # task -> (attempt, has its last operation)
     for op in ops:
+        if isinstance(op, ExpireApproval):
+            return False
         prior = seen.get(op.task_id)
         if prior is not None and (prior[0] != op.attempt or prior[1]):
             return False
@@ -109,6 +122,10 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
     tenant = row["tenant"]
     if isinstance(op, OpenApproval):
         await _open_approval(conn, op.approval, op.attempt, worker, now)
+    elif isinstance(op, ExpireApproval):
+        # Fenced above (the task row is locked for this attempt); the shared expiry
+        # logic then closes it unless a decision committed first.
+        await expire_approval(conn, d, op.approval_id, now)
     elif isinstance(op, Suspend):
         # A cancellation requested while the task ran must not be parked with it: wake
         # it, and its next run ends it as cancelled.

@@ -1,0 +1,223 @@
+"""Steps: executing a step (or replaying its outcome), retries and failures.
+
+A step's outcome is committed before anything the workflow does next has an effect
+(held, ADR 44). A transient failure is retried after the policy's backoff: short ones
+wait in place, longer ones block the branch as a `retry_backoff` wait, so the task is
+suspended and the slot freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tether import serde
+from tether.engine.context import StepInfo, _current_context, _current_step
+from tether.engine.registry import result_adapter
+from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
+from tether.engine.run.waits import RunWaits, Wait
+from tether.errors import (
+    StepFailed,
+    Transient,
+    UnserializableResult,
+    fingerprint,
+    is_transient,
+)
+from tether.models import StepKind, StepRecord, StepStatus, TaskError, WaitReason
+from tether.retry import RetryPolicy
+
+
+class RunSteps(RunWaits):
+    """Running steps: execution, retry decisions and the records they leave."""
+
+    async def run_step(
+        self,
+        seq: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        meta: dict[str, Any] | None,
+    ) -> Any:
+        """A durable call of `fn`: its recorded outcome on replay, else run and record."""
+        rec = self._replayed(seq, name, StepKind.STEP)
+        attempts_done = 0
+        if rec is not None:
+            if rec.status == StepStatus.SUCCEEDED:
+                adapter = result_adapter(fn)
+                return rec.result if adapter is None else adapter.validate_python(rec.result)
+            if rec.status == StepStatus.FAILED:
+                assert rec.error is not None
+                raise StepFailed(
+                    name, rec.error.type, rec.error.message, permanent=rec.error.permanent
+                )
+            attempts_done = rec.attempts
+            if rec.wake_at is not None and rec.wake_at > self.clock.now():
+                await self._block(seq, Wait(WaitReason.RETRY_BACKOFF, rec.wake_at))
+        policy = retry or self.wf.retry
+        self._in_flight += 1
+        try:
+            while True:
+                attempt = attempts_done + 1
+                if self._held or self._unconfirmed or self._lost:
+                    await self._commit_held()
+                started = self.clock.now()
+                try:
+                    result = await self._execute(seq, name, attempt, fn, args, kwargs, timeout)
+                    encoded = serde.dumps(result)
+                except (LeaseLost, Stop, asyncio.CancelledError):
+                    raise
+                except TypeError as exc:
+                    if "JSON serializable" not in str(exc):
+                        raise
+                    err = UnserializableResult(
+                        f"step {name!r} returned a value that cannot be stored as JSON: {exc}"
+                    )
+                    await self._fail_step(seq, name, attempt, started, err, meta)
+                    raise StepFailed(name, type(err).__name__, str(err), permanent=True) from None
+                except Exception as exc:
+                    delay = self._retry_delay(exc, attempt, policy)
+                    if delay is None:
+                        await self._fail_step(seq, name, attempt, started, exc, meta)
+                        raise StepFailed(
+                            name,
+                            type(exc).__name__,
+                            str(exc),
+                            permanent=not is_transient(exc, self.runtime.classifiers),
+                        ) from exc
+                    self._retries_used += 1
+                    wake_at = self.clock.now() + delay
+                    await self._write(
+                        StepRecord(
+                            task_id=self.task.id,
+                            seq=seq,
+                            name=name,
+                            kind=StepKind.STEP,
+                            status=StepStatus.PENDING,
+                            attempts=attempt,
+                            error=self._error(exc, name),
+                            started_at=started,
+                            wake_at=wake_at,
+                        )
+                    )
+                    attempts_done = attempt
+                    if delay > INLINE_BACKOFF_MAX:
+                        self._in_flight -= 1
+                        try:
+                            await self._block(seq, Wait(WaitReason.RETRY_BACKOFF, wake_at))
+                        finally:
+                            self._in_flight += 1
+                    else:
+                        await self.clock.sleep(delay)
+                    continue
+                record = StepRecord(
+                    task_id=self.task.id,
+                    seq=seq,
+                    name=name,
+                    kind=StepKind.STEP,
+                    status=StepStatus.SUCCEEDED,
+                    attempts=attempt,
+                    result=serde.loads(encoded),
+                    started_at=started,
+                    finished_at=self.clock.now(),
+                    meta=meta or {},
+                )
+                if self._in_flight > 1:
+                    # Another branch is still running: its end (and so the next effect)
+                    # is not in sight, and this step must not wait for it to be durable.
+                    await self._write(record)
+                else:
+                    self._hold(record)
+                return result
+        finally:
+            self._in_flight -= 1
+            self._check_quiescent()
+
+    async def _execute(
+        self,
+        seq: int,
+        name: str,
+        attempt: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        info = StepInfo(
+            self.task.id, self.task.tenant, seq, name, attempt, self._idempotency_key(seq)
+        )
+        step_token = _current_step.set(info)
+        ctx_token = _current_context.set(None)  # a step calling a step just calls it
+        try:
+            if inspect.iscoroutinefunction(fn):
+                awaitable: Awaitable[Any] = fn(*args, **kwargs)
+            else:
+                awaitable = self.worker.run_sync(fn, args, kwargs)
+            if timeout is not None:
+                return await asyncio.wait_for(awaitable, timeout)
+            result = await awaitable
+            if inspect.isawaitable(result):  # a sync def returning a coroutine
+                result = await result
+            return result
+        finally:
+            _current_context.reset(ctx_token)
+            _current_step.reset(step_token)
+
+    def _retry_delay(self, exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
+        """Seconds until the next attempt, or None when the step must fail now."""
+        if isinstance(exc, policy.non_retryable) or not is_transient(exc, self.runtime.classifiers):
+            return None
+        if attempt >= policy.max_attempts:
+            return None
+        budget = self.wf.budget
+        if self._retries_used >= budget.max_retries:
+            return None
+        started = self.task.started_at or self.clock.now()
+        if (
+            budget.max_elapsed is not None
+            and self.clock.now() - started > budget.max_elapsed.total_seconds()
+        ):
+            return None
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            return max(0.0, exc.retry_after)
+        return policy.backoff(attempt)
+
+    def _error(self, exc: BaseException, step: str | None) -> TaskError:
+        type_name = type(exc).__name__
+        message = str(exc) or type_name
+        return TaskError(
+            type=type_name,
+            message=message,
+            fingerprint=fingerprint(type_name, message, step),
+            step=step,
+            permanent=not isinstance(exc, Exception)
+            or not is_transient(exc, self.runtime.classifiers),
+        )
+
+    async def _fail_step(
+        self,
+        seq: int,
+        name: str,
+        attempt: int,
+        started: float,
+        exc: BaseException,
+        meta: dict[str, Any] | None,
+    ) -> None:
+        await self._write(
+            StepRecord(
+                task_id=self.task.id,
+                seq=seq,
+                name=name,
+                kind=StepKind.STEP,
+                status=StepStatus.FAILED,
+                attempts=attempt,
+                error=self._error(exc, name),
+                started_at=started,
+                finished_at=self.clock.now(),
+                meta=meta or {},
+            )
+        )

@@ -1,0 +1,55 @@
+"""`Runtime`: what the engine needs from whoever hosts it, and nothing more.
+
+A worker and the runs it drives see the application only through this interface: a
+store to claim from and read, a clock, failure classifiers, approval policies, and the
+workflows it may run. The application, `Tether`, satisfies it (it passes itself to
+`Worker`); tests and embedders may pass anything else that does. The engine never imports the
+application, the API or the CLI (ADR 59).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tether.clock import Clock
+from tether.engine.approvals import RiskPolicy
+from tether.engine.registry import WorkflowDef
+from tether.errors import Classifier
+from tether.store.base import Store
+
+
+class Runtime(Protocol):
+    """The engine's view of its host. Writes a run makes go through the worker's
+    committer; `store` is for claims, heartbeats, retention and reads."""
+
+    @property
+    def store(self) -> Store:
+        """The database the worker claims from and its committer writes to."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """Wall-clock time for timers, leases and records (a fake one in tests)."""
+        ...
+
+    @property
+    def classifiers(self) -> list[Classifier]:
+        """Extra failure classifiers: True (transient), False (permanent), None (no say)."""
+        ...
+
+    def approval_policy(self, tenant: str, workflow: str) -> RiskPolicy:
+        """The risk policy that decides how many approvers an approval of `workflow`
+        for `tenant` needs (or whether it is approved automatically)."""
+        ...
+
+    def registry_lookup(self, workflow: str) -> WorkflowDef:
+        """The definition of `workflow`; raises `UnknownWorkflow` when it is not known."""
+        ...
+
+    def workflow_names(self) -> list[str]:
+        """The workflows a worker may claim tasks of, sorted (claims name them)."""
+        ...
+
+    async def open(self) -> None:
+        """Make `store` usable (connect, create the schema); idempotent."""
+        ...
