@@ -16,6 +16,8 @@ from tether.submission import submission_hash
 
 BODY = {"workflow": "echo", "input": {"x": 5}, "priority": 3, "correlation_id": "order-7"}
 DEADLINE = datetime(2030, 1, 1, tzinfo=UTC)
+OPTIONS = {"tenant": "t1", "priority": 3, "correlation_id": "order-7"}
+"""`BODY`'s options, as Python spells them."""
 
 
 async def test_python_then_http_is_one_task(server: LiveServer) -> None:
@@ -23,13 +25,7 @@ async def test_python_then_http_is_one_task(server: LiveServer) -> None:
     app = build_app(server.settings.database_url, server.settings)
     try:
         first = await app.submit(
-            "echo",
-            {"x": 5},
-            idempotency_key="same-1",
-            tenant="t1",
-            priority=3,
-            correlation_id="order-7",
-            deadline=DEADLINE,
+            "echo", {"x": 5}, idempotency_key="same-1", deadline=DEADLINE, **OPTIONS
         )
         assert first.created
         async with httpx.AsyncClient(base_url=server.url, headers=auth("t1")) as http:
@@ -48,23 +44,11 @@ async def test_python_then_http_is_one_task(server: LiveServer) -> None:
             assert conflict.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
         with pytest.raises(IdempotencyConflict):
             await app.submit(
-                "echo",
-                {"x": 6},
-                idempotency_key="same-1",
-                tenant="t1",
-                priority=3,
-                correlation_id="order-7",
-                deadline=DEADLINE,
+                "echo", {"x": 6}, idempotency_key="same-1", deadline=DEADLINE, **OPTIONS
             )
         # And the same submission through Python again: the same task, not created.
         replay = await app.submit(
-            "echo",
-            {"x": 5},
-            idempotency_key="same-1",
-            tenant="t1",
-            priority=3,
-            correlation_id="order-7",
-            deadline=DEADLINE.timestamp(),
+            "echo", {"x": 5}, idempotency_key="same-1", deadline=DEADLINE.timestamp(), **OPTIONS
         )
         assert replay.id == first.id and not replay.created
     finally:
@@ -77,14 +61,7 @@ async def test_http_then_python_is_one_task(server: LiveServer) -> None:
         assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers
     app = build_app(server.settings.database_url, server.settings)
     try:
-        handle = await app.submit(
-            "echo",
-            {"x": 5},
-            idempotency_key="same-2",
-            tenant="t1",
-            priority=3,
-            correlation_id="order-7",
-        )
+        handle = await app.submit("echo", {"x": 5}, idempotency_key="same-2", **OPTIONS)
         assert handle.id == first.json()["id"] and not handle.created
         with pytest.raises(IdempotencyConflict):
             await app.submit("echo", {"x": 5}, idempotency_key="same-2", tenant="t1")

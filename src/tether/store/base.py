@@ -322,11 +322,6 @@ class Store(abc.ABC):
         and wakes the task. Raises `InvalidTransition` when it is closed already or past
         its timeout (the outcome that stands is in the exception's `approval`)."""
 
-    @abc.abstractmethod
-    async def expire_approval(self, approval_id: str, now: float) -> Approval:
-        """Apply a pending approval's timeout; return the outcome that stands (a decision
-        that committed first wins, so an approval has exactly one outcome)."""
-
     # API keys -------------------------------------------------------------------------
     @abc.abstractmethod
     async def create_api_key(self, key: ApiKey) -> None:

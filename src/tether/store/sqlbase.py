@@ -285,11 +285,6 @@ class SQLStore(Store, abc.ABC):
             raise ApprovalClosed(refusal, approval)
         return approval
 
-    async def expire_approval(self, approval_id: str, now: float) -> Approval:
-        """Apply a pending approval's timeout; return the outcome that stands."""
-        d = self.dialect
-        return await self._run(lambda c: sql.expire_approval(c, d, approval_id, now))
-
     # API keys -------------------------------------------------------------------------
     async def create_api_key(self, key: ApiKey) -> None:
         await self._run(lambda c: sql.create_api_key(c, key))

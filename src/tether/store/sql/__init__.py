@@ -10,7 +10,7 @@ Lock order, where it matters: the task row first, then anything that hangs off i
 from __future__ import annotations
 
 from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
-from tether.store.sql.approvals import decide, expire_approval, get_approval, list_approvals
+from tether.store.sql.approvals import decide, get_approval, list_approvals
 from tether.store.sql.claims import claim, heartbeat, queue_match, queued_pick
 from tether.store.sql.control import cancel, fork, send_signal
 from tether.store.sql.core import (
@@ -90,7 +90,6 @@ __all__ = [
     "decide",
     "event_from_row",
     "event_row",
-    "expire_approval",
     "finish_event",
     "finish_events",
     "finish_params",
