@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tether.store import open_store
+
 if TYPE_CHECKING:
     from tether.app import Tether
 
@@ -37,7 +39,5 @@ async def migrate(app: Tether) -> Migration:
 
 def use_database(app: Tether, url: str) -> None:
     """Point a not yet opened app at another database (the CLI's `--database-url`)."""
-    from tether.store import open_store
-
     app.store = open_store(url)
     app.settings = app.settings.model_copy(update={"database_url": url})

@@ -19,10 +19,10 @@ class QueueHealth:
     oldest: dict[str, float]
 
 
-async def queues(app: Tether, tenant: str | None = None) -> QueueHealth:
-    """Depth and oldest age per queue (of `tenant`; None: every tenant)."""
+async def queues(app: Tether) -> QueueHealth:
+    """Depth and oldest age per queue, across every tenant (operators' figures)."""
     await app.open()
-    counts = await app.store.count_by_status(tenant)
+    counts = await app.store.count_by_status()
     oldest = await app.store.oldest_queued(app.clock.now())
     return QueueHealth(counts, oldest)
 
