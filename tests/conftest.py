@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pg  # noqa: E402  (tests/ is on the path from here on)
+from events_check import catalogue_problems  # noqa: E402
 
 # Backends ---------------------------------------------------------------------------
 # PostgreSQL tests run when a server answers (tests/pg.py says where); otherwise they
@@ -76,14 +77,17 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database for one test."""
+    """A fresh, empty database for one test. Afterwards, every event the test wrote
+    there is held to the event catalogue (tests/events_check.py)."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tether.db'}"
-        return
-    if backend == "postgres":
-        yield request.getfixturevalue("pg_url")
-        return
-    raise AssertionError(f"unknown backend {backend}")
+        url = f"sqlite:///{tmp_path / 'tether.db'}"
+    elif backend == "postgres":
+        url = request.getfixturevalue("pg_url")
+    else:
+        raise AssertionError(f"unknown backend {backend}")
+    yield url
+    problems = catalogue_problems(url)
+    assert not problems, "events outside the catalogue:\n" + "\n".join(problems[:20])
 
 
 @pytest.fixture

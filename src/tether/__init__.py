@@ -35,9 +35,12 @@ from tether.errors import (
     UnserializableResult,
 )
 from tether.models import (
+    EVENT_CATALOGUE,
     Approval,
     ApprovalFilter,
     Event,
+    EventKind,
+    EventType,
     SignalRecord,
     StepRecord,
     Task,
@@ -51,6 +54,7 @@ from tether.retry import RetryBudget, RetryPolicy
 __version__ = "0.1.0"
 
 __all__ = [
+    "EVENT_CATALOGUE",
     "Approval",
     "ApprovalClosed",
     "ApprovalFilter",
@@ -62,6 +66,8 @@ __all__ = [
     "DeadlineExceeded",
     "Decision",
     "Event",
+    "EventKind",
+    "EventType",
     "IdempotencyConflict",
     "InputValidationError",
     "InvalidTransition",

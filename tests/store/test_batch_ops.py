@@ -101,7 +101,6 @@ async def _state(app: Tether, ids: list[str]) -> list[Any]:
             [
                 (e.type, e.prior_status, e.new_status, e.attempt, e.step, e.error_class, e.decision)
                 for e in events
-                if e.type != "task.submitted"
             ]
         )
     return out

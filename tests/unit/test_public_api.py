@@ -6,6 +6,7 @@ from __future__ import annotations
 import tether
 
 PUBLIC = {
+    "EVENT_CATALOGUE",
     "Approval",
     "ApprovalClosed",
     "ApprovalFilter",
@@ -17,6 +18,8 @@ PUBLIC = {
     "DeadlineExceeded",
     "Decision",
     "Event",
+    "EventKind",
+    "EventType",
     "IdempotencyConflict",
     "InputValidationError",
     "InvalidTransition",

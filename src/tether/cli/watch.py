@@ -31,7 +31,7 @@ from tether.cli.common import (
 )
 from tether.cli.root import cli
 from tether.follow import follow_task
-from tether.models import Event, Task, TaskStatus
+from tether.models import Event, EventType, Task, TaskStatus
 
 POLL_SECONDS = 0.2
 RECORDED_KINDS = {"now", "uuid", "random"}
@@ -45,9 +45,9 @@ def describe(event: Event) -> str | None:
     seq = data.get("seq")
     label = f"#{seq} {step}" if seq is not None else step
     t = event.type
-    if t == "task.created":
+    if t == EventType.TASK_CREATED:
         return "[cyan]●[/] submitted"
-    if t == "task.started":
+    if t == EventType.TASK_STARTED:
         if event.decision == "lease_expired":
             return (
                 f"[yellow]⟳[/] previous worker's lease expired: resumed{who} "
@@ -56,28 +56,28 @@ def describe(event: Event) -> str | None:
         if event.prior_status == "queued" and (event.attempt or 0) > 1:
             return f"[cyan]▶[/] resumed{who} (attempt {event.attempt}), replaying the step log"
         return f"[cyan]▶[/] started{who} (attempt {event.attempt})"
-    if t == "step.succeeded":
+    if t == EventType.STEP_SUCCEEDED:
         if data.get("kind") in RECORDED_KINDS:
             return None
         tries = data.get("attempts") or 1
         retried = f" after {tries} attempts" if tries > 1 else ""
         return f"[green]✔[/] step {label}{retried}{who}"
-    if t == "step.retrying":
+    if t == EventType.STEP_RETRYING:
         return (
             f"[yellow]↻[/] step {label}: attempt {data.get('attempts', '?')} failed "
             f"({escape(event.error_class or 'error')}, transient), will retry{who}"
         )
-    if t == "step.failed":
+    if t == EventType.STEP_FAILED:
         return f"[red]✘[/] step {label} failed: {escape(event.error_class or 'error')}{who}"
-    if t == "task.waiting":
+    if t == EventType.TASK_WAITING:
         return f"[magenta]⏸[/] waiting ({escape(event.decision or '')}), worker slot freed"
-    if t == "task.queued":
+    if t == EventType.TASK_QUEUED:
         return f"[cyan]●[/] queued again ({escape(event.decision or '')})"
-    if t == "task.released":
+    if t == EventType.TASK_RELEASED:
         return f"[yellow]⏏[/] handed back to the queue{who} ({escape(event.decision or '')})"
-    if t == "task.cancel_requested":
+    if t == EventType.TASK_CANCEL_REQUESTED:
         return "[bright_black]■[/] cancellation requested"
-    if t in ("task.succeeded", "task.failed", "task.cancelled"):
+    if t in (EventType.TASK_SUCCEEDED, EventType.TASK_FAILED, EventType.TASK_CANCELLED):
         status = t.split(".", 1)[1]
         extra = ""
         if event.error_class:

@@ -3,7 +3,7 @@ data, no I/O; one module per kind of record, all re-exported here."""
 
 from tether.models.api_keys import ApiKey
 from tether.models.approvals import Approval, ApprovalFilter
-from tether.models.events import Event
+from tether.models.events import EVENT_CATALOGUE, Event, EventKind, EventType
 from tether.models.steps import SignalRecord, StepKind, StepRecord, StepStatus
 from tether.models.tasks import (
     TASK_FIELDS,
@@ -16,12 +16,15 @@ from tether.models.tasks import (
 )
 
 __all__ = [
+    "EVENT_CATALOGUE",
     "TASK_FIELDS",
     "TERMINAL",
     "ApiKey",
     "Approval",
     "ApprovalFilter",
     "Event",
+    "EventKind",
+    "EventType",
     "SignalRecord",
     "StepKind",
     "StepRecord",

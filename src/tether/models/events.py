@@ -1,9 +1,41 @@
-"""The append-only audit log of a task."""
+"""The append-only audit log of a task, and the catalogue of what it can hold.
+
+Every event row the store writes has one of the types in `EventType`, and `EVENT_CATALOGUE`
+says of each when it is written, which of the optional columns it fills and which
+payload (`data`) fields it carries. Webhooks, the console's timeline and the audit log
+subscribe to these names; `docs/events.md` is this catalogue, rendered (a test keeps the
+two equal), and a check run by the test suite on both backends holds every written
+event to it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
+
+
+class EventType(StrEnum):
+    """The name of an event: `<subject>.<what happened>`."""
+
+    TASK_CREATED = "task.created"
+    TASK_STARTED = "task.started"
+    TASK_WAITING = "task.waiting"
+    TASK_QUEUED = "task.queued"
+    TASK_RELEASED = "task.released"
+    TASK_SUCCEEDED = "task.succeeded"
+    TASK_FAILED = "task.failed"
+    TASK_CANCEL_REQUESTED = "task.cancel_requested"
+    TASK_CANCELLED = "task.cancelled"
+    TASK_FORKED = "task.forked"
+    SIGNAL_RECEIVED = "signal.received"
+    STEP_SUCCEEDED = "step.succeeded"
+    STEP_RETRYING = "step.retrying"
+    STEP_FAILED = "step.failed"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_DECISION = "approval.decision"
+    APPROVAL_DECIDED = "approval.decided"
 
 
 @dataclass
@@ -23,3 +55,169 @@ class Event:
     error_class: str | None = None
     decision: str | None = None
     data: dict[str, Any] | None = None
+
+
+OPTIONAL_COLUMNS = (
+    "prior_status",
+    "new_status",
+    "attempt",
+    "worker",
+    "step",
+    "error_class",
+    "decision",
+)
+"""The columns of an event beyond its task, tenant, time and type; each kind fills some."""
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """What the catalogue says of one event type."""
+
+    type: EventType
+    when: str
+    """When the store writes it (always in the transaction of the change it records)."""
+    columns: tuple[str, ...]
+    """The optional columns it may fill (`OPTIONAL_COLUMNS`); the others are null."""
+    decision: str
+    """What its `decision` column holds."""
+    data: tuple[str, ...] = ()
+    """The payload fields it may carry."""
+    open_data: bool = False
+    """Whether the payload may also carry fields of the step's own metadata."""
+
+
+_RUN = ("prior_status", "new_status", "attempt", "worker")
+_FINISHED = (*_RUN, "step", "error_class", "decision")
+_STEP = ("attempt", "worker", "step", "error_class")
+_STEP_DATA = ("seq", "kind", "attempts")
+_OPENED = ("approval_id", "risk", "required", "status")
+
+_KINDS = (
+    EventKind(
+        EventType.TASK_CREATED,
+        "a task is submitted (any channel), or re-run from an ended one",
+        ("new_status", "attempt", "decision"),
+        "`submitted`, or `forked` for a re-run",
+        ("workflow", "by", "forked_from"),
+    ),
+    EventKind(
+        EventType.TASK_STARTED,
+        "a worker takes the task: at submission (eager start), from the queue, when its "
+        "wait is over, or when the lease of a worker that vanished expired",
+        (*_RUN, "decision"),
+        "`eager`, `claimed`, or `lease_expired` (a recovery)",
+    ),
+    EventKind(
+        EventType.TASK_WAITING,
+        "a run parks the task until a time, a signal or an approval",
+        (*_RUN, "decision"),
+        "the wait reason (`timer`, `signal`, `approval`, `retry_backoff`, `rate_limit`)",
+        ("run_at",),
+    ),
+    EventKind(
+        EventType.TASK_QUEUED,
+        "a run would park the task but what it waits for is already there: it goes "
+        "straight back to the queue",
+        (*_RUN, "decision"),
+        "`signal_arrived`, `approval_decided` or `cancel_requested`",
+        ("run_at",),
+    ),
+    EventKind(
+        EventType.TASK_RELEASED,
+        "a worker hands a running task back to the queue unfinished",
+        (*_RUN, "decision"),
+        "`worker_shutdown`, or `unknown_workflow` (this worker does not know it)",
+    ),
+    EventKind(
+        EventType.TASK_SUCCEEDED,
+        "the workflow returned",
+        _FINISHED,
+        "`completed`",
+    ),
+    EventKind(
+        EventType.TASK_FAILED,
+        "the workflow raised, a step failed for good, or a deadline or budget ran out",
+        _FINISHED,
+        "`retries_exhausted`, `step_failed_permanent`, `workflow_error`, "
+        "`non_determinism`, `deadline_exceeded`, `budget_exceeded` or `invalid_input`",
+        ("message",),
+    ),
+    EventKind(
+        EventType.TASK_CANCEL_REQUESTED,
+        "a cancellation is asked for while the task runs (its run ends it)",
+        ("prior_status", "new_status", "attempt", "decision"),
+        "`cancel_requested`",
+        ("by",),
+    ),
+    EventKind(
+        EventType.TASK_CANCELLED,
+        "a task that was not running is cancelled, or a run ends on a cancellation",
+        _FINISHED,
+        "`cancel_requested`",
+        ("by", "message"),
+    ),
+    EventKind(
+        EventType.TASK_FORKED,
+        "an ended task is re-run as a new task (written on the original)",
+        ("attempt", "decision"),
+        "`rerun`",
+        ("new_task", "from_seq", "by"),
+    ),
+    EventKind(
+        EventType.SIGNAL_RECEIVED,
+        "a signal is sent to the task (it wakes the task if the task waits for it)",
+        ("prior_status", "new_status", "attempt", "decision"),
+        "`signal:<name>`",
+        ("signal_id", "name"),
+    ),
+    EventKind(
+        EventType.STEP_SUCCEEDED,
+        "a step's result is recorded",
+        _STEP,
+        "null",
+        _STEP_DATA,
+        open_data=True,
+    ),
+    EventKind(
+        EventType.STEP_RETRYING,
+        "a step attempt failed and will be tried again",
+        _STEP,
+        "null",
+        _STEP_DATA,
+        open_data=True,
+    ),
+    EventKind(
+        EventType.STEP_FAILED,
+        "a step failed for good (no retry left, or not worth retrying)",
+        _STEP,
+        "null",
+        _STEP_DATA,
+        open_data=True,
+    ),
+    EventKind(
+        EventType.APPROVAL_REQUESTED,
+        "a run asks for a human decision (its risk policy required review)",
+        ("attempt", "worker", "decision"),
+        "`review_required`",
+        _OPENED,
+    ),
+    EventKind(
+        EventType.APPROVAL_DECISION,
+        "one reviewer approves or rejects (an approval may need several)",
+        ("attempt", "decision"),
+        "`approve` or `reject`",
+        ("approval_id", "reviewer", "reason", "changes"),
+    ),
+    EventKind(
+        EventType.APPROVAL_DECIDED,
+        "an approval closes: by its reviewers, by its timeout, or at once when the risk "
+        "policy needed no review",
+        ("prior_status", "new_status", "attempt", "worker", "decision"),
+        "`<outcome>:<by>` (`approved` or `rejected`, by `reviewer` or `timeout`), or "
+        "`auto` / `sampled` when the policy decided at once",
+        ("approval_id", "reason", "changes", *_OPENED[1:]),
+    ),
+)
+
+EVENT_CATALOGUE: Mapping[EventType, EventKind] = {k.type: k for k in _KINDS}
+"""Every event type, with when it is written and what it carries."""

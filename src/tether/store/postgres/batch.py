@@ -45,7 +45,10 @@ _STEP_NAMES = tuple(c.strip() for c in sql.STEP_COLUMNS.split(","))
 # the position in the batch, so ids follow the order of the operations.
 _EVENT_TYPES: tuple[str, ...] = ("text", "float8", "text", "text", "text", "int", "text")
 _EVENT_TYPES += ("text", "text", "text", "text", "int")
-_EVENT_NAMES = (*(c.strip() for c in sql.EVENT_COLUMNS.split(",") if c.strip() != "tenant"), "ord")
+_EVENT_NAMES = (
+    *(c.strip() for c in sql.events.EVENT_COLUMNS.split(",") if c.strip() != "tenant"),
+    "ord",
+)
 
 SMALL = 8
 """Up to this many rows a row source is a `VALUES` list of scalars; above, one JSON
@@ -136,8 +139,12 @@ def _events_cte(events: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
     )
     cols = ", ".join(f"ev.{c}" for c in _EVENT_NAMES[1:-1])
     return (
-        f", e AS (INSERT INTO events ({sql.EVENT_COLUMNS}) SELECT ev.task_id, u.tenant, "
-        f"{cols} FROM {source} JOIN u ON u.id = ev.task_id ORDER BY ev.ord)"
+        ", e AS ("
+        + sql.events.insert_select(
+            f"SELECT ev.task_id, u.tenant, {cols} FROM {source} JOIN u ON u.id = ev.task_id "
+            "ORDER BY ev.ord"
+        )
+        + ")"
     ), params
 
 
@@ -187,7 +194,7 @@ async def _step_writes(
     progress = sorted(sql.step_progress(op for _, op in steps).items())
     events: list[tuple[Any, ...]] = []
     for _, op in steps:
-        event = sql.step_event(op, "", worker, now)
+        event = sql.events.step(op, "", worker, now)
         if event is not None:
             events.append(event)
     v, v_params = _rows(
@@ -269,7 +276,7 @@ async def _finishes(
         ],
     )
     e, e_params = _events_cte(
-        [e for _, op in finishes for e in sql.finish_events(op, "", worker, now)]
+        [e for _, op in finishes for e in sql.events.finish_events(op, "", worker, now)]
     )
     done = await conn.fetchall(
         "WITH u AS (UPDATE tasks t SET status = v.status, result = v.result, error = v.error, "
@@ -329,9 +336,7 @@ async def claim(
         "lease_owner = %s, lease_expires_at = %s, started_at = COALESCE(t.started_at, %s), "
         "updated_at = %s, wait_reason = NULL, wait_signals = NULL FROM picked p "
         f"WHERE t.id = p.id RETURNING {returning}, p.status AS prior), "
-        f"e AS (INSERT INTO events ({sql.EVENT_COLUMNS}) SELECT u.id, u.tenant, %s, "
-        "'task.started', u.prior, 'running', u.attempt, %s, NULL, NULL, CASE WHEN "
-        "u.prior = 'running' THEN 'lease_expired' ELSE 'claimed' END, NULL FROM u ORDER BY u.id) "
+        f"e AS ({sql.events.CLAIMED_FROM_CTE}) "
         "SELECT u.*, "
         + _json_rows(sql.STEP_COLUMNS, "steps", "task_id = u.id", " ORDER BY r.seq")
         + " AS j_steps, "

@@ -9,14 +9,13 @@ Lock order, where it matters: the task row first, then anything that hangs off i
 
 from __future__ import annotations
 
+from tether.store.sql import events
 from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
 from tether.store.sql.approvals import decide, get_approval, list_approvals
 from tether.store.sql.claims import claim, heartbeat, queue_match, queued_pick
 from tether.store.sql.control import cancel, fork, send_signal
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
-    EVENT_COLUMNS,
-    INSERT_EVENT,
     POSTGRES,
     SIGNAL_COLUMNS,
     SQLITE,
@@ -28,8 +27,6 @@ from tether.store.sql.core import (
     Row,
     approval_from_row,
     event_from_row,
-    event_row,
-    insert_events,
     signal_from_row,
     step_from_row,
     task_for_update,
@@ -44,12 +41,9 @@ from tether.store.sql.ops import (
     apply_op,
     apply_ops,
     consume_signal,
-    finish_event,
-    finish_events,
     finish_params,
     finish_progress,
     in_task_order_by_kind,
-    step_event,
     step_params,
     step_progress,
 )
@@ -66,8 +60,6 @@ from tether.store.sql.queries import (
 
 __all__ = [
     "APPROVAL_COLUMNS",
-    "EVENT_COLUMNS",
-    "INSERT_EVENT",
     "POSTGRES",
     "SIGNAL_COLUMNS",
     "SQLITE",
@@ -89,9 +81,7 @@ __all__ = [
     "create_api_key",
     "decide",
     "event_from_row",
-    "event_row",
-    "finish_event",
-    "finish_events",
+    "events",
     "finish_params",
     "finish_progress",
     "fork",
@@ -102,7 +92,6 @@ __all__ = [
     "get_tasks",
     "heartbeat",
     "in_task_order_by_kind",
-    "insert_events",
     "list_approvals",
     "list_events",
     "list_tasks",
@@ -114,7 +103,6 @@ __all__ = [
     "revoke_api_key",
     "send_signal",
     "signal_from_row",
-    "step_event",
     "step_from_row",
     "step_params",
     "step_progress",

@@ -7,14 +7,13 @@ from typing import Any
 from tether import serde
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
 from tether.models import Approval, ApprovalFilter
+from tether.store.sql import events
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
-    INSERT_EVENT,
     Conn,
     Dialect,
     Row,
     approval_from_row,
-    event_row,
     task_for_update,
     wake,
 )
@@ -105,21 +104,7 @@ async def decide(
         (serde.dumps(a.decisions), a.id),
     )
     await conn.execute(
-        INSERT_EVENT,
-        event_row(
-            a.task_id,
-            a.tenant,
-            now,
-            "approval.decision",
-            attempt=task_row["attempt"],
-            decision="approve" if entry["approve"] else "reject",
-            data={
-                "approval_id": a.id,
-                "reviewer": reviewer,
-                "reason": entry["reason"],
-                "changes": entry["changes"],
-            },
-        ),
+        events.INSERT_EVENT, events.approval_decision(a, entry, task_row["attempt"], now)
     )
     if not entry["approve"]:
         a.reason = decision.get("reason")
@@ -153,18 +138,11 @@ async def _close_approval(
         a.status, a.resolution, a.decided_at = status, resolution, now
         if task_row["status"] == "waiting":
             await wake(conn, a.task_id, now)
+        prior = task_row["status"]
         await conn.execute(
-            INSERT_EVENT,
-            event_row(
-                a.task_id,
-                a.tenant,
-                now,
-                "approval.decided",
-                prior=task_row["status"],
-                new="queued" if task_row["status"] == "waiting" else task_row["status"],
-                attempt=task_row["attempt"],
-                decision=f"{status}:{resolution}",
-                data={"approval_id": a.id, "reason": a.reason, "changes": a.changes},
+            events.INSERT_EVENT,
+            events.approval_decided(
+                a, prior, "queued" if prior == "waiting" else prior, task_row["attempt"], now
             ),
         )
     return a

@@ -6,9 +6,9 @@ from typing import Any
 
 from tether.models import Approval, SignalRecord, StepRecord
 from tether.store.base import Claimed
+from tether.store.sql import events
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
-    EVENT_COLUMNS,
     SIGNAL_COLUMNS,
     STEP_COLUMNS,
     TASK_COLUMNS,
@@ -100,14 +100,12 @@ async def claim(
     # statement per prior status (almost always one: all were queued).
     for status in sorted({prior[t.id] for t in tasks}):
         await conn.execute(
-            f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, tenant, %s, 'task.started', %s, "
-            "'running', attempt, %s, NULL, NULL, %s, NULL FROM tasks "
-            f"WHERE id {d.any_of} ORDER BY id",
+            events.claimed_from_tasks(d),
             (
                 now,
                 status,
                 worker,
-                "lease_expired" if status == "running" else "claimed",
+                events.claimed_decision(status),
                 d.list_param([t.id for t in tasks if prior[t.id] == status]),
             ),
         )

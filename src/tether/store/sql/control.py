@@ -6,13 +6,12 @@ from tether import serde
 from tether.errors import InvalidTransition
 from tether.models import SignalRecord, Task
 from tether.store.base import NewTask
+from tether.store.sql import events
 from tether.store.sql.core import (
-    INSERT_EVENT,
     STEP_COLUMNS,
     TERMINAL,
     Conn,
     Dialect,
-    event_row,
     task_for_update,
     wake,
 )
@@ -31,7 +30,6 @@ async def cancel(
         await conn.execute(
             "UPDATE tasks SET cancel_requested = 1, updated_at = %s WHERE id = %s", (now, task_id)
         )
-        event, new = "task.cancel_requested", "running"
     else:
         await conn.execute(
             "UPDATE tasks SET status = 'cancelled', cancel_requested = 1, finished_at = %s, "
@@ -45,20 +43,9 @@ async def cancel(
             "decided_at = %s WHERE task_id = %s AND status = 'pending'",
             (now, task_id),
         )
-        event, new = "task.cancelled", "cancelled"
     await conn.execute(
-        INSERT_EVENT,
-        event_row(
-            task_id,
-            row["tenant"],
-            now,
-            event,
-            prior=status,
-            new=new,
-            attempt=row["attempt"],
-            decision="cancel_requested",
-            data={"by": by},
-        ),
+        events.INSERT_EVENT,
+        events.cancellation(task_id, row["tenant"], status, row["attempt"], by, now),
     )
     task = await get_task(conn, task_id, None)
     assert task is not None
@@ -90,17 +77,9 @@ async def send_signal(
     if woke:
         await wake(conn, task_id, now)
     await conn.execute(
-        INSERT_EVENT,
-        event_row(
-            task_id,
-            row["tenant"],
-            now,
-            "signal.received",
-            prior=row["status"],
-            new="queued" if woke else row["status"],
-            attempt=row["attempt"],
-            decision=f"signal:{name}",
-            data={"signal_id": sig["id"], "name": name},
+        events.INSERT_EVENT,
+        events.signal_received(
+            task_id, row["tenant"], row["status"], woke, row["attempt"], sig["id"], name, now
         ),
     )
     return SignalRecord(sig["id"], task_id, name, serde.loads(payload), now)
@@ -134,15 +113,9 @@ async def fork(
         (new.id, new.id),
     )
     await conn.execute(
-        INSERT_EVENT,
-        event_row(
-            task_id,
-            row["tenant"],
-            now,
-            "task.forked",
-            attempt=row["attempt"],
-            decision="rerun",
-            data={"new_task": new.id, "from_seq": from_seq, "by": new.created_by},
+        events.INSERT_EVENT,
+        events.forked(
+            task_id, row["tenant"], row["attempt"], new.id, from_seq, new.created_by, now
         ),
     )
     return sub.task

@@ -94,11 +94,6 @@ APPROVAL_COLUMNS = (
     "decisions, resolution, changes, reason, created_at, expires_at, on_timeout, decided_at"
 )
 SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
-EVENT_COLUMNS = (
-    "task_id, tenant, at, type, prior_status, new_status, attempt, worker, step, "
-    "error_class, decision, data"
-)
-INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -205,37 +200,6 @@ def event_from_row(row: Row) -> Event:
     )
 
 
-def event_row(
-    task_id: str,
-    tenant: str,
-    at: float,
-    type_: str,
-    *,
-    prior: str | None = None,
-    new: str | None = None,
-    attempt: int | None = None,
-    worker: str | None = None,
-    step: str | None = None,
-    error_class: str | None = None,
-    decision: str | None = None,
-    data: Any = None,
-) -> tuple[Any, ...]:
-    return (
-        task_id,
-        tenant,
-        at,
-        type_,
-        prior,
-        new,
-        attempt,
-        worker,
-        step,
-        error_class,
-        decision,
-        None if data is None else serde.dumps(data),
-    )
-
-
 async def task_for_update(conn: Conn, d: Dialect, task_id: str, tenant: str | None) -> Row:
     row = await conn.fetchone(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = %s{d.lock_rows}", (task_id,)
@@ -243,12 +207,6 @@ async def task_for_update(conn: Conn, d: Dialect, task_id: str, tenant: str | No
     if row is None or (tenant is not None and row["tenant"] != tenant):
         raise TaskNotFound(task_id)
     return row
-
-
-async def insert_events(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append event rows in order, in one go."""
-    if rows:
-        await conn.insert_rows("events", EVENT_COLUMNS, rows)
 
 
 async def wake(conn: Conn, task_id: str, now: float) -> None:

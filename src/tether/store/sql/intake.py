@@ -6,7 +6,8 @@ from tether import serde
 from tether.errors import IdempotencyConflict
 from tether.models import Task, TaskStatus
 from tether.store.base import Claimed, Eager, NewTask, Submitted
-from tether.store.sql.core import EVENT_COLUMNS, Conn, Dialect, event_row, insert_events
+from tether.store.sql import events
+from tether.store.sql.core import Conn, Dialect
 from tether.store.sql.queries import get_task
 
 
@@ -128,51 +129,16 @@ async def _new_task_events(
     """`task.created` for each new task, then `task.started` for those created claimed."""
     if d.copy_rows:
         # PostgreSQL: COPY streams the rows faster than the server derives them.
-        await insert_events(
+        await events.insert(
             conn,
-            [
-                event_row(
-                    t.id,
-                    t.tenant,
-                    now,
-                    "task.created",
-                    new="queued",
-                    attempt=0,
-                    decision="forked" if t.forked_from else "submitted",
-                    data={"workflow": t.workflow, "by": t.created_by, "forked_from": t.forked_from},
-                )
-                for t in fresh
-            ]
-            + [
-                event_row(
-                    t.id,
-                    t.tenant,
-                    now,
-                    "task.started",
-                    prior="queued",
-                    new="running",
-                    attempt=1,
-                    worker=owner,
-                    decision="eager",
-                )
-                for t in fresh
-                if t.id in started
-            ],
+            [events.created(t, now) for t in fresh]
+            + [events.started_eager(t, now, owner) for t in fresh if t.id in started],
         )
         return
     # SQLite: each row sent is a statement run bound from Python on the database thread;
     # the same events read from the rows just written cost no Python per task.
-    await conn.execute(
-        f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, tenant, %s, 'task.created', NULL, "
-        "'queued', 0, NULL, NULL, NULL, CASE WHEN forked_from IS NULL THEN 'submitted' "
-        "ELSE 'forked' END, json_object('workflow', workflow, 'by', created_by, "
-        f"'forked_from', forked_from) FROM tasks WHERE id {d.any_of} ORDER BY id",
-        (now, d.list_param([t.id for t in fresh])),
-    )
+    await conn.execute(events.created_from_tasks(d), (now, d.list_param([t.id for t in fresh])))
     if started:
         await conn.execute(
-            f"INSERT INTO events ({EVENT_COLUMNS}) SELECT id, tenant, %s, 'task.started', "
-            "'queued', 'running', 1, %s, NULL, NULL, 'eager', NULL FROM tasks "
-            f"WHERE id {d.any_of} ORDER BY id",
-            (now, owner, d.list_param(sorted(started))),
+            events.started_eager_from_tasks(d), (now, owner, d.list_param(sorted(started)))
         )

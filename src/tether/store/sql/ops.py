@@ -17,16 +17,14 @@ from tether.store.base import (
     StepWrite,
     Suspend,
 )
+from tether.store.sql import events
 from tether.store.sql.approvals import expire_approval
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
-    INSERT_EVENT,
     STEP_COLUMNS,
     Conn,
     Dialect,
     Row,
-    event_row,
-    insert_events,
 )
 
 
@@ -45,7 +43,7 @@ class EventBuffer:
         return await self._conn.fetchone(sql, params)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        if sql is INSERT_EVENT:
+        if sql is events.INSERT_EVENT:
             self.events.append(tuple(params))
             return 1
         return await self._conn.execute(sql, params)
@@ -64,7 +62,7 @@ async def apply_ops(
     are inserted together at the end (same order, same transaction)."""
     buffered = EventBuffer(conn)
     results = [await apply_op(buffered, d, op, worker, now) for op in ops]
-    await insert_events(conn, buffered.events)
+    await events.insert(conn, buffered.events)
     return results
 
 
@@ -167,18 +165,9 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
             ),
         )
         await conn.execute(
-            INSERT_EVENT,
-            event_row(
-                op.task_id,
-                tenant,
-                now,
-                "task.queued" if woken else "task.waiting",
-                prior="running",
-                new=status,
-                attempt=op.attempt,
-                worker=worker,
-                decision=cause if woken else str(op.reason),
-                data={"run_at": run_at} if run_at is not None else None,
+            events.INSERT_EVENT,
+            events.suspended(
+                op, tenant, worker, now, woken_by=cause if woken else None, run_at=run_at
             ),
         )
     elif isinstance(op, Release):
@@ -187,20 +176,7 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
             "lease_expires_at = NULL, updated_at = %s WHERE id = %s",
             (now, now, op.task_id),
         )
-        await conn.execute(
-            INSERT_EVENT,
-            event_row(
-                op.task_id,
-                tenant,
-                now,
-                "task.released",
-                prior="running",
-                new="queued",
-                attempt=op.attempt,
-                worker=worker,
-                decision=op.decision,
-            ),
-        )
+        await conn.execute(events.INSERT_EVENT, events.released(op, tenant, worker, now))
     return True
 
 
@@ -215,35 +191,11 @@ def finish_params(op: Finish) -> tuple[Any, ...]:
     )
 
 
-def finish_event(op: Finish, tenant: str, worker: str, now: float) -> tuple[Any, ...]:
-    err = op.error
-    return event_row(
-        op.task_id,
-        tenant,
-        now,
-        f"task.{op.status}",
-        prior="running",
-        new=str(op.status),
-        attempt=op.attempt,
-        worker=worker,
-        step=None if err is None else err.step,
-        error_class=None if err is None else err.type,
-        decision=op.decision,
-        data=None if err is None else {"message": err.message},
-    )
-
-
 def finish_progress(op: Finish) -> tuple[int, str | None]:
     """What the step results a `Finish` carries add to its task row: how many succeeded
     (`steps_done`) and the last one's name (`current_step`; None: unchanged)."""
     done = sum(1 for s in op.steps if s.record.status == StepStatus.SUCCEEDED)
     return done, op.steps[-1].record.name if op.steps else None
-
-
-def finish_events(op: Finish, tenant: str, worker: str, now: float) -> list[tuple[Any, ...]]:
-    """The events of a `Finish` that applied: its carried steps' (in order), then its own."""
-    events = [step_event(s, tenant, worker, now) for s in op.steps]
-    return [e for e in events if e is not None] + [finish_event(op, tenant, worker, now)]
 
 
 async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
@@ -278,8 +230,8 @@ async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
     )
     if row is None:
         return False
-    for event in finish_events(op, row["tenant"], worker, now):
-        await conn.execute(INSERT_EVENT, event)
+    for event in events.finish_events(op, row["tenant"], worker, now):
+        await conn.execute(events.INSERT_EVENT, event)
     return True
 
 
@@ -318,31 +270,6 @@ def step_params(op: StepWrite) -> tuple[Any, ...]:
     )
 
 
-_STEP_EVENT_TYPES = {
-    StepStatus.SUCCEEDED: "step.succeeded",
-    StepStatus.FAILED: "step.failed",
-    StepStatus.PENDING: "step.retrying",
-}
-
-
-def step_event(op: StepWrite, tenant: str, worker: str, now: float) -> tuple[Any, ...] | None:
-    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none."""
-    rec = op.record
-    if rec.status == StepStatus.PENDING and rec.error is None:
-        return None
-    return event_row(
-        op.task_id,
-        tenant,
-        now,
-        _STEP_EVENT_TYPES[rec.status],
-        attempt=op.attempt,
-        worker=worker,
-        step=rec.name,
-        error_class=None if rec.error is None else rec.error.type,
-        data={"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta},
-    )
-
-
 async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> bool:
     rec = op.record
     done = rec.status == StepStatus.SUCCEEDED
@@ -360,9 +287,9 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
     )
     if op.consume_signal is not None:
         await consume_signal(conn, op)
-    event = step_event(op, row["tenant"], worker, now)
+    event = events.step(op, row["tenant"], worker, now)
     if event is not None:
-        await conn.execute(INSERT_EVENT, event)
+        await conn.execute(events.INSERT_EVENT, event)
     return True
 
 
@@ -391,16 +318,4 @@ async def _open_approval(conn: Conn, a: Approval, attempt: int, worker: str, now
             a.decided_at,
         ),
     )
-    await conn.execute(
-        INSERT_EVENT,
-        event_row(
-            a.task_id,
-            a.tenant,
-            now,
-            "approval.requested" if a.status == "pending" else "approval.decided",
-            attempt=attempt,
-            worker=worker,
-            decision=a.resolution or "review_required",
-            data={"approval_id": a.id, "risk": a.risk, "required": a.required, "status": a.status},
-        ),
-    )
+    await conn.execute(events.INSERT_EVENT, events.approval_opened(a, attempt, worker, now))

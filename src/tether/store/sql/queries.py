@@ -7,7 +7,6 @@ from typing import Any
 
 from tether.models import Event, StepRecord, Task, TaskFilter
 from tether.store.sql.core import (
-    EVENT_COLUMNS,
     STEP_COLUMNS,
     TASK_COLUMNS,
     Conn,
@@ -16,6 +15,7 @@ from tether.store.sql.core import (
     step_from_row,
     task_from_row,
 )
+from tether.store.sql.events import EVENT_COLUMNS
 
 
 async def get_task(conn: Conn, task_id: str, tenant: str | None) -> Task | None:

@@ -36,7 +36,7 @@ from tether.store import sql
 from tether.store.base import Finish, Op, StepWrite
 
 _STEP_NAMES = tuple(c.strip() for c in sql.STEP_COLUMNS.split(","))
-_EVENT_NAMES = tuple(c.strip() for c in sql.EVENT_COLUMNS.split(","))
+_EVENT_NAMES = tuple(c.strip() for c in sql.events.EVENT_COLUMNS.split(","))
 
 
 def _fields(names: Sequence[str]) -> str:
@@ -68,8 +68,8 @@ _FINISHES = (
     "WHERE tasks.id = v.id AND tasks.attempt = v.attempt AND tasks.status = 'running' "
     "RETURNING tasks.id, tasks.attempt, tasks.tenant"
 )
-_EVENTS = (
-    f"INSERT INTO events ({sql.EVENT_COLUMNS}) SELECT {', '.join(_EVENT_NAMES)} FROM "
+_EVENTS = sql.events.insert_select(
+    f"SELECT {', '.join(_EVENT_NAMES)} FROM "
     f"(SELECT key, {_fields(_EVENT_NAMES)} FROM json_each(?)) ORDER BY key"
 )
 
@@ -159,11 +159,11 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
         if tenant is None:
             continue
         for s in steps:
-            event = sql.step_event(s, tenant, worker, now)
+            event = sql.events.step(s, tenant, worker, now)
             if event is not None:
                 events.append(event)
         if isinstance(op, Finish):
-            events.append(sql.finish_event(op, tenant, worker, now))
+            events.append(sql.events.finished(op, tenant, worker, now))
     if events:
         await conn.execute(_EVENTS, (serde.dumps(events),))
     return results
