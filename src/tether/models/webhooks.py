@@ -121,3 +121,14 @@ class DeliveryFilter:
     before_id: str | None = None
     """Paging: only deliveries older than this id."""
     limit: int = 50
+
+
+@dataclass
+class Replayed:
+    """What a replay did: deliveries sent again, new ones made, and where it stopped."""
+
+    reset: int
+    created: int
+    last_event_id: int
+    more: bool
+    """True when the page limit stopped it: replay again after `last_event_id`."""

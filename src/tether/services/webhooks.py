@@ -18,11 +18,11 @@ from tether.models import EVENT_CATALOGUE
 from tether.models.webhooks import (
     ALL_EVENTS,
     DeliveryFilter,
+    Replayed,
     SubscriptionStatus,
     WebhookDelivery,
     WebhookSubscription,
 )
-from tether.store.outbox import Replayed
 from tether.webhooks import fanout
 from tether.webhooks.signing import new_secret
 

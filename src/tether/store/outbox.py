@@ -19,6 +19,7 @@ from typing import Any
 from tether.models import Event
 from tether.models.webhooks import (
     DeliveryFilter,
+    Replayed,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -104,17 +105,6 @@ class DeliveryOutcome:
     """When to try again; None on a failure means it failed for good."""
     gone: bool = False
     """The receiver answered 410 Gone: the subscription is disabled."""
-
-
-@dataclass
-class Replayed:
-    """What a replay did: deliveries sent again, new ones made, and where it stopped."""
-
-    reset: int
-    created: int
-    last_event_id: int
-    more: bool
-    """True when the page limit stopped it: replay again after `last_event_id`."""
 
 
 class OutboxStore(abc.ABC):

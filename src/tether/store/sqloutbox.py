@@ -7,7 +7,7 @@ import abc
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tether.models.webhooks import DeliveryFilter, WebhookDelivery, WebhookSubscription
+from tether.models.webhooks import DeliveryFilter, Replayed, WebhookDelivery, WebhookSubscription
 from tether.store.hub import Hub
 from tether.store.outbox import (
     ClaimedDelivery,
@@ -15,7 +15,6 @@ from tether.store.outbox import (
     FanOutResult,
     OutboxStore,
     Plan,
-    Replayed,
 )
 from tether.store.sql import Conn, Dialect
 from tether.store.sql import webhooks as sqlw

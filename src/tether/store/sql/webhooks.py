@@ -16,6 +16,7 @@ from tether.errors import InvalidTransition
 from tether.models.webhooks import (
     DeliveryFilter,
     DeliveryStatus,
+    Replayed,
     SubscriptionStatus,
     WebhookDelivery,
     WebhookSubscription,
@@ -27,7 +28,6 @@ from tether.store.outbox import (
     FanOutResult,
     NewDelivery,
     Plan,
-    Replayed,
     TaskSummary,
 )
 from tether.store.sql.core import Conn, Dialect, Row, event_from_row
