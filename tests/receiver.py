@@ -48,6 +48,7 @@ class Receiver:
         *,
         ssl_context: ssl.SSLContext | None = None,
         respond: Callable[[Received], Behaviour | None] | None = None,
+        port: int = 0,
     ) -> None:
         self.behaviour = behaviour or Behaviour()
         self.respond = respond
@@ -57,7 +58,8 @@ class Receiver:
         self._server: asyncio.Server | None = None
         self._changed = asyncio.Event()
         self._handlers: set[asyncio.Task[None]] = set()
-        self.port = 0
+        self.port = port
+        """0 picks a free port; give a closed receiver's port to bring it back there."""
 
     @property
     def url(self) -> str:
@@ -66,7 +68,7 @@ class Receiver:
 
     async def __aenter__(self) -> Receiver:
         self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=self._ssl, backlog=512
+            self._serve, "127.0.0.1", self.port, ssl=self._ssl, backlog=512
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self

@@ -111,6 +111,7 @@ class Dispatcher:
         self._outcome_ready = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._closing = False
         self._subscribed = True
         """Whether the last fan-out found an active subscription (else it runs on the
         poll only, so a database without webhooks pays a small read per interval)."""
@@ -121,6 +122,7 @@ class Dispatcher:
         if self._loops:
             return
         self._stopping.clear()
+        self._closing = False
         self._http = egress.client(
             self.policy,
             headers={"user-agent": USER_AGENT, "content-type": "application/json"},
@@ -151,6 +153,8 @@ class Dispatcher:
         for send in list(self._sends):
             send.cancel()
         await asyncio.gather(*self._sends, return_exceptions=True)
+        self._sends.clear()
+        self._closing = True  # every outcome there will be is in `_outcomes` now
         self._outcome_ready.set()
         await asyncio.gather(record, return_exceptions=True)
         self._loops = []
@@ -184,8 +188,7 @@ class Dispatcher:
             except Exception as exc:  # the database is away: polling retries
                 log.warning("webhook fan-out failed: %s", exc)
             wake = hub.events_written if self._subscribed else hub.subscriptions_changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.config.poll_interval)
+            await _wait(wake, self.config.poll_interval)
             await asyncio.sleep(FANOUT_GAP)
 
     # delivery -------------------------------------------------------------------------
@@ -212,8 +215,7 @@ class Dispatcher:
                 send.add_done_callback(self._sent)
             if len(claimed) == free:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hub.deliveries_due.wait(), self.config.poll_interval)
+            await _wait(hub.deliveries_due, self.config.poll_interval)
 
     def _sent(self, send: asyncio.Task[None]) -> None:
         self._sends.discard(send)
@@ -275,7 +277,7 @@ class Dispatcher:
         delay = 0.05
         while True:
             if not self._outcomes:
-                if self._stopping.is_set() and not self._sends:
+                if self._closing:
                     return
                 self._outcome_ready.clear()
                 await self._outcome_ready.wait()
@@ -304,6 +306,14 @@ class Dispatcher:
                         await hook(sub)
                     except Exception:
                         log.exception("a webhook disabled hook failed")
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` passes. Not `asyncio.wait_for`: on 3.11 it can
+    swallow a cancellation that arrives as the event fires, and the loop would not stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 def _retry_after(response: httpx.Response) -> float | None:
