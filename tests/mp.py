@@ -44,7 +44,16 @@ class Proc:
                 *args,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
-                env={**os.environ, "MP_DB_URL": url, "MP_WORKER_ID": name, **env},
+                env={
+                    **os.environ,
+                    # This checkout's code, whatever the (maybe relative) PYTHONPATH says.
+                    "PYTHONPATH": os.pathsep.join(
+                        [str(TESTS.parent / "src"), os.environ.get("PYTHONPATH", "")]
+                    ),
+                    "MP_DB_URL": url,
+                    "MP_WORKER_ID": name,
+                    **env,
+                },
             )
         return cls(proc, log, name)
 

@@ -25,7 +25,9 @@ networks (`127.0.0.1`, `10.0.0.0/8`). See docs/webhooks.md and ADR 68.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -68,6 +70,24 @@ _METADATA = {
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
 }
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+_SENDING = contextvars.ContextVar("tether_egress_sending", default=False)
+"""Set in a task once it sent through the guard: httpx's request log lines from it
+show the URL's origin only (a webhook URL's path or query is often its secret)."""
+
+
+class _OriginOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if _SENDING.get() and isinstance(args, tuple) and len(args) >= 2:
+            url = args[1]
+            if isinstance(url, httpx.URL):
+                record.args = (args[0], f"{url.scheme}://{url.netloc.decode()}/…", *args[2:])
+        return True
+
+
+logging.getLogger("httpx").addFilter(_OriginOnly())
 
 
 class EgressRefused(TetherError):
@@ -210,8 +230,14 @@ class EgressPolicy:
         host = _bare_host(host)
         literal = _literal(host)
         try:
-            addresses = [literal] if literal is not None else await self.resolver(host, port)
-        except OSError as exc:
+            if literal is not None:
+                addresses = [literal]
+            else:
+                async with asyncio.timeout(self.timeout):
+                    addresses = await self.resolver(host, port)
+        except TimeoutError:
+            raise EgressRefused(url, f"resolving {host!r} timed out") from None
+        except (OSError, UnicodeError) as exc:
             raise EgressRefused(url, f"cannot resolve {host!r}: {exc}") from None
         if not addresses:
             raise EgressRefused(url, f"{host!r} resolves to no address")
@@ -351,6 +377,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Check the URL, send, and cap the body."""
+        _SENDING.set(True)
         self.policy.check_target(request.url)
         response = await super().handle_async_request(request)
         shown = _redacted(request.url)

@@ -21,10 +21,17 @@ CLI = [sys.executable, "-m", "tether.cli"]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable."""
+    """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable,
+    and this checkout's `src` first: a relative PYTHONPATH (`PYTHONPATH=src pytest`)
+    would not resolve in the test's working directory, and the subprocess would run
+    whatever `tether` the virtualenv has installed instead of the code under test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        [
+            str(TESTS),
+            str(TESTS.parent / "src"),
+            *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []),
+        ]
     )
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # keep Rich from wrapping what tests read
@@ -56,6 +63,7 @@ class WorkerProcess:
         log_dir: Path,
         *extra: str,
         app: str = "apps.crashy:app",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
@@ -72,7 +80,7 @@ class WorkerProcess:
                 worker_id,
                 *extra,
             ],
-            env=cli_env(TETHER_TEST_WORKER=worker_id),
+            env=cli_env(TETHER_TEST_WORKER=worker_id, **(env or {})),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -255,3 +255,15 @@ async def test_a_body_without_length_is_capped_as_it_streams() -> None:
 def test_unix_sockets_and_proxies_are_not_egress() -> None:
     client = egress.client()
     assert client.trust_env is False and client.follow_redirects is False
+
+
+async def test_request_logs_show_the_origin_never_the_path_or_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy = EgressPolicy(allow=["127.0.0.1"])
+    async with Receiver() as receiver, egress.client(policy) as http:
+        with caplog.at_level("INFO", logger="httpx"):
+            await http.post(f"{receiver.url}/services/T0/B0/s3cr3t?token=abc", content=b"{}")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "httpx")
+    assert f"127.0.0.1:{receiver.port}" in text
+    assert "s3cr3t" not in text and "token" not in text
