@@ -260,6 +260,7 @@ class Tether:
             DispatchConfig.from_settings(self.settings),
             policy=self.egress_policy,
             on_disabled=self.on_webhook_disabled,
+            open=self.open,
         )
 
     # intake -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import logging
 import socket
@@ -349,6 +350,12 @@ class _CappedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+@functools.lru_cache(maxsize=2)
+def default_context(verify: bool = True) -> ssl.SSLContext:
+    """The TLS context of egress clients (system CAs; `verify=False` only for tests)."""
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with the URL checks per request, the guarded backend, and the
     response cap."""
@@ -362,13 +369,15 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         delegate: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        super().__init__(verify=verify, trust_env=False, limits=limits)
+        # One context for both pools below (loading the CA bundle costs ~40 ms).
+        context = verify if isinstance(verify, ssl.SSLContext) else default_context(verify)
+        super().__init__(verify=context, trust_env=False, limits=limits)
         self.policy = policy
         self.backend = GuardedBackend(policy, delegate)
         # httpx's transport takes no network backend: its pool is rebuilt with ours, the
         # same settings otherwise (tests/unit/test_egress.py pins that this holds).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -174,3 +174,13 @@ async def test_the_client_subscribes_verifies_retries_and_replays(
         await client.webhooks.delete(sub.id)
         with pytest.raises(NotFoundError):
             await client.webhooks.get(sub.id)
+
+
+async def test_an_api_only_server_still_delivers(start_server: Callable[..., LiveServer]) -> None:
+    server = start_server(workers=False, egress_allow=["127.0.0.1"], webhook_poll_interval=0.1)
+    async with Receiver() as receiver, Client(server.url, token=token("api-only")) as client:
+        sub = await client.webhooks.create(f"{receiver.url}/in", ["task.created"])
+        task = await client.submit("echo", 1)  # no worker: it stays queued
+        await receiver.wait_for(lambda rs: len(rs) >= 1)
+    body = Webhook(sub.secret).verify(receiver.requests[0].body, receiver.requests[0].headers)
+    assert body["data"]["task"]["id"] == task.id and body["data"]["task"]["status"] == "queued"
