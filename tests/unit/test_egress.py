@@ -246,7 +246,7 @@ async def test_a_body_without_length_is_capped_as_it_streams() -> None:
             for _ in range(10):
                 yield b"y" * 400
 
-    stream = egress._CappedStream(Chunked(), 1000, "https://x.test/")
+    stream = egress._CappedStream(Chunked(), 1000, httpx.URL("https://x.test/"))
     with pytest.raises(ResponseTooLarge, match="exceeds 1000 bytes"):
         async for _chunk in stream:
             pass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -274,7 +275,7 @@ class Dispatcher:
             # A hard bound well inside the lease: a send never outlives its claim.
             async with asyncio.timeout(self.config.lease_ttl / 2):
                 async with http.stream(
-                    "POST", item.url, content=d.body.encode(), headers=headers
+                    "POST", _url(item.url), content=d.body.encode(), headers=headers
                 ) as response:
                     code = response.status_code
                     retry_after = _retry_after(response)
@@ -359,6 +360,11 @@ async def _wait(event: asyncio.Event, timeout: float) -> bool:
             await event.wait()
             return True
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _url(text: str) -> httpx.URL:
+    return httpx.URL(text)  # parsed once per subscription URL, not once per send
 
 
 def _retry_after(response: httpx.Response) -> float | None:
