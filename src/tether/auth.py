@@ -35,7 +35,7 @@ from typing import Any
 
 import jwt
 
-from tether.config import Settings
+from tether.config import Settings, check_secret
 from tether.errors import ConfigError, TetherError
 from tether.ids import new_id
 from tether.models import ApiKey
@@ -121,6 +121,7 @@ def create_token(
     """A HS256 bearer token for `tenant` with `roles`, valid for `ttl` seconds."""
     if not secret:
         raise ValueError("a token needs a non-empty secret")
+    check_secret("the signing secret", secret)
     if not tenant:
         raise ValueError("a token needs a tenant")
     parsed = parse_roles(roles)
@@ -266,7 +267,13 @@ def dev_secret(path: Path | None = None) -> str:
 
 
 def require_auth(settings: Settings) -> None:
-    """Refuse to serve without authentication unless in dev mode."""
+    """Refuse to serve without authentication unless in dev mode, and with a secret
+    shorter than `MIN_SECRET_BYTES` (settings built without validation included)."""
+    if settings.jwt_secret is not None:
+        try:
+            check_secret("jwt_secret", settings.jwt_secret.get_secret_value())
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from None
     if not auth_configured(settings) and not settings.dev:
         raise ConfigError(
             "the API needs authentication: set TETHER_JWT_SECRET (or jwt_secret in "
