@@ -20,10 +20,10 @@ from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
 from tether.engine.run.waits import RunWaits, Wait
 from tether.errors import (
     StepFailed,
-    Transient,
     UnserializableResult,
     fingerprint,
     is_transient,
+    retry_after,
 )
 from tether.models import StepKind, StepRecord, StepStatus, TaskError, WaitReason
 from tether.retry import RetryPolicy
@@ -182,9 +182,8 @@ class RunSteps(RunWaits):
             and self.clock.now() - started > budget.max_elapsed.total_seconds()
         ):
             return None
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            return max(0.0, exc.retry_after)
-        return policy.backoff(attempt)
+        hinted = retry_after(exc)  # the server's Retry-After, or Transient(retry_after=)
+        return policy.backoff(attempt) if hinted is None else hinted
 
     def _error(self, exc: BaseException, step: str | None) -> TaskError:
         type_name = type(exc).__name__
