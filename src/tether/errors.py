@@ -128,6 +128,13 @@ class BudgetExceeded(Permanent):
     """The task spent its retry budget (attempts or wall time)."""
 
 
+class SyncStepStuck(Permanent):
+    """A sync step ran past its timeout and its thread had still not returned after as
+    long again. A thread cannot be interrupted, so rather than start a retry beside it
+    the step fails for good; the thread is left to finish and its result is dropped
+    (ADR 66). Never retried, whatever a classifier says."""
+
+
 class UnserializableResult(Permanent):
     """A step or workflow returned a value that cannot be stored as JSON."""
 

@@ -20,6 +20,7 @@ from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
 from tether.engine.run.waits import RunWaits, Wait
 from tether.errors import (
     StepFailed,
+    SyncStepStuck,
     UnserializableResult,
     fingerprint,
     is_transient,
@@ -154,12 +155,10 @@ class RunSteps(RunWaits):
         ctx_token = _current_context.set(None)  # a step calling a step just calls it
         try:
             if inspect.iscoroutinefunction(fn):
-                awaitable: Awaitable[Any] = fn(*args, **kwargs)
+                call: Awaitable[Any] = fn(*args, **kwargs)
+                result = await (call if timeout is None else asyncio.wait_for(call, timeout))
             else:
-                awaitable = self.worker.run_sync(fn, args, kwargs)
-            if timeout is not None:
-                return await asyncio.wait_for(awaitable, timeout)
-            result = await awaitable
+                result = await self._run_sync(fn, args, kwargs, timeout)
             if inspect.isawaitable(result):  # a sync def returning a coroutine
                 result = await result
             return result
@@ -167,9 +166,41 @@ class RunSteps(RunWaits):
             _current_context.reset(ctx_token)
             _current_step.reset(step_token)
 
+    async def _run_sync(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Any:
+        """A sync step on the worker's threads. A thread cannot be interrupted, so an
+        attempt that times out ends only when its thread returns (its result dropped):
+        the next attempt never runs beside it. A thread still running `timeout` seconds
+        after the timeout is left behind and the step fails for good (ADR 66)."""
+        future = self.worker.run_sync(fn, args, kwargs)
+        if timeout is None:
+            return await future
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if done:
+                return future.result()
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if not done:
+                raise SyncStepStuck(
+                    f"the step ran past its {timeout:g} s timeout and its thread had not "
+                    f"returned {timeout:g} s later; it is not retried while it may still run"
+                )
+            future.exception()  # the late outcome is dropped, not reported as unretrieved
+            raise TimeoutError(f"the step ran past its {timeout:g} s timeout")
+        finally:
+            if not future.done():
+                future.cancel()  # the thread's eventual outcome is dropped (StepThreads)
+
     def _retry_delay(self, exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
         """Seconds until the next attempt, or None when the step must fail now."""
-        if isinstance(exc, policy.non_retryable) or not is_transient(exc, self.runtime.classifiers):
+        if isinstance(exc, (SyncStepStuck, *policy.non_retryable)):
+            return None  # a stuck thread may still run: a retry would overlap it
+        if not is_transient(exc, self.runtime.classifiers):
             return None
         if attempt >= policy.max_attempts:
             return None
