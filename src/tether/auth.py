@@ -17,6 +17,10 @@ Permission matrix (what each role may do; `admin` may do everything):
 | approvals:read     |   x    |           |    x     |    x     |   x   |
 | approvals:decide   |        |           |    x     |          |   x   |
 | apikeys:manage     |        |           |          |          |   x   |
+| metrics:read       |        |           |          |    x     |   x   |
+
+`metrics:read` shows the caller's own tenant's figures only; the deployment-wide
+`/metrics` needs the `metrics_token` setting instead (ADR 66).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Permission(StrEnum):
     APPROVALS_READ = "approvals:read"
     APPROVALS_DECIDE = "approvals:decide"
     KEYS_MANAGE = "apikeys:manage"
+    METRICS_READ = "metrics:read"
 
 
 P = Permission
@@ -70,7 +75,9 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ}),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
-    Role.OPERATOR: frozenset({P.READ, P.CANCEL, P.SIGNAL, P.RERUN, P.APPROVALS_READ}),
+    Role.OPERATOR: frozenset(
+        {P.READ, P.CANCEL, P.SIGNAL, P.RERUN, P.APPROVALS_READ, P.METRICS_READ}
+    ),
     Role.ADMIN: frozenset(Permission),
 }
 """The permission matrix (also in the module docstring and docs/api.md)."""
@@ -269,9 +276,10 @@ def dev_secret(path: Path | None = None) -> str:
 def require_auth(settings: Settings) -> None:
     """Refuse to serve without authentication unless in dev mode, and with a secret
     shorter than `MIN_SECRET_BYTES` (settings built without validation included)."""
-    if settings.jwt_secret is not None:
+    for name in ("jwt_secret", "metrics_token"):
+        value = getattr(settings, name)
         try:
-            check_secret("jwt_secret", settings.jwt_secret.get_secret_value())
+            check_secret(name, "" if value is None else value.get_secret_value())
         except ValueError as exc:
             raise ConfigError(f"invalid configuration: {exc}") from None
     if not auth_configured(settings) and not settings.dev:

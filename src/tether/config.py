@@ -73,6 +73,10 @@ class Settings(BaseModel):
         default=None, description="HS256 secret that signs API bearer tokens"
     )
     jwks_url: str | None = Field(default=None, description="JWKS URL for RS256 bearer tokens")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the deployment-wide /metrics (every tenant's figures)",
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1, description="API request body cap")
     submit_rate: float = Field(
         default=100.0, ge=0, description="Task submissions per second per tenant (0: no limit)"
@@ -86,7 +90,7 @@ class Settings(BaseModel):
         "see docs/approvals.md",
     )
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", "metrics_token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is not None:
