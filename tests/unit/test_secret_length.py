@@ -26,6 +26,12 @@ def test_settings_refuse_a_short_jwt_secret(monkeypatch: pytest.MonkeyPatch) -> 
     assert SHORT not in message
 
 
+def test_the_metrics_scrape_token_is_held_to_the_same_length() -> None:
+    with pytest.raises(ConfigError, match="metrics_token is 16 bytes"):
+        load_settings({"metrics_token": SHORT})
+    assert load_settings({"metrics_token": GOOD}).metrics_token == SecretStr(GOOD)
+
+
 def test_thirty_two_bytes_are_enough_and_bytes_not_characters_count() -> None:
     assert load_settings({"jwt_secret": GOOD}).jwt_secret == SecretStr(GOOD)
     # 16 characters of two bytes each: 32 bytes of UTF-8.
