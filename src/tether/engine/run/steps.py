@@ -157,8 +157,10 @@ class RunSteps(RunWaits):
             if inspect.iscoroutinefunction(fn):
                 call: Awaitable[Any] = fn(*args, **kwargs)
                 result = await (call if timeout is None else asyncio.wait_for(call, timeout))
+            elif timeout is None:
+                result = await self.worker.run_sync(fn, args, kwargs)
             else:
-                result = await self._run_sync(fn, args, kwargs, timeout)
+                result = await self._run_sync_within(timeout, fn, args, kwargs)
             if inspect.isawaitable(result):  # a sync def returning a coroutine
                 result = await result
             return result
@@ -166,20 +168,19 @@ class RunSteps(RunWaits):
             _current_context.reset(ctx_token)
             _current_step.reset(step_token)
 
-    async def _run_sync(
+    async def _run_sync_within(
         self,
+        timeout: float,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        timeout: float | None,
     ) -> Any:
-        """A sync step on the worker's threads. A thread cannot be interrupted, so an
-        attempt that times out ends only when its thread returns (its result dropped):
-        the next attempt never runs beside it. A thread still running `timeout` seconds
-        after the timeout is left behind and the step fails for good (ADR 66)."""
+        """A sync step with a timeout, on the worker's threads. A thread cannot be
+        interrupted, so an attempt that times out ends only when its thread returns (its
+        result dropped): the next attempt never runs beside it. A thread still running
+        `timeout` seconds after the timeout is left behind and the step fails for good
+        (ADR 66)."""
         future = self.worker.run_sync(fn, args, kwargs)
-        if timeout is None:
-            return await future
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
             if done:
