@@ -24,6 +24,7 @@ from typing import Any
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
 from tether.engine.committer import Committer
+from tether.engine.registry import WorkflowVersion
 from tether.engine.retention import retention_loop
 from tether.engine.run import HOLD_LIMIT, TaskRun
 from tether.engine.run.log import RunLog
@@ -69,6 +70,7 @@ class Worker:
         retention: float | None = None,
         eager: bool = True,
         gc_threshold: int = 10_000,
+        max_lease_expiries: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -87,7 +89,13 @@ class Worker:
         self.gc_threshold = gc_threshold
         """First-generation GC threshold while this worker runs (0: leave the GC alone;
         `tether.engine.gc_threshold`, ADR 49)."""
+        self.max_lease_expiries = max_lease_expiries
+        """A task whose lease expires this many times in a row (no step recorded in
+        between) is failed by this worker's claim instead of run again (0: no limit)."""
         self._gc_held = False
+        self._unrunnable: set[WorkflowVersion] = set()
+        """(workflow, version) pairs a claim returned but the runtime could not look up:
+        left out of later claims, so a handed-back task is not claimed here again."""
         self._reserved = 0
         self.committer = Committer(runtime.store, self.id, runtime.clock)
         self._threads = StepThreads(sync_threads)
@@ -244,7 +252,8 @@ class Worker:
                     min(free, self.claim_batch),
                     now,
                     now + self.lease_ttl,
-                    self.runtime.workflow_names(),
+                    self._claimable(),
+                    self.max_lease_expiries,
                 )
                 backoff = 0.1
             except Exception as exc:
@@ -258,6 +267,13 @@ class Worker:
             if len(claimed) >= min(free, self.claim_batch):
                 continue  # more may be waiting: claim again at once
             await self._wait_for_work(events)
+
+    def _claimable(self) -> list[WorkflowVersion]:
+        """The (workflow, version) pairs this worker claims: what the runtime registers."""
+        pairs = self.runtime.workflow_versions()
+        if self._unrunnable:
+            pairs = [p for p in pairs if p not in self._unrunnable]
+        return pairs
 
     async def _wait_for_work(self, events: list[asyncio.Event]) -> None:
         waiters = [asyncio.ensure_future(e.wait()) for e in events]
@@ -319,10 +335,15 @@ class Worker:
     def _start(self, claimed: Claimed, claimed_at: float) -> None:
         task = claimed.task
         try:
-            wf = self.runtime.registry_lookup(task.workflow)
-        except UnknownWorkflow:
-            # Claims name our workflows, so this is a safety net: hand it back for a
-            # worker that has it (a rolling deploy), never fail it for our ignorance.
+            wf = self.runtime.registry_lookup(task.workflow, task.workflow_version)
+        except UnknownWorkflow as exc:
+            # Claims name our (workflow, version) pairs, so this is a safety net: hand it
+            # back for a worker that has it (a rolling deploy), never fail it for our
+            # ignorance, and never claim that pair again here (no claim-release loop).
+            pair = (task.workflow, task.workflow_version)
+            if pair not in self._unrunnable:
+                log.warning("task %s: %s; handing it back, not claiming it again", task.id, exc)
+                self._unrunnable.add(pair)
             self.committer.submit(Release(task.id, task.attempt, decision="unknown_workflow"))
             return
         run = TaskRun(claimed, wf, self)

@@ -10,6 +10,7 @@ worker that lost its lease cannot overwrite a newer attempt.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,16 @@ class Claimed:
     approvals: dict[int, Approval]
     recovered: bool = False
     """True when the task was taken over after another worker's lease expired."""
+
+
+@dataclass
+class ClaimOutcome:
+    """What one claim did: the tasks it took, and the tasks it failed instead of
+    recovering them (their lease had expired `max_lease_expiries` times in a row:
+    error `WorkerLost`), as they now stand."""
+
+    claimed: list[Claimed]
+    lost: list[Task]
 
 
 # Operations a worker commits in batches ------------------------------------------------
@@ -261,11 +272,16 @@ class Store(abc.ABC):
         limit: int,
         now: float,
         lease_until: float,
-        workflows: list[str] | None = None,
+        workflows: Sequence[tuple[str, int]] | None = None,
+        max_lease_expiries: int = 0,
     ) -> list[Claimed]:
         """Take up to `limit` runnable tasks: queued and due, waiting and due, or running
-        with an expired lease; of the named `workflows` only, when given. Each claim
-        increments the task's attempt number."""
+        with an expired lease; of the given (workflow, version) pairs only, when
+        `workflows` is given (None: any). Each claim increments the task's attempt
+        number. A task whose lease expired for the `max_lease_expiries`-th time in a
+        row, with no step recorded since the previous expiry, is failed (`WorkerLost`,
+        decision `worker_lost`) instead of taken; it counts against `limit` (0: no
+        such limit)."""
 
     @abc.abstractmethod
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:

@@ -147,6 +147,49 @@ CLAIMED_FROM_CTE = insert_select(
 PostgreSQL's one-statement claim (params: now, worker); as `claimed_decision` says."""
 
 
+WORKER_LOST = "worker_lost"
+"""The decision of the `task.failed` a claim writes instead of recovering a task whose
+worker keeps being lost."""
+
+
+def worker_lost(
+    task_id: str,
+    tenant: str,
+    attempt: int,
+    worker: str,
+    *,
+    lost_worker: str | None,
+    expiries: int,
+    message: str,
+    now: float,
+) -> EventRow:
+    """`task.failed` written by `worker`'s claim in place of recovering the task: the
+    lease of `lost_worker` (the run's) expired, the `expiries`-th time in a row."""
+    return _row(
+        task_id,
+        tenant,
+        now,
+        EventType.TASK_FAILED,
+        prior="running",
+        new="failed",
+        attempt=attempt,
+        worker=worker,
+        error_class="WorkerLost",
+        decision=WORKER_LOST,
+        data={"message": message, "lease_expiries": expiries, "lost_worker": lost_worker},
+    )
+
+
+WORKER_LOST_FROM_CTE = insert_select(
+    f"SELECT l.id, l.tenant, %s, '{EventType.TASK_FAILED}', 'running', 'failed', "
+    f"l.attempt, %s, NULL, 'WorkerLost', '{WORKER_LOST}', json_build_object('message', "
+    "%s::text, 'lease_expiries', l.lease_expiries, 'lost_worker', l.lost_worker)::text "
+    "FROM l ORDER BY l.id"
+)
+"""`worker_lost` for the tasks a claim's CTE `l` failed (with their `lease_expiries`
+and `lost_worker`), for PostgreSQL's one-statement claim (params: now, worker, message)."""
+
+
 # Worker operations --------------------------------------------------------------------
 
 
