@@ -519,7 +519,9 @@ async def test_one_statement_claim_returns_what_the_shared_claim_returns(
     assert ours.task.attempt == attempt + 1 and ours.task.status == TaskStatus.RUNNING
     assert await store.commit([Release(task_id, ours.task.attempt)], "w2", now + 1) == [True]
     outcome = await store._run(
-        lambda c: sql.claim(c, sql.POSTGRES, "w3", ["default"], 10, now + 2, now + 60, [("echo", 1)])
+        lambda c: sql.claim(
+            c, sql.POSTGRES, "w3", ["default"], 10, now + 2, now + 60, [("echo", 1)]
+        )
     )
     (shared,) = outcome.claimed
     assert ours.steps == shared.steps and ours.steps[1].result == {"x": [1, 2.5]}

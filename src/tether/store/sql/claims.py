@@ -63,9 +63,7 @@ def workflow_match(d: Dialect, workflows: Sequence[tuple[str, int]] | None) -> t
 NO_LIMIT = 2**31 - 1
 """`max_lease_expiries` as the claims compare it when there is no limit (0)."""
 
-NEXT_EXPIRIES = (
-    "CASE WHEN lease_expiry_steps = steps_done THEN lease_expiries + 1 ELSE 1 END"
-)
+NEXT_EXPIRIES = "CASE WHEN lease_expiry_steps = steps_done THEN lease_expiries + 1 ELSE 1 END"
 """A task's lease expiries in a row once the expiry being recovered counts: one more
 when no step was recorded since the last one (`lease_expiry_steps`), else the first."""
 
