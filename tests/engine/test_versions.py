@@ -13,6 +13,7 @@ import pytest
 from helpers import event_where, wait_status
 from tether import Context, TaskStatus, Tether, UnknownWorkflow
 from tether.models import TaskFilter
+from tether.services import health
 
 
 def _versions(app: Tether, *versions: int) -> None:
@@ -93,8 +94,13 @@ async def test_a_rolling_deploy_runs_each_task_on_its_own_version(
         waiting = await old.get(v2.id)
         assert (waiting.status, waiting.attempt, waiting.error) == (TaskStatus.QUEUED, 0, None)
         assert [e.type for e in await old.store.list_events(task_id=v2.id)] == ["task.created"]
+        unserved = await health.unserved(old)  # and says so: what /metrics shows
+        assert [(v.workflow, v.version, v.tasks) for v in unserved.waiting] == [("greet", 2, 1)]
+        assert [w.id for w in unserved.workers] == [old.workers[-1].id]
         async with new.worker(poll_interval=0.02):
             assert await v2.result(timeout=10) == "2:v2"
+            assert (await health.unserved(new)).waiting == []
+    assert [w.id for w in (await health.unserved(new)).workers] == [], "stopped workers left"
     started = await event_where(new, v2.id, lambda e: e.type == "task.started")
     assert started.worker == new.workers[-1].id
 

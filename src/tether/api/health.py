@@ -39,6 +39,13 @@ class QueueMetrics:
             ["queue"],
             registry=registry,
         )
+        self.unserved = Gauge(
+            "tether_tasks_unserved",
+            "Runnable queued tasks whose (workflow, version) no live worker of their queue "
+            "claims: they wait until one starts",
+            ["queue", "workflow", "version"],
+            registry=registry,
+        )
 
     async def refresh(self, app: Tether) -> None:
         if time.monotonic() - self._refreshed_at < self.MIN_REFRESH:
@@ -51,6 +58,9 @@ class QueueMetrics:
         self.oldest.clear()
         for queue in {q for q, _ in queues.counts} | set(queues.oldest):
             self.oldest.labels(queue).set(queues.oldest.get(queue, 0.0))
+        self.unserved.clear()
+        for v in (await health.unserved(app)).waiting:
+            self.unserved.labels(v.queue, v.workflow, str(v.version)).set(v.tasks)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -79,7 +89,8 @@ async def readyz(app: Annotated[Tether, Depends(tether_app)]) -> Any:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request, app: Annotated[Tether, Depends(tether_app)]) -> Response:
-    """Queue depth per queue and status, oldest queued age, HTTP request counters."""
+    """Queue depth per queue and status, oldest queued age, queued tasks no live worker
+    claims (by workflow version), HTTP request counters."""
     queues: QueueMetrics = request.app.state.queue_metrics
     registry: CollectorRegistry = request.app.state.registry
     with contextlib.suppress(Exception):  # still serve HTTP metrics when the DB is down

@@ -24,6 +24,7 @@ from typing import Any
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
 from tether.engine.committer import Committer
+from tether.engine.presence import presence_loop, record_presence
 from tether.engine.registry import WorkflowVersion
 from tether.engine.retention import retention_loop
 from tether.engine.run import HOLD_LIMIT, TaskRun
@@ -33,7 +34,7 @@ from tether.engine.runtime import Runtime
 from tether.engine.threads import StepThreads
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
-from tether.store.base import Claimed, Release
+from tether.store.base import Claimed, Release, WorkerPresence
 
 log = logging.getLogger("tether.worker")
 
@@ -112,6 +113,8 @@ class Worker:
         self._main: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._presence: asyncio.Task[None] | None = None
+        self._started_at = 0.0
         self.completed = 0
 
     # public life cycle ----------------------------------------------------------------
@@ -121,6 +124,12 @@ class Worker:
             gc_threshold.hold(self.gc_threshold)
             self._gc_held = True
         self.committer.start()
+        self._started_at = self.runtime.clock.now()
+        store, clock = self.runtime.store, self.runtime.clock
+        await record_presence(store, clock, self.presence)
+        self._presence = asyncio.create_task(
+            presence_loop(store, clock, self.presence), name="tether-presence"
+        )
         self._main = asyncio.create_task(self._claim_loop(), name=f"tether-worker-{self.id}")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
         if self.retention is not None:
@@ -153,10 +162,14 @@ class Worker:
             self.committer.submit(Release(task_id, run.task.attempt))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()))
-        for loop_task in (self._heartbeat, self._retention):
+        for loop_task in (self._heartbeat, self._retention, self._presence):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
+        try:
+            await self.runtime.store.worker_gone(self.id)
+        except Exception as exc:  # its record goes stale by itself
+            log.debug("removing the presence of worker %s failed: %s", self.id, exc)
         # Every run has ended: what a run still holds (one that lost its lease) is
         # never to be committed, here or by a later start of this worker.
         self._holding.clear()
@@ -185,6 +198,10 @@ class Worker:
         # Concluding runs give their slot back, but at most `concurrency` of them: when
         # commits stall, claiming must stall too (at most 2 x concurrency leases).
         return len(self._runs) - min(len(self._concluding), self.concurrency)
+
+    def presence(self, now: float) -> WorkerPresence:
+        """This worker as its presence record says (what it claims; ADR 64)."""
+        return WorkerPresence(self.id, list(self.queues), self._claimable(), self._started_at, now)
 
     def cancel_local(self, task_id: str) -> bool:
         """Cancel a task if it runs here (fast path for in-process cancel)."""

@@ -96,6 +96,30 @@ class ClaimOutcome:
     lost: list[Task]
 
 
+@dataclass
+class WorkerPresence:
+    """A worker as it records itself: what it claims, when it started, when last seen."""
+
+    id: str
+    queues: list[str]
+    workflows: list[tuple[str, int]]
+    """The (workflow, version) pairs it claims."""
+    started_at: float
+    seen_at: float
+
+
+@dataclass
+class QueuedVersion:
+    """The runnable queued tasks of one (queue, workflow, version)."""
+
+    queue: str
+    workflow: str
+    version: int
+    tasks: int
+    oldest: float
+    """Age in seconds of the one that became runnable first."""
+
+
 # Operations a worker commits in batches ------------------------------------------------
 
 
@@ -295,6 +319,23 @@ class Store(abc.ABC):
         """Extend, in one statement, the leases `worker` holds on `task_ids` (the tasks
         it is running: a run it abandoned must be left to expire). Returns the tasks it
         still holds, each with whether its cancellation was requested."""
+
+    @abc.abstractmethod
+    async def worker_seen(self, worker: WorkerPresence) -> None:
+        """Record that `worker` is alive (at `worker.seen_at`) and what it claims; forget
+        workers not seen for a day."""
+
+    @abc.abstractmethod
+    async def worker_gone(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+
+    @abc.abstractmethod
+    async def live_workers(self, seen_since: float) -> list[WorkerPresence]:
+        """The workers seen at or after `seen_since`."""
+
+    @abc.abstractmethod
+    async def queued_by_version(self, now: float) -> list[QueuedVersion]:
+        """Runnable queued tasks counted by (queue, workflow, version), every tenant."""
 
     # control --------------------------------------------------------------------------
     @abc.abstractmethod

@@ -33,10 +33,12 @@ from tether.store.base import (
     Finish,
     NewTask,
     Op,
+    QueuedVersion,
     Release,
     Store,
     Submitted,
     Suspend,
+    WorkerPresence,
 )
 from tether.store.hub import Hub, TaskChange
 
@@ -256,6 +258,18 @@ class SQLStore(Store, abc.ABC):
     ) -> dict[str, bool]:
         d = self.dialect
         return await self._run(lambda c: sql.heartbeat(c, d, worker, task_ids, lease_until))
+
+    async def worker_seen(self, worker: WorkerPresence) -> None:
+        await self._run(lambda c: sql.worker_seen(c, worker))
+
+    async def worker_gone(self, worker_id: str) -> None:
+        await self._run(lambda c: sql.worker_gone(c, worker_id))
+
+    async def live_workers(self, seen_since: float) -> list[WorkerPresence]:
+        return await self._run(lambda c: sql.live_workers(c, seen_since), write=False)
+
+    async def queued_by_version(self, now: float) -> list[QueuedVersion]:
+        return await self._run(lambda c: sql.queued_by_version(c, now), write=False)
 
     # control --------------------------------------------------------------------------
     async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:

@@ -69,6 +69,7 @@ from tether.store.sql.queries import (
     next_wake,
     oldest_queued,
 )
+from tether.store.sql.workers import live_workers, queued_by_version, worker_gone, worker_seen
 
 __all__ = [
     "APPROVAL_COLUMNS",
@@ -110,10 +111,12 @@ __all__ = [
     "list_approvals",
     "list_events",
     "list_tasks",
+    "live_workers",
     "next_wake",
     "oldest_queued",
     "purge",
     "queue_match",
+    "queued_by_version",
     "queued_pick",
     "revoke_api_key",
     "send_signal",
@@ -125,8 +128,10 @@ __all__ = [
     "task_for_update",
     "task_from_row",
     "wake",
+    "worker_gone",
     "worker_lost_error",
     "worker_lost_params",
+    "worker_seen",
     "workflow_keys",
     "workflow_match",
 ]
