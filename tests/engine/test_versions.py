@@ -93,6 +93,7 @@ async def test_a_rolling_deploy_runs_each_task_on_its_own_version(
         await claims.more(5)  # the old worker kept claiming past the v2 task
         waiting = await old.get(v2.id)
         assert (waiting.status, waiting.attempt, waiting.error) == (TaskStatus.QUEUED, 0, None)
+        await event_where(old, v2.id, lambda e: e.type == "task.created")
         assert [e.type for e in await old.store.list_events(task_id=v2.id)] == ["task.created"]
         unserved = await health.unserved(old)  # and says so: what /metrics shows
         assert [(v.workflow, v.version, v.tasks) for v in unserved.waiting] == [("greet", 2, 1)]

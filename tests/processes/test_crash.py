@@ -11,6 +11,7 @@ import pytest
 from apps.crashy import app as crashy
 from apps.crashy import read_log
 from apps.procs import WorkerProcess, wait_until
+from helpers import event_where
 from tether import TaskStatus, Tether
 from tether.models import StepStatus
 
@@ -125,11 +126,12 @@ async def test_a_task_that_kills_its_worker_every_time_fails_once_the_cap_is_rea
         assert last.proc.poll() is None, "the worker that failed the task was not killed"
         last.proc.terminate()
         assert await last.wait_exit(15) == 0, last.output
-        assert "WorkerLost" in last.output or "worker was lost" in last.output, last.output
+        assert "worker was lost" in last.output, last.output
+        await event_where(app, handle.id, lambda e: e.type == "task.failed")  # ADR 13
+        events = await app.store.list_events(task_id=handle.id)
     finally:
         for w in workers:
             w.close()
-        events = await app.store.list_events(task_id=handle.id)
         await app.close()
 
     starts = [e for e in read_log(log) if e["event"] == "start"]

@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 from conftest import require_postgres
+from helpers import event_where
 from tether import Context, Tether
 from tether.models import Approval, Event, StepKind, StepRecord, StepStatus, Task, WaitReason
 from tether.store import sql
@@ -176,6 +177,8 @@ async def test_the_one_statement_claim_does_what_the_shared_claim_does(pg_url: s
                 else:
                     assert stored.status == "running"
         by_role = {name: task_id for task_id, name in slow_roles.items()}
+        for task_id in [*fast_roles, *slow_roles]:  # the claims' events are visible
+            await event_where(app, task_id, lambda e: e.worker == "w")
         for f, name in fast_roles.items():
             fe = await app.store.list_events(task_id=f)
             se = await app.store.list_events(task_id=by_role[name])

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from helpers import event_where
 from tether import Context, TaskFailedError, TaskStatus, Tether
 from tether.models import StepKind, StepRecord, StepStatus
 from tether.store.base import StepWrite
@@ -53,6 +54,7 @@ async def test_the_claim_after_the_last_allowed_expiry_fails_the_task(
     assert "lost 3 times in a row" in task.error.message
     with pytest.raises(TaskFailedError, match="WorkerLost"):
         await handle.result(timeout=5)
+    await event_where(app, handle.id, lambda e: e.type == "task.failed")  # visible (ADR 13)
     events = await app.store.list_events(task_id=handle.id)
     started = [(e.decision, e.worker) for e in events if e.type == "task.started"]
     assert started == [("claimed", "w0"), ("lease_expired", "w1"), ("lease_expired", "w2")]
