@@ -307,11 +307,11 @@ async def claim(
     max_lease_expiries: int = 0,
 ) -> ClaimOutcome:
     """`sql.claim` as ONE autocommit statement: pick (the same three index scans, in the
-    same order of preference, `SKIP LOCKED`), take the lease (or, for a task whose
-    worker was lost `max_lease_expiries` times in a row, fail it: CTE `l`), write the
-    `task.started` (and `task.failed`) events and return what replay needs (step log,
-    unconsumed signals, approvals as JSON arrays). One round trip instead of about ten
-    (ADR 45)."""
+    same order of preference, `SKIP LOCKED`), take the lease, write the `task.started`
+    events and return what replay needs (step log, unconsumed signals, approvals as
+    JSON arrays). One round trip instead of about ten (ADR 45). A task whose worker was
+    lost `max_lease_expiries` times in a row is failed by the same `UPDATE` instead
+    (`p.lost`; its event is `task.failed`), and returned with `prior = 'lost'` (ADR 64)."""
     d = sql.POSTGRES
     only, wf = sql.workflow_match(d, workflows)
     extra = () if wf is None else (wf,)
@@ -320,48 +320,52 @@ async def claim(
     queued, params = sql.queued_pick(d, queues, only, now, wf, limit)
     error, digest, message = sql.worker_lost_params(cap)
     returning = ", ".join(f"t.{c.strip()}" for c in sql.TASK_COLUMNS.split(","))
-    returning += ", t.lease_expiries, p.lost_worker"
     text = (
         f"WITH q AS ({queued}), "
-        "w AS (SELECT id, status, NULL::int AS expiries, NULL::text AS lost_worker "
-        f"FROM tasks WHERE status = 'waiting' AND run_at <= %s AND {in_queues}{only} "
-        "ORDER BY run_at LIMIT %s FOR UPDATE SKIP LOCKED), "
-        f"x AS (SELECT id, status, {sql.NEXT_EXPIRIES} AS expiries, lease_owner AS "
-        "lost_worker FROM tasks WHERE status = 'running' AND lease_expires_at < %s AND "
-        f"{in_queues}{only} ORDER BY lease_expires_at LIMIT %s FOR UPDATE SKIP LOCKED), "
+        "w AS (SELECT id, status, NULL::int AS expiries, FALSE AS lost, NULL::text AS "
+        f"lost_worker FROM tasks WHERE status = 'waiting' AND run_at <= %s AND {in_queues}"
+        f"{only} ORDER BY run_at LIMIT %s FOR UPDATE SKIP LOCKED), "
+        f"x AS (SELECT id, status, {sql.NEXT_EXPIRIES} AS expiries, {sql.NEXT_EXPIRIES} "
+        ">= %s AS lost, lease_owner AS lost_worker FROM tasks WHERE status = 'running' "
+        f"AND lease_expires_at < %s AND {in_queues}{only} ORDER BY lease_expires_at "
+        "LIMIT %s FOR UPDATE SKIP LOCKED), "
         # UNION ALL is evaluated arm by arm: later scans run only while room is left.
-        "picked AS (SELECT * FROM (SELECT id, status, NULL::int AS expiries, NULL::text "
-        "AS lost_worker FROM q UNION ALL SELECT * FROM w UNION ALL SELECT * FROM x) c "
-        "LIMIT %s), "
-        "u AS (UPDATE tasks t SET status = 'running', attempt = t.attempt + 1, "
-        "lease_owner = %s, lease_expires_at = %s, started_at = COALESCE(t.started_at, %s), "
-        "updated_at = %s, lease_expiries = COALESCE(p.expiries, t.lease_expiries), "
+        "picked AS (SELECT * FROM (SELECT id, status, NULL::int AS expiries, FALSE AS lost, "
+        "NULL::text AS lost_worker FROM q UNION ALL SELECT * FROM w UNION ALL "
+        "SELECT * FROM x) c LIMIT %s), "
+        # One UPDATE takes the leases and fails the lost (CASE on `p.lost`): a second
+        # UPDATE over `picked` would cost every claim a materialized CTE and two nodes.
+        "u AS (UPDATE tasks t SET status = CASE WHEN p.lost THEN 'failed' ELSE 'running' END, "
+        "attempt = CASE WHEN p.lost THEN t.attempt ELSE t.attempt + 1 END, "
+        "lease_owner = CASE WHEN p.lost THEN NULL ELSE %s END, "
+        "lease_expires_at = CASE WHEN p.lost THEN NULL ELSE %s::float8 END, "
+        "started_at = COALESCE(t.started_at, %s), updated_at = %s, "
+        "lease_expiries = COALESCE(p.expiries, t.lease_expiries), "
         "lease_expiry_steps = CASE WHEN p.expiries IS NULL THEN t.lease_expiry_steps "
-        "ELSE t.steps_done END, wait_reason = NULL, wait_signals = NULL FROM picked p "
-        "WHERE t.id = p.id AND (p.expiries IS NULL OR p.expiries < %s) "
-        f"RETURNING {returning}, p.status AS prior), "
-        "l AS (UPDATE tasks t SET status = 'failed', error = %s, error_fingerprint = %s, "
-        "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
-        "run_at = NULL, lease_expiries = p.expiries, lease_expiry_steps = t.steps_done "
-        f"FROM picked p WHERE t.id = p.id AND p.expiries >= %s "
-        f"RETURNING {returning}, 'lost' AS prior), "
-        f"e AS ({sql.events.CLAIMED_FROM_CTE}), le AS ({sql.events.WORKER_LOST_FROM_CTE}) "
-        "SELECT c.*, "
-        + _json_rows(sql.STEP_COLUMNS, "steps", "task_id = c.id", " ORDER BY r.seq")
+        "ELSE t.steps_done END, wait_reason = NULL, wait_signals = NULL, "
+        "error = CASE WHEN p.lost THEN %s ELSE t.error END, "
+        "error_fingerprint = CASE WHEN p.lost THEN %s ELSE t.error_fingerprint END, "
+        "finished_at = CASE WHEN p.lost THEN %s::float8 ELSE t.finished_at END, "
+        "run_at = CASE WHEN p.lost THEN NULL ELSE t.run_at END FROM picked p "
+        f"WHERE t.id = p.id RETURNING {returning}, t.lease_expiries, p.lost_worker, "
+        "CASE WHEN p.lost THEN 'lost' ELSE p.status END AS prior), "
+        f"e AS ({sql.events.CLAIMED_FROM_CTE}) "
+        "SELECT u.*, "
+        + _json_rows(sql.STEP_COLUMNS, "steps", "task_id = u.id", " ORDER BY r.seq")
         + " AS j_steps, "
         + _json_rows(
             sql.SIGNAL_COLUMNS,
             "signals",
-            "task_id = c.id AND consumed_seq IS NULL",
+            "task_id = u.id AND consumed_seq IS NULL",
             " ORDER BY r.id",
         )
         + " AS j_signals, "
-        + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = c.id", "")
-        + " AS j_approvals FROM (SELECT * FROM u UNION ALL SELECT * FROM l) c"
+        + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = u.id", "")
+        + " AS j_approvals FROM u"
     )
-    params += [now, qs, *extra, limit, now, qs, *extra, limit, limit]
-    params += [worker, lease_until, now, now, cap, error, digest, now, now, cap]
-    params += [now, worker, now, worker, message]
+    params += [now, qs, *extra, limit, cap, now, qs, *extra, limit, limit]
+    params += [worker, lease_until, now, now, error, digest, now]
+    params += [now, worker, message]
     claimed: list[Claimed] = []
     lost: list[Task] = []
     for row in await conn.fetchall(text, params):

@@ -138,15 +138,6 @@ def claimed_decision(prior: str) -> str:
     return "lease_expired" if prior == "running" else "claimed"
 
 
-CLAIMED_FROM_CTE = insert_select(
-    f"SELECT u.id, u.tenant, %s, '{EventType.TASK_STARTED}', u.prior, 'running', "
-    "u.attempt, %s, NULL, NULL, CASE WHEN u.prior = 'running' THEN 'lease_expired' "
-    "ELSE 'claimed' END, NULL FROM u ORDER BY u.id"
-)
-"""`task.started` of the tasks a claim's CTE `u` returned with their prior status, for
-PostgreSQL's one-statement claim (params: now, worker); as `claimed_decision` says."""
-
-
 WORKER_LOST = "worker_lost"
 """The decision of the `task.failed` a claim writes instead of recovering a task whose
 worker keeps being lost."""
@@ -180,14 +171,19 @@ def worker_lost(
     )
 
 
-WORKER_LOST_FROM_CTE = insert_select(
-    f"SELECT l.id, l.tenant, %s, '{EventType.TASK_FAILED}', 'running', 'failed', "
-    f"l.attempt, %s, NULL, 'WorkerLost', '{WORKER_LOST}', json_build_object('message', "
-    "%s::text, 'lease_expiries', l.lease_expiries, 'lost_worker', l.lost_worker)::text "
-    "FROM l ORDER BY l.id"
+CLAIMED_FROM_CTE = insert_select(
+    "SELECT u.id, u.tenant, %s, CASE WHEN u.prior = 'lost' THEN "
+    f"'{EventType.TASK_FAILED}' ELSE '{EventType.TASK_STARTED}' END, CASE WHEN u.prior = "
+    "'lost' THEN 'running' ELSE u.prior END, u.status, u.attempt, %s, NULL, CASE WHEN "
+    "u.prior = 'lost' THEN 'WorkerLost' END, CASE u.prior WHEN 'lost' THEN "
+    f"'{WORKER_LOST}' WHEN 'running' THEN 'lease_expired' ELSE 'claimed' END, CASE WHEN "
+    "u.prior = 'lost' THEN json_build_object('message', %s::text, 'lease_expiries', "
+    "u.lease_expiries, 'lost_worker', u.lost_worker)::text END FROM u ORDER BY u.id"
 )
-"""`worker_lost` for the tasks a claim's CTE `l` failed (with their `lease_expiries`
-and `lost_worker`), for PostgreSQL's one-statement claim (params: now, worker, message)."""
+"""The events of PostgreSQL's one-statement claim, for the tasks its CTE `u` returned
+with their prior status (params: now, worker, message): `task.started` as
+`claimed_decision` says, or `worker_lost`'s `task.failed` for a task it failed as lost
+(prior status given as `lost`)."""
 
 
 # Worker operations --------------------------------------------------------------------
