@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from helpers import event_where
 from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
 from tether.engine.approvals import Requirement, RiskPolicy
 from tether.errors import ApprovalClosed
@@ -396,6 +397,9 @@ async def test_two_approvers_distinct_and_never_the_submitter(
             "changes": {"title": "T"},
             "reason": "fine",
         }
+    # On PostgreSQL the last events can be held back briefly by other open transactions
+    # on the server (ADR 13): wait for the last one before reading them all.
+    await event_where(app, handle.id, lambda e: e.type == "task.succeeded")
     decisions = [
         e for e in await app.store.list_events(task_id=handle.id) if e.type == "approval.decision"
     ]
