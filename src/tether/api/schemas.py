@@ -169,8 +169,15 @@ class TaskOut(BaseModel):
     deadline: float | None = None
     run_at: float | None = None
     cancel_requested: bool = False
-    forked_from: str | None = None
-    fork_from_seq: int | None = None
+    forked_from: str | None = Field(default=None, description="The task this one re-runs")
+    fork_from_seq: int | None = Field(
+        default=None, description="The step it re-ran from (null: only unfinished steps)"
+    )
+    fork_root: str | None = Field(
+        default=None,
+        description="The first task of its chain of re-runs: steps run again present that "
+        "task's idempotency keys",
+    )
 
     @classmethod
     def of(cls, t: Task) -> TaskOut:

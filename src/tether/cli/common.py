@@ -260,6 +260,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "cancel_requested": task.cancel_requested,
         "forked_from": task.forked_from,
         "fork_from_seq": task.fork_from_seq,
+        "fork_root": task.fork_root,
         "created_at": iso(task.created_at),
         "updated_at": iso(task.updated_at),
         "started_at": iso(task.started_at),

@@ -107,10 +107,12 @@ async def fork(
         "WHERE task_id = %s AND status = 'succeeded' AND seq < %s",
         (new.id, task_id, limit),
     )
+    # The chain's first task: a step the fork executes again presents its key (ADR 63).
+    root = row["fork_root"] or task_id
     await conn.execute(
-        "UPDATE tasks SET steps_done = (SELECT COUNT(*) FROM steps WHERE task_id = %s) "
-        "WHERE id = %s",
-        (new.id, new.id),
+        "UPDATE tasks SET steps_done = (SELECT COUNT(*) FROM steps WHERE task_id = %s), "
+        "fork_root = %s WHERE id = %s",
+        (new.id, root, new.id),
     )
     await conn.execute(
         events.INSERT_EVENT,
@@ -118,4 +120,5 @@ async def fork(
             task_id, row["tenant"], row["attempt"], new.id, from_seq, new.created_by, now
         ),
     )
+    sub.task.fork_root = root
     return sub.task
