@@ -151,4 +151,6 @@ class TaskFilter:
     error_fingerprint: str | None = None
     after_id: str | None = None
     """Cursor: return tasks with ids smaller than this one (newest first)."""
+    short_id: str | None = None
+    """Only tasks whose id begins or ends with this (a short id, as the CLI shows)."""
     limit: int = 50
