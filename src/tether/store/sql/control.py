@@ -99,7 +99,7 @@ async def fork(
         raise InvalidTransition(f"task {task_id} is {row['status']}; only ended tasks re-run")
     new.forked_from = task_id
     new.fork_from_seq = from_seq
-    (sub,) = await submit(conn, d, [new], now)
+    await submit(conn, d, [new], now)
     limit = from_seq if from_seq is not None else 2**62
     await conn.execute(
         f"INSERT INTO steps ({STEP_COLUMNS}) SELECT %s, seq, name, kind, status, attempts, "
@@ -120,5 +120,6 @@ async def fork(
             task_id, row["tenant"], row["attempt"], new.id, from_seq, new.created_by, now
         ),
     )
-    sub.task.fork_root = root
-    return sub.task
+    task = await get_task(conn, new.id, None)  # with the copied steps counted
+    assert task is not None
+    return task
