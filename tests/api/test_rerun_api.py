@@ -30,7 +30,9 @@ async def _ended(client: Client, task_id: str) -> str:
 
 async def _waiting(client: Client, task_id: str) -> None:
     async with asyncio.timeout(20):
-        while (await client.get(task_id)).status != TaskStatus.WAITING:
+        while True:
+            if (await client.get(task_id)).status == TaskStatus.WAITING:
+                return
             await asyncio.sleep(0.02)
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import typer
 
 from tether.cli.common import (
-    AppOpt,
-    DatabaseOpt,
     build_app,
     console,
     handle_errors,
-    resolve,
     run,
 )
+from tether.cli.options import AppOpt, DatabaseOpt, resolve
 from tether.cli.root import cli
 from tether.services import admin
 

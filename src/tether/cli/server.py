@@ -14,18 +14,14 @@ import typer
 
 from tether.cli.common import (
     EXIT_USAGE,
-    AppOpt,
     CLIError,
-    DatabaseOpt,
-    JsonOpt,
-    TenantOpt,
     build_app,
     console,
     handle_errors,
     print_json,
-    resolve,
     run,
 )
+from tether.cli.options import AppOpt, DatabaseOpt, JsonOpt, TenantOpt, resolve
 from tether.cli.root import cli
 from tether.config import Settings
 from tether.services import api_keys

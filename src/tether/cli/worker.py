@@ -20,15 +20,12 @@ import typer
 
 from tether.app import Tether
 from tether.cli.common import (
-    AppOpt,
-    DatabaseOpt,
-    TenantOpt,
     build_app,
     err_console,
     handle_errors,
-    resolve,
     run,
 )
+from tether.cli.options import AppOpt, DatabaseOpt, TenantOpt, resolve
 from tether.cli.root import cli
 from tether.services import admin
 
