@@ -29,7 +29,6 @@ from tether.models import (
     TaskStatus,
 )
 from tether.retry import RetryBudget, RetryPolicy
-from tether.services import approvals as approval_service
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import submission_hash
@@ -396,7 +395,8 @@ class Tether:
         of `flt.status`, `risk`, `task_id` or `short_id` when given. Each carries its
         request (summary, evidence, ...), the decisions so far and, once closed, the
         outcome; decide with `decide(approval.id, ...)`."""
-        return await approval_service.inbox(self, flt or ApprovalFilter())
+        await self.open()
+        return await self.store.list_approvals(flt or ApprovalFilter())
 
     async def decide(
         self,

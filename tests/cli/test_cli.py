@@ -188,6 +188,25 @@ def test_signal_wakes_a_waiting_task(cli: CLI, worker: WorkerProcess) -> None:
     assert cli.json("status", task_id)["result"] == {"x": 1}  # type: ignore[index]
 
 
+def test_rerun_a_failed_task(cli: CLI, worker: WorkerProcess) -> None:
+    failing = cli.submit("boom")
+    assert cli("watch", failing).returncode == 1
+    out = cli("rerun", failing[-12:], "--json", USER="dave")  # a short id
+    assert out.returncode == 0, out.stderr
+    fork = json.loads(out.stdout)
+    assert (fork["forked_from"], fork["fork_root"], fork["created_by"]) == (
+        failing,
+        failing,
+        "dave",
+    )
+    assert cli("watch", fork["id"]).returncode == 1  # it fails again: still broken
+    again = cli.json("rerun", fork["id"], "--from-step", "1")
+    assert isinstance(again, dict)
+    assert (again["fork_from_seq"], again["fork_root"], again["steps_done"]) == (1, failing, 0)
+    assert "re-running" in cli.ok("rerun", failing)
+    assert_one_line_error(cli("rerun", cli.submit("wait_signal", {"name": "never"})), "ended")
+
+
 def test_cancel_and_watch_a_cancelled_task(cli: CLI) -> None:
     task_id = cli.submit("wait_signal", {"name": "never"})
     out = cli.ok("cancel", task_id)

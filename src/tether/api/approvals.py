@@ -207,8 +207,7 @@ async def list_approvals(
 ) -> ApprovalList:
     """The caller's tenant's approval requests, newest first, filtered by status, risk,
     task, or a short id (the beginning or end of the approval's id)."""
-    found = await approvals.inbox(
-        app,
+    found = await app.approvals(
         ApprovalFilter(
             tenant=who.tenant,
             status=status,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from tether.cli import refs
 from tether.cli.common import (
@@ -20,8 +20,8 @@ from tether.cli.common import (
     CLIError,
     approval_json,
     console,
+    fitted_table,
     handle_errors,
-    local_time,
     print_json,
     styled_status,
     votes,
@@ -90,23 +90,21 @@ def approvals(
     if not found:
         console.print(f"[dim]no {'' if status == 'all' else status + ' '}approvals[/]")
         return
-    table = Table(show_edge=False)
-    for col in ("id", "task", "risk", "status", "votes", "asked"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("summary", overflow="ellipsis", no_wrap=True, ratio=1)
     # One set, so that no shown approval id is the end of a shown task id or the reverse.
     shown = refs.short_ids([*(a.id for a in found), *(a.task_id for a in found)])
-    for a in found:
-        table.add_row(
+    rows = [
+        [
             shown[a.id],
             shown[a.task_id],
             a.risk,
             styled_status(a.status),
             f"{votes(a)}/{a.required}",
-            local_time(a.created_at, "%m-%d %H:%M"),
-            str((a.request or {}).get("summary") or ""),
-        )
-    console.print(table)
+            escape(str((a.request or {}).get("summary") or "")),
+        ]
+        for a in found
+    ]
+    headers = ("id", "task", "risk", "status", "votes", "summary")
+    console.print(fitted_table(headers, rows, flexible=5))
 
 
 def _reviewer(env: Env, reviewer: str | None) -> str | None:

@@ -9,13 +9,15 @@ import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from tether.app import Tether
 from tether.cli.options import Env
@@ -267,6 +269,32 @@ def styled_status(status: str) -> str:
     """A task's (or an approval's) status, coloured."""
     style = STATUS_STYLE.get(status) or APPROVAL_STYLE.get(status, "white")
     return f"[{style}]{status}[/]"
+
+
+def fitted_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: int, title: str | None = None
+) -> Table:
+    """A table that fits the terminal: every column but `flexible` is shown whole (ids,
+    statuses, times), and the `flexible` one (a name, a summary) is cut with "…" to the
+    room left. Cells may hold Rich markup."""
+    plain = [[Text.from_markup(cell).cell_len for cell in row] for row in rows]
+    widths = [max(len(h), *(p[i] for p in plain), 1) for i, h in enumerate(headers)]
+    fixed = sum(w for i, w in enumerate(widths) if i != flexible)
+    room = max(8, console.width - fixed - 3 * (len(headers) - 1))  # " │ " between columns
+    table = Table(show_edge=False, pad_edge=False, title=title, title_justify="left")
+    for i, header in enumerate(headers):
+        if i == flexible:
+            table.add_column(header, no_wrap=True, max_width=room)
+        else:
+            table.add_column(header, no_wrap=True, min_width=widths[i])
+    for row in rows:
+        cells = list(row)
+        text = Text.from_markup(cells[flexible])
+        if text.cell_len > room:
+            text.truncate(room - 1)
+            text.append("…")
+        table.add_row(*cells[:flexible], text, *cells[flexible + 1 :])
+    return table
 
 
 def local_time(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

@@ -13,13 +13,16 @@ from tether.models import Approval, Event, StepRecord, Task, TaskStatus
 
 PAGE = 500
 """The API's largest page of tasks or approvals."""
+RETRIES = 2
+"""Retries of a failed connection, 429 or 5xx: a person waits on the answer (a few
+seconds at most), and may run the command again (a submission with its key is safe)."""
 
 
 class RemoteOperations:
     """The operations on the server at `url`, as the holder of `token` or `api_key`."""
 
     def __init__(self, url: str, *, token: str | None, api_key: str | None) -> None:
-        self.client = Client(url, token=token, api_key=api_key)
+        self.client = Client(url, token=token, api_key=api_key, max_retries=RETRIES)
         self.where = f"server {url}"
 
     async def aclose(self) -> None:

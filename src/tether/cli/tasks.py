@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tether.cli import refs
@@ -19,6 +20,7 @@ from tether.cli.common import (
     CLIError,
     approval_json,
     console,
+    fitted_table,
     handle_errors,
     local_time,
     print_json,
@@ -29,6 +31,7 @@ from tether.cli.common import (
 from tether.cli.operations import Operations, run_with
 from tether.cli.options import JsonOpt, resolve, takes_global_options
 from tether.cli.root import cli
+from tether.client import ApiError
 from tether.models import Approval, StepRecord, Task, TaskStatus
 
 TaskRef = Annotated[
@@ -103,17 +106,25 @@ def status(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None
     """Show a task, its approvals and its steps."""
     env = resolve(ctx)
 
-    async def go(ops: Operations) -> tuple[Task, list[StepRecord], list[Approval]]:
+    async def go(ops: Operations) -> tuple[Task, list[StepRecord], list[Approval] | None]:
         task = await refs.find_task(ops, task_ref)
         steps = await ops.steps(task.id)
-        return task, steps, await ops.approvals(task_id=task.id)
+        try:
+            return task, steps, await ops.approvals(task_id=task.id)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return task, steps, None  # this credential may read tasks, not approvals
 
     task, steps, approvals = run_with(env, go)
     if json:
-        print_json({**task_json(task), "approvals": [approval_json(a) for a in approvals]})
+        shown = None if approvals is None else [approval_json(a) for a in approvals]
+        print_json({**task_json(task), "approvals": shown})
         return
     console.print(_task_grid(task))
-    if approvals:
+    if approvals is None:
+        console.print("[dim]approvals: not shown (the credential lacks approvals:read)[/]")
+    elif approvals:
         console.print(_approvals_table(approvals))
     if steps:
         console.print(_steps_table(steps))
@@ -150,41 +161,38 @@ def _task_grid(task: Task) -> Table:
 
 
 def _approvals_table(approvals: list[Approval]) -> Table:
-    table = Table(title="approvals", title_justify="left", show_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("#", justify="right")
-    for col in ("risk", "status", "votes"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("summary", overflow="ellipsis", no_wrap=True, ratio=1)
     shown = refs.short_ids(a.id for a in approvals)
-    for a in approvals:
-        table.add_row(
+    rows = [
+        [
             shown[a.id],
             str(a.seq),
             a.risk,
             styled_status(a.status),
             f"{votes(a)}/{a.required}",
-            str((a.request or {}).get("summary") or ""),
-        )
-    return table
+            escape(str((a.request or {}).get("summary") or "")),
+        ]
+        for a in approvals
+    ]
+    headers = ("id", "#", "risk", "status", "votes", "summary")
+    return fitted_table(headers, rows, flexible=5, title="approvals")
 
 
 def _steps_table(steps: list[StepRecord]) -> Table:
-    table = Table(title="steps", title_justify="left", show_edge=False)
-    table.add_column("#", justify="right")
-    table.add_column("step", overflow="fold")
-    for col in ("kind", "status", "attempts", "duration"):
-        table.add_column(col, no_wrap=True)
-    for s in steps:
-        duration = (
+    rows = [
+        [
+            str(s.seq),
+            escape(s.name),
+            str(s.kind),
+            styled_status(str(s.status)),
+            str(s.attempts),
             f"{s.finished_at - s.started_at:.2f}s"
             if s.finished_at is not None and s.started_at is not None
-            else "-"
-        )
-        table.add_row(
-            str(s.seq), s.name, str(s.kind), styled_status(str(s.status)), str(s.attempts), duration
-        )
-    return table
+            else "-",
+        ]
+        for s in steps
+    ]
+    headers = ("#", "step", "kind", "status", "attempts", "duration")
+    return fitted_table(headers, rows, flexible=1, title="steps")
 
 
 def _short_json(value: Any, width: int = 100) -> str:
@@ -236,22 +244,20 @@ def list_(
     if not tasks:
         console.print("[dim]no tasks[/]")
         return
-    table = Table(show_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("workflow", overflow="ellipsis", no_wrap=True, ratio=1)
-    for col in ("status", "steps", "attempt", "created"):
-        table.add_column(col, no_wrap=True)
     shown = refs.short_ids(t.id for t in tasks)
-    for t in tasks:
-        table.add_row(
+    rows = [
+        [
             shown[t.id],
-            t.workflow,
+            escape(t.workflow),
             styled_status(str(t.status)),
             str(t.steps_done),
             str(t.attempt),
             local_time(t.created_at, "%m-%d %H:%M:%S"),
-        )
-    console.print(table)
+        ]
+        for t in tasks
+    ]
+    headers = ("id", "workflow", "status", "steps", "attempt", "created")
+    console.print(fitted_table(headers, rows, flexible=1))
 
 
 @cli.command()
@@ -327,7 +333,7 @@ def rerun(
     async def go(ops: Operations) -> Task:
         return await ops.rerun((await refs.find_task(ops, task_ref)).id, from_step)
 
-    task = run_with(env, go)
+    task = run_with(env, go, needs_app=True)  # locally: the input is validated again
     if json:
         print_json(task_json(task))
         return

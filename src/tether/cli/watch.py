@@ -63,13 +63,11 @@ def describe(event: Event) -> str | None:
     if t == EventType.TASK_RELEASED:
         return f"[yellow]⏏[/] handed back to the queue{who} ({escape(event.decision or '')})"
     if t == EventType.APPROVAL_REQUESTED:
-        approval = str(data.get("approval_id") or "?")
         needs = data.get("required")
         who = f", {needs} approver{'s' if needs != 1 else ''}" if needs else ""
         return (
-            f"[magenta]◆[/] approval {escape(refs.short(approval))} requested "
-            f"({escape(str(data.get('risk', '?')))} risk{who}): "
-            f"tether approve {escape(refs.short(approval))} -r REASON"
+            f"[magenta]◆[/] approval {escape(refs.short(str(data.get('approval_id'))))} "
+            f"requested (risk {escape(str(data.get('risk', '?')))}{who})"
         )
     if t == EventType.APPROVAL_DECISION:
         verb = "approves" if event.decision == "approve" else "rejects"
