@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import tether
 from apps.procs import WorkerProcess, cli_env, run_cli
 from tether.cli import cli as main_cli
 from tether.store.sqlite import MIGRATIONS
@@ -116,6 +117,17 @@ def test_submit_status_list_json(cli: CLI) -> None:
     assert created["id"][-12:] in human and other[-12:] in human and "greet" in human
     human = cli.ok("status", created["id"], local=True)
     assert created["id"] in human and "queued" in human
+
+
+def test_version_and_help_without_type_noise(cli: CLI) -> None:
+    assert cli.ok("--version").strip() == f"tether {tether.__version__}"
+    for command in ([], ["status"], ["approve"], ["rerun"], ["server"], ["token", "create"]):
+        out = cli.local(*command, "--help")
+        assert out.returncode == 0 and "--help" in out.stdout, out.stderr
+        assert "<bool>" not in out.stdout, out.stdout  # a flag takes no value
+    assert "Global options" in cli.local("list", "--help").stdout
+    refused = cli("--server", "http://127.0.0.1:9", "apikey", "create", "-r", "viewer")
+    assert_one_line_error(refused, "--server", "works on the database itself")
 
 
 def test_tenant_scopes_what_the_cli_sees(cli: CLI) -> None:

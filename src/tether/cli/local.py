@@ -18,7 +18,6 @@ from tether.models import (
     TaskFilter,
     TaskStatus,
 )
-from tether.services import admin
 
 POLL_SECONDS = 0.2
 """`follow` reads the event log this often (and at once when this process commits)."""
@@ -32,7 +31,6 @@ class LocalOperations:
         self.app = app
         self.tenant = tenant
         self.identity = identity
-        self.where = f"database {admin.database(app)}"
 
     async def submit(
         self,

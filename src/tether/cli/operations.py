@@ -28,9 +28,6 @@ T = TypeVar("T")
 class Operations(Protocol):
     """The operations of the task and approval commands, for one tenant and identity."""
 
-    where: str
-    """What the commands act on, for messages: the database or the server."""
-
     async def submit(
         self,
         workflow: str,

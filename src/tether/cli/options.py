@@ -23,6 +23,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from tether.config import Settings, load_settings
+from tether.errors import ConfigError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -187,12 +188,23 @@ def resolve(
     app: str | None = None,
     database_url: str | None = None,
     tenant: str | None = None,
+    *,
+    local_only: bool = False,
 ) -> Env:
-    """Merge command options, global options, environment, config file and defaults."""
+    """Merge command options, global options, environment, config file and defaults.
+
+    `local_only` commands (a worker, a migration, API keys) work on the database
+    itself: an explicit `--server` is refused rather than ignored."""
     command = ctx.meta.get(_COMMAND_OPTIONS) or GlobalOptions()
     given = root_options(ctx).merged(command)
     given = given.merged(GlobalOptions(app=app, database_url=database_url, tenant=tenant))
     flags = {f.name: getattr(given, f.name) for f in fields(GlobalOptions)}
     settings = load_settings(flags)
     explicit_db = given.database_url or os.environ.get("TETHER_DATABASE_URL") or None
+    if local_only and given.server:
+        name = ctx.command_path.removeprefix(ctx.find_root().command_path).strip()
+        raise ConfigError(
+            f"--server is for the task and approval commands; `{name}` works on the "
+            "database itself (give --database-url)"
+        )
     return Env(settings=settings, database_url_flag=explicit_db, given=given)

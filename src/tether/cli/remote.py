@@ -23,7 +23,6 @@ class RemoteOperations:
 
     def __init__(self, url: str, *, token: str | None, api_key: str | None) -> None:
         self.client = Client(url, token=token, api_key=api_key, max_retries=RETRIES)
-        self.where = f"server {url}"
 
     async def aclose(self) -> None:
         """Close the connections."""

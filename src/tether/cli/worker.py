@@ -57,7 +57,7 @@ def worker(
     tenant: TenantOpt = None,
 ) -> None:
     """Run a worker: claim tasks and run their workflows until SIGTERM/SIGINT."""
-    env = resolve(ctx, app, database_url, tenant)
+    env = resolve(ctx, app, database_url, tenant, local_only=True)
     tether_app = build_app(env, required=True)
     logging.basicConfig(
         level=log_level.upper(),
