@@ -15,7 +15,7 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -328,7 +328,7 @@ class Client:
     # following --------------------------------------------------------------------------
     async def events(
         self, task_id: str, *, after: int = 0, follow: bool = True
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The task's events after `after`. With `follow`, a live stream (server-sent
         events) that reconnects with `Last-Event-ID` after a drop and ends when the task
         has ended; without, the events stored now."""

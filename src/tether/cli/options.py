@@ -143,8 +143,7 @@ def takes_global_options(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        values: dict[str, str | None] = {name: kwargs.pop(name, None) for name in extra}  # type: ignore[misc]
-        given = GlobalOptions(**values)
+        given = GlobalOptions(**{name: _text(kwargs.pop(name, None)) for name in extra})
         meta = getattr(kwargs.get("ctx"), "meta", None)
         if not isinstance(meta, dict):
             raise TypeError(f"{fn.__name__} must take ctx: typer.Context")
@@ -161,6 +160,10 @@ def takes_global_options(fn: Callable[P, T]) -> Callable[P, T]:
     )
     wrapper.__annotations__ = {**inspect.get_annotations(fn, eval_str=True), **extra}
     return wrapper
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass

@@ -113,7 +113,7 @@ class RemoteOperations:
         # The server-sent event stream ends once the task has ended and its last event
         # was sent (it resumes after a dropped connection with Last-Event-ID).
         events = self.client.events(task_id, after=0, follow=True)
-        async with aclosing(events):  # type: ignore[type-var]
+        async with aclosing(events):
             async for event in events:
                 on_event(event)
         return await self.client.get(task_id)
