@@ -84,6 +84,8 @@ async def test_short_ids_and_approvals_by_task(
         assert json.loads(out.stdout)["summary"] == "finance review"
         assert await handles[0].result(timeout=10) == ["approved", "approved"]
         one_line_error(await tether("approve", two, "-r", "again"), 1, "no pending approval")
+        closed = await tether("reject", legal.id[-12:], "-r", "late")  # closed: its outcome
+        one_line_error(closed, 1, "already approved", "outcome that stands")
 
         out = await tether("reject", one[-12:], "-r", "no")
         assert out.returncode == 0, out.stderr

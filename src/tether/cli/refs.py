@@ -77,7 +77,8 @@ async def find_task(ops: Operations, ref: str) -> Task:
 
 async def find_approval(ops: Operations, ref: str) -> Approval:
     """The approval `ref` names: an approval id (any status), the beginning or end of a
-    pending approval's id, or a task (likewise) with exactly one pending approval."""
+    pending approval's id, or a task (likewise) with exactly one pending approval; else
+    the one closed approval whose id begins or ends with `ref`."""
     text = _normalized(ref)
     named = await ops.approvals(short_id=text, limit=CANDIDATES + 1)
     for a in named:
@@ -98,8 +99,15 @@ async def find_approval(ops: Operations, ref: str) -> Approval:
     if len(candidates) == 1:
         return next(iter(candidates.values()))
     if not candidates:
+        if len(named) == 1:  # a closed one: deciding it reports the outcome that stands
+            return named[0]
         if len(tasks) == 1:
             raise CLIError(f"task {tasks[0].id} has no pending approval")
+        if named:
+            listed = ", ".join(_described(a) for a in named[:CANDIDATES])
+            raise CLIError(
+                f"{ref!r} matches {_count(named)} closed approvals: {listed}", EXIT_USAGE
+            )
         raise CLIError(f"approval not found: {ref}")
     listed = ", ".join(_described(a) for a in list(candidates.values())[:CANDIDATES])
     owners = {a.task_id for a in candidates.values()}
@@ -118,5 +126,5 @@ def _described(a: Approval) -> str:
     return f"{a.id} (task {short(a.task_id)}, {summary!r})"
 
 
-def _count(items: list[Task] | dict[str, Approval]) -> str:
+def _count(items: list[Task] | list[Approval] | dict[str, Approval]) -> str:
     return f"{len(items)}+" if len(items) > CANDIDATES else str(len(items))
