@@ -19,7 +19,15 @@ from tether.engine.worker import Worker
 from tether.errors import Classifier, TaskNotFound
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
-from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, TaskStatus
+from tether.models import (
+    Approval,
+    ApprovalFilter,
+    SignalRecord,
+    StepRecord,
+    Task,
+    TaskFilter,
+    TaskStatus,
+)
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
@@ -403,6 +411,14 @@ class Tether:
         return await self.store.send_signal(
             task_id, tenant, name, serde.dumps(payload), self.clock.now()
         )
+
+    async def approvals(self, flt: ApprovalFilter | None = None) -> list[Approval]:
+        """Approval requests, newest first: of `flt.tenant` (None: every tenant's), and
+        of `flt.status`, `risk`, `task_id` or `short_id` when given. Each carries its
+        request (summary, evidence, ...), the decisions so far and, once closed, the
+        outcome; decide with `decide(approval.id, ...)`."""
+        await self.open()
+        return await self.store.list_approvals(flt or ApprovalFilter())
 
     async def decide(
         self,

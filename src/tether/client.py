@@ -18,22 +18,16 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from tether.errors import TaskNotFound, TetherError
-from tether.models import (
-    Event,
-    StepKind,
-    StepRecord,
-    StepStatus,
-    Task,
-    TaskError,
-)
+from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
+from tether.models import Approval, Event, StepRecord, Task
 from tether.retry import retry_after_from_headers
+from tether.wire import approval_from_json, event_from_json, step_from_json, task_from_json
 
 POLL_START = 1.0
 POLL_MAX = 30.0
@@ -58,47 +52,12 @@ class ApiError(TetherError):
 
 
 class NotFoundError(ApiError, TaskNotFound):
-    """404: no such task for this tenant."""
+    """404: no such task (or approval) for this tenant."""
 
 
-def task_from_json(data: Mapping[str, Any]) -> Task:
-    """A `Task` from the API's JSON (`Task.from_json`)."""
-    return Task.from_json(data)
-
-
-def event_from_json(data: Mapping[str, Any]) -> Event:
-    """An `Event` from the API's JSON."""
-    return Event(
-        id=data["id"],
-        task_id=data["task_id"],
-        tenant=data.get("tenant", ""),
-        at=data["at"],
-        type=data["type"],
-        prior_status=data.get("prior_status"),
-        new_status=data.get("new_status"),
-        attempt=data.get("attempt"),
-        step=data.get("step"),
-        error_class=data.get("error_class"),
-        decision=data.get("decision"),
-        data=data.get("data"),
-    )
-
-
-def step_from_json(data: Mapping[str, Any]) -> StepRecord:
-    return StepRecord(
-        task_id=data.get("task_id", ""),
-        seq=data["seq"],
-        name=data["name"],
-        kind=StepKind(data["kind"]),
-        status=StepStatus(data["status"]),
-        attempts=data.get("attempts", 1),
-        result=data.get("result"),
-        error=TaskError.from_json(data.get("error")),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        wake_at=data.get("wake_at"),
-        meta=data.get("meta") or {},
-    )
+class ConflictError(ApiError, InvalidTransition):
+    """409: the task's (or approval's) state does not allow it, e.g. cancelling an ended
+    task or re-running one that has not ended."""
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -186,6 +145,8 @@ class Client:
             problem = {"title": response.reason_phrase, "status": response.status_code}
         if response.status_code == 404:
             return NotFoundError(404, problem)
+        if response.status_code == 409:
+            return ConflictError(409, problem)
         return ApiError(response.status_code, problem, _retry_after(response))
 
     # tasks --------------------------------------------------------------------------------
@@ -205,6 +166,30 @@ class Client:
         Without `idempotency_key` a fresh key is generated, so the retries this method
         makes are safe; pass your own key to make your own retries safe too.
         """
+        task, _ = await self.submit_or_replay(
+            workflow,
+            input,
+            idempotency_key=idempotency_key,
+            queue=queue,
+            priority=priority,
+            correlation_id=correlation_id,
+            deadline=deadline,
+        )
+        return task
+
+    async def submit_or_replay(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        correlation_id: str | None = None,
+        deadline: datetime | float | None = None,
+    ) -> tuple[Task, bool]:
+        """`submit`, and whether it created the task: False when the idempotency key
+        matched an earlier task (the server's `Idempotent-Replayed` answer)."""
         body: dict[str, Any] = {"workflow": workflow, "input": input, "priority": priority}
         if queue is not None:
             body["queue"] = queue
@@ -221,7 +206,8 @@ class Client:
         response = await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}
         )
-        return task_from_json(response.json())
+        created = response.headers.get("idempotent-replayed") != "true"
+        return task_from_json(response.json()), created
 
     async def submit_batch(
         self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None
@@ -248,15 +234,18 @@ class Client:
         status: list[str] | None = None,
         workflow: str | None = None,
         correlation_id: str | None = None,
+        short_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[Task], str | None]:
-        """A page of tasks (newest first) and the cursor of the next page."""
+        """A page of tasks (newest first) and the cursor of the next page; `short_id`
+        keeps the tasks whose id begins or ends with it."""
         params: list[tuple[str, str | int]] = [("limit", limit)]
         params += [("status", s) for s in status or ()]
         for name, value in (
             ("workflow", workflow),
             ("correlation_id", correlation_id),
+            ("short_id", short_id),
             ("cursor", cursor),
         ):
             if value is not None:
@@ -282,10 +271,73 @@ class Client:
         response = await self._request("GET", f"/v1/tasks/{task_id}/steps", retry=True)
         return [step_from_json({"task_id": task_id, **s}) for s in response.json()["items"]]
 
+    async def rerun(self, task_id: str, *, from_step: int | None = None) -> Task:
+        """Re-run an ended task as a new linked task that reuses its finished steps (all,
+        or those before `from_step`); returns the new task. `ConflictError` (409) while
+        the task has not ended. Not retried: each call that arrives creates a task."""
+        body = None if from_step is None else {"from_step": from_step}
+        response = await self._request("POST", f"/v1/tasks/{task_id}/rerun", retry=False, json=body)
+        return task_from_json(response.json())
+
+    # approvals --------------------------------------------------------------------------
+    async def approvals(
+        self,
+        *,
+        status: str | None = None,
+        risk: str | None = None,
+        task_id: str | None = None,
+        short_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Approval]:
+        """Approval requests of the caller's tenant, newest first: of one `status`
+        (pending, approved, rejected), `risk`, task, or short id, when given."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        for name, value in (
+            ("status", status),
+            ("risk", risk),
+            ("task_id", task_id),
+            ("short_id", short_id),
+        ):
+            if value is not None:
+                params.append((name, value))
+        response = await self._request("GET", "/v1/approvals", retry=True, params=params)
+        return [approval_from_json(a) for a in response.json()["items"]]
+
+    async def approval(self, approval_id: str) -> Approval:
+        """One approval request; `NotFoundError` when missing."""
+        response = await self._request("GET", f"/v1/approvals/{approval_id}", retry=True)
+        return approval_from_json(response.json())
+
+    async def decide(
+        self,
+        approval_id: str,
+        *,
+        approve: bool,
+        reason: str,
+        changes: dict[str, Any] | None = None,
+    ) -> Approval:
+        """Approve (with `changes`, if any) or reject, as the credential's subject; returns
+        the approval as it now stands. Raises `ApprovalClosed` (with the outcome that
+        stands) when it was already closed or timed out, `ConflictError` when this
+        subject already decided, and `ApiError` 403 for the task's own submitter."""
+        body: dict[str, Any] = {"approve": approve, "reason": reason}
+        if changes is not None:
+            body["changes"] = changes
+        try:
+            response = await self._request(
+                "POST", f"/v1/approvals/{approval_id}/decision", retry=False, json=body
+            )
+        except ConflictError as exc:
+            standing = exc.problem.get("approval")
+            if isinstance(standing, dict) and standing.get("status") != "pending":
+                raise ApprovalClosed(str(exc.detail), approval_from_json(standing)) from exc
+            raise
+        return approval_from_json(response.json())
+
     # following --------------------------------------------------------------------------
     async def events(
         self, task_id: str, *, after: int = 0, follow: bool = True
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The task's events after `after`. With `follow`, a live stream (server-sent
         events) that reconnects with `Last-Event-ID` after a drop and ends when the task
         has ended; without, the events stored now."""

@@ -96,6 +96,12 @@ class Settings(BaseModel):
     )
     submit_burst: float = Field(default=200.0, ge=1, description="Submission burst per tenant")
     dev: bool = Field(default=False, description="Dev mode: API with a generated local secret")
+    # The CLI driving a server (tether.cli) -------------------------------------------------
+    server: str | None = Field(
+        default=None, description="URL of a Tether server the CLI drives over HTTP"
+    )
+    token: SecretStr | None = Field(default=None, description="Bearer token for `server`")
+    api_key: SecretStr | None = Field(default=None, description="API key for `server`")
     # Approvals (tether.engine.approvals) -------------------------------------------------
     approval_policy: dict[str, Any] | None = Field(
         default=None,
@@ -109,6 +115,15 @@ class Settings(BaseModel):
         if value is not None:
             check_secret(info.field_name or "secret", value.get_secret_value())
         return value
+
+    @field_validator("server")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("approval_policy", mode="before")
     @classmethod

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from api.live import SECRET, LiveServer, make_settings
-from tether import Context, Tether
+from tether import ApprovalClosed, Client, Context, Tether
 from tether.auth import create_token
+from tether.client import ApiError, ConflictError, NotFoundError
 from tether.engine.approvals import Requirement, RiskPolicy
 
 PROBLEM = "application/problem+json"
@@ -247,3 +248,57 @@ async def test_roles_and_tenancy(http: httpx.AsyncClient) -> None:
     r = await _decide(http, approval["id"], ANN, approve=True)
     assert r.status_code == 200 and r.json()["decisions"][0]["reviewer"] == "ann"
     assert (await _result(http, task_id))["reviewers"] == ["ann"]
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+async def test_the_client_lists_reads_and_decides(
+    http: httpx.AsyncClient, server: LiveServer
+) -> None:
+    """`tether.Client`'s approval methods, and the `task_id` and `short_id` filters."""
+    task_id = await _submit(http, 150)  # critical: two approvers
+    other_task = await _submit(http, 100)
+    listed = await _approval_of(http, task_id)
+    await _approval_of(http, other_task)
+    async with (
+        Client(server.url, token=_token(ANN)) as ann,
+        Client(server.url, token=_token(BOB)) as bob,
+        Client(server.url, token=_token(OTHER)) as olga,
+    ):
+        (mine,) = await ann.approvals(task_id=task_id)
+        assert (mine.id, mine.task_id, mine.tenant, mine.seq) == (listed["id"], task_id, "t1", 2)
+        assert mine.request["summary"] == "Refund 150 EUR to customer 4411"
+        assert (mine.required, mine.submitter, mine.status) == (2, "sam", "pending")
+        assert [a.id for a in await ann.approvals(short_id=mine.id[-12:])] == [mine.id]
+        assert len(await ann.approvals(status="pending")) == 2
+        assert await ann.approvals(status="approved") == []
+        assert await olga.approvals(task_id=task_id) == []
+        with pytest.raises(NotFoundError):
+            await olga.approval(mine.id)
+        got = await ann.approval(mine.id)
+        assert got.request["evidence"] == ["ticket #4411", {"order": 77}]
+
+        half = await ann.decide(mine.id, approve=True, reason="ok", changes={"amount": 90})
+        assert half.status == "pending" and [d["reviewer"] for d in half.decisions] == ["ann"]
+        assert isinstance(half.decisions[0]["at"], float)
+        with pytest.raises(ConflictError, match="already decided"):
+            await ann.decide(mine.id, approve=True, reason="again")
+        done = await bob.decide(mine.id, approve=True, reason="fine")
+        assert (done.status, done.resolution, done.changes) == (
+            "approved",
+            "reviewer",
+            {"amount": 90},
+        )
+        with pytest.raises(ApprovalClosed) as closed:
+            await bob.decide(mine.id, approve=False, reason="too late")
+        assert closed.value.approval.status == "approved"
+        assert closed.value.approval.decided_at is not None
+    async with Client(server.url, token=_token(SAM_APPROVER)) as sam:
+        (theirs,) = await sam.approvals(task_id=other_task)
+        with pytest.raises(ApiError) as refused:
+            await sam.decide(theirs.id, approve=True, reason="mine")
+        assert refused.value.status == 403
+    r = await http.get("/v1/approvals", params={"short_id": "abc"}, headers=ANN)
+    assert r.status_code == 422, "a short id has at least 4 characters"

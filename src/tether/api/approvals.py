@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tether.api.deps import require, tether_app
 from tether.api.problems import PROBLEM_TYPE, ProblemError, problem_body, responses
 from tether.api.schemas import StepOut, TaskOut
+from tether.api.tasks import ShortId
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
@@ -51,6 +52,8 @@ class ApprovalOut(BaseModel):
                 {
                     "id": "0190f3c2-7a00-7cc1-9d2a-1f2e3d4c5b6a",
                     "task_id": "0190f3c2-6b1e-7cc1-9d2a-1f2e3d4c5b6a",
+                    "tenant": "acme",
+                    "seq": 3,
                     "workflow": "support-reply",
                     "status": "pending",
                     "risk": "high",
@@ -76,6 +79,8 @@ class ApprovalOut(BaseModel):
 
     id: str
     task_id: str
+    tenant: str
+    seq: int = Field(description="Position of the approval in the task's step log")
     workflow: str | None = None
     status: Status
     risk: str
@@ -106,6 +111,8 @@ class ApprovalOut(BaseModel):
         return cls(
             id=a.id,
             task_id=a.task_id,
+            tenant=a.tenant,
+            seq=a.seq,
             workflow=a.workflow,
             status=a.status,
             risk=a.risk,
@@ -192,11 +199,23 @@ async def list_approvals(
     app: Annotated[Tether, Depends(tether_app)],
     status: Annotated[Status | None, Query(description="Only this status")] = None,
     risk: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    task_id: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="Only this task's")
+    ] = None,
+    short_id: ShortId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ApprovalList:
-    """The caller's tenant's approval requests, newest first, filtered by status/risk."""
-    found = await approvals.inbox(
-        app, ApprovalFilter(tenant=who.tenant, status=status, risk=risk, limit=limit)
+    """The caller's tenant's approval requests, newest first, filtered by status, risk,
+    task, or a short id (the beginning or end of the approval's id)."""
+    found = await app.approvals(
+        ApprovalFilter(
+            tenant=who.tenant,
+            status=status,
+            risk=risk,
+            task_id=task_id,
+            short_id=short_id,
+            limit=limit,
+        ),
     )
     return ApprovalList(items=[ApprovalOut.of(a) for a in found])
 

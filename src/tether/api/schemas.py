@@ -81,6 +81,20 @@ class BatchSubmission(BaseModel):
     tasks: list[TaskSubmission] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class RerunRequest(BaseModel):
+    """How to re-run an ended task (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"from_step": 2}]})
+
+    from_step: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Run this step (its sequence number, `seq`) and every later one again; "
+        "omitted: reuse every step that succeeded",
+    )
+
+
 class ErrorOut(BaseModel):
     """Why a task or step failed."""
 
@@ -169,8 +183,15 @@ class TaskOut(BaseModel):
     deadline: float | None = None
     run_at: float | None = None
     cancel_requested: bool = False
-    forked_from: str | None = None
-    fork_from_seq: int | None = None
+    forked_from: str | None = Field(default=None, description="The task this one re-runs")
+    fork_from_seq: int | None = Field(
+        default=None, description="The step it re-ran from (null: only unfinished steps)"
+    )
+    fork_root: str | None = Field(
+        default=None,
+        description="The first task of its chain of re-runs: steps run again present that "
+        "task's idempotency keys",
+    )
 
     @classmethod
     def of(cls, t: Task) -> TaskOut:

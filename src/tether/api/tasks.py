@@ -16,6 +16,7 @@ from tether.api.problems import ProblemError, responses
 from tether.api.schemas import (
     BatchOut,
     BatchSubmission,
+    RerunRequest,
     SignalOut,
     StepList,
     StepOut,
@@ -44,6 +45,14 @@ IdemKey = Annotated[
     ),
 ]
 REPLAY_HEADER = "Idempotent-Replayed"
+ShortId = Annotated[
+    str | None,
+    Query(
+        min_length=4,
+        max_length=100,
+        description="Only ids that begin or end with this (the CLI's short ids)",
+    ),
+]
 
 
 def _new_task(app: Tether, sub: TaskSubmission, who: Principal, key: str | None) -> NewTask:
@@ -201,6 +210,7 @@ async def list_tasks(
     cursor: Annotated[
         str | None, Query(max_length=100, description="`next_cursor` of the previous page")
     ] = None,
+    short_id: ShortId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskList:
     """The caller's tenant's tasks, newest first, filtered; page with `cursor`."""
@@ -213,6 +223,7 @@ async def list_tasks(
             created_after=created_after,
             created_before=created_before,
             after_id=cursor,
+            short_id=short_id,
             limit=limit + 1,
         )
     )
@@ -273,3 +284,35 @@ async def send_signal(
     """Deliver `payload` to the workflow's `ctx.wait_for_signal(name)`; kept until then."""
     sig = await app.signal(task_id, name, payload, tenant=who.tenant)
     return SignalOut(id=sig.id, task_id=sig.task_id, name=sig.name, created_at=sig.created_at)
+
+
+@router.post(
+    "/tasks/{task_id}/rerun",
+    status_code=202,
+    response_model=TaskOut,
+    summary="Re-run an ended task",
+    responses={
+        202: {
+            "description": "The new task",
+            "headers": {
+                "Location": {"description": "URL of the new task", "schema": {"type": "string"}}
+            },
+        },
+        **responses(400, *AUTH, 404, 409, 413, 415, 422),
+    },
+)
+async def rerun_task(
+    task_id: TaskId,
+    response: Response,
+    who: Annotated[Principal, Depends(require(Permission.RERUN))],
+    app: Annotated[Tether, Depends(tether_app)],
+    rerun: Annotated[RerunRequest | None, Body()] = None,
+) -> TaskOut:
+    """Create a new task, linked to this one (`forked_from`), that reuses its finished
+    steps: all of them, or those before `from_step`. A step it runs again presents the
+    idempotency key of the step it replaces. 409 while the task has not ended. Each call
+    creates another task."""
+    from_seq = rerun.from_step if rerun is not None else None
+    handle = await app.rerun(task_id, from_seq=from_seq, tenant=who.tenant, created_by=who.subject)
+    response.headers["Location"] = f"/v1/tasks/{handle.id}"
+    return TaskOut.of(handle.initial)

@@ -37,4 +37,8 @@ class ApprovalFilter:
     tenant: str | None = None
     status: str | None = None
     risk: str | None = None
+    task_id: str | None = None
+    """Only the approvals of this task."""
+    short_id: str | None = None
+    """Only approvals whose id begins or ends with this (a short id, as the CLI shows)."""
     limit: int = 100

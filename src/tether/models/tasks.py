@@ -95,6 +95,9 @@ class Task:
     deadline: float | None = None
     forked_from: str | None = None
     fork_from_seq: int | None = None
+    fork_root: str | None = None
+    """For a re-run: the first task of its chain of re-runs, whose idempotency keys the
+    steps it executes again present (None for a task that is not a re-run)."""
     steps_done: int = 0
     current_step: str | None = None
     cancel_requested: bool = False
@@ -148,4 +151,6 @@ class TaskFilter:
     error_fingerprint: str | None = None
     after_id: str | None = None
     """Cursor: return tasks with ids smaller than this one (newest first)."""
+    short_id: str | None = None
+    """Only tasks whose id begins or ends with this (a short id, as the CLI shows)."""
     limit: int = 50

@@ -32,7 +32,9 @@ class RunLog(RunState):
         return self._seq
 
     def _idempotency_key(self, seq: int) -> str:
-        return f"{self.task.id}:{seq}"
+        # A re-run's step presents the key of the step it replaces: the chain's first
+        # task and the same position (ADR 63), so an outside API deduplicates it.
+        return f"{self.task.fork_root or self.task.id}:{seq}"
 
     def _replayed(self, seq: int, name: str, kind: StepKind) -> StepRecord | None:
         rec = self.log.get(seq)

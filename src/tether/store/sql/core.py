@@ -97,6 +97,19 @@ SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+SHORT_ID_MATCH = (
+    "(length(id) >= %s AND (substr(id, 1, %s) = %s OR substr(id, length(id) - %s + 1, %s) = %s))"
+)
+"""An id begins or ends with a short id (`short_id_params`). `substr` with a start of at
+least 1 means the same on both backends (LIKE would not: SQLite's ignores case)."""
+
+
+def short_id_params(short: str) -> list[Any]:
+    """The parameters of `SHORT_ID_MATCH` for `short`."""
+    n = len(short)
+    return [n, n, short, n, n, short]
+
+
 # Row conversion -----------------------------------------------------------------------
 
 
@@ -128,6 +141,7 @@ def task_from_row(row: Row) -> Task:
         deadline=row["deadline"],
         forked_from=row["forked_from"],
         fork_from_seq=row["fork_from_seq"],
+        fork_root=row["fork_root"],
         steps_done=row["steps_done"],
         current_step=row["current_step"],
         cancel_requested=bool(row["cancel_requested"]),

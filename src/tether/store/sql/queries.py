@@ -7,11 +7,13 @@ from typing import Any
 
 from tether.models import Event, StepRecord, Task, TaskFilter
 from tether.store.sql.core import (
+    SHORT_ID_MATCH,
     STEP_COLUMNS,
     TASK_COLUMNS,
     Conn,
     Dialect,
     event_from_row,
+    short_id_params,
     step_from_row,
     task_from_row,
 )
@@ -64,6 +66,9 @@ async def list_tasks(conn: Conn, d: Dialect, flt: TaskFilter) -> list[Task]:
     if flt.after_id is not None:
         where.append("id < %s")
         params.append(flt.after_id)
+    if flt.short_id is not None:
+        where.append(SHORT_ID_MATCH)
+        params.extend(short_id_params(flt.short_id))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(flt.limit)
     rows = await conn.fetchall(
