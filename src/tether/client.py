@@ -16,7 +16,7 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -30,17 +30,20 @@ from tether.models import (
     Task,
     TaskError,
 )
+from tether.models.times import format_time, parse_time
 
 POLL_START = 1.0
 POLL_MAX = 30.0
 
 
 class ApiError(TetherError):
-    """The API answered with an error (`status`, and the problem details)."""
+    """The API answered with an error: `status`, the problem details (`problem`), and
+    its `type` URI, which names the kind of error (the list is in docs/api.md)."""
 
     def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
         self.status = status
         self.problem = dict(problem)
+        self.type = str(problem.get("type", "about:blank"))
         self.title = str(problem.get("title", ""))
         self.detail = problem.get("detail")
         self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
@@ -56,13 +59,18 @@ def task_from_json(data: Mapping[str, Any]) -> Task:
     return Task.from_json(data)
 
 
+def _time(value: Any) -> float | None:
+    """Epoch seconds from an API time (RFC 3339; epoch seconds from older servers)."""
+    return None if value is None else parse_time(value)
+
+
 def event_from_json(data: Mapping[str, Any]) -> Event:
     """An `Event` from the API's JSON."""
     return Event(
         id=data["id"],
         task_id=data["task_id"],
         tenant=data.get("tenant", ""),
-        at=data["at"],
+        at=parse_time(data["at"]),
         type=data["type"],
         prior_status=data.get("prior_status"),
         new_status=data.get("new_status"),
@@ -75,6 +83,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
 
 
 def step_from_json(data: Mapping[str, Any]) -> StepRecord:
+    """A `StepRecord` from the API's JSON."""
     return StepRecord(
         task_id=data.get("task_id", ""),
         seq=data["seq"],
@@ -84,9 +93,9 @@ def step_from_json(data: Mapping[str, Any]) -> StepRecord:
         attempts=data.get("attempts", 1),
         result=data.get("result"),
         error=TaskError.from_json(data.get("error")),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        wake_at=data.get("wake_at"),
+        started_at=_time(data.get("started_at")),
+        finished_at=_time(data.get("finished_at")),
+        wake_at=_time(data.get("wake_at")),
         meta=data.get("meta") or {},
     )
 
@@ -202,12 +211,8 @@ class Client:
         if correlation_id is not None:
             body["correlation_id"] = correlation_id
         if deadline is not None:
-            when = (
-                deadline
-                if isinstance(deadline, datetime)
-                else datetime.fromtimestamp(deadline, tz=UTC)
-            )
-            body["deadline"] = when.isoformat()
+            seconds = deadline.timestamp() if isinstance(deadline, datetime) else deadline
+            body["deadline"] = format_time(seconds)
         key = idempotency_key or f"client-{uuid.uuid4()}"
         response = await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}

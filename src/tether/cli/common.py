@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -36,6 +36,7 @@ from tether.errors import (
     UnknownWorkflow,
 )
 from tether.models import Task
+from tether.models.times import format_time
 from tether.services import admin
 
 P = ParamSpec("P")
@@ -230,11 +231,9 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
 
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC (`2025-01-02T03:04:05.678Z`), None stays None."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    """Epoch seconds as RFC 3339 UTC (`2025-01-02T03:04:05.678901Z`, the API's format:
+    `tether.models.times`), None stays None."""
+    return format_time(ts)
 
 
 def task_json(task: Task) -> dict[str, Any]:

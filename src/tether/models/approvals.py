@@ -37,4 +37,7 @@ class ApprovalFilter:
     tenant: str | None = None
     status: str | None = None
     risk: str | None = None
+    before: tuple[float, str] | None = None
+    """Cursor: only approvals after this `(created_at, id)` in the inbox's order (newest
+    first, ties by id), i.e. the position of the last one of the previous page."""
     limit: int = 100

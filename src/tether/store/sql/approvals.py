@@ -35,10 +35,15 @@ async def list_approvals(conn: Conn, flt: ApprovalFilter) -> list[Approval]:
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
+    if flt.before is not None:
+        at, last_id = flt.before
+        where.append("(created_at < %s OR (created_at = %s AND id < %s))")
+        params += [at, at, last_id]
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(flt.limit)
     rows = await conn.fetchall(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals {clause} ORDER BY created_at DESC LIMIT %s",
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals {clause} "
+        "ORDER BY created_at DESC, id DESC LIMIT %s",
         params,
     )
     return [approval_from_row(r) for r in rows]
