@@ -29,6 +29,7 @@ from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import InputValidationError, UnknownWorkflow
 from tether.models import TaskFilter, TaskStatus
+from tether.models.times import earliest_shown_as
 from tether.store.base import NewTask
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
@@ -212,8 +213,9 @@ async def list_tasks(
             status=status or None,
             workflow=workflow,
             correlation_id=correlation_id,
-            created_after=created_after,
-            created_before=created_before,
+            # Bounds at the microsecond a time names, as responses show it (ADR 65).
+            created_after=None if created_after is None else earliest_shown_as(created_after),
+            created_before=None if created_before is None else earliest_shown_as(created_before),
             after_id=after_id,
             limit=limit + 1,
         )

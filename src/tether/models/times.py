@@ -5,7 +5,8 @@
 
 Tether's records keep times as seconds since the Unix epoch (floats). The HTTP API's
 responses, `tether.Client` and the CLI's `--json` output show them in this one format
-(fixed width, so the strings sort like the times they name). Where a time is read
+(fixed width, so the strings sort like the times they name). Read back, a time is the
+float nearest its microsecond, so writing it again gives the same text. Where a time is read
 (query parameters, a submission's `deadline`), RFC 3339 with an offset is the format;
 a number of epoch seconds is still accepted, for the scripts written before (ADR 65).
 """
@@ -13,13 +14,15 @@ a number of epoch seconds is still accepted, for the scripts written before (ADR
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import overload
 
 LATEST = 32503680000.0
 """3000-01-01T00:00:00Z: times from here on are refused as out of range."""
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @overload
@@ -34,9 +37,34 @@ def format_time(ts: float | None) -> str | None:
     """Epoch seconds as RFC 3339 UTC (`2024-06-10T06:13:20.250000Z`); None stays None."""
     if ts is None:
         return None
-    # fromtimestamp rounds to the nearest microsecond, so parse_time gives back the
-    # float nearest that microsecond: within half a microsecond of `ts`.
-    return datetime.fromtimestamp(ts, UTC).strftime(_FORMAT)
+    return (_EPOCH + timedelta(microseconds=_micros(ts))).strftime(_FORMAT)
+
+
+def _micros(ts: float) -> int:
+    """The microsecond `format_time` shows for `ts`: `ts` rounded half to even, done in
+    integers so that it is exact (float arithmetic can round across the half)."""
+    numerator, denominator = ts.as_integer_ratio()
+    micros, rest = divmod(numerator * 1_000_000, denominator)
+    if 2 * rest > denominator or (2 * rest == denominator and micros % 2):
+        micros += 1
+    return micros
+
+
+def earliest_shown_as(ts: float) -> float:
+    """The earliest time `format_time` shows as the microsecond of `ts` (or later).
+
+    A filter `created_at >= earliest_shown_as(x)` keeps exactly the records whose time,
+    as the API shows it, is at or after the microsecond `x` names: so a time read from a
+    response and sent back as `created_after` finds the record it came from, and as
+    `created_before` leaves it out, although the text rounds the float it shows."""
+    micros = _micros(ts)
+    # format_time shows M for the exact times from (M - 1/2) us on (M even: the half
+    # itself rounds to M; M odd: it rounds down to the even M - 1).
+    half_below = Fraction(2 * micros - 1, 2_000_000)
+    bound = float(half_below)  # the float nearest to it
+    if Fraction(bound) < half_below or (micros % 2 and Fraction(bound) == half_below):
+        bound = math.nextafter(bound, math.inf)
+    return bound
 
 
 def parse_time(value: str | float | int) -> float:
