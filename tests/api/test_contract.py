@@ -148,23 +148,42 @@ async def test_times_are_rfc3339_everywhere_and_read_back(server: LiveServer) ->
             assert [e.at for e in got_events] == pytest.approx([e.at for e in stored_events])
 
 
+async def test_correlation_id_defaults_to_the_task_id(server: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url, headers=auth("corr")) as http:
+        one = (await http.post("/v1/tasks", json={"workflow": "echo", "input": 1})).json()
+        assert one["correlation_id"] == one["id"]
+        batch = await http.post(
+            "/v1/tasks:batch", json={"tasks": [{"workflow": "echo", "input": 1}] * 2}
+        )
+        assert all(t["correlation_id"] == t["id"] for t in batch.json()["items"]), batch.text
+        found = await http.get("/v1/tasks", params={"correlation_id": one["id"]})
+        assert [t["id"] for t in found.json()["items"]] == [one["id"]]
+
+
 async def test_time_query_parameters(server: LiveServer) -> None:
+    """RFC 3339 with any offset (epoch seconds still read); a time read from a response
+    and sent back as a bound finds exactly its own task (ADR 65: the text rounds the
+    float, the filters compare at the microsecond it names)."""
     async with httpx.AsyncClient(base_url=server.url, headers=auth("times")) as http:
-        r = await http.post("/v1/tasks", json={"workflow": "gate", "input": {}})
-        created = parse_time(r.json()["created_at"])
+        tasks = []
+        for _ in range(8):
+            r = await http.post("/v1/tasks", json={"workflow": "gate", "input": {}})
+            tasks.append((r.json()["id"], r.json()["created_at"]))
 
         async def listed(**params: Any) -> list[str]:
             r = await http.get("/v1/tasks", params=params)
             assert r.status_code == 200, r.text
             return [t["id"] for t in r.json()["items"]]
 
-        at = format_time(created)
-        plus_two = at.replace("Z", "+00:00")
-        assert await listed(created_after=at) == [r.json()["id"]]  # inclusive
-        assert await listed(created_before=at) == []  # exclusive
-        assert await listed(created_after=plus_two) == [r.json()["id"]]
+        newest_first = [task_id for task_id, _ in reversed(tasks)]
+        for i, (_, shown) in enumerate(tasks):
+            assert await listed(created_after=shown) == newest_first[: len(tasks) - i]
+            assert await listed(created_before=shown) == newest_first[len(tasks) - i :]
+            offset = format_time(parse_time(shown) + 7200)[:-1] + "+02:00"  # the same time
+            assert await listed(created_after=offset) == newest_first[: len(tasks) - i]
+        first = parse_time(tasks[0][1])
+        assert await listed(created_after=str(first - 1)) == newest_first  # epoch seconds
         assert await listed(created_after="2999-12-31T22:00:00-01:00") == []
-        assert len(await listed(created_after=str(created - 1))) == 1  # epoch seconds still read
         for bad in ("2024-06-10T06:13:20", "yesterday", "1969-01-01T00:00:00Z"):
             r = await http.get("/v1/tasks", params={"created_after": bad})
             body = assert_problem(r, problem_types.INVALID_REQUEST)
