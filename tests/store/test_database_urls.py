@@ -220,7 +220,7 @@ async def test_postgres_prepare_threshold(pg_url: str, threshold: str, prepared:
     app = _app(_with(pg_url, pool_min="1", pool_max="1", listen="off", prepare_threshold=threshold))
     try:
         await app.open()
-        for _ in range(5):
+        for _ in range(10):
             assert await app.store.get_task("missing", None) is None
         count = await _sql(app.store, "SELECT count(*) AS n FROM pg_prepared_statements")
         assert (count > 0) is prepared
