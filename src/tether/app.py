@@ -23,7 +23,7 @@ from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, 
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
-from tether.submission import submission_hash
+from tether.submission import batch_item_key, submission_hash
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -302,8 +302,18 @@ class Tether:
     async def submit_many(
         self, workflow: str, inputs: Sequence[Any], **options: Any
     ) -> list[TaskHandle]:
-        """Submit many tasks of one workflow in one transaction (all or nothing)."""
-        return await self.submit_batch([self.new_task(workflow, i, **options) for i in inputs])
+        """Submit many tasks of one workflow in one transaction (all or nothing).
+
+        With `idempotency_key` K, task i gets the key `K/i` (`batch_item_key`, the rule
+        of the HTTP batch route): the same batch again returns the same tasks.
+        """
+        key = options.pop("idempotency_key", None)
+        return await self.submit_batch(
+            [
+                self.new_task(workflow, item, idempotency_key=batch_item_key(key, i), **options)
+                for i, item in enumerate(inputs)
+            ]
+        )
 
     async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
         """Store prepared tasks (see `new_task`) in one transaction. A worker of this

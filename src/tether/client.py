@@ -5,8 +5,11 @@
         done = await client.wait(task.id)
 
 `submit` always sends an idempotency key (a fresh one when none is given) and retries
-connection errors, 429 (after `Retry-After`) and 5xx with backoff: a retry of a request
-the server did commit returns the same task, so retrying can never create a duplicate.
+connection errors, 429 and 5xx with backoff: a retry of a request the server did commit
+returns the same task, so retrying can never create a duplicate. A 429 or 503 that says
+`Retry-After` (seconds or an HTTP-date) is retried after that long instead, up to
+`max_retry_after`; a longer wait is not slept through: the `ApiError` is raised at once,
+its `retry_after` saying how long the server asked for.
 """
 
 from __future__ import annotations
@@ -31,17 +34,24 @@ from tether.models import (
     TaskError,
 )
 from tether.models.times import format_time, parse_time
+from tether.retry import retry_after_from_headers
 
 POLL_START = 1.0
 POLL_MAX = 30.0
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""Statuses whose `Retry-After` header the client honours (RFC 9110, RFC 6585)."""
 
 
 class ApiError(TetherError):
     """The API answered with an error: `status`, the problem details (`problem`), and
     its `type` URI, which names the kind of error (the list is in docs/api.md)."""
 
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+    def __init__(
+        self, status: int, problem: Mapping[str, Any], retry_after: float | None = None
+    ) -> None:
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked to wait (`Retry-After` of a 429 or 503), if it said."""
         self.problem = dict(problem)
         self.type = str(problem.get("type", "about:blank"))
         self.title = str(problem.get("title", ""))
@@ -101,13 +111,9 @@ def step_from_json(data: Mapping[str, Any]) -> StepRecord:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
+    if response.status_code not in RETRY_AFTER_STATUSES:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return retry_after_from_headers(response.headers)
 
 
 class Client:
@@ -123,6 +129,7 @@ class Client:
         max_retries: int = 6,
         backoff: float = 0.5,
         max_backoff: float = 10.0,
+        max_retry_after: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "tether-client/0.1"}
@@ -133,6 +140,7 @@ class Client:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
@@ -168,10 +176,11 @@ class Client:
                 continue
             transient = response.status_code == 429 or response.status_code >= 500
             if transient and retry and attempt < self.max_retries:
-                wait = _retry_after(response) if response.status_code == 429 else None
-                await asyncio.sleep(wait if wait is not None else self._delay(attempt))
-                attempt += 1
-                continue
+                wait = _retry_after(response)
+                if wait is None or wait <= self.max_retry_after:
+                    await asyncio.sleep(wait if wait is not None else self._delay(attempt))
+                    attempt += 1
+                    continue
             if response.status_code >= 400:
                 raise self._error(response)
             return response
@@ -186,7 +195,7 @@ class Client:
             problem = {"title": response.reason_phrase, "status": response.status_code}
         if response.status_code == 404:
             return NotFoundError(404, problem)
-        return ApiError(response.status_code, problem)
+        return ApiError(response.status_code, problem, _retry_after(response))
 
     # tasks --------------------------------------------------------------------------------
     async def submit(

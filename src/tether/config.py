@@ -13,17 +13,40 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from tether.errors import ConfigError
 
 DEFAULT_SQLITE_FILE = "tether.db"
 
+MIN_SECRET_BYTES = 32
+"""Shortest secret accepted (`jwt_secret`, `metrics_token`): HS256 wants a key as long as
+its 256-bit hash, and a short one can be guessed offline from any token it signed."""
+
+
+def check_secret(name: str, value: str) -> None:
+    """Raise `ValueError` (saying how to make a good one, never echoing it) when a
+    non-empty secret is shorter than `MIN_SECRET_BYTES` bytes of UTF-8."""
+    size = len(value.encode())
+    if 0 < size < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{name} is {size} bytes; it must be at least {MIN_SECRET_BYTES} bytes "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
 
 class Settings(BaseModel):
     """Every setting Tether reads. See the README's configuration table."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_SQLITE_FILE}",
@@ -50,6 +73,10 @@ class Settings(BaseModel):
         default=None, description="HS256 secret that signs API bearer tokens"
     )
     jwks_url: str | None = Field(default=None, description="JWKS URL for RS256 bearer tokens")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the deployment-wide /metrics (every tenant's figures)",
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1, description="API request body cap")
     submit_rate: float = Field(
         default=100.0, ge=0, description="Task submissions per second per tenant (0: no limit)"
@@ -62,6 +89,13 @@ class Settings(BaseModel):
         description="Risk policy table ([tether.approval_policy]; JSON in the environment); "
         "see docs/approvals.md",
     )
+
+    @field_validator("jwt_secret", "metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            check_secret(info.field_name or "secret", value.get_secret_value())
+        return value
 
     @field_validator("approval_policy", mode="before")
     @classmethod

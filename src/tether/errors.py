@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tether.retry import RETRY_AFTER_MAX, retry_after_from_headers
+
 if TYPE_CHECKING:
     from tether.models import Approval
 
@@ -126,6 +128,13 @@ class BudgetExceeded(Permanent):
     """The task spent its retry budget (attempts or wall time)."""
 
 
+class SyncStepStuck(Permanent):
+    """A sync step ran past its timeout and its thread had still not returned after as
+    long again. A thread cannot be interrupted, so rather than start a retry beside it
+    the step fails for good; the thread is left to finish and its result is dropped
+    (ADR 66). Never retried, whatever a classifier says."""
+
+
 class UnserializableResult(Permanent):
     """A step or workflow returned a value that cannot be stored as JSON."""
 
@@ -168,6 +177,24 @@ def _http_status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     value = getattr(response, "status_code", None)
     return value if isinstance(value, int) else None
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The wait, in seconds, a failure asks for before its retry, or None.
+
+    `Transient(retry_after=)` first; else the `Retry-After` (or `retry-after-ms`) header
+    of the response the exception carries: httpx's `HTTPStatusError`, requests'
+    `HTTPError`, the OpenAI and Anthropic SDKs' status errors all have `.response
+    .headers`. Found by duck typing, so no HTTP library is imported here. Capped at
+    `tether.retry.RETRY_AFTER_MAX`.
+    """
+    if isinstance(exc, Transient) and exc.retry_after is not None:
+        return min(max(0.0, exc.retry_after), RETRY_AFTER_MAX)
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        headers = getattr(exc, "headers", None)  # aiohttp's ClientResponseError and kin
+    return None if headers is None else retry_after_from_headers(headers)
 
 
 def is_transient(exc: BaseException, extra: list[Classifier] | None = None) -> bool:

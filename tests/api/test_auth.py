@@ -168,9 +168,10 @@ def test_missing_or_odd_credentials_are_401(http: httpx.Client) -> None:
     assert http.get("/v1/tasks", headers={"Authorization": "Basic dXNlcjpwdw=="}).status_code == 401
     assert http.get("/v1/tasks", headers={"X-API-Key": "tth_nope_nope"}).status_code == 401
     assert http.get("/v1/tasks", headers={"X-API-Key": "garbage"}).status_code == 401
-    # Health and metrics need none.
-    for path in ("/healthz", "/readyz", "/metrics"):
+    # Health needs none; metrics do (ADR 66).
+    for path in ("/healthz", "/readyz"):
         assert http.get(path).status_code == 200
+    assert http.get("/metrics").status_code == 401
 
 
 async def test_api_keys(server: LiveServer) -> None:

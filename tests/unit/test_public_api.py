@@ -36,6 +36,7 @@ PUBLIC = {
     "StepFailed",
     "StepInfo",
     "StepRecord",
+    "SyncStepStuck",
     "SystemClock",
     "Task",
     "TaskCancelledError",

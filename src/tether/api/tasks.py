@@ -31,6 +31,7 @@ from tether.errors import InputValidationError, UnknownWorkflow
 from tether.models import TaskFilter, TaskStatus
 from tether.models.times import earliest_shown_as
 from tether.store.base import NewTask
+from tether.submission import batch_item_key
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -142,9 +143,8 @@ async def submit_batch(
     tasks: list[NewTask] = []
     errors: list[dict[str, Any]] = []
     for i, sub in enumerate(batch.tasks):
-        key = f"{idempotency_key}/{i}" if idempotency_key is not None else None
         try:
-            tasks.append(_new_task(app, sub, who, key))
+            tasks.append(_new_task(app, sub, who, batch_item_key(idempotency_key, i)))
         except UnknownWorkflow as exc:
             errors.append(
                 {

@@ -19,11 +19,12 @@ class QueueHealth:
     oldest: dict[str, float]
 
 
-async def queues(app: Tether) -> QueueHealth:
-    """Depth and oldest age per queue, across every tenant (operators' figures)."""
+async def queues(app: Tether, tenant: str | None = None) -> QueueHealth:
+    """Depth and oldest age per queue: of one tenant's tasks, or (None) of every
+    tenant's (the deployment's operators' figures)."""
     await app.open()
-    counts = await app.store.count_by_status()
-    oldest = await app.store.oldest_queued(app.clock.now())
+    counts = await app.store.count_by_status(tenant)
+    oldest = await app.store.oldest_queued(app.clock.now(), tenant)
     return QueueHealth(counts, oldest)
 
 

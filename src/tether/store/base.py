@@ -244,8 +244,9 @@ class Store(abc.ABC):
         """Task counts by (queue, status), for queue health and metrics."""
 
     @abc.abstractmethod
-    async def oldest_queued(self, now: float) -> dict[str, float]:
-        """Per queue, the age in seconds of the oldest runnable queued task."""
+    async def oldest_queued(self, now: float, tenant: str | None = None) -> dict[str, float]:
+        """Per queue, the age in seconds of the oldest runnable queued task (of `tenant`,
+        or of all tenants)."""
 
     @abc.abstractmethod
     async def next_wake(self, queues: list[str]) -> float | None:

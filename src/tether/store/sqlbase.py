@@ -192,8 +192,8 @@ class SQLStore(Store, abc.ABC):
     async def count_by_status(self, tenant: str | None = None) -> dict[tuple[str, str], int]:
         return await self._run(lambda c: sql.count_by_status(c, tenant), write=False)
 
-    async def oldest_queued(self, now: float) -> dict[str, float]:
-        return await self._run(lambda c: sql.oldest_queued(c, now), write=False)
+    async def oldest_queued(self, now: float, tenant: str | None = None) -> dict[str, float]:
+        return await self._run(lambda c: sql.oldest_queued(c, now, tenant), write=False)
 
     async def next_wake(self, queues: list[str]) -> float | None:
         d = self.dialect

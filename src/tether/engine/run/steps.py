@@ -20,10 +20,11 @@ from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
 from tether.engine.run.waits import RunWaits, Wait
 from tether.errors import (
     StepFailed,
-    Transient,
+    SyncStepStuck,
     UnserializableResult,
     fingerprint,
     is_transient,
+    retry_after,
 )
 from tether.models import StepKind, StepRecord, StepStatus, TaskError, WaitReason
 from tether.retry import RetryPolicy
@@ -154,12 +155,12 @@ class RunSteps(RunWaits):
         ctx_token = _current_context.set(None)  # a step calling a step just calls it
         try:
             if inspect.iscoroutinefunction(fn):
-                awaitable: Awaitable[Any] = fn(*args, **kwargs)
+                call: Awaitable[Any] = fn(*args, **kwargs)
+                result = await (call if timeout is None else asyncio.wait_for(call, timeout))
+            elif timeout is None:
+                result = await self.worker.run_sync(fn, args, kwargs)
             else:
-                awaitable = self.worker.run_sync(fn, args, kwargs)
-            if timeout is not None:
-                return await asyncio.wait_for(awaitable, timeout)
-            result = await awaitable
+                result = await self._run_sync_within(timeout, fn, args, kwargs)
             if inspect.isawaitable(result):  # a sync def returning a coroutine
                 result = await result
             return result
@@ -167,9 +168,40 @@ class RunSteps(RunWaits):
             _current_context.reset(ctx_token)
             _current_step.reset(step_token)
 
+    async def _run_sync_within(
+        self,
+        timeout: float,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A sync step with a timeout, on the worker's threads. A thread cannot be
+        interrupted, so an attempt that times out ends only when its thread returns (its
+        result dropped): the next attempt never runs beside it. A thread still running
+        `timeout` seconds after the timeout is left behind and the step fails for good
+        (ADR 66)."""
+        future = self.worker.run_sync(fn, args, kwargs)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if done:
+                return future.result()
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if not done:
+                raise SyncStepStuck(
+                    f"the step ran past its {timeout:g} s timeout and its thread had not "
+                    f"returned {timeout:g} s later; it is not retried while it may still run"
+                )
+            future.exception()  # the late outcome is dropped, not reported as unretrieved
+            raise TimeoutError(f"the step ran past its {timeout:g} s timeout")
+        finally:
+            if not future.done():
+                future.cancel()  # the thread's eventual outcome is dropped (StepThreads)
+
     def _retry_delay(self, exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
         """Seconds until the next attempt, or None when the step must fail now."""
-        if isinstance(exc, policy.non_retryable) or not is_transient(exc, self.runtime.classifiers):
+        if isinstance(exc, (SyncStepStuck, *policy.non_retryable)):
+            return None  # a stuck thread may still run: a retry would overlap it
+        if not is_transient(exc, self.runtime.classifiers):
             return None
         if attempt >= policy.max_attempts:
             return None
@@ -182,9 +214,8 @@ class RunSteps(RunWaits):
             and self.clock.now() - started > budget.max_elapsed.total_seconds()
         ):
             return None
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            return max(0.0, exc.retry_after)
-        return policy.backoff(attempt)
+        hinted = retry_after(exc)  # the server's Retry-After, or Transient(retry_after=)
+        return policy.backoff(attempt) if hinted is None else hinted
 
     def _error(self, exc: BaseException, step: str | None) -> TaskError:
         type_name = type(exc).__name__

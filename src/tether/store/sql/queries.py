@@ -108,12 +108,13 @@ async def count_by_status(conn: Conn, tenant: str | None) -> dict[tuple[str, str
     return {(r["queue"], r["status"]): int(r["n"]) for r in rows}
 
 
-async def oldest_queued(conn: Conn, now: float) -> dict[str, float]:
-    rows = await conn.fetchall(
-        "SELECT queue, MIN(run_at) AS oldest FROM tasks "
-        "WHERE status = 'queued' AND run_at <= %s GROUP BY queue",
-        (now,),
-    )
+async def oldest_queued(conn: Conn, now: float, tenant: str | None) -> dict[str, float]:
+    sql = "SELECT queue, MIN(run_at) AS oldest FROM tasks WHERE status = 'queued' AND run_at <= %s"
+    params: tuple[Any, ...] = (now,)
+    if tenant is not None:
+        sql += " AND tenant = %s"
+        params = (now, tenant)
+    rows = await conn.fetchall(sql + " GROUP BY queue", params)
     return {r["queue"]: max(0.0, now - float(r["oldest"])) for r in rows}
 
 
