@@ -167,7 +167,7 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, t: Task) -> TaskOut:
-        return cls.model_validate(t.to_json())
+        return cls.model_validate(t.to_dict())
 
 
 class TaskList(BaseModel):

@@ -102,12 +102,17 @@ class Task:
     cancel_requested: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The task as the HTTP API shows it (and the client reads it back): every field,
-        with `steps_done` and `current_step` grouped as `progress`, and times in RFC 3339
-        (`tether.models.times`)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        """The task as the HTTP API shows it (and the client reads it back): `to_dict`
+        with the times in RFC 3339 (`tether.models.times`)."""
+        data = self.to_dict()
         for name in TIME_FIELDS:
             data[name] = format_time(data[name])
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data, with `steps_done` and `current_step` grouped as
+        `progress`; times stay epoch seconds (the API's view serializes them)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = str(self.status)
         data["wait_reason"] = None if self.wait_reason is None else str(self.wait_reason)
         data["error"] = None if self.error is None else self.error.to_json()
