@@ -7,6 +7,7 @@ environment variables are the same names upper-cased with a `TETHER_` prefix.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import tomllib
@@ -54,6 +55,12 @@ class Settings(BaseModel):
     )
     app: str | None = Field(default=None, description="pkg.module:attr of the Tether app")
     tenant: str = Field(default="default", description="Tenant of CLI and in-process work")
+    identity: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Who CLI and in-process submissions are by (created_by); "
+        "default: the OS login name",
+    )
     idempotency_ttl: float = Field(
         default=86400.0, gt=0, description="Seconds an idempotency key is remembered"
     )
@@ -62,6 +69,12 @@ class Settings(BaseModel):
     lease_ttl: float = Field(default=30.0, gt=0, description="Seconds a claim lasts unrenewed")
     poll_interval: float = Field(default=0.5, gt=0, description="Fallback poll, seconds")
     shutdown_grace: float = Field(default=10.0, ge=0, description="SIGTERM grace, seconds")
+    max_lease_expiries: int = Field(
+        default=3,
+        ge=0,
+        description="Times in a row a task's worker may be lost (lease expired, no step "
+        "recorded since) before the task fails with WorkerLost (0: no limit)",
+    )
     retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
     gc_threshold: int = Field(
         default=10_000,
@@ -106,6 +119,23 @@ class Settings(BaseModel):
     @property
     def queue_list(self) -> list[str]:
         return [q.strip() for q in self.queues.split(",") if q.strip()]
+
+
+LOCAL_IDENTITY = "local"
+"""The identity of in-process work when the OS cannot name its user."""
+
+
+def local_identity() -> str:
+    """The login name, looked up as the CLI looks up its default reviewer ($USER, else
+    $USERNAME, else what the OS says), else `LOCAL_IDENTITY`: who in-process
+    submissions are by when nothing else says."""
+    name = os.environ.get("USER") or os.environ.get("USERNAME")
+    if name:
+        return name
+    try:
+        return getpass.getuser() or LOCAL_IDENTITY
+    except (OSError, KeyError):
+        return LOCAL_IDENTITY
 
 
 def _file_values(path: Path | None) -> dict[str, Any]:

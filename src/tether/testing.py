@@ -111,7 +111,7 @@ class TestEnvironment:
         await self.app.close()
 
     def _queues(self) -> list[str]:
-        return sorted({wf.queue for wf in self.app.workflows.values()} | {"default"})
+        return sorted({wf.queue for wf in self.app.workflows.definitions()} | {"default"})
 
     async def run_until_idle(self, *, skip_time: bool = True, timeout: float = 30.0) -> None:
         """Run until nothing is runnable. With `skip_time`, jump the clock to the next

@@ -18,13 +18,24 @@ from typing import IO
 
 TESTS = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tether.cli"]
+STARTED_IN = Path.cwd()
+"""Where the test run started (this module is imported at collection, before any test
+changes directory): relative PYTHONPATH entries such as `src` are relative to it."""
+
+
+def absolute_path_list(entries: str) -> list[str]:
+    """The entries of a PYTHONPATH, relative ones made absolute. Tests run in their own
+    tmp_path: a relative entry would not find the tree under test there, and a
+    subprocess would silently import another installed tether instead."""
+    return [str(STARTED_IN / e) if e else e for e in entries.split(os.pathsep)]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable."""
+    """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable,
+    and the same `tether` as this process (PYTHONPATH entries made absolute)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        [str(TESTS), *(absolute_path_list(env["PYTHONPATH"]) if env.get("PYTHONPATH") else [])]
     )
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # keep Rich from wrapping what tests read
@@ -56,6 +67,7 @@ class WorkerProcess:
         log_dir: Path,
         *extra: str,
         app: str = "apps.crashy:app",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
@@ -72,7 +84,7 @@ class WorkerProcess:
                 worker_id,
                 *extra,
             ],
-            env=cli_env(TETHER_TEST_WORKER=worker_id),
+            env=cli_env(TETHER_TEST_WORKER=worker_id, **(env or {})),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -323,6 +323,39 @@ async def test_a_thousand_waiting_approvals_leave_the_worker_at_full_speed(
 # Policies ---------------------------------------------------------------------------------
 
 
+async def test_in_process_submissions_carry_an_identity_the_rule_holds_for(
+    make_app: Callable[[], Tether], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-process submit that names no `created_by` is by the app's identity (the OS
+    login name, else the `identity` setting), so its submitter cannot approve it."""
+    monkeypatch.setenv("USER", "erin")
+    app = make_app()
+
+    @app.workflow("publish")
+    async def publish(ctx: Context) -> dict[str, Any]:
+        return _decision(await ctx.approval(summary="publish the post", risk="high"))
+
+    assert app.identity == "erin"
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("publish")
+        (pending,) = await _pending(app, 1)
+        assert (await app.get(handle.id)).created_by == "erin"
+        assert pending.submitter == "erin"
+        with pytest.raises(InvalidTransition, match="submitter"):
+            await app.decide(pending.id, reviewer="erin", approve=True)
+        await app.decide(pending.id, reviewer="frank", approve=True)
+        assert (await handle.result(timeout=10))["reviewers"] == ["frank"]
+
+    monkeypatch.setenv("TETHER_IDENTITY", "billing-service")
+    configured = make_app()
+    configured.workflow("publish")(publish)
+    assert configured.identity == "billing-service"
+    (task,) = [h.initial for h in await configured.submit_many("publish", [None])]
+    assert task.created_by == "billing-service"
+    rerun = await configured.rerun(handle.id)
+    assert (await rerun.status()).created_by == "billing-service"
+
+
 async def test_two_approvers_distinct_and_never_the_submitter(
     make_app: Callable[[], Tether],
 ) -> None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from helpers import events_through
 from tether import (
     Context,
     Permanent,
@@ -103,7 +104,7 @@ async def test_long_backoff_releases_the_slot_and_resumes_on_time(store_url: str
         await env.run_until_idle()  # skips time: 60 s, then 120 s
         assert await handle.result(timeout=5) == "ok"
         assert [round(b - a) for a, b in itertools.pairwise(calls)] == [60, 120]
-        events = [e.type for e in await app.store.list_events(task_id=handle.id)]
+        events = [e.type for e in await events_through(app, handle.id, "task.succeeded")]
         assert events.count("step.retrying") == 2
         assert events.count("task.waiting") == 2
         steps = await app.steps(handle.id)
@@ -147,7 +148,7 @@ async def test_exhausted_retries_fail_the_task(store_url: str) -> None:
         task = await app.get(handle.id)
         steps = await app.steps(handle.id)
         assert task.status == TaskStatus.FAILED and steps[0].attempts == 3
-        events = await app.store.list_events(task_id=handle.id)
+        events = await events_through(app, handle.id, "task.failed")
         assert events[-1].decision == "retries_exhausted"
 
 

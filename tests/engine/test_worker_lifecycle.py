@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from helpers import wait_status
+from helpers import events_through, wait_status
 from tether import Context, TaskNotFound, TaskStatus, Tether
 from tether.engine import retention
 from tether.testing import ManualClock
@@ -46,7 +46,8 @@ async def test_shutdown_grace_lets_a_running_task_finish(
         handle = await app.submit("report")
         await asyncio.wait_for(running.wait(), 10)
     task = await app.get(handle.id)
-    events = [(e.type, e.decision) for e in await app.store.list_events(task_id=handle.id)]
+    last = "task.succeeded" if finished else "task.released"
+    events = [(e.type, e.decision) for e in await events_through(app, handle.id, last)]
     if finished:
         assert (task.status, task.result) == (TaskStatus.SUCCEEDED, "written")
         assert ("task.released", "worker_shutdown") not in events

@@ -466,51 +466,6 @@ async def test_stalled_commits_stop_the_claiming(make_app: Callable[[], Tether])
         assert await asyncio.gather(*(h.result(timeout=10) for h in handles)) == list(range(20))
 
 
-async def test_a_new_version_branches_to_keep_the_old_path_of_started_tasks(
-    make_app: Callable[[], Tether],
-) -> None:
-    """README ("Replay"): a change to the step sequence keeps the old path for tasks
-    already started by branching on `ctx.task.workflow_version`, the version the task
-    was submitted with (not the version the resuming worker registered)."""
-    before, after = make_app(), make_app()  # two deploys on one database
-    paths: list[tuple[str, int]] = []
-
-    @before.workflow("pipeline", version=1)
-    async def pipeline_v1(ctx: Context) -> int:
-        await ctx.step("fetch", lambda: "page")
-        await ctx.wait_for_signal("go")
-        await ctx.step("publish", lambda: "sent")
-        return ctx.task.workflow_version
-
-    @after.workflow("pipeline", version=2)
-    async def pipeline_v2(ctx: Context) -> int:
-        await ctx.step("fetch", lambda: "page")
-        if ctx.task.workflow_version >= 2:  # new in version 2, where v1 logged its wait
-            paths.append((ctx.task.id, ctx.task.workflow_version))
-            await ctx.step("validate", lambda: "valid")
-        await ctx.wait_for_signal("go")
-        await ctx.step("publish", lambda: "sent")
-        return ctx.task.workflow_version
-
-    async with before.worker(poll_interval=0.05):
-        started = await before.submit("pipeline")
-        await wait_status(before, started.id, TaskStatus.WAITING)
-    async with after.worker(poll_interval=0.05):
-        fresh = await after.submit("pipeline")
-        await wait_status(after, fresh.id, TaskStatus.WAITING)
-        for handle in (started, fresh):
-            await after.signal(handle.id, "go")
-        assert await after.handle(started.id).result(timeout=10) == 1
-        assert await after.handle(fresh.id).result(timeout=10) == 2
-
-    def step_names(steps: list[Any]) -> list[str]:
-        return [s.name for s in steps if s.kind == "step"]
-
-    assert step_names(await after.steps(started.id)) == ["fetch", "publish"]
-    assert step_names(await after.steps(fresh.id)) == ["fetch", "validate", "publish"]
-    assert paths == [(fresh.id, 2)] * len(paths) and paths
-
-
 async def test_correlation_id_defaults_to_the_task_id(make_app: Callable[[], Tether]) -> None:
     """DESIGN ("Core model"): `correlation_id` (given, else the id), for single and batch
     submissions, and a re-run keeps the original's."""

@@ -39,7 +39,7 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
     handles = [await app.submit("work", f"{tag}{i}") for i in range(6)]
     ids = [h.id for h in handles]
     now = app.clock.now()
-    claimed = await app.store.claim("w", ["default"], 6, now, now + 60, ["work"])
+    claimed = await app.store.claim("w", ["default"], 6, now, now + 60, [("work", 1)])
     assert sorted(c.task.id for c in claimed) == sorted(ids)
     signal = await app.signal(ids[1], "go", {"n": 1})
     last_word = await app.signal(ids[5], "go", {"n": 6})
@@ -188,7 +188,7 @@ async def test_many_completions_carrying_steps_do_what_the_shared_logic_does(
 async def _running(app: Tether, tag: str, n: int) -> list[str]:
     handles = [await app.submit("work", f"{tag}{i}") for i in range(n)]
     now = app.clock.now()
-    claimed = await app.store.claim("w", ["default"], n, now, now + 60, ["work"])
+    claimed = await app.store.claim("w", ["default"], n, now, now + 60, [("work", 1)])
     assert sorted(c.task.id for c in claimed) == sorted(h.id for h in handles)
     return [h.id for h in handles]
 
@@ -266,12 +266,12 @@ async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Pat
                 return getattr(self._conn, name)
 
         now = app.clock.now()
-        claimed = await store._run(
+        outcome = await store._run(
             lambda c: sql.claim(
-                Recording(c), sql.SQLITE, "w", ["default"], 10, now, now + 30, ["work"]
+                Recording(c), sql.SQLITE, "w", ["default"], 10, now, now + 30, [("work", 1)]
             )
         )
-        assert len(claimed) == 10
+        assert len(outcome.claimed) == 10
         text, params = next(s for s in seen if "status = 'queued'" in s[0])
         plan = await store._run_raw(
             lambda conn: conn.execute(
@@ -328,9 +328,9 @@ async def test_claims_take_higher_priority_first_then_older(
     mid_old = await app.submit("work", "mid-old", priority=1)
     mid_new = await app.submit("work", "mid-new", priority=1)
     now = app.clock.now()
-    first = await app.store.claim("w", ["default"], 2, now, now + 60, ["work"])
+    first = await app.store.claim("w", ["default"], 2, now, now + 60, [("work", 1)])
     assert {c.task.id for c in first} == {high.id, mid_old.id}
-    rest = await app.store.claim("w", ["default"], 5, now, now + 60, ["work"])
+    rest = await app.store.claim("w", ["default"], 5, now, now + 60, [("work", 1)])
     assert {c.task.id for c in rest} == {mid_new.id, low.id}
 
 
@@ -347,7 +347,7 @@ async def test_a_claim_on_several_queues_takes_the_best_of_all(
     a_high = await app.submit("work", "a-high", queue="a", priority=3)
     b_new = await app.submit("work", "b-new", queue="b")
     now = app.clock.now()
-    first = await app.store.claim("w", ["a", "b"], 3, now, now + 60, ["work"])
+    first = await app.store.claim("w", ["a", "b"], 3, now, now + 60, [("work", 1)])
     assert {c.task.id for c in first} == {b_high.id, a_high.id, a_old.id}
-    rest = await app.store.claim("w", ["a", "b"], 3, now, now + 60, ["work"])
+    rest = await app.store.claim("w", ["a", "b"], 3, now, now + 60, [("work", 1)])
     assert {c.task.id for c in rest} == {b_new.id}

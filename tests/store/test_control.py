@@ -445,9 +445,9 @@ async def test_a_finish_carries_its_last_step_results_atomically(
     handle = await app.submit("work")
     await app.open()
     now = app.clock.now()
-    (first,) = await app.store.claim("old", ["default"], 1, now, now + 0.01, ["work"])
+    (first,) = await app.store.claim("old", ["default"], 1, now, now + 0.01, [("work", 1)])
     later = now + 1.0  # the old holder's lease has expired: another worker takes over
-    (second,) = await app.store.claim("new", ["default"], 1, later, later + 30, ["work"])
+    (second,) = await app.store.claim("new", ["default"], 1, later, later + 30, [("work", 1)])
     assert (first.task.attempt, second.task.attempt) == (1, 2)
 
     def record(result: int) -> StepRecord:

@@ -51,13 +51,22 @@ class QueueGauges:
 
 
 class QueueMetrics(QueueGauges):
-    """The deployment's queue gauges, refreshed from the store at most every
-    `MIN_REFRESH` seconds (scrapes must not become a way to load the database)."""
+    """The deployment's queue gauges, and the queued tasks no live worker claims (by
+    workflow version: an operators' figure across tenants), refreshed from the store at
+    most every `MIN_REFRESH` seconds (scrapes must not become a way to load the
+    database)."""
 
     MIN_REFRESH = 5.0
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
+        self.unserved = Gauge(
+            "tether_tasks_unserved",
+            "Runnable queued tasks whose (workflow, version) no live worker of their queue "
+            "claims: they wait until one starts",
+            ["queue", "workflow", "version"],
+            registry=registry,
+        )
         self._refreshed_at = -self.MIN_REFRESH
 
     async def refresh(self, app: Tether) -> None:
@@ -65,6 +74,9 @@ class QueueMetrics(QueueGauges):
             return
         self._refreshed_at = time.monotonic()
         self.show(await health.queues(app))
+        self.unserved.clear()
+        for v in (await health.unserved(app)).waiting:
+            self.unserved.labels(v.queue, v.workflow, str(v.version)).set(v.tasks)
 
 
 async def tenant_metrics(app: Tether, tenant: str) -> bytes:
@@ -108,8 +120,9 @@ async def metrics(
     who: Annotated[Principal | None, Depends(metrics_reader)],
 ) -> Response:
     """Queue depth per queue and status and the oldest queued age: the caller's tenant's
-    with a `metrics:read` credential; every tenant's, and the HTTP request counters,
-    with the deployment's scrape token (`metrics_token`)."""
+    with a `metrics:read` credential; every tenant's, the queued tasks no live worker
+    claims (by workflow version) and the HTTP request counters, with the deployment's
+    scrape token (`metrics_token`)."""
     if who is not None:
         return Response(await tenant_metrics(app, who.tenant), media_type=CONTENT_TYPE_LATEST)
     queues: QueueMetrics = request.app.state.queue_metrics

@@ -126,7 +126,8 @@ _KINDS = (
         EventType.TASK_RELEASED,
         "a worker hands a running task back to the queue unfinished",
         (*_RUN, "decision"),
-        "`worker_shutdown`, or `unknown_workflow` (this worker does not know it)",
+        "`worker_shutdown`, or `unknown_workflow` (this worker does not have the task's "
+        "workflow version; it claims that version no more)",
     ),
     EventKind(
         EventType.TASK_SUCCEEDED,
@@ -136,11 +137,15 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_FAILED,
-        "the workflow raised, a step failed for good, or a deadline or budget ran out",
+        "the workflow raised, a step failed for good, a deadline or budget ran out, or "
+        "a claim found the task's worker lost `max_lease_expiries` times in a row (the "
+        "claiming worker fails it instead of running it again)",
         _FINISHED,
         "`retries_exhausted`, `step_failed_permanent`, `workflow_error`, "
-        "`non_determinism`, `deadline_exceeded`, `budget_exceeded` or `invalid_input`",
-        ("message",),
+        "`non_determinism`, `deadline_exceeded`, `budget_exceeded`, `invalid_input`, or "
+        "`worker_lost` (error class `WorkerLost`; with `lease_expiries`, the expiries "
+        "in a row, and `lost_worker`, the worker whose lease expired last)",
+        ("message", "lease_expiries", "lost_worker"),
     ),
     EventKind(
         EventType.TASK_CANCEL_REQUESTED,

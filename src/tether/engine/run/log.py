@@ -40,8 +40,9 @@ class RunLog(RunState):
             err = NonDeterminismError(
                 f"replay found {kind} {name!r} at position {seq}, but the log recorded "
                 f"{rec.kind} {rec.name!r}: the workflow code changed in a way that is not "
-                "replay-safe (keep the old path for tasks already started: branch on "
-                "ctx.task.workflow_version, and bump the version for new tasks)"
+                "replay-safe (register the changed code as a new version, and keep the "
+                f"old one, version {self.task.workflow_version}, registered for the tasks "
+                "already started on it)"
             )
             self._fatal = err
             raise Stop() from err
