@@ -29,3 +29,10 @@ async def event_where(app: Tether, task_id: str, match: Callable[[Event], bool])
             return found[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no matching event for task {task_id}")
+
+
+async def events_through(app: Tether, task_id: str, last: str) -> list[Event]:
+    """The task's events, read once its first event of type `last` is visible (on
+    PostgreSQL the newest ones can be held back for a moment, ADR 13)."""
+    await event_where(app, task_id, lambda e: e.type == last)
+    return await app.store.list_events(task_id=task_id)

@@ -19,13 +19,14 @@ import json
 import random
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
 from tether.models import Approval, Event, StepRecord, Task
+from tether.models.times import format_time
 from tether.retry import retry_after_from_headers
 from tether.wire import approval_from_json, event_from_json, step_from_json, task_from_json
 
@@ -36,7 +37,8 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 class ApiError(TetherError):
-    """The API answered with an error (`status`, and the problem details)."""
+    """The API answered with an error: `status`, the problem details (`problem`), and
+    its `type` URI, which names the kind of error (the list is in docs/api.md)."""
 
     def __init__(
         self, status: int, problem: Mapping[str, Any], retry_after: float | None = None
@@ -45,6 +47,7 @@ class ApiError(TetherError):
         self.retry_after = retry_after
         """Seconds the server asked to wait (`Retry-After` of a 429 or 503), if it said."""
         self.problem = dict(problem)
+        self.type = str(problem.get("type", "about:blank"))
         self.title = str(problem.get("title", ""))
         self.detail = problem.get("detail")
         self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
@@ -196,12 +199,8 @@ class Client:
         if correlation_id is not None:
             body["correlation_id"] = correlation_id
         if deadline is not None:
-            when = (
-                deadline
-                if isinstance(deadline, datetime)
-                else datetime.fromtimestamp(deadline, tz=UTC)
-            )
-            body["deadline"] = when.isoformat()
+            seconds = deadline.timestamp() if isinstance(deadline, datetime) else deadline
+            body["deadline"] = format_time(seconds)
         key = idempotency_key or f"client-{uuid.uuid4()}"
         response = await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}

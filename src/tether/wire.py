@@ -4,10 +4,10 @@ approvals (what `tether.Client` returns). Times are epoch seconds or RFC 3339 te
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from tether.models import Approval, Event, StepKind, StepRecord, StepStatus, Task, TaskError
+from tether.models.times import parse_time
 
 
 def task_from_json(data: Mapping[str, Any]) -> Task:
@@ -21,7 +21,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
         id=data["id"],
         task_id=data["task_id"],
         tenant=data.get("tenant", ""),
-        at=data["at"],
+        at=parse_time(data["at"]),
         type=data["type"],
         prior_status=data.get("prior_status"),
         new_status=data.get("new_status"),
@@ -34,10 +34,8 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
 
 
 def _epoch(value: Any) -> float | None:
-    """A time of the API: epoch seconds, or RFC 3339 text."""
-    if value is None or isinstance(value, int | float):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    """A time of the API (RFC 3339; epoch seconds from older servers), or None."""
+    return None if value is None else parse_time(value)
 
 
 def approval_from_json(data: Mapping[str, Any]) -> Approval:
@@ -71,6 +69,7 @@ def approval_from_json(data: Mapping[str, Any]) -> Approval:
 
 
 def step_from_json(data: Mapping[str, Any]) -> StepRecord:
+    """A `StepRecord` from the API's JSON."""
     return StepRecord(
         task_id=data.get("task_id", ""),
         seq=data["seq"],
@@ -80,8 +79,8 @@ def step_from_json(data: Mapping[str, Any]) -> StepRecord:
         attempts=data.get("attempts", 1),
         result=data.get("result"),
         error=TaskError.from_json(data.get("error")),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        wake_at=data.get("wake_at"),
+        started_at=_epoch(data.get("started_at")),
+        finished_at=_epoch(data.get("finished_at")),
+        wake_at=_epoch(data.get("wake_at")),
         meta=data.get("meta") or {},
     )

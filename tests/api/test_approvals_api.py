@@ -13,6 +13,7 @@ import pytest
 
 from api.live import SECRET, LiveServer, make_settings
 from tether import ApprovalClosed, Client, Context, Tether
+from tether.api import problem_types
 from tether.auth import create_token
 from tether.client import ApiError, ConflictError, NotFoundError
 from tether.engine.approvals import Requirement, RiskPolicy
@@ -162,11 +163,13 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
     assert (r.json()["status"], r.json()["approvals"]) == ("pending", 1)
     r = await _decide(http, listed["id"], ANN, approve=True)
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == problem_types.ALREADY_DECIDED.uri
     assert "already decided" in r.json()["detail"]
     assert r.json()["approval"]["status"] == "pending"
     assert [d["reviewer"] for d in r.json()["approval"]["decisions"]] == ["ann"]
     r = await _decide(http, listed["id"], SAM_APPROVER, approve=True)
     assert r.status_code == 403 and "submitter" in r.json()["detail"]
+    assert r.json()["type"] == problem_types.SELF_APPROVAL.uri
     r = await http.get(f"/v1/tasks/{task_id}", headers=VERA)
     assert (r.json()["status"], r.json()["wait_reason"]) == ("waiting", "approval")
 
@@ -191,6 +194,7 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
     # a decision on the closed approval: 409, with the outcome that stands
     r = await _decide(http, listed["id"], who("carl", ("admin",)), approve=False)
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == problem_types.APPROVAL_CLOSED.uri
     assert r.json()["approval"]["status"] == "approved"
     assert r.json()["approval"]["resolution"] == "reviewer"
 
@@ -199,7 +203,7 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
     r = await http.get("/v1/approvals", params={"status": "rejected"}, headers=VERA)
     (expired,) = r.json()["items"]
     r = await _decide(http, expired["id"], ANN, approve=True)
-    assert r.status_code == 409
+    assert r.status_code == 409 and r.json()["type"] == problem_types.APPROVAL_CLOSED.uri
     assert (r.json()["approval"]["status"], r.json()["approval"]["resolution"]) == (
         "rejected",
         "timeout",
@@ -228,6 +232,7 @@ async def test_roles_and_tenancy(http: httpx.AsyncClient) -> None:
     assert (await http.get(path, headers=OTHER)).status_code == 404
     r = await _decide(http, approval["id"], OTHER, approve=True)
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == problem_types.APPROVAL_NOT_FOUND.uri
     r = await http.get("/v1/approvals", headers=OTHER)
     assert r.status_code == 200 and r.json()["items"] == []
     # a viewer reads but cannot decide; a submitter can neither read the inbox nor decide
@@ -302,3 +307,38 @@ async def test_the_client_lists_reads_and_decides(
         assert refused.value.status == 403
     r = await http.get("/v1/approvals", params={"short_id": "abc"}, headers=ANN)
     assert r.status_code == 422, "a short id has at least 4 characters"
+
+
+async def test_the_inbox_pages_with_a_cursor(http: httpx.AsyncClient) -> None:
+    """Newest first, page by page, each approval once, on both backends; approvals made
+    in the same instant are ordered by id, so none falls between two pages."""
+    tasks = [await _submit(http, 100 + i) for i in range(5)]
+    for task_id in tasks:
+        await _approval_of(http, task_id)
+    everything = (await http.get("/v1/approvals", headers=VERA)).json()
+    assert everything["next_cursor"] is None and len(everything["items"]) == 5
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        r = await http.get("/v1/approvals", params=params, headers=VERA)
+        assert r.status_code == 200, r.text
+        seen += r.json()["items"]
+        pages += 1
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [a["id"] for a in seen] == [a["id"] for a in everything["items"]]
+    assert [a["created_at"] for a in seen] == sorted((a["created_at"] for a in seen), reverse=True)
+    # filters hold across pages; an approval id is not a cursor
+    critical = {"risk": "critical"}  # amounts 101 to 104; 100 is high
+    r = await http.get("/v1/approvals", params={**critical, "limit": 3}, headers=VERA)
+    assert len(r.json()["items"]) == 3 and r.json()["next_cursor"] is not None
+    r = await http.get(
+        "/v1/approvals", params={**critical, "cursor": r.json()["next_cursor"]}, headers=VERA
+    )
+    assert len(r.json()["items"]) == 1 and r.json()["next_cursor"] is None
+    r = await http.get("/v1/approvals", params={"cursor": seen[0]["id"]}, headers=VERA)
+    assert r.status_code == 422 and r.json()["type"] == problem_types.INVALID_CURSOR.uri

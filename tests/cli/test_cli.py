@@ -19,7 +19,7 @@ from apps.procs import WorkerProcess, cli_env, run_cli
 from tether.cli import cli as main_cli
 from tether.store.sqlite import MIGRATIONS
 
-ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
 class CLI:

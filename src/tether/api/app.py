@@ -107,19 +107,14 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            schema = get_openapi(
-                title=api.title,
-                version=api.version,
-                description=api.description,
-                routes=api.routes,
+            api.openapi_schema = problems.document(
+                get_openapi(
+                    title=api.title,
+                    version=api.version,
+                    description=api.description,
+                    routes=api.routes,
+                )
             )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Problem"] = problems.Problem.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            defs = components["Problem"].pop("$defs", {})
-            components.update(defs)
-            api.openapi_schema = schema
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from tether.api import problem_types
 from tether.api.problems import ProblemError
 from tether.app import Tether
 from tether.auth import AuthError, Permission, Principal, TokenVerifier
@@ -61,7 +62,9 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
 
     async def check(who: Principal = Depends(principal)) -> Principal:
         if not who.can(permission):
-            raise ProblemError(403, f"this credential lacks the {permission.value} permission")
+            raise ProblemError(
+                problem_types.FORBIDDEN, f"this credential lacks the {permission.value} permission"
+            )
         return who
 
     check.__name__ = f"require_{permission.name.lower()}"

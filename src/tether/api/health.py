@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from tether.api import problem_types
 from tether.api.deps import metrics_reader, tether_app
 from tether.api.problems import problem, responses
 from tether.api.schemas import Health
@@ -100,7 +101,7 @@ async def healthz() -> Health:
 async def readyz(app: Annotated[Tether, Depends(tether_app)]) -> Any:
     """The database answers."""
     if not await health.database_ready(app, READY_TIMEOUT):
-        return problem(503, "the database is not reachable")
+        return problem(problem_types.UNAVAILABLE, "the database is not reachable")
     return Health(status="ok")
 
 

@@ -1,38 +1,32 @@
 """Request and response bodies of the HTTP API (the OpenAPI components).
 
-Times in responses are seconds since the Unix epoch (floats), as everywhere in Tether.
-A submission's `deadline` accepts epoch seconds or an RFC 3339 time with an offset.
+Times are RFC 3339 in UTC (`2024-06-10T06:13:20.250000Z`) in every response; where a
+time is read (a submission's `deadline`, the `created_after` / `created_before` query
+parameters) RFC 3339 with an offset is the format and epoch seconds are still accepted
+(`tether.models.times`, ADR 65). In Python the models hold epoch seconds, like the
+records they show.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from tether.models import Event, StepRecord, Task, TaskError, TaskStatus
+from tether.models.times import format_time, parse_time
 
 MAX_BATCH = 1000
 
+TIME_EXAMPLE = "2024-06-10T06:13:20.250000Z"
 
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("a deadline needs a UTC offset (e.g. 2030-01-01T00:00:00Z)")
-    try:
-        seconds = value.timestamp()
-    except (OverflowError, OSError, ValueError):
-        raise ValueError("deadline out of range") from None
-    if not math.isfinite(seconds) or not 0 <= seconds < 32503680000:  # year 3000
-        raise ValueError("deadline out of range")
-    return seconds
-
-
-# pydantic reads a datetime from RFC 3339 text or from epoch seconds (a number).
-Deadline = Annotated[datetime | None, AfterValidator(_epoch)]
+Time = Annotated[
+    float,
+    BeforeValidator(parse_time),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": [TIME_EXAMPLE]}),
+]
+"""A time: epoch seconds in Python, RFC 3339 UTC in JSON (epoch seconds read too)."""
 
 NAME = r"^[A-Za-z0-9_.:\-]{1,200}$"
 
@@ -61,10 +55,9 @@ class TaskSubmission(BaseModel):
     correlation_id: str | None = Field(
         default=None, min_length=1, max_length=200, description="Your id (default: task id)"
     )
-    deadline: Deadline = Field(
+    deadline: Time | None = Field(
         default=None,
         description="Absolute deadline, RFC 3339 with an offset (epoch seconds also accepted)",
-        examples=["2030-01-01T00:00:00Z"],
     )
 
 
@@ -147,12 +140,12 @@ class TaskOut(BaseModel):
                     "idempotency_key": "req-1",
                     "correlation_id": "order-1234",
                     "created_by": "app-backend",
-                    "created_at": 1718000000.0,
-                    "updated_at": 1718000004.2,
-                    "started_at": 1718000000.3,
+                    "created_at": "2024-06-10T06:13:20.000000Z",
+                    "updated_at": "2024-06-10T06:13:24.200000Z",
+                    "started_at": "2024-06-10T06:13:20.300000Z",
                     "finished_at": None,
                     "deadline": None,
-                    "run_at": 1718000000.0,
+                    "run_at": "2024-06-10T06:13:20.000000Z",
                     "cancel_requested": False,
                     "forked_from": None,
                 }
@@ -176,12 +169,12 @@ class TaskOut(BaseModel):
     idempotency_key: str | None = None
     correlation_id: str | None = None
     created_by: str | None = None
-    created_at: float
-    updated_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    deadline: float | None = None
-    run_at: float | None = None
+    created_at: Time
+    updated_at: Time
+    started_at: Time | None = None
+    finished_at: Time | None = None
+    deadline: Time | None = None
+    run_at: Time | None = None
     cancel_requested: bool = False
     forked_from: str | None = Field(default=None, description="The task this one re-runs")
     fork_from_seq: int | None = Field(
@@ -195,7 +188,7 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, t: Task) -> TaskOut:
-        return cls.model_validate(t.to_json())
+        return cls.model_validate(t.to_dict())
 
 
 class TaskList(BaseModel):
@@ -223,9 +216,9 @@ class StepOut(BaseModel):
     attempts: int
     result: Any = None
     error: ErrorOut | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    wake_at: float | None = None
+    started_at: Time | None = None
+    finished_at: Time | None = None
+    wake_at: Time | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -261,7 +254,7 @@ class EventOut(BaseModel):
                     "id": 42,
                     "task_id": "0190f3c2-6b1e-7cc1-9d2a-1f2e3d4c5b6a",
                     "tenant": "acme",
-                    "at": 1718000004.2,
+                    "at": "2024-06-10T06:13:24.200000Z",
                     "type": "step.succeeded",
                     "prior_status": None,
                     "new_status": None,
@@ -278,7 +271,7 @@ class EventOut(BaseModel):
     id: int
     task_id: str
     tenant: str
-    at: float
+    at: Time
     type: str
     prior_status: str | None = None
     new_status: str | None = None
@@ -319,7 +312,7 @@ class SignalOut(BaseModel):
     id: int
     task_id: str
     name: str
-    created_at: float
+    created_at: Time
 
 
 class Health(BaseModel):

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 
+from tether.api import cursors, problem_types
 from tether.api.deps import require, tether_app
 from tether.api.limits import RateLimiter, retry_after_header
-from tether.api.problems import ProblemError, responses
+from tether.api.problems import ProblemError, input_errors, responses
 from tether.api.schemas import (
     BatchOut,
     BatchSubmission,
@@ -23,11 +24,13 @@ from tether.api.schemas import (
     TaskList,
     TaskOut,
     TaskSubmission,
+    Time,
 )
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import InputValidationError, UnknownWorkflow
 from tether.models import TaskFilter, TaskStatus
+from tether.models.times import earliest_shown_as
 from tether.store.base import NewTask
 from tether.submission import batch_item_key
 
@@ -75,7 +78,9 @@ def _rate_limit(request: Request, who: Principal, cost: int) -> None:
     wait = limiter.take(who.tenant, cost)
     if wait > 0:
         raise ProblemError(
-            429, "submission rate limit reached for this tenant", headers=retry_after_header(wait)
+            problem_types.RATE_LIMITED,
+            "submission rate limit reached for this tenant",
+            headers=retry_after_header(wait),
         )
 
 
@@ -151,22 +156,18 @@ async def submit_batch(
             tasks.append(_new_task(app, sub, who, batch_item_key(idempotency_key, i)))
         except UnknownWorkflow as exc:
             errors.append(
-                {"loc": ["body", "tasks", i, "workflow"], "msg": str(exc), "type": "unknown"}
+                {
+                    "loc": ["body", "tasks", i, "workflow"],
+                    "msg": str(exc),
+                    "type": "unknown_workflow",
+                }
             )
         except InputValidationError as exc:
-            for e in exc.errors:
-                loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
-                if loc and loc[0] == "input":
-                    loc = loc[1:]
-                errors.append(
-                    {
-                        "loc": ["body", "tasks", i, "input", *loc],
-                        "msg": str(e.get("msg", "invalid")),
-                        "type": str(e.get("type", "value_error")),
-                    }
-                )
+            errors += input_errors(exc, ("body", "tasks", i))
     if errors:
-        raise ProblemError(422, "the batch is invalid; nothing was stored", errors=errors)
+        raise ProblemError(
+            problem_types.INVALID_REQUEST, "the batch is invalid; nothing was stored", errors=errors
+        )
     _rate_limit(request, who, len(tasks))
     handles = await app.submit_batch(tasks)
     if handles and not any(h.created for h in handles):
@@ -202,36 +203,38 @@ async def list_tasks(
     workflow: Annotated[str | None, Query(max_length=200)] = None,
     correlation_id: Annotated[str | None, Query(max_length=200)] = None,
     created_after: Annotated[
-        float | None, Query(description="Epoch seconds, inclusive", ge=0, le=1e11)
+        Time | None, Query(description="RFC 3339 with an offset, inclusive")
     ] = None,
     created_before: Annotated[
-        float | None, Query(description="Epoch seconds, exclusive", ge=0, le=1e11)
+        Time | None, Query(description="RFC 3339 with an offset, exclusive")
     ] = None,
     cursor: Annotated[
-        str | None, Query(max_length=100, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
     ] = None,
     short_id: ShortId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskList:
     """The caller's tenant's tasks, newest first, filtered; page with `cursor`."""
+    after_id = None if cursor is None else cursors.decode("tasks", cursor, (str,))[0]
     found = await app.list_tasks(
         TaskFilter(
             tenant=who.tenant,
             status=status or None,
             workflow=workflow,
             correlation_id=correlation_id,
-            created_after=created_after,
-            created_before=created_before,
-            after_id=cursor,
+            # Bounds at the microsecond a time names, as responses show it (ADR 65).
+            created_after=None if created_after is None else earliest_shown_as(created_after),
+            created_before=None if created_before is None else earliest_shown_as(created_before),
+            after_id=after_id,
             short_id=short_id,
             limit=limit + 1,
         )
     )
     page = found[:limit]
     more = len(found) > limit
-    return TaskList(
-        items=[TaskOut.of(t) for t in page], next_cursor=page[-1].id if more and page else None
-    )
+    next_cursor = cursors.encode("tasks", page[-1].id) if more and page else None
+    return TaskList(items=[TaskOut.of(t) for t in page], next_cursor=next_cursor)
 
 
 @router.post(

@@ -10,7 +10,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import httpx
@@ -33,6 +33,7 @@ from tether.errors import (
     UnknownWorkflow,
 )
 from tether.models import Approval, Task
+from tether.models.times import format_time
 from tether.services import admin
 
 P = ParamSpec("P")
@@ -170,11 +171,9 @@ def api_message(exc: ApiError) -> str:
 
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC (`2025-01-02T03:04:05.678Z`), None stays None."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    """Epoch seconds as RFC 3339 UTC (`2025-01-02T03:04:05.678901Z`, the API's format:
+    `tether.models.times`), None stays None."""
+    return format_time(ts)
 
 
 def task_json(task: Task) -> dict[str, Any]:

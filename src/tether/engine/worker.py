@@ -101,6 +101,7 @@ class Worker:
         self.committer = Committer(runtime.store, self.id, runtime.clock)
         self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
+        self._claiming = False
         self._concluding: set[RunState] = set()
         """Runs whose outcome is decided and handed to the committer: they hold no slot
         (their user code is done), only a lease until the outcome commits (ADR 46)."""
@@ -188,8 +189,8 @@ class Worker:
 
     @property
     def idle(self) -> bool:
-        """No task runs here and nothing waits to be committed."""
-        return not self._runs and self.committer.idle
+        """No task runs here, no claim is under way and nothing waits to be committed."""
+        return not self._runs and not self._claiming and self.committer.idle
 
     @property
     def active(self) -> int:
@@ -262,6 +263,8 @@ class Worker:
             for event in events:
                 event.clear()
             now = self.runtime.clock.now()
+            # Not idle while claiming: what this claim takes is not in _runs yet.
+            self._claiming = True
             try:
                 claimed = await self.runtime.store.claim(
                     self.id,
@@ -274,6 +277,7 @@ class Worker:
                 )
                 backoff = 0.1
             except Exception as exc:
+                self._claiming = False
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                 await self._sleep_or_stop(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -281,6 +285,7 @@ class Worker:
             returned = asyncio.get_running_loop().time()  # the claims are committed
             for item in claimed:
                 self._start(item, returned)
+            self._claiming = False
             if len(claimed) >= min(free, self.claim_batch):
                 continue  # more may be waiting: claim again at once
             await self._wait_for_work(events)

@@ -364,7 +364,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_approvals(self, flt: ApprovalFilter) -> list[Approval]:
-        """Approvals newest first."""
+        """Approvals newest first (ties by id, descending), from `flt.before` on."""
 
     @abc.abstractmethod
     async def decide(

@@ -45,10 +45,15 @@ async def list_approvals(conn: Conn, flt: ApprovalFilter) -> list[Approval]:
     if flt.short_id is not None:
         where.append(SHORT_ID_MATCH)
         params.extend(short_id_params(flt.short_id))
+    if flt.before is not None:
+        at, last_id = flt.before
+        where.append("(created_at < %s OR (created_at = %s AND id < %s))")
+        params += [at, at, last_id]
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(flt.limit)
     rows = await conn.fetchall(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals {clause} ORDER BY created_at DESC LIMIT %s",
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals {clause} "
+        "ORDER BY created_at DESC, id DESC LIMIT %s",
         params,
     )
     return [approval_from_row(r) for r in rows]
