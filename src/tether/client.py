@@ -31,6 +31,8 @@ from tether.retry import retry_after_from_headers
 from tether.wire import approval_from_json, event_from_json, step_from_json, task_from_json
 
 POLL_START = 1.0
+APPROVALS_PAGE = 500
+"""The API's largest page of approvals."""
 POLL_MAX = 30.0
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 """Statuses whose `Retry-After` header the client honours (RFC 9110, RFC 6585)."""
@@ -288,9 +290,10 @@ class Client:
         short_id: str | None = None,
         limit: int = 100,
     ) -> list[Approval]:
-        """Approval requests of the caller's tenant, newest first: of one `status`
-        (pending, approved, rejected), `risk`, task, or short id, when given."""
-        params: list[tuple[str, str | int]] = [("limit", limit)]
+        """Up to `limit` approval requests of the caller's tenant, newest first: of one
+        `status` (pending, approved, rejected), `risk`, task, or short id, when given.
+        Follows the API's pages (500 at most each) until `limit` or the last one."""
+        filters: list[tuple[str, str | int]] = []
         for name, value in (
             ("status", status),
             ("risk", risk),
@@ -298,9 +301,20 @@ class Client:
             ("short_id", short_id),
         ):
             if value is not None:
-                params.append((name, value))
-        response = await self._request("GET", "/v1/approvals", retry=True, params=params)
-        return [approval_from_json(a) for a in response.json()["items"]]
+                filters.append((name, value))
+        found: list[Approval] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            params = [*filters, ("limit", min(limit - len(found), APPROVALS_PAGE))]
+            if cursor is not None:
+                params.append(("cursor", cursor))
+            response = await self._request("GET", "/v1/approvals", retry=True, params=params)
+            page = response.json()
+            found += [approval_from_json(a) for a in page["items"]]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                break
+        return found
 
     async def approval(self, approval_id: str) -> Approval:
         """One approval request; `NotFoundError` when missing."""

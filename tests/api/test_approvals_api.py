@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+import tether.client
 from api.live import SECRET, LiveServer, make_settings
 from tether import ApprovalClosed, Client, Context, Tether
 from tether.api import problem_types
@@ -342,3 +343,16 @@ async def test_the_inbox_pages_with_a_cursor(http: httpx.AsyncClient) -> None:
     assert len(r.json()["items"]) == 1 and r.json()["next_cursor"] is None
     r = await http.get("/v1/approvals", params={"cursor": seen[0]["id"]}, headers=VERA)
     assert r.status_code == 422 and r.json()["type"] == problem_types.INVALID_CURSOR.uri
+
+
+async def test_the_client_follows_the_inbox_pages(
+    server: LiveServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = [await _submit(http, 100 + i) for i in range(5)]
+    for task_id in tasks:
+        await _approval_of(http, task_id)
+    monkeypatch.setattr(tether.client, "APPROVALS_PAGE", 2)  # five approvals: three pages
+    async with Client(server.url, token=_token(VERA)) as vera:
+        everything = await vera.approvals()
+        assert sorted(a.task_id for a in everything) == sorted(tasks)
+        assert [a.id for a in await vera.approvals(limit=3)] == [a.id for a in everything[:3]]
