@@ -23,6 +23,7 @@ import httpx
 
 from tether.errors import TaskNotFound, TetherError
 from tether.models import (
+    AttemptError,
     Event,
     StepKind,
     StepRecord,
@@ -88,6 +89,7 @@ def step_from_json(data: Mapping[str, Any]) -> StepRecord:
         finished_at=data.get("finished_at"),
         wake_at=data.get("wake_at"),
         meta=data.get("meta") or {},
+        attempt_errors=tuple(AttemptError.from_json(a) for a in data.get("attempt_errors") or ()),
     )
 
 

@@ -16,15 +16,24 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
+import tether
+
 TESTS = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tether.cli"]
 
 
+SOURCE = Path(tether.__file__).resolve().parent.parent
+"""Where the `tether` under test was imported from: subprocesses import the same one
+(a relative `PYTHONPATH=src` would not resolve in their working directories, and they
+would silently run whichever Tether the interpreter has installed)."""
+
+
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable."""
+    """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable,
+    and the `tether` under test first on the path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        [str(TESTS), str(SOURCE), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
     )
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # keep Rich from wrapping what tests read

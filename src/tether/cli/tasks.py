@@ -27,6 +27,7 @@ from tether.cli.common import (
     task_json,
 )
 from tether.cli.root import cli
+from tether.cli.step_errors import failed_attempts_hint, print_attempt_errors, step_json
 from tether.models import StepRecord, Task, TaskFilter, TaskStatus
 
 
@@ -100,6 +101,14 @@ async def _task_and_steps(app: Tether, task_id: str, tenant: str) -> tuple[Task,
 def status(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    steps_detail: Annotated[
+        bool,
+        typer.Option(
+            "--steps",
+            help="Also show every failed attempt of each step: error, traceback, "
+            "classification and retry decision (with --json: the step log too).",
+        ),
+    ] = False,
     json: JsonOpt = False,
     app: AppOpt = None,
     database_url: DatabaseOpt = None,
@@ -109,7 +118,10 @@ def status(
     env = resolve(ctx, app, database_url, tenant)
     task, steps = run(_task_and_steps(build_app(env), task_id, env.tenant))
     if json:
-        print_json(task_json(task))
+        out = task_json(task)
+        if steps_detail:
+            out["steps"] = [step_json(s) for s in steps]
+        print_json(out)
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -154,6 +166,10 @@ def status(
                 duration,
             )
         console.print(table)
+    if steps_detail:
+        print_attempt_errors(steps)
+    elif (hint := failed_attempts_hint(task.id, steps)) is not None:
+        console.print(hint, highlight=False)
 
 
 def _short(value: Any, width: int = 100) -> str:
