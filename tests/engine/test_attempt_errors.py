@@ -220,3 +220,42 @@ async def test_tracebacks_start_at_the_users_code_and_a_workflow_error_is_logged
     assert "failed: KeyError: 'missing' [workflow_error]" in text
     frames = [line for line in text.splitlines() if line.startswith('  File "')]
     assert len(frames) == 1 and frames[0].endswith(", in buggy"), text
+
+
+async def test_a_step_raising_type_error_is_a_failed_attempt_of_that_step(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A `TypeError` from the step itself (not from storing its result) is recorded like
+    any failure: it used to escape unrecorded and fail the task as a workflow error."""
+    app = make_app()
+
+    async def adds() -> int:
+        return 1 + "1"  # type: ignore[operator]
+
+    async def not_json() -> object:
+        return object()
+
+    @app.workflow("type_error")
+    async def type_error(ctx: Context) -> int:
+        return await ctx.step("adds", adds)
+
+    @app.workflow("not_json")
+    async def not_json_wf(ctx: Context) -> object:
+        return await ctx.step("not_json", not_json)
+
+    async with app.worker(poll_interval=0.05):
+        failed = await (await app.submit("type_error")).wait(timeout=10)
+        unstorable = await (await app.submit("not_json")).wait(timeout=10)
+    assert failed.error is not None and failed.error.step == "adds"
+    (step,) = await app.steps(failed.id)
+    (attempt,) = step.attempt_errors
+    assert (attempt.type, attempt.classified_by, attempt.reason) == (
+        "TypeError",
+        "default",
+        "permanent",
+    )
+    assert unstorable.error is not None and unstorable.error.type == "UnserializableResult"
+    (step,) = await app.steps(unstorable.id)
+    (attempt,) = step.attempt_errors
+    assert (attempt.classified_by, attempt.decision) == ("Permanent", RetryDecision.GIVE_UP)
+    assert attempt.traceback is not None and "TypeError" in attempt.traceback  # the cause

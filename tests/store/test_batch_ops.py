@@ -61,6 +61,7 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
 
     boom = TaskError("ValueError", "boom", "fp1", step="s1")
     tried = (_attempt_error(1, RetryDecision.RETRY_BACKOFF),)
+    tried2 = (*tried, _attempt_error(2, RetryDecision.RETRY))
     ops: list[Op] = [
         # T1: a step, then a retry's pending entry and its outcome in the same batch.
         StepWrite(t1, 1, rec(t1, 1, result={"a": [1, 2]}, finished_at=2.0, meta={"m": 1})),
@@ -70,8 +71,8 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
         StepWrite(t2, 1, rec(t2, 1, result="x"), consume_signal=signal.id),
         # T3: a stale writer (another attempt): fenced off.
         StepWrite(t3, 7, rec(t3, 1, result=0)),
-        StepWrite(
-            t1, 1, rec(t1, 2, attempts=2, result=None, finished_at=3.0, attempt_errors=tried)
+        StepWrite(  # its outcome carries one more failed attempt than its pending entry
+            t1, 1, rec(t1, 2, attempts=3, result=None, finished_at=3.0, attempt_errors=tried2)
         ),
         Finish(t2, 1, TaskStatus.SUCCEEDED, '"done"', steps=(StepWrite(t2, 1, rec(t2, 2)),)),
         Finish(t3, 7, TaskStatus.SUCCEEDED, "1", steps=(StepWrite(t3, 7, rec(t3, 2)),)),
