@@ -55,8 +55,10 @@ class AttemptError:
     message: str
     """`str(exc)`, capped (`tether.failures.MESSAGE_CHARS`)."""
     traceback: str | None
-    """The formatted traceback, bounded: its last frames, then its last characters
-    (`tether.failures.TRACEBACK_FRAMES`, `TRACEBACK_CHARS`); None when there was none."""
+    """The formatted traceback from the first frame of the step's own code, bounded (its
+    last `tether.failures.TRACEBACK_FRAMES` frames per exception, lines capped, its last
+    `TRACEBACK_CHARS` characters; what was cut is said in the text); None when the
+    exception was never raised."""
     started_at: float | None
     """When the attempt started (epoch seconds)."""
     finished_at: float | None
