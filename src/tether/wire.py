@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tether.models import Approval, Event, StepKind, StepRecord, StepStatus, Task, TaskError
+from tether.models import (
+    Approval,
+    AttemptError,
+    Event,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    Task,
+    TaskError,
+)
 from tether.models.times import parse_time
 
 
@@ -83,4 +92,10 @@ def step_from_json(data: Mapping[str, Any]) -> StepRecord:
         finished_at=_epoch(data.get("finished_at")),
         wake_at=_epoch(data.get("wake_at")),
         meta=data.get("meta") or {},
+        attempt_errors=tuple(_attempt_error(a) for a in data.get("attempt_errors") or ()),
     )
+
+
+def _attempt_error(data: Mapping[str, Any]) -> AttemptError:
+    times = {k: _epoch(data.get(k)) for k in ("started_at", "finished_at")}
+    return AttemptError.from_json({**data, **times})

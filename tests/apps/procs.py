@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
+import tether
+
 TESTS = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tether.cli"]
 STARTED_IN = Path.cwd()
@@ -28,6 +30,12 @@ def absolute_path_list(entries: str) -> list[str]:
     tmp_path: a relative entry would not find the tree under test there, and a
     subprocess would silently import another installed tether instead."""
     return [str(STARTED_IN / e) if e else e for e in entries.split(os.pathsep)]
+
+
+SOURCE = Path(tether.__file__).resolve().parent.parent
+"""Where the `tether` under test was imported from: subprocesses import the same one
+(a relative `PYTHONPATH=src` would not resolve in their working directories, and they
+would silently run whichever Tether the interpreter has installed)."""
 
 
 def cli_env(**extra: str) -> dict[str, str]:

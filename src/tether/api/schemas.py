@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from tether.models import Event, StepRecord, Task, TaskError, TaskStatus
+from tether.failures import ATTEMPTS_KEPT, MESSAGE_CHARS, TRACEBACK_CHARS, TRACEBACK_FRAMES
+from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskStatus
 from tether.models.times import format_time, parse_time
 
 MAX_BATCH = 1000
@@ -206,6 +207,40 @@ class BatchOut(BaseModel):
     items: list[TaskOut]
 
 
+class AttemptErrorOut(BaseModel):
+    """One failed attempt of a step: what it raised, when, how it was classified and
+    what was decided (the texts are bounded: see `tether.failures`)."""
+
+    attempt: int = Field(description="The step's attempt number, from 1")
+    type: str = Field(description="The exception's class name")
+    message: str = Field(description=f"Its message (the first {MESSAGE_CHARS:,} characters)")
+    traceback: str | None = Field(
+        default=None,
+        description=f"Its traceback: the last {TRACEBACK_FRAMES} frames of each exception "
+        f"in the chain, then the last {TRACEBACK_CHARS:,} characters",
+    )
+    started_at: Time | None = Field(default=None, description="When the attempt started")
+    finished_at: Time | None = Field(default=None, description="When it failed")
+    transient: bool = Field(description="Classified transient (worth a retry) or permanent")
+    classified_by: str = Field(
+        description="The rule that classified it: `Transient`, `Permanent`, "
+        "`classifier <name>`, `RetryPolicy.non_retryable`, `HTTP <status>`, "
+        "`network or timeout error`, `known transient type <name>` or `default`"
+    )
+    decision: str = Field(description="`retry`, `retry_backoff` (a durable wait) or `give_up`")
+    reason: str = Field(
+        description="`backoff` or `retry_after` (a retry's delay); `permanent`, "
+        "`attempts_exhausted`, `retry_budget_exhausted` or `elapsed_budget_exhausted`"
+    )
+    retry_in: float | None = Field(
+        default=None, description="Seconds from the failure to the next attempt"
+    )
+
+    @classmethod
+    def of(cls, a: AttemptError) -> AttemptErrorOut:
+        return cls.model_validate(a.to_json())
+
+
 class StepOut(BaseModel):
     """One entry of a task's step log."""
 
@@ -220,6 +255,11 @@ class StepOut(BaseModel):
     finished_at: Time | None = None
     wake_at: Time | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    attempt_errors: list[AttemptErrorOut] = Field(
+        default_factory=list,
+        description="Each failed attempt, oldest first (the first and the latest, "
+        f"{ATTEMPTS_KEPT} in all); empty when no attempt failed",
+    )
 
     @classmethod
     def of(cls, s: StepRecord) -> StepOut:
@@ -235,6 +275,7 @@ class StepOut(BaseModel):
             finished_at=s.finished_at,
             wake_at=s.wake_at,
             meta=s.meta,
+            attempt_errors=[AttemptErrorOut.of(a) for a in s.attempt_errors],
         )
 
 

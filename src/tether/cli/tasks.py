@@ -31,6 +31,7 @@ from tether.cli.common import (
 from tether.cli.operations import Operations, run_with
 from tether.cli.options import JsonOpt, resolve, takes_global_options
 from tether.cli.root import cli
+from tether.cli.step_errors import failed_attempts_hint, print_attempt_errors, step_json
 from tether.client import ApiError
 from tether.models import Approval, StepRecord, Task, TaskStatus
 
@@ -102,7 +103,19 @@ def submit(
 @cli.command()
 @takes_global_options
 @handle_errors
-def status(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None:
+def status(
+    ctx: typer.Context,
+    task_ref: TaskRef,
+    steps_detail: Annotated[
+        bool,
+        typer.Option(
+            "--steps",
+            help="Also show every failed attempt of each step: error, traceback, "
+            "classification and retry decision (with --json: the step log too).",
+        ),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
     """Show a task, its approvals and its steps."""
     env = resolve(ctx)
 
@@ -119,7 +132,10 @@ def status(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None
     task, steps, approvals = run_with(env, go)
     if json:
         shown = None if approvals is None else [approval_json(a) for a in approvals]
-        print_json({**task_json(task), "approvals": shown})
+        out = {**task_json(task), "approvals": shown}
+        if steps_detail:
+            out["steps"] = [step_json(s) for s in steps]
+        print_json(out)
         return
     console.print(_task_grid(task))
     if approvals is None:
@@ -128,6 +144,10 @@ def status(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None
         console.print(_approvals_table(approvals))
     if steps:
         console.print(_steps_table(steps))
+    if steps_detail:
+        print_attempt_errors(steps)
+    elif (hint := failed_attempts_hint(task.id, steps)) is not None:
+        console.print(hint, highlight=False)
 
 
 def _task_grid(task: Task) -> Table:

@@ -50,12 +50,17 @@ def describe(event: Event) -> str | None:
         retried = f" after {tries} attempts" if tries > 1 else ""
         return f"[green]✔[/] step {label}{retried}{who}"
     if t == EventType.STEP_RETRYING:
+        delay = data.get("retry_in")
+        when = f" in {delay:.2f}s" if isinstance(delay, int | float) else ""
+        how = " (durable wait)" if event.decision == "retry_backoff" else ""
         return (
-            f"[yellow]↻[/] step {label}: attempt {data.get('attempts', '?')} failed "
-            f"({escape(event.error_class or 'error')}, transient), will retry{who}"
+            f"[yellow]↻[/] step {label}: attempt {data.get('attempts', '?')} failed: "
+            f"{_raised(event)}{_classified(data)}, will retry{when}{how}{who}"
         )
     if t == EventType.STEP_FAILED:
-        return f"[red]✘[/] step {label} failed: {escape(event.error_class or 'error')}{who}"
+        reason = data.get("reason")
+        why = f", gave up ({escape(str(reason).replace('_', ' '))})" if reason else ""
+        return f"[red]✘[/] step {label} failed: {_raised(event)}{_classified(data)}{why}{who}"
     if t == EventType.TASK_WAITING:
         return f"[magenta]⏸[/] waiting ({escape(event.decision or '')}), worker slot freed"
     if t == EventType.TASK_QUEUED:
@@ -87,6 +92,19 @@ def describe(event: Event) -> str | None:
             extra = f": {escape(event.error_class)}{where}: {message}"
         return f"{styled_status(status)}{extra}"
     return f"[dim]{escape(t)}[/]"
+
+
+def _raised(event: Event) -> str:
+    message = (event.data or {}).get("message")
+    text = event.error_class or "error"
+    return escape(f"{text}: {message}" if message else text)
+
+
+def _classified(data: dict[str, object]) -> str:
+    if "transient" not in data:  # an event written before the payload said so
+        return ""
+    verdict = "transient" if data["transient"] else "permanent"
+    return f" [dim]({verdict}, by {escape(str(data.get('classified_by', '?')))})[/]"
 
 
 @cli.command()

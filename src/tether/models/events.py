@@ -90,6 +90,7 @@ _RUN = ("prior_status", "new_status", "attempt", "worker")
 _FINISHED = (*_RUN, "step", "error_class", "decision")
 _STEP = ("attempt", "worker", "step", "error_class")
 _STEP_DATA = ("seq", "kind", "attempts")
+_ATTEMPT_DATA = ("message", "transient", "classified_by", "reason")
 _OPENED = ("approval_id", "risk", "required", "status")
 
 _KINDS = (
@@ -185,18 +186,25 @@ _KINDS = (
     ),
     EventKind(
         EventType.STEP_RETRYING,
-        "a step attempt failed and will be tried again",
-        _STEP,
-        "null",
-        _STEP_DATA,
+        "a step attempt failed and will be tried again; the payload says what it raised "
+        "(`message`), how it was classified (`transient`, `classified_by`) and when it is "
+        "tried again (`retry_in` seconds, `reason` `backoff` or `retry_after`); the "
+        "traceback is in the step record",
+        (*_STEP, "decision"),
+        "`retry` (a short backoff, waited in place) or `retry_backoff` (a long one: the "
+        "task waits, its slot freed)",
+        (*_STEP_DATA, *_ATTEMPT_DATA, "retry_in"),
         open_data=True,
     ),
     EventKind(
         EventType.STEP_FAILED,
-        "a step failed for good (no retry left, or not worth retrying)",
-        _STEP,
-        "null",
-        _STEP_DATA,
+        "a step failed for good (no retry left, or not worth retrying); the payload says "
+        "what it raised, how it was classified and why it was not retried (`reason`: "
+        "`permanent`, `attempts_exhausted`, `retry_budget_exhausted` or "
+        "`elapsed_budget_exhausted`); the traceback is in the step record",
+        (*_STEP, "decision"),
+        "`give_up`",
+        (*_STEP_DATA, *_ATTEMPT_DATA),
         open_data=True,
     ),
     EventKind(

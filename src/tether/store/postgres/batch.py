@@ -39,7 +39,7 @@ from tether.store.base import Claimed, ClaimOutcome, Finish, Op, StepWrite
 from tether.store.postgres.conn import PgConn
 
 _STEP_TYPES: tuple[str, ...] = ("text", "int", "text", "text", "text", "int", "text", "text")
-_STEP_TYPES += ("float8", "float8", "float8", "text")
+_STEP_TYPES += ("float8", "float8", "float8", "text", "text")
 _STEP_NAMES = tuple(c.strip() for c in sql.STEP_COLUMNS.split(","))
 # Event columns without `tenant` (it comes from the fenced UPDATE's RETURNING), plus
 # the position in the batch, so ids follow the order of the operations.
@@ -103,7 +103,16 @@ def _float_fields(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]
 _STEP_FLOATS = ("started_at", "finished_at", "wake_at")
 _UPSERTED = tuple(
     _STEP_NAMES.index(c)
-    for c in ("status", "attempts", "result", "error", "finished_at", "wake_at", "meta")
+    for c in (
+        "status",
+        "attempts",
+        "result",
+        "error",
+        "finished_at",
+        "wake_at",
+        "meta",
+        "attempt_errors",
+    )
 )
 """The columns `sql.STEP_UPSERT` sets when a record meets a pending one of its step."""
 

@@ -103,7 +103,7 @@ async def fork(
     limit = from_seq if from_seq is not None else 2**62
     await conn.execute(
         f"INSERT INTO steps ({STEP_COLUMNS}) SELECT %s, seq, name, kind, status, attempts, "
-        "result, error, started_at, finished_at, wake_at, meta FROM steps "
+        "result, error, started_at, finished_at, wake_at, meta, attempt_errors FROM steps "
         "WHERE task_id = %s AND status = 'succeeded' AND seq < %s",
         (new.id, task_id, limit),
     )

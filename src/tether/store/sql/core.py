@@ -12,6 +12,7 @@ from tether.errors import TaskNotFound
 from tether.models import (
     TASK_FIELDS,
     Approval,
+    AttemptError,
     Event,
     SignalRecord,
     StepKind,
@@ -87,7 +88,7 @@ TASK_COLUMNS = ", ".join(TASK_FIELDS)
 """Every column a `Task` is read from: its fields, one column each."""
 STEP_COLUMNS = (
     "task_id, seq, name, kind, status, attempts, result, error, started_at, finished_at, "
-    "wake_at, meta"
+    "wake_at, meta, attempt_errors"
 )
 APPROVAL_COLUMNS = (
     "id, task_id, tenant, workflow, seq, status, risk, request, required, submitter, "
@@ -164,7 +165,15 @@ def step_from_row(row: Row) -> StepRecord:
         finished_at=row["finished_at"],
         wake_at=row["wake_at"],
         meta=serde.loads(row["meta"]) or {},
+        attempt_errors=_attempt_errors(row["attempt_errors"]),
     )
+
+
+def _attempt_errors(text: str | None) -> tuple[AttemptError, ...]:
+    """A step's failed attempts (NULL: none failed, or a row older than migration 7)."""
+    if text is None:
+        return ()
+    return tuple(AttemptError.from_json(a) for a in serde.loads(text))
 
 
 def signal_from_row(row: Row) -> SignalRecord:

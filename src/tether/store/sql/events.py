@@ -261,10 +261,25 @@ _STEP_TYPES = {
 
 
 def step(op: StepWrite, tenant: str, worker: str, now: float) -> EventRow | None:
-    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none."""
+    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none.
+    A retry or failure says what the last attempt raised, how it was classified and
+    what was decided (its traceback stays in the step record: payloads stay small)."""
     rec = op.record
     if rec.status == StepStatus.PENDING and rec.error is None:
         return None
+    data = {"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta}
+    decision = None
+    if rec.status != StepStatus.SUCCEEDED and rec.attempt_errors:
+        last = rec.attempt_errors[-1]
+        decision = str(last.decision)
+        data |= {
+            "message": last.message,
+            "transient": last.transient,
+            "classified_by": last.classified_by,
+            "reason": last.reason,
+        }
+        if rec.status == StepStatus.PENDING:
+            data["retry_in"] = last.retry_in
     return _row(
         op.task_id,
         tenant,
@@ -274,7 +289,8 @@ def step(op: StepWrite, tenant: str, worker: str, now: float) -> EventRow | None
         worker=worker,
         step=rec.name,
         error_class=None if rec.error is None else rec.error.type,
-        data={"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta},
+        decision=decision,
+        data=data,
     )
 
 
