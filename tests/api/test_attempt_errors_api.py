@@ -4,6 +4,7 @@ on both backends (ADR 62)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import httpx
@@ -13,6 +14,7 @@ import flaky
 from api.live import LiveServer, auth, make_settings, token
 from tether import Client, Tether
 from tether.models import RetryDecision
+from tether.models.times import format_time, parse_time
 
 
 async def test_the_steps_endpoint_shows_each_attempts_error(
@@ -48,11 +50,21 @@ async def test_the_steps_endpoint_shows_each_attempts_error(
         ("give_up", "permanent", None),
     ]
     for shown, kept in zip(attempts, stored.attempt_errors, strict=True):
-        assert shown == kept.to_json()  # every field, as stored: traceback and times too
+        # every field, as stored: traceback and times too (times as RFC 3339, ADR 65)
+        times = {k: format_time(kept.to_json()[k]) for k in ("started_at", "finished_at")}
+        assert shown == {**kept.to_json(), **times}
         assert "Traceback (most recent call last)" in shown["traceback"]
     assert step["error"]["type"] == "ValueError" and step["error"]["permanent"] is True
 
-    assert read_back.attempt_errors == stored.attempt_errors
+    # read back through RFC 3339: times to the microsecond the API shows
+    assert read_back.attempt_errors == tuple(
+        dataclasses.replace(
+            a,
+            started_at=parse_time(format_time(a.started_at)),
+            finished_at=parse_time(format_time(a.finished_at)),
+        )
+        for a in stored.attempt_errors
+    )
     flaky.check_attempts(read_back)
     assert read_back.attempt_errors[1].decision == RetryDecision.RETRY_BACKOFF
 

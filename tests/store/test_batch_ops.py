@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from helpers import all_events
 from tether import Context, Tether
 from tether.models import (
     AttemptError,
@@ -128,7 +129,7 @@ async def _state(app: Tether, ids: list[str]) -> list[Any]:
             )
         )
         out.append([dataclasses.replace(s, task_id=str(i)) for s in await app.steps(task_id)])
-        events = await app.store.list_events(task_id=task_id)
+        events = await all_events(app, task_id)
         out.append(
             [
                 (
