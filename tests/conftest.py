@@ -24,7 +24,7 @@ from events_check import catalogue_problems  # noqa: E402
 # are skipped with one reason, except under CI=true, where they must fail instead.
 BACKENDS = ["sqlite", "postgres"]
 PG_UNAVAILABLE = pg.probe()
-IN_CI = os.environ.get("CI", "").lower() == "true"
+IN_CI = pg.IN_CI
 
 
 def pytest_report_header() -> str:
@@ -49,6 +49,27 @@ def require_postgres() -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: PostgreSQL tests must not be skipped)")
     pytest.skip(reason)
+
+
+def _uses_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    on_backend = callspec is not None and callspec.params.get("backend") == "postgres"
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return on_backend or bool(fixtures & {"pg_url", "pg_database"}) or "postgres" in item.keywords
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI=true, a PostgreSQL test that skips (for whatever reason: a missing
+    server, a missing tool, a `pytest.skip` added later) is reported as failed, so the
+    PostgreSQL half of the suite cannot vanish from CI unnoticed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped and _uses_postgres(item) and not hasattr(report, "wasxfail"):
+        why = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        reason = str(why).removeprefix("Skipped: ")
+        report.longrepr = f"a PostgreSQL test skipped under CI=true: {reason}"
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +155,8 @@ TIERS = ("unit", "store", "engine", "api", "cli", "processes")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests_dir = ROOT / "tests"
     for item in items:
+        if not item.path.is_relative_to(tests_dir):
+            continue  # a test file run with this conftest as a plugin
         parts = item.path.relative_to(tests_dir).parts
         if len(parts) > 1 and parts[0] in TIERS:
             item.add_marker(parts[0])

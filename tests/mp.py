@@ -14,7 +14,16 @@ from typing import Any
 
 import psycopg
 
+from apps.procs import absolute_path_list
+
 TESTS = Path(__file__).resolve().parent
+
+
+def _pythonpath() -> dict[str, str]:
+    """PYTHONPATH for a child, absolute: it starts in the test's tmp_path."""
+    found = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join(absolute_path_list(found))} if found else {}
+
 
 SIDE_TABLES = """
 -- Side tables of tests/pg_mp_app.py: who ran what when, and the effects.
@@ -44,16 +53,7 @@ class Proc:
                 *args,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
-                env={
-                    **os.environ,
-                    # This checkout's code, whatever the (maybe relative) PYTHONPATH says.
-                    "PYTHONPATH": os.pathsep.join(
-                        [str(TESTS.parent / "src"), os.environ.get("PYTHONPATH", "")]
-                    ),
-                    "MP_DB_URL": url,
-                    "MP_WORKER_ID": name,
-                    **env,
-                },
+                env={**os.environ, **_pythonpath(), "MP_DB_URL": url, "MP_WORKER_ID": name, **env},
             )
         return cls(proc, log, name)
 

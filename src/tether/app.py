@@ -11,20 +11,28 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from tether import egress, serde
 from tether.clock import Clock, SystemClock
-from tether.config import Settings, load_settings
+from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.context import current_context
-from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn
+from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn, WorkflowVersion
 from tether.engine.worker import Worker
-from tether.errors import Classifier, TaskNotFound, UnknownWorkflow
+from tether.errors import Classifier, TaskNotFound
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
-from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, TaskStatus
+from tether.models import (
+    Approval,
+    ApprovalFilter,
+    SignalRecord,
+    StepRecord,
+    Task,
+    TaskFilter,
+    TaskStatus,
+)
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
-from tether.submission import submission_hash
+from tether.submission import batch_item_key, submission_hash
 from tether.webhooks import DisabledHook, DispatchConfig, Dispatcher
 from tether.webhooks.signing import new_secret
 
@@ -63,10 +71,16 @@ class Tether:
         self.store: Store = store or open_store(self.settings.database_url)
         self.clock: Clock = clock or SystemClock()
         self.classifiers: list[Classifier] = list(classifiers)
+        self.identity: str = self.settings.identity or local_identity()
+        """Who this process's submissions are by when they do not say (`created_by`):
+        the `identity` setting, else the OS login name. The submitter of a task never
+        decides its approvals, so the rule holds for in-process work too."""
         """Extra failure classifiers: return True (transient), False (permanent), None."""
         self.policies = PolicyBook.from_config(self.settings.approval_policy)
         """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
-        self.workflows: dict[str, WorkflowDef] = {}
+        self.workflows = Registry()
+        """The registered workflows, by name and version; as a mapping, each name's
+        newest version."""
         self.step_defs: dict[str, StepDef] = {}
         self.workers: list[Worker] = []
         self.on_webhook_disabled: list[DisabledHook] = []
@@ -88,24 +102,27 @@ class Tether:
         budget: RetryBudget | None = None,
         deadline: float | timedelta | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
-        """Register an `async def wf(ctx, ...)` as a workflow.
+        """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
 
-        `retry` is the default policy of its steps; `budget` caps retries across the
-        whole task; `deadline` is the default time limit from submission.
+        Several versions of one name may be registered at once, each its own function
+        (or one function under several versions, stacking the decorator, when it
+        branches on `ctx.task.workflow_version`). A task runs only on the version it
+        was submitted with, and a worker claims only the versions registered here
+        (ADR 64). `retry` is the default policy of its steps; `budget` caps retries
+        across the whole task; `deadline` is the default time limit from submission.
         """
 
         def register(fn: WorkflowFn) -> WorkflowFn:
-            wf_name = name or fn.__name__
-            if wf_name in self.workflows:
-                raise ValueError(f"workflow {wf_name!r} is registered twice")
-            self.workflows[wf_name] = WorkflowDef(
-                name=wf_name,
-                version=version,
-                fn=fn,
-                queue=queue,
-                retry=retry or RetryPolicy(),
-                budget=budget or RetryBudget(),
-                deadline=_seconds(deadline),
+            self.workflows.add(
+                WorkflowDef(
+                    name=name or fn.__name__,
+                    version=version,
+                    fn=fn,
+                    queue=queue,
+                    retry=retry or RetryPolicy(),
+                    budget=budget or RetryBudget(),
+                    deadline=_seconds(deadline),
+                )
             )
             return fn
 
@@ -168,17 +185,15 @@ class Tether:
         return register(fn) if fn is not None else register
 
     # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
-    def registry_lookup(self, workflow: str) -> WorkflowDef:
-        """The registered workflow `workflow`; raises `UnknownWorkflow` otherwise."""
-        wf = self.workflows.get(workflow)
-        if wf is None:
-            known = ", ".join(sorted(self.workflows)) or "none registered"
-            raise UnknownWorkflow(f"unknown workflow {workflow!r} (known: {known})")
-        return wf
+    def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:
+        """Version `version` of the registered workflow `workflow` (None: its newest);
+        raises `UnknownWorkflow` otherwise."""
+        return self.workflows.lookup(workflow, version)
 
-    def workflow_names(self) -> list[str]:
-        """The registered workflows, sorted: what this app's workers claim."""
-        return sorted(self.workflows)
+    def workflow_versions(self) -> list[WorkflowVersion]:
+        """The registered (workflow, version) pairs, sorted: what this app's workers
+        claim."""
+        return self.workflows.versions()
 
     def approval_policy(self, tenant: str, workflow: str) -> RiskPolicy:
         """The risk policy for approvals of `workflow` for `tenant` (`policies`)."""
@@ -246,6 +261,7 @@ class Tether:
             retention=s.retention_days * 86400 if retention else None,
             eager=eager,
             gc_threshold=s.gc_threshold,
+            max_lease_expiries=s.max_lease_expiries,
             companions=[self.dispatcher()] if run_webhooks else [],
         )
         self.workers.append(worker)
@@ -277,11 +293,14 @@ class Tether:
         deadline: datetime | float | None = None,
         created_by: str | None = None,
         run_at: datetime | float | None = None,
+        version: int | None = None,
         callback_url: str | None = None,
     ) -> NewTask:
         """Validate a submission and build the row to store (no I/O; the callback URL's
-        address is checked by `submit_batch`)."""
-        wf = self.registry_lookup(workflow)
+        address is checked by `submit_batch`). `version` picks a registered version of
+        the workflow (None: the newest); `created_by` defaults to this app's
+        `identity`."""
+        wf = self.registry_lookup(workflow, version)
         encoded = wf.encode_input(input)
         digest = ""
         if idempotency_key is not None:
@@ -313,7 +332,7 @@ class Tether:
                 description=f"callback of task {task_id}",
                 created_at=now,
                 updated_at=now,
-                created_by=created_by,
+                created_by=created_by or self.identity,
             )
         return NewTask(
             id=task_id,
@@ -327,7 +346,7 @@ class Tether:
             idempotency_key=idempotency_key,
             idempotency_ttl=self.settings.idempotency_ttl,
             correlation_id=correlation_id,
-            created_by=created_by,
+            created_by=created_by or self.identity,
             deadline=absolute_deadline,
             run_at=_timestamp(run_at),
             callback=callback,
@@ -337,10 +356,11 @@ class Tether:
         """Validate and store a task; return its handle at once (nothing runs here).
 
         Options: `idempotency_key`, `tenant`, `queue`, `priority`, `correlation_id`,
-        `deadline`, `created_by`, `run_at`, `callback_url` (a webhook of the task's end,
-        signed with `handle.callback.secret`: docs/webhooks.md). The same key with the
-        same input returns the existing task (`handle.created` is False); with another
-        input it raises `IdempotencyConflict`.
+        `deadline`, `created_by` (default: `identity`), `run_at`, `version` (default:
+        the newest registered version of the workflow), `callback_url` (a webhook of the
+        task's end, signed with `handle.callback.secret`: docs/webhooks.md). The same key
+        with the same input returns the existing task (`handle.created` is False); with
+        another input it raises `IdempotencyConflict`.
         """
         (handle,) = await self.submit_batch([self.new_task(workflow, input, **options)])
         return handle
@@ -348,8 +368,18 @@ class Tether:
     async def submit_many(
         self, workflow: str, inputs: Sequence[Any], **options: Any
     ) -> list[TaskHandle]:
-        """Submit many tasks of one workflow in one transaction (all or nothing)."""
-        return await self.submit_batch([self.new_task(workflow, i, **options) for i in inputs])
+        """Submit many tasks of one workflow in one transaction (all or nothing).
+
+        With `idempotency_key` K, task i gets the key `K/i` (`batch_item_key`, the rule
+        of the HTTP batch route): the same batch again returns the same tasks.
+        """
+        key = options.pop("idempotency_key", None)
+        return await self.submit_batch(
+            [
+                self.new_task(workflow, item, idempotency_key=batch_item_key(key, i), **options)
+                for i, item in enumerate(inputs)
+            ]
+        )
 
     async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
         """Store prepared tasks (see `new_task`) in one transaction. A worker of this
@@ -431,6 +461,14 @@ class Tether:
             task_id, tenant, name, serde.dumps(payload), self.clock.now()
         )
 
+    async def approvals(self, flt: ApprovalFilter | None = None) -> list[Approval]:
+        """Approval requests, newest first: of `flt.tenant` (None: every tenant's), and
+        of `flt.status`, `risk`, `task_id` or `short_id` when given. Each carries its
+        request (summary, evidence, ...), the decisions so far and, once closed, the
+        outcome; decide with `decide(approval.id, ...)`."""
+        await self.open()
+        return await self.store.list_approvals(flt or ApprovalFilter())
+
     async def decide(
         self,
         approval_id: str,
@@ -457,10 +495,15 @@ class Tether:
         from_seq: int | None = None,
         tenant: str | None = None,
         created_by: str | None = None,
+        version: int | None = None,
     ) -> TaskHandle:
         """Re-run an ended task as a new linked task that reuses its finished steps
-        (all of them, or those before `from_seq`)."""
+        (all of them, or those before `from_seq`). It runs on `version` of the
+        workflow; by default on the version of the original when this app still
+        registers it (the reused steps were recorded by that code), else the newest."""
         old = await self.get(task_id, tenant=tenant)
+        if version is None and self.workflows.has(old.workflow, old.workflow_version):
+            version = old.workflow_version
         new = self.new_task(
             old.workflow,
             old.input,
@@ -469,6 +512,7 @@ class Tether:
             priority=old.priority,
             correlation_id=old.correlation_id,
             created_by=created_by,
+            version=version,
         )
         task = await self.store.fork(task_id, tenant, new, from_seq, self.clock.now())
         return TaskHandle(self, task)

@@ -17,9 +17,13 @@ Permission matrix (what each role may do; `admin` may do everything):
 | approvals:read     |   x    |           |    x     |    x     |   x   |
 | approvals:decide   |        |           |    x     |          |   x   |
 | apikeys:manage     |        |           |          |          |   x   |
+| metrics:read       |        |           |          |    x     |   x   |
 | webhooks:read      |        |           |          |    x     |   x   |
 | webhooks:replay    |        |           |          |    x     |   x   |
 | webhooks:manage    |        |           |          |          |   x   |
+
+`metrics:read` shows the caller's own tenant's figures only; the deployment-wide
+`/metrics` needs the `metrics_token` setting instead (ADR 66).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any
 
 import jwt
 
-from tether.config import Settings
+from tether.config import Settings, check_secret
 from tether.errors import ConfigError, TetherError
 from tether.ids import new_id
 from tether.models import ApiKey
@@ -66,6 +70,7 @@ class Permission(StrEnum):
     APPROVALS_READ = "approvals:read"
     APPROVALS_DECIDE = "approvals:decide"
     KEYS_MANAGE = "apikeys:manage"
+    METRICS_READ = "metrics:read"
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_REPLAY = "webhooks:replay"
     WEBHOOKS_MANAGE = "webhooks:manage"
@@ -83,6 +88,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.SIGNAL,
             P.RERUN,
             P.APPROVALS_READ,
+            P.METRICS_READ,
             P.WEBHOOKS_READ,
             P.WEBHOOKS_REPLAY,
         }
@@ -137,6 +143,7 @@ def create_token(
     """A HS256 bearer token for `tenant` with `roles`, valid for `ttl` seconds."""
     if not secret:
         raise ValueError("a token needs a non-empty secret")
+    check_secret("the signing secret", secret)
     if not tenant:
         raise ValueError("a token needs a tenant")
     parsed = parse_roles(roles)
@@ -282,7 +289,14 @@ def dev_secret(path: Path | None = None) -> str:
 
 
 def require_auth(settings: Settings) -> None:
-    """Refuse to serve without authentication unless in dev mode."""
+    """Refuse to serve without authentication unless in dev mode, and with a secret
+    shorter than `MIN_SECRET_BYTES` (settings built without validation included)."""
+    for name in ("jwt_secret", "metrics_token"):
+        value = getattr(settings, name)
+        try:
+            check_secret(name, "" if value is None else value.get_secret_value())
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: {exc}") from None
     if not auth_configured(settings) and not settings.dev:
         raise ConfigError(
             "the API needs authentication: set TETHER_JWT_SECRET (or jwt_secret in "

@@ -5,8 +5,11 @@
         done = await client.wait(task.id)
 
 `submit` always sends an idempotency key (a fresh one when none is given) and retries
-connection errors, 429 (after `Retry-After`) and 5xx with backoff: a retry of a request
-the server did commit returns the same task, so retrying can never create a duplicate.
+connection errors, 429 and 5xx with backoff: a retry of a request the server did commit
+returns the same task, so retrying can never create a duplicate. A 429 or 503 that says
+`Retry-After` (seconds or an HTTP-date) is retried after that long instead, up to
+`max_retry_after`; a longer wait is not slept through: the `ApiError` is raised at once,
+its `retry_after` saying how long the server asked for.
 """
 
 from __future__ import annotations
@@ -15,34 +18,39 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from tether.client_webhooks import WebhooksClient, subscription_from_json
-from tether.errors import TaskNotFound, TetherError
-from tether.models import (
-    Event,
-    StepKind,
-    StepRecord,
-    StepStatus,
-    Task,
-    TaskError,
-)
-from tether.models.webhooks import WebhookSubscription
+from tether.client_webhooks import WebhooksClient
+from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
+from tether.models import Approval, Event, StepRecord, Task
+from tether.models.times import format_time
+from tether.retry import retry_after_from_headers
+from tether.wire import approval_from_json, event_from_json, step_from_json, task_from_json
 
 POLL_START = 1.0
+APPROVALS_PAGE = 500
+"""The API's largest page of approvals."""
 POLL_MAX = 30.0
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""Statuses whose `Retry-After` header the client honours (RFC 9110, RFC 6585)."""
 
 
 class ApiError(TetherError):
-    """The API answered with an error (`status`, and the problem details)."""
+    """The API answered with an error: `status`, the problem details (`problem`), and
+    its `type` URI, which names the kind of error (the list is in docs/api.md)."""
 
-    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+    def __init__(
+        self, status: int, problem: Mapping[str, Any], retry_after: float | None = None
+    ) -> None:
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked to wait (`Retry-After` of a 429 or 503), if it said."""
         self.problem = dict(problem)
+        self.type = str(problem.get("type", "about:blank"))
         self.title = str(problem.get("title", ""))
         self.detail = problem.get("detail")
         self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
@@ -50,57 +58,18 @@ class ApiError(TetherError):
 
 
 class NotFoundError(ApiError, TaskNotFound):
-    """404: no such task for this tenant."""
+    """404: no such task (or approval) for this tenant."""
 
 
-def task_from_json(data: Mapping[str, Any]) -> Task:
-    """A `Task` from the API's JSON (`Task.from_json`)."""
-    return Task.from_json(data)
-
-
-def event_from_json(data: Mapping[str, Any]) -> Event:
-    """An `Event` from the API's JSON."""
-    return Event(
-        id=data["id"],
-        task_id=data["task_id"],
-        tenant=data.get("tenant", ""),
-        at=data["at"],
-        type=data["type"],
-        prior_status=data.get("prior_status"),
-        new_status=data.get("new_status"),
-        attempt=data.get("attempt"),
-        step=data.get("step"),
-        error_class=data.get("error_class"),
-        decision=data.get("decision"),
-        data=data.get("data"),
-    )
-
-
-def step_from_json(data: Mapping[str, Any]) -> StepRecord:
-    return StepRecord(
-        task_id=data.get("task_id", ""),
-        seq=data["seq"],
-        name=data["name"],
-        kind=StepKind(data["kind"]),
-        status=StepStatus(data["status"]),
-        attempts=data.get("attempts", 1),
-        result=data.get("result"),
-        error=TaskError.from_json(data.get("error")),
-        started_at=data.get("started_at"),
-        finished_at=data.get("finished_at"),
-        wake_at=data.get("wake_at"),
-        meta=data.get("meta") or {},
-    )
+class ConflictError(ApiError, InvalidTransition):
+    """409: the task's (or approval's) state does not allow it, e.g. cancelling an ended
+    task or re-running one that has not ended."""
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
+    if response.status_code not in RETRY_AFTER_STATUSES:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return retry_after_from_headers(response.headers)
 
 
 class Client:
@@ -116,6 +85,7 @@ class Client:
         max_retries: int = 6,
         backoff: float = 0.5,
         max_backoff: float = 10.0,
+        max_retry_after: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "tether-client/0.1"}
@@ -126,11 +96,12 @@ class Client:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.webhooks = WebhooksClient(self._request, self._post_task)
+        """Webhook subscriptions, deliveries, retry and replay (`tether.client_webhooks`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
-        self.webhooks = WebhooksClient(self._request)
-        """Webhook subscriptions, deliveries, retry and replay (`tether.client_webhooks`)."""
 
     async def __aenter__(self) -> Client:
         return self
@@ -163,10 +134,11 @@ class Client:
                 continue
             transient = response.status_code == 429 or response.status_code >= 500
             if transient and retry and attempt < self.max_retries:
-                wait = _retry_after(response) if response.status_code == 429 else None
-                await asyncio.sleep(wait if wait is not None else self._delay(attempt))
-                attempt += 1
-                continue
+                wait = _retry_after(response)
+                if wait is None or wait <= self.max_retry_after:
+                    await asyncio.sleep(wait if wait is not None else self._delay(attempt))
+                    attempt += 1
+                    continue
             if response.status_code >= 400:
                 raise self._error(response)
             return response
@@ -181,7 +153,9 @@ class Client:
             problem = {"title": response.reason_phrase, "status": response.status_code}
         if response.status_code == 404:
             return NotFoundError(404, problem)
-        return ApiError(response.status_code, problem)
+        if response.status_code == 409:
+            return ConflictError(409, problem)
+        return ApiError(response.status_code, problem, _retry_after(response))
 
     # tasks --------------------------------------------------------------------------------
     async def submit(
@@ -200,54 +174,37 @@ class Client:
         Without `idempotency_key` a fresh key is generated, so the retries this method
         makes are safe; pass your own key to make your own retries safe too.
         """
-        response = await self._submit(
-            workflow, input, idempotency_key, queue, priority, correlation_id, deadline, None
+        task, _ = await self.submit_or_replay(
+            workflow,
+            input,
+            idempotency_key=idempotency_key,
+            queue=queue,
+            priority=priority,
+            correlation_id=correlation_id,
+            deadline=deadline,
         )
-        return task_from_json(response.json())
+        return task
 
-    async def submit_with_callback(
+    async def submit_or_replay(
         self,
         workflow: str,
         input: Any = None,
         *,
-        callback_url: str,
         idempotency_key: str | None = None,
         queue: str | None = None,
         priority: int = 0,
         correlation_id: str | None = None,
         deadline: datetime | float | None = None,
-    ) -> tuple[Task, WebhookSubscription]:
-        """`submit`, with a signed webhook of the task's end sent to `callback_url`;
-        returns the task and its callback subscription, whose `secret` verifies it."""
-        response = await self._submit(
-            workflow,
-            input,
-            idempotency_key,
-            queue,
-            priority,
-            correlation_id,
-            deadline,
-            callback_url,
+    ) -> tuple[Task, bool]:
+        """`submit`, and whether it created the task: False when the idempotency key
+        matched an earlier task (the server's `Idempotent-Replayed` answer)."""
+        response = await self._post_task(
+            workflow, input, idempotency_key, queue, priority, correlation_id, deadline
         )
-        data = response.json()
-        task = task_from_json(data)
-        cb = data["callback"]
-        callback = subscription_from_json(
-            {
-                "id": cb["subscription_id"],
-                "tenant": task.tenant,
-                "url": cb["url"],
-                "event_types": cb["event_types"],
-                "secret": cb["secret"],
-                "task_id": task.id,
-                "status": "active",
-                "created_at": task.created_at,
-                "updated_at": task.created_at,
-            }
-        )
-        return task, callback
+        created = response.headers.get("idempotent-replayed") != "true"
+        return task_from_json(response.json()), created
 
-    async def _submit(
+    async def _post_task(
         self,
         workflow: str,
         input: Any,
@@ -256,7 +213,7 @@ class Client:
         priority: int,
         correlation_id: str | None,
         deadline: datetime | float | None,
-        callback_url: str | None,
+        callback_url: str | None = None,
     ) -> httpx.Response:
         body: dict[str, Any] = {"workflow": workflow, "input": input, "priority": priority}
         if queue is not None:
@@ -264,12 +221,8 @@ class Client:
         if correlation_id is not None:
             body["correlation_id"] = correlation_id
         if deadline is not None:
-            when = (
-                deadline
-                if isinstance(deadline, datetime)
-                else datetime.fromtimestamp(deadline, tz=UTC)
-            )
-            body["deadline"] = when.isoformat()
+            seconds = deadline.timestamp() if isinstance(deadline, datetime) else deadline
+            body["deadline"] = format_time(seconds)
         if callback_url is not None:
             body["callback_url"] = callback_url
         key = idempotency_key or f"client-{uuid.uuid4()}"
@@ -302,15 +255,18 @@ class Client:
         status: list[str] | None = None,
         workflow: str | None = None,
         correlation_id: str | None = None,
+        short_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[Task], str | None]:
-        """A page of tasks (newest first) and the cursor of the next page."""
+        """A page of tasks (newest first) and the cursor of the next page; `short_id`
+        keeps the tasks whose id begins or ends with it."""
         params: list[tuple[str, str | int]] = [("limit", limit)]
         params += [("status", s) for s in status or ()]
         for name, value in (
             ("workflow", workflow),
             ("correlation_id", correlation_id),
+            ("short_id", short_id),
             ("cursor", cursor),
         ):
             if value is not None:
@@ -336,10 +292,85 @@ class Client:
         response = await self._request("GET", f"/v1/tasks/{task_id}/steps", retry=True)
         return [step_from_json({"task_id": task_id, **s}) for s in response.json()["items"]]
 
+    async def rerun(self, task_id: str, *, from_step: int | None = None) -> Task:
+        """Re-run an ended task as a new linked task that reuses its finished steps (all,
+        or those before `from_step`); returns the new task. `ConflictError` (409) while
+        the task has not ended. Not retried: each call that arrives creates a task."""
+        body = None if from_step is None else {"from_step": from_step}
+        response = await self._request("POST", f"/v1/tasks/{task_id}/rerun", retry=False, json=body)
+        return task_from_json(response.json())
+
+    # approvals --------------------------------------------------------------------------
+    async def approvals(
+        self,
+        *,
+        status: str | None = None,
+        risk: str | None = None,
+        task_id: str | None = None,
+        short_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Approval]:
+        """Up to `limit` approval requests of the caller's tenant, newest first: of one
+        `status` (pending, approved, rejected), `risk`, task, or short id, when given.
+        Follows the API's pages (500 at most each) until `limit` or the last one."""
+        filters: list[tuple[str, str | int]] = []
+        for name, value in (
+            ("status", status),
+            ("risk", risk),
+            ("task_id", task_id),
+            ("short_id", short_id),
+        ):
+            if value is not None:
+                filters.append((name, value))
+        found: list[Approval] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            params = [*filters, ("limit", min(limit - len(found), APPROVALS_PAGE))]
+            if cursor is not None:
+                params.append(("cursor", cursor))
+            response = await self._request("GET", "/v1/approvals", retry=True, params=params)
+            page = response.json()
+            found += [approval_from_json(a) for a in page["items"]]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                break
+        return found
+
+    async def approval(self, approval_id: str) -> Approval:
+        """One approval request; `NotFoundError` when missing."""
+        response = await self._request("GET", f"/v1/approvals/{approval_id}", retry=True)
+        return approval_from_json(response.json())
+
+    async def decide(
+        self,
+        approval_id: str,
+        *,
+        approve: bool,
+        reason: str,
+        changes: dict[str, Any] | None = None,
+    ) -> Approval:
+        """Approve (with `changes`, if any) or reject, as the credential's subject; returns
+        the approval as it now stands. Raises `ApprovalClosed` (with the outcome that
+        stands) when it was already closed or timed out, `ConflictError` when this
+        subject already decided, and `ApiError` 403 for the task's own submitter."""
+        body: dict[str, Any] = {"approve": approve, "reason": reason}
+        if changes is not None:
+            body["changes"] = changes
+        try:
+            response = await self._request(
+                "POST", f"/v1/approvals/{approval_id}/decision", retry=False, json=body
+            )
+        except ConflictError as exc:
+            standing = exc.problem.get("approval")
+            if isinstance(standing, dict) and standing.get("status") != "pending":
+                raise ApprovalClosed(str(exc.detail), approval_from_json(standing)) from exc
+            raise
+        return approval_from_json(response.json())
+
     # following --------------------------------------------------------------------------
     async def events(
         self, task_id: str, *, after: int = 0, follow: bool = True
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """The task's events after `after`. With `follow`, a live stream (server-sent
         events) that reconnects with `Last-Event-ID` after a drop and ends when the task
         has ended; without, the events stored now."""

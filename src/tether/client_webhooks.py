@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
+from tether.models import Task
+from tether.models.times import format_time, parse_time
 from tether.models.webhooks import (
     DeliveryStatus,
     Replayed,
@@ -25,7 +27,12 @@ from tether.models.webhooks import (
 )
 
 Request = Callable[..., Awaitable[httpx.Response]]
+PostTask = Callable[..., Awaitable[httpx.Response]]
 _KEEP: Any = object()
+
+
+def _time(value: Any) -> float | None:
+    return None if value is None else parse_time(value)
 
 
 def subscription_from_json(data: Mapping[str, Any]) -> WebhookSubscription:
@@ -40,12 +47,12 @@ def subscription_from_json(data: Mapping[str, Any]) -> WebhookSubscription:
         task_id=data.get("task_id"),
         description=data.get("description"),
         status=SubscriptionStatus(data["status"]),
-        previous_secret_until=data.get("previous_secret_until"),
+        previous_secret_until=_time(data.get("previous_secret_until")),
         disabled_reason=data.get("disabled_reason"),
-        disabled_at=data.get("disabled_at"),
+        disabled_at=_time(data.get("disabled_at")),
         consecutive_failures=data.get("consecutive_failures", 0),
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
+        created_at=parse_time(data["created_at"]),
+        updated_at=parse_time(data["updated_at"]),
         created_by=data.get("created_by"),
     )
 
@@ -63,13 +70,13 @@ def delivery_from_json(data: Mapping[str, Any]) -> WebhookDelivery:
         webhook_id=data["webhook_id"],
         status=DeliveryStatus(data["status"]),
         attempts=data["attempts"],
-        next_attempt_at=data["next_attempt_at"],
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
+        next_attempt_at=parse_time(data["next_attempt_at"]),
+        created_at=parse_time(data["created_at"]),
+        updated_at=parse_time(data["updated_at"]),
         body=orjson.dumps(body).decode() if body is not None else "",
         last_status_code=data.get("last_status_code"),
         last_error=data.get("last_error"),
-        delivered_at=data.get("delivered_at"),
+        delivered_at=_time(data.get("delivered_at")),
     )
 
 
@@ -78,8 +85,52 @@ class WebhooksClient:
     Reads and idempotent changes retry like the rest of the client; creating does not
     (a retried creation could make two subscriptions)."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, post_task: PostTask) -> None:
         self._request = request
+        self._post_task = post_task
+
+    async def submit_with_callback(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        callback_url: str,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        correlation_id: str | None = None,
+        deadline: float | None = None,
+    ) -> tuple[Task, WebhookSubscription]:
+        """`Client.submit`, with a signed webhook of the task's end sent to
+        `callback_url`; returns the task and its callback subscription, whose `secret`
+        verifies the callback (retries of this call are replays: the same secret)."""
+        response = await self._post_task(
+            workflow,
+            input,
+            idempotency_key,
+            queue,
+            priority,
+            correlation_id,
+            deadline,
+            callback_url,
+        )
+        data = response.json()
+        task = Task.from_json(data)
+        cb = data["callback"]
+        callback = subscription_from_json(
+            {
+                "id": cb["subscription_id"],
+                "tenant": task.tenant,
+                "url": cb["url"],
+                "event_types": cb["event_types"],
+                "secret": cb["secret"],
+                "task_id": task.id,
+                "status": "active",
+                "created_at": task.created_at,
+                "updated_at": task.created_at,
+            }
+        )
+        return task, callback
 
     async def create(
         self,
@@ -201,7 +252,7 @@ class WebhooksClient:
         """Send the subscription's events since a time and/or after an event id again."""
         body: dict[str, Any] = {}
         if since is not None:
-            body["since"] = since
+            body["since"] = format_time(since)
         if after_event is not None:
             body["after_event"] = after_event
         response = await self._request(

@@ -7,23 +7,47 @@ environment variables are the same names upper-cased with a `TETHER_` prefix.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from tether.errors import ConfigError
 
 DEFAULT_SQLITE_FILE = "tether.db"
 
+MIN_SECRET_BYTES = 32
+"""Shortest secret accepted (`jwt_secret`, `metrics_token`): HS256 wants a key as long as
+its 256-bit hash, and a short one can be guessed offline from any token it signed."""
+
+
+def check_secret(name: str, value: str) -> None:
+    """Raise `ValueError` (saying how to make a good one, never echoing it) when a
+    non-empty secret is shorter than `MIN_SECRET_BYTES` bytes of UTF-8."""
+    size = len(value.encode())
+    if 0 < size < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{name} is {size} bytes; it must be at least {MIN_SECRET_BYTES} bytes "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
 
 class Settings(BaseModel):
     """Every setting Tether reads. See the README's configuration table."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_SQLITE_FILE}",
@@ -31,6 +55,12 @@ class Settings(BaseModel):
     )
     app: str | None = Field(default=None, description="pkg.module:attr of the Tether app")
     tenant: str = Field(default="default", description="Tenant of CLI and in-process work")
+    identity: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Who CLI and in-process submissions are by (created_by); "
+        "default: the OS login name",
+    )
     idempotency_ttl: float = Field(
         default=86400.0, gt=0, description="Seconds an idempotency key is remembered"
     )
@@ -39,6 +69,12 @@ class Settings(BaseModel):
     lease_ttl: float = Field(default=30.0, gt=0, description="Seconds a claim lasts unrenewed")
     poll_interval: float = Field(default=0.5, gt=0, description="Fallback poll, seconds")
     shutdown_grace: float = Field(default=10.0, ge=0, description="SIGTERM grace, seconds")
+    max_lease_expiries: int = Field(
+        default=3,
+        ge=0,
+        description="Times in a row a task's worker may be lost (lease expired, no step "
+        "recorded since) before the task fails with WorkerLost (0: no limit)",
+    )
     retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
     gc_threshold: int = Field(
         default=10_000,
@@ -50,12 +86,22 @@ class Settings(BaseModel):
         default=None, description="HS256 secret that signs API bearer tokens"
     )
     jwks_url: str | None = Field(default=None, description="JWKS URL for RS256 bearer tokens")
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the deployment-wide /metrics (every tenant's figures)",
+    )
     max_body_bytes: int = Field(default=1 << 20, ge=1, description="API request body cap")
     submit_rate: float = Field(
         default=100.0, ge=0, description="Task submissions per second per tenant (0: no limit)"
     )
     submit_burst: float = Field(default=200.0, ge=1, description="Submission burst per tenant")
     dev: bool = Field(default=False, description="Dev mode: API with a generated local secret")
+    # The CLI driving a server (tether.cli) -------------------------------------------------
+    server: str | None = Field(
+        default=None, description="URL of a Tether server the CLI drives over HTTP"
+    )
+    token: SecretStr | None = Field(default=None, description="Bearer token for `server`")
+    api_key: SecretStr | None = Field(default=None, description="API key for `server`")
     # Approvals (tether.engine.approvals) -------------------------------------------------
     approval_policy: dict[str, Any] | None = Field(
         default=None,
@@ -118,6 +164,22 @@ class Settings(BaseModel):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("jwt_secret", "metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            check_secret(info.field_name or "secret", value.get_secret_value())
+        return value
+
+    @field_validator("server")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("approval_policy", mode="before")
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
@@ -127,6 +189,23 @@ class Settings(BaseModel):
     @property
     def queue_list(self) -> list[str]:
         return [q.strip() for q in self.queues.split(",") if q.strip()]
+
+
+LOCAL_IDENTITY = "local"
+"""The identity of in-process work when the OS cannot name its user."""
+
+
+def local_identity() -> str:
+    """The login name, looked up as the CLI looks up its default reviewer ($USER, else
+    $USERNAME, else what the OS says), else `LOCAL_IDENTITY`: who in-process
+    submissions are by when nothing else says."""
+    name = os.environ.get("USER") or os.environ.get("USERNAME")
+    if name:
+        return name
+    try:
+        return getpass.getuser() or LOCAL_IDENTITY
+    except (OSError, KeyError):
+        return LOCAL_IDENTITY
 
 
 def _file_values(path: Path | None) -> dict[str, Any]:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from tether.retry import RETRY_AFTER_MAX, retry_after_from_headers
 
 if TYPE_CHECKING:
     from tether.models import Approval
@@ -106,11 +109,21 @@ class StepFailed(Exception):
     and compensate; uncaught, it fails the task.
     """
 
-    def __init__(self, step: str, error_type: str, message: str, *, permanent: bool) -> None:
+    def __init__(
+        self,
+        step: str,
+        error_type: str,
+        message: str,
+        *,
+        permanent: bool,
+        traceback: str | None = None,
+    ) -> None:
         self.step = step
         self.error_type = error_type
         self.message = message
         self.permanent = permanent
+        self.traceback = traceback
+        """The bounded traceback of the step's last attempt (as its record keeps it)."""
         super().__init__(f"step {step!r} failed: {error_type}: {message}")
 
 
@@ -124,6 +137,13 @@ class DeadlineExceeded(Permanent):
 
 class BudgetExceeded(Permanent):
     """The task spent its retry budget (attempts or wall time)."""
+
+
+class SyncStepStuck(Permanent):
+    """A sync step ran past its timeout and its thread had still not returned after as
+    long again. A thread cannot be interrupted, so rather than start a retry beside it
+    the step fails for good; the thread is left to finish and its result is dropped
+    (ADR 66). Never retried, whatever a classifier says."""
 
 
 class UnserializableResult(Permanent):
@@ -170,28 +190,65 @@ def _http_status(exc: BaseException) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def is_transient(exc: BaseException, extra: list[Classifier] | None = None) -> bool:
-    """Decide whether `exc` deserves a retry.
+def retry_after(exc: BaseException) -> float | None:
+    """The wait, in seconds, a failure asks for before its retry, or None.
+
+    `Transient(retry_after=)` first; else the `Retry-After` (or `retry-after-ms`) header
+    of the response the exception carries: httpx's `HTTPStatusError`, requests'
+    `HTTPError`, the OpenAI and Anthropic SDKs' status errors all have `.response
+    .headers`. Found by duck typing, so no HTTP library is imported here. Capped at
+    `tether.retry.RETRY_AFTER_MAX`.
+    """
+    if isinstance(exc, Transient) and exc.retry_after is not None:
+        return min(max(0.0, exc.retry_after), RETRY_AFTER_MAX)
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        headers = getattr(exc, "headers", None)  # aiohttp's ClientResponseError and kin
+    return None if headers is None else retry_after_from_headers(headers)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Whether a failure is transient, and the rule that said so (see `classify`)."""
+
+    transient: bool
+    rule: str
+    """`classifier <name>`, `Transient`, `Permanent`, `HTTP <status>`, `network or
+    timeout error`, `known transient type <name>`, or `default`."""
+
+
+def classify(exc: BaseException, extra: Sequence[Classifier] | None = None) -> Classification:
+    """Decide whether `exc` deserves a retry, and say which rule decided.
 
     User classifiers run first; then `Transient`/`Permanent`; then HTTP status codes
-    (429 and 5xx transient, other 4xx permanent); then well-known network and timeout
-    exception names. Anything else is permanent: an unknown bug is not fixed by
-    running it again, and a retry storm hides it.
+    (408, 429 and 5xx transient, other 4xx permanent); then well-known network and
+    timeout exception names. Anything else is permanent (`default`): an unknown bug is
+    not fixed by running it again, and a retry storm hides it.
     """
-    for classify in extra or ():
-        verdict = classify(exc)
+    for classifier in extra or ():
+        verdict = classifier(exc)
         if verdict is not None:
-            return verdict
+            name = getattr(classifier, "__qualname__", None) or repr(classifier)
+            return Classification(bool(verdict), f"classifier {name}")
     if isinstance(exc, Transient):
-        return True
+        return Classification(True, "Transient")
     if isinstance(exc, Permanent):
-        return False
+        return Classification(False, "Permanent")
     status = _http_status(exc)
     if status is not None:
-        return status == 429 or status >= 500 or status == 408
+        return Classification(status == 429 or status >= 500 or status == 408, f"HTTP {status}")
     if isinstance(exc, TimeoutError | ConnectionError):
-        return True
-    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+        return Classification(True, "network or timeout error")
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _TRANSIENT_NAMES:
+            return Classification(True, f"known transient type {cls.__name__}")
+    return Classification(False, "default")
+
+
+def is_transient(exc: BaseException, extra: Sequence[Classifier] | None = None) -> bool:
+    """Whether `exc` deserves a retry: `classify(exc, extra).transient`."""
+    return classify(exc, extra).transient
 
 
 _VOLATILE = re.compile(
@@ -235,3 +292,11 @@ class InvalidWebhook(TetherError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class WebhookDisabled(InvalidTransition):
+    """Retry or replay asked of a disabled webhook subscription: enable it first."""
+
+
+class DeliveryInFlight(InvalidTransition):
+    """A webhook delivery is being sent right now (a retry must wait for its outcome)."""

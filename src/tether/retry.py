@@ -1,10 +1,62 @@
-"""Retry policies: how many attempts, and how long to wait between them."""
+"""Retry policies: how many attempts, and how long to wait between them, including how
+long a server asks to be left alone (`Retry-After`)."""
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+RETRY_AFTER_MAX = 3600.0
+"""Longest wait, in seconds, taken from a server's `Retry-After` (or `Transient(
+retry_after=)`): a larger value, a misread epoch or a far date, is cut to an hour, so
+one bad header cannot park a task for days. A hint over `INLINE_BACKOFF_MAX` of the
+engine suspends the task (`waiting`/`retry_backoff`) like any long backoff."""
+
+
+def parse_retry_after(value: str, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` value: delta-seconds (`"120"`, fractions
+    accepted) or an HTTP-date (`"Wed, 21 Oct 2026 07:28:00 GMT"`, counted from `now`,
+    epoch seconds, default the wall clock). A past date is 0; anything else unreadable
+    (negative, not finite, not a date) is None. Not capped: see `retry_after_from_headers`."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # the obsolete asctime form has no zone: it is GMT too
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def retry_after_from_headers(headers: Any, now: float | None = None) -> float | None:
+    """The wait a response's headers ask for, capped at `RETRY_AFTER_MAX`: the SDKs'
+    `retry-after-ms` (milliseconds) when present and valid, else `Retry-After`. Any
+    mapping with a case-insensitive `get` (httpx, requests, the SDKs' responses)."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    millis = get("retry-after-ms")
+    if isinstance(millis, str):
+        try:
+            ms = float(millis)
+        except ValueError:
+            ms = math.nan
+        if math.isfinite(ms) and ms >= 0:
+            return min(ms / 1000.0, RETRY_AFTER_MAX)
+    value = get("retry-after")
+    if not isinstance(value, str):
+        return None
+    seconds = parse_retry_after(value, now)
+    return None if seconds is None else min(seconds, RETRY_AFTER_MAX)
 
 
 @dataclass(frozen=True)

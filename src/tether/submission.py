@@ -4,7 +4,8 @@ An idempotency key stands for one submission (ADR 16, ADR 21, ADR 60). Python
 (`Tether.submit`), the CLI and the HTTP API all build their rows with
 `Tether.new_task`, which hashes the submission here, so a key sent once through one
 channel and again through another is a replay when the submission is the same and a
-conflict when it is not.
+conflict when it is not. A batch under one key gives its task i the key `K/i`
+(`batch_item_key`), in Python (`Tether.submit_many`) as over HTTP (`POST /v1/tasks:batch`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import orjson
 
 HASH_PREFIX = "s1:"
 """Marks hashes of this canonical form, so a later change of the form is recognisable."""
+
+
+def batch_item_key(key: str | None, index: int) -> str | None:
+    """The idempotency key of task `index` (0-based) of a batch submitted under `key`:
+    `K/i`. A replay of the same batch finds every task again; one task of it sent alone
+    under its derived key is that task too."""
+    return None if key is None else f"{key}/{index}"
 
 
 def canonical_submission(

@@ -11,7 +11,11 @@
             assert (await handle.status()).status == "succeeded"
 
 The environment swaps the app's store for an in-memory SQLite database (the same code
-as production, no files) and its clock for a `ManualClock` starting at `start`.
+as production, no files) and its clock for a `ManualClock` starting at `start`. With
+`in_memory=False` the app keeps its own store, so the same test runs on PostgreSQL too:
+
+    app = Tether("postgresql://localhost/tether_test")   # an empty database
+    async with TestEnvironment(app, in_memory=False) as env: ...
 """
 
 from __future__ import annotations
@@ -69,17 +73,26 @@ class ManualClock:
 
 
 class TestEnvironment:
-    """An app rewired for tests: in-memory store, manual clock, one worker."""
+    """An app rewired for tests: a manual clock, one worker, and an in-memory store
+    (or, with `in_memory=False`, the app's own store, which should be empty)."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, app: Tether, *, start: float | None = None, concurrency: int = 50) -> None:
+    def __init__(
+        self,
+        app: Tether,
+        *,
+        start: float | None = None,
+        concurrency: int = 50,
+        in_memory: bool = True,
+    ) -> None:
         self.app = app
         self.clock = ManualClock(start)
         self.clock._apps.append(app)
         app.clock = self.clock
-        app.store = SQLiteStore("sqlite://:memory:")
-        app._opened = False
+        if in_memory:
+            app.store = SQLiteStore("sqlite://:memory:")
+            app._opened = False
         self._concurrency = concurrency
         self.worker: Worker | None = None
 
@@ -98,7 +111,7 @@ class TestEnvironment:
         await self.app.close()
 
     def _queues(self) -> list[str]:
-        return sorted({wf.queue for wf in self.app.workflows.values()} | {"default"})
+        return sorted({wf.queue for wf in self.app.workflows.definitions()} | {"default"})
 
     async def run_until_idle(self, *, skip_time: bool = True, timeout: float = 30.0) -> None:
         """Run until nothing is runnable. With `skip_time`, jump the clock to the next

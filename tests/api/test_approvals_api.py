@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+import tether.client
 from api.live import SECRET, LiveServer, make_settings
-from tether import Context, Tether
+from tether import ApprovalClosed, Client, Context, Tether
+from tether.api import problem_types
 from tether.auth import create_token
+from tether.client import ApiError, ConflictError, NotFoundError
 from tether.engine.approvals import Requirement, RiskPolicy
 
 PROBLEM = "application/problem+json"
@@ -161,11 +164,13 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
     assert (r.json()["status"], r.json()["approvals"]) == ("pending", 1)
     r = await _decide(http, listed["id"], ANN, approve=True)
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == problem_types.ALREADY_DECIDED.uri
     assert "already decided" in r.json()["detail"]
     assert r.json()["approval"]["status"] == "pending"
     assert [d["reviewer"] for d in r.json()["approval"]["decisions"]] == ["ann"]
     r = await _decide(http, listed["id"], SAM_APPROVER, approve=True)
     assert r.status_code == 403 and "submitter" in r.json()["detail"]
+    assert r.json()["type"] == problem_types.SELF_APPROVAL.uri
     r = await http.get(f"/v1/tasks/{task_id}", headers=VERA)
     assert (r.json()["status"], r.json()["wait_reason"]) == ("waiting", "approval")
 
@@ -190,6 +195,7 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
     # a decision on the closed approval: 409, with the outcome that stands
     r = await _decide(http, listed["id"], who("carl", ("admin",)), approve=False)
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == problem_types.APPROVAL_CLOSED.uri
     assert r.json()["approval"]["status"] == "approved"
     assert r.json()["approval"]["resolution"] == "reviewer"
 
@@ -198,7 +204,7 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
     r = await http.get("/v1/approvals", params={"status": "rejected"}, headers=VERA)
     (expired,) = r.json()["items"]
     r = await _decide(http, expired["id"], ANN, approve=True)
-    assert r.status_code == 409
+    assert r.status_code == 409 and r.json()["type"] == problem_types.APPROVAL_CLOSED.uri
     assert (r.json()["approval"]["status"], r.json()["approval"]["resolution"]) == (
         "rejected",
         "timeout",
@@ -227,6 +233,7 @@ async def test_roles_and_tenancy(http: httpx.AsyncClient) -> None:
     assert (await http.get(path, headers=OTHER)).status_code == 404
     r = await _decide(http, approval["id"], OTHER, approve=True)
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == problem_types.APPROVAL_NOT_FOUND.uri
     r = await http.get("/v1/approvals", headers=OTHER)
     assert r.status_code == 200 and r.json()["items"] == []
     # a viewer reads but cannot decide; a submitter can neither read the inbox nor decide
@@ -247,3 +254,105 @@ async def test_roles_and_tenancy(http: httpx.AsyncClient) -> None:
     r = await _decide(http, approval["id"], ANN, approve=True)
     assert r.status_code == 200 and r.json()["decisions"][0]["reviewer"] == "ann"
     assert (await _result(http, task_id))["reviewers"] == ["ann"]
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+async def test_the_client_lists_reads_and_decides(
+    http: httpx.AsyncClient, server: LiveServer
+) -> None:
+    """`tether.Client`'s approval methods, and the `task_id` and `short_id` filters."""
+    task_id = await _submit(http, 150)  # critical: two approvers
+    other_task = await _submit(http, 100)
+    listed = await _approval_of(http, task_id)
+    await _approval_of(http, other_task)
+    async with (
+        Client(server.url, token=_token(ANN)) as ann,
+        Client(server.url, token=_token(BOB)) as bob,
+        Client(server.url, token=_token(OTHER)) as olga,
+    ):
+        (mine,) = await ann.approvals(task_id=task_id)
+        assert (mine.id, mine.task_id, mine.tenant, mine.seq) == (listed["id"], task_id, "t1", 2)
+        assert mine.request["summary"] == "Refund 150 EUR to customer 4411"
+        assert (mine.required, mine.submitter, mine.status) == (2, "sam", "pending")
+        assert [a.id for a in await ann.approvals(short_id=mine.id[-12:])] == [mine.id]
+        assert len(await ann.approvals(status="pending")) == 2
+        assert await ann.approvals(status="approved") == []
+        assert await olga.approvals(task_id=task_id) == []
+        with pytest.raises(NotFoundError):
+            await olga.approval(mine.id)
+        got = await ann.approval(mine.id)
+        assert got.request["evidence"] == ["ticket #4411", {"order": 77}]
+
+        half = await ann.decide(mine.id, approve=True, reason="ok", changes={"amount": 90})
+        assert half.status == "pending" and [d["reviewer"] for d in half.decisions] == ["ann"]
+        assert isinstance(half.decisions[0]["at"], float)
+        with pytest.raises(ConflictError, match="already decided"):
+            await ann.decide(mine.id, approve=True, reason="again")
+        done = await bob.decide(mine.id, approve=True, reason="fine")
+        assert (done.status, done.resolution, done.changes) == (
+            "approved",
+            "reviewer",
+            {"amount": 90},
+        )
+        with pytest.raises(ApprovalClosed) as closed:
+            await bob.decide(mine.id, approve=False, reason="too late")
+        assert closed.value.approval.status == "approved"
+        assert closed.value.approval.decided_at is not None
+    async with Client(server.url, token=_token(SAM_APPROVER)) as sam:
+        (theirs,) = await sam.approvals(task_id=other_task)
+        with pytest.raises(ApiError) as refused:
+            await sam.decide(theirs.id, approve=True, reason="mine")
+        assert refused.value.status == 403
+    r = await http.get("/v1/approvals", params={"short_id": "abc"}, headers=ANN)
+    assert r.status_code == 422, "a short id has at least 4 characters"
+
+
+async def test_the_inbox_pages_with_a_cursor(http: httpx.AsyncClient) -> None:
+    """Newest first, page by page, each approval once, on both backends; approvals made
+    in the same instant are ordered by id, so none falls between two pages."""
+    tasks = [await _submit(http, 100 + i) for i in range(5)]
+    for task_id in tasks:
+        await _approval_of(http, task_id)
+    everything = (await http.get("/v1/approvals", headers=VERA)).json()
+    assert everything["next_cursor"] is None and len(everything["items"]) == 5
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        r = await http.get("/v1/approvals", params=params, headers=VERA)
+        assert r.status_code == 200, r.text
+        seen += r.json()["items"]
+        pages += 1
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [a["id"] for a in seen] == [a["id"] for a in everything["items"]]
+    assert [a["created_at"] for a in seen] == sorted((a["created_at"] for a in seen), reverse=True)
+    # filters hold across pages; an approval id is not a cursor
+    critical = {"risk": "critical"}  # amounts 101 to 104; 100 is high
+    r = await http.get("/v1/approvals", params={**critical, "limit": 3}, headers=VERA)
+    assert len(r.json()["items"]) == 3 and r.json()["next_cursor"] is not None
+    r = await http.get(
+        "/v1/approvals", params={**critical, "cursor": r.json()["next_cursor"]}, headers=VERA
+    )
+    assert len(r.json()["items"]) == 1 and r.json()["next_cursor"] is None
+    r = await http.get("/v1/approvals", params={"cursor": seen[0]["id"]}, headers=VERA)
+    assert r.status_code == 422 and r.json()["type"] == problem_types.INVALID_CURSOR.uri
+
+
+async def test_the_client_follows_the_inbox_pages(
+    server: LiveServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = [await _submit(http, 100 + i) for i in range(5)]
+    for task_id in tasks:
+        await _approval_of(http, task_id)
+    monkeypatch.setattr(tether.client, "APPROVALS_PAGE", 2)  # five approvals: three pages
+    async with Client(server.url, token=_token(VERA)) as vera:
+        everything = await vera.approvals()
+        assert sorted(a.task_id for a in everything) == sorted(tasks)
+        assert [a.id for a in await vera.approvals(limit=3)] == [a.id for a in everything[:3]]

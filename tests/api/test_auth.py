@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.live import SECRET, LiveServer, auth, build_app, token
 from tether.auth import create_api_key, create_token
@@ -162,9 +168,10 @@ def test_missing_or_odd_credentials_are_401(http: httpx.Client) -> None:
     assert http.get("/v1/tasks", headers={"Authorization": "Basic dXNlcjpwdw=="}).status_code == 401
     assert http.get("/v1/tasks", headers={"X-API-Key": "tth_nope_nope"}).status_code == 401
     assert http.get("/v1/tasks", headers={"X-API-Key": "garbage"}).status_code == 401
-    # Health and metrics need none.
-    for path in ("/healthz", "/readyz", "/metrics"):
+    # Health needs none; metrics do (ADR 66).
+    for path in ("/healthz", "/readyz"):
         assert http.get(path).status_code == 200
+    assert http.get("/metrics").status_code == 401
 
 
 async def test_api_keys(server: LiveServer) -> None:
@@ -204,3 +211,113 @@ def test_dev_mode_makes_a_secret_and_a_ready_token(start_server: Callable[..., L
     r = httpx.get(f"{server.url}/v1/tasks", headers={"Authorization": f"Bearer {ready}"})
     assert r.status_code == 200
     assert httpx.get(f"{server.url}/v1/tasks", headers=auth()).status_code == 401
+
+
+class _JwksServer:
+    """A real HTTP server on a random local port serving one JWKS document."""
+
+    def __init__(self, keys: list[dict[str, object]]) -> None:
+        body = json.dumps({"keys": keys}).encode()
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def _jwk(public_key: object, kid: str, alg: str) -> dict[str, object]:
+    algorithm = jwt.algorithms.RSAAlgorithm if alg.startswith("RS") else jwt.algorithms.ECAlgorithm
+    jwk = algorithm.to_jwk(public_key, as_dict=True)  # type: ignore[arg-type]
+    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
+
+
+def _claims(tenant: str = "idp-tenant", ttl: int = 300) -> dict[str, object]:
+    now = int(time.time())
+    return {"sub": "idp-user", "tenant": tenant, "roles": ["admin"], "iat": now, "exp": now + ttl}
+
+
+def test_rs256_and_es256_tokens_from_a_jwks_url(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    """`jwks_url`: tokens of an identity provider, RS256 or ES256, are checked against
+    the keys it publishes (fetched over HTTP); nothing else passes, HS256 included."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = _JwksServer(
+        [
+            _jwk(rsa_key.public_key(), "rsa-1", "RS256"),
+            _jwk(ec_key.public_key(), "ec-1", "ES256"),
+        ]
+    )
+    try:
+        server = start_server(jwt_secret=None, jwks_url=jwks.url)
+
+        def call(tok: str) -> httpx.Response:
+            return httpx.post(
+                f"{server.url}/v1/tasks",
+                json={"workflow": "gate", "input": {}},
+                headers={"Authorization": f"Bearer {tok}"},
+            )
+
+        rs = jwt.encode(_claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+        r = call(rs)
+        assert r.status_code == 202, r.text
+        assert (r.json()["tenant"], r.json()["created_by"]) == ("idp-tenant", "idp-user")
+        es = jwt.encode(_claims("idp-2"), ec_key, algorithm="ES256", headers={"kid": "ec-1"})
+        assert call(es).status_code == 202
+        assert jwks.requests >= 1, "the keys came from the JWKS URL"
+
+        public_pem = rsa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        refused = {
+            "another key, same kid": jwt.encode(
+                _claims(), impostor, algorithm="RS256", headers={"kid": "rsa-1"}
+            ),
+            "unknown kid": jwt.encode(
+                _claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-2"}
+            ),
+            "expired": jwt.encode(
+                _claims(ttl=-120), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"}
+            ),
+            "HS256 with the public key as secret": _hs256(_claims(), public_pem, "rsa-1"),
+            "HS256 with the old shared secret": create_token(SECRET, "t1", ["admin"]),
+        }
+        for why, tok in refused.items():
+            r = call(tok)
+            assert r.status_code == 401, (why, r.text)
+            assert r.json()["type"] == "https://tether.dev/problems/unauthenticated", why
+    finally:
+        jwks.close()
+
+
+def _hs256(claims: dict[str, object], secret: bytes, kid: str) -> str:
+    """An HS256 token signed by hand (PyJWT refuses a PEM key as an HMAC secret)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    payload = b64(json.dumps(claims).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(signature)}"

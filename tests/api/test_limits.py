@@ -104,10 +104,9 @@ def test_health_ready_and_metrics(small: httpx.Client) -> None:
     assert small.get("/readyz").json()["status"] == "ok"
     for _ in range(2):
         assert small.post("/v1/tasks", json={"workflow": "gate", "input": {}}).status_code == 202
-    text = small.get("/metrics").text
+    text = small.get("/metrics").text  # an admin of t1: t1's queue figures
     assert 'tether_tasks{queue="default",status=' in text
     assert 'tether_queue_oldest_seconds{queue="default"}' in text
-    assert 'tether_http_requests_total{method="POST",route="/v1/tasks",status="202"} 2.0' in text
 
 
 def test_unexpected_errors_are_500_problems_without_details(

@@ -15,7 +15,9 @@ from standardwebhooks import Webhook
 from api.live import LiveServer, auth, token
 from receiver import Receiver
 from tether import Client
+from tether.api import problem_types
 from tether.client import ApiError, NotFoundError
+from tether.models.times import parse_time
 
 REFUSED = [
     ("http://169.254.169.254/latest/meta-data", "http is allowed only to allowlisted hosts"),
@@ -35,6 +37,7 @@ def test_registration_refuses_internal_addresses_with_a_problem(
         assert r.status_code == 422
         assert r.headers["content-type"] == "application/problem+json"
         problem = r.json()
+        assert problem["type"] == problem_types.URL_REFUSED.uri
         assert reason in problem["detail"]
         assert problem["errors"] == [
             {"loc": ["body", "url"], "msg": problem["errors"][0]["msg"], "type": "url_refused"}
@@ -70,7 +73,7 @@ def test_subscriptions_life_cycle_shows_the_secret_once(shared_server: LiveServe
         assert on.json()["status"] == "active" and on.json()["workflows"] == ["echo"]
         rotated = http.post(f"/v1/webhooks/{sid}/rotate-secret", json={"overlap_seconds": 60})
         assert rotated.json()["secret"] not in (sub["secret"], None)
-        assert rotated.json()["previous_secret_until"] > time.time()
+        assert parse_time(rotated.json()["previous_secret_until"]) > time.time()
         bad = http.patch(f"/v1/webhooks/{sid}", json={"event_types": ["task.exploded"]})
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == [
             "body",
@@ -78,7 +81,11 @@ def test_subscriptions_life_cycle_shows_the_secret_once(shared_server: LiveServe
         ]
         assert http.post(f"/v1/webhooks/{sid}/replay", json={}).status_code == 422
         assert http.delete(f"/v1/webhooks/{sid}").status_code == 204
-        assert http.get(f"/v1/webhooks/{sid}").status_code == 404
+        gone = http.get(f"/v1/webhooks/{sid}")
+        assert gone.status_code == 404
+        assert gone.json()["type"] == problem_types.WEBHOOK_NOT_FOUND.uri
+        bad_cursor = http.get("/v1/webhooks", params={"cursor": sid})
+        assert bad_cursor.json()["type"] == problem_types.INVALID_CURSOR.uri
 
 
 @pytest.mark.parametrize(
@@ -135,7 +142,7 @@ async def test_the_client_subscribes_verifies_retries_and_replays(
         sub = await client.webhooks.create(
             f"{receiver.url}/all", ["task.succeeded"], description="e2e"
         )
-        task, callback = await client.submit_with_callback(
+        task, callback = await client.webhooks.submit_with_callback(
             "echo", 21, callback_url=f"{receiver.url}/cb"
         )
         assert callback.task_id == task.id and callback.secret.startswith("whsec_")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -115,6 +116,19 @@ def blocking_sleep(log: str, seconds: float) -> str:
 async def sync_slow(ctx: Context, log: str, seconds: float = 30.0) -> str:
     """One long sync step (SIGTERM must not wait for the thread)."""
     return await ctx.step("block", blocking_sleep, log, seconds if ctx.attempt == 1 else 0.01)
+
+
+def kill_own_worker(log: str) -> str:
+    """A step that SIGKILLs the worker process running it: a crash on every run."""
+    record(log, "start")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"
+
+
+@app.workflow("kills_its_worker")
+async def kills_its_worker(ctx: Context, log: str) -> str:
+    """One step that kills its worker every time (the lease-expiry cap test)."""
+    return await ctx.step("kill", kill_own_worker, log)
 
 
 class Greeting(BaseModel):

@@ -16,22 +16,34 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
 
+import tether
+
 TESTS = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tether.cli"]
+STARTED_IN = Path.cwd()
+"""Where the test run started (this module is imported at collection, before any test
+changes directory): relative PYTHONPATH entries such as `src` are relative to it."""
+
+
+def absolute_path_list(entries: str) -> list[str]:
+    """The entries of a PYTHONPATH, relative ones made absolute. Tests run in their own
+    tmp_path: a relative entry would not find the tree under test there, and a
+    subprocess would silently import another installed tether instead."""
+    return [str(STARTED_IN / e) if e else e for e in entries.split(os.pathsep)]
+
+
+SOURCE = Path(tether.__file__).resolve().parent.parent
+"""Where the `tether` under test was imported from: subprocesses import the same one
+(a relative `PYTHONPATH=src` would not resolve in their working directories, and they
+would silently run whichever Tether the interpreter has installed)."""
 
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment for a CLI subprocess: no inherited TETHER_*, tests/ importable,
-    and this checkout's `src` first: a relative PYTHONPATH (`PYTHONPATH=src pytest`)
-    would not resolve in the test's working directory, and the subprocess would run
-    whatever `tether` the virtualenv has installed instead of the code under test."""
+    and the same `tether` as this process (PYTHONPATH entries made absolute)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env["PYTHONPATH"] = os.pathsep.join(
-        [
-            str(TESTS),
-            str(TESTS.parent / "src"),
-            *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []),
-        ]
+        [str(TESTS), *(absolute_path_list(env["PYTHONPATH"]) if env.get("PYTHONPATH") else [])]
     )
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "200"  # keep Rich from wrapping what tests read

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import tether
 from apps.procs import WorkerProcess, cli_env, run_cli
 from tether.cli import cli as main_cli
 from tether.store.sqlite import MIGRATIONS
 
-ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
 class CLI:
@@ -113,9 +114,20 @@ def test_submit_status_list_json(cli: CLI) -> None:
     assert len(cli.json("list", "--limit", "1", local=True)) == 1  # type: ignore[arg-type]
 
     human = cli.ok("list", local=True)
-    assert created["id"] in human and other in human and "greet" in human
+    assert created["id"][-12:] in human and other[-12:] in human and "greet" in human
     human = cli.ok("status", created["id"], local=True)
     assert created["id"] in human and "queued" in human
+
+
+def test_version_and_help_without_type_noise(cli: CLI) -> None:
+    assert cli.ok("--version").strip() == f"tether {tether.__version__}"
+    for command in ([], ["status"], ["approve"], ["rerun"], ["server"], ["token", "create"]):
+        out = cli.local(*command, "--help")
+        assert out.returncode == 0 and "--help" in out.stdout, out.stderr
+        assert "<bool>" not in out.stdout, out.stdout  # a flag takes no value
+    assert "Global options" in cli.local("list", "--help").stdout
+    refused = cli("--server", "http://127.0.0.1:9", "apikey", "create", "-r", "viewer")
+    assert_one_line_error(refused, "--server", "works on the database itself")
 
 
 def test_tenant_scopes_what_the_cli_sees(cli: CLI) -> None:
@@ -186,6 +198,25 @@ def test_signal_wakes_a_waiting_task(cli: CLI, worker: WorkerProcess) -> None:
     cli.ok("signal", task_id, "go", "--data", '{"x": 1}')
     assert cli("watch", task_id).returncode == 0
     assert cli.json("status", task_id)["result"] == {"x": 1}  # type: ignore[index]
+
+
+def test_rerun_a_failed_task(cli: CLI, worker: WorkerProcess) -> None:
+    failing = cli.submit("boom")
+    assert cli("watch", failing).returncode == 1
+    out = cli("rerun", failing[-12:], "--json", USER="dave")  # a short id
+    assert out.returncode == 0, out.stderr
+    fork = json.loads(out.stdout)
+    assert (fork["forked_from"], fork["fork_root"], fork["created_by"]) == (
+        failing,
+        failing,
+        "dave",
+    )
+    assert cli("watch", fork["id"]).returncode == 1  # it fails again: still broken
+    again = cli.json("rerun", fork["id"], "--from-step", "1")
+    assert isinstance(again, dict)
+    assert (again["fork_from_seq"], again["fork_root"], again["steps_done"]) == (1, failing, 0)
+    assert "re-running" in cli.ok("rerun", failing)
+    assert_one_line_error(cli("rerun", cli.submit("wait_signal", {"name": "never"})), "ended")
 
 
 def test_cancel_and_watch_a_cancelled_task(cli: CLI) -> None:

@@ -93,6 +93,15 @@ def test_token_create_without_a_secret_or_with_a_bad_role_is_refused(workdir: Pa
     assert out.returncode == 2 and "unknown role 'wizard'" in out.stderr
 
 
+def test_server_refuses_a_secret_shorter_than_32_bytes(workdir: Path) -> None:
+    short = "only-20-bytes-secret"
+    env = _env(workdir, TETHER_JWT_SECRET=short)
+    out = run_cli("server", "--port", str(_free_port()), env=env, cwd=workdir)
+    assert out.returncode == 2, out.stderr
+    assert "jwt_secret is 20 bytes" in out.stderr and "at least 32 bytes" in out.stderr
+    assert short not in out.stderr + out.stdout and "Traceback" not in out.stderr
+
+
 def test_server_refuses_to_start_without_auth(workdir: Path) -> None:
     out = run_cli("server", "--port", str(_free_port()), env=_env(workdir), cwd=workdir)
     assert out.returncode == 2

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 
 from helpers import event_where, wait_status
-from tether import ApprovalFilter, Context, RetryPolicy, TaskStatus, Tether, services
+from tether import ApprovalFilter, Context, RetryPolicy, TaskStatus, Tether
 from tether.models.events import EVENT_CATALOGUE
 
 
@@ -54,7 +54,7 @@ async def test_every_catalogued_event_type_is_written(
         await app.signal(gated_task.id, "go")
         gate.set()
         await wait_status(app, gated_task.id, TaskStatus.WAITING)
-        (pending,) = await services.approvals.inbox(app, ApprovalFilter(status="pending"))
+        (pending,) = await app.approvals(ApprovalFilter(status="pending"))
         await app.decide(pending.id, reviewer="ana", approve=True)
         assert await gated_task.result(timeout=10) == "approved"
         rerun = await app.rerun(gated_task.id, created_by="ops")

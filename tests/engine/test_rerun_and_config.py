@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from helpers import event_where
-from tether import ConfigError, Context, SchemaOutOfDate, TaskStatus, Tether, load_settings
+from tether import (
+    ConfigError,
+    Context,
+    SchemaOutOfDate,
+    TaskNotFound,
+    TaskStatus,
+    Tether,
+    current_step,
+    load_settings,
+)
 from tether.models import TaskFilter
 
 
@@ -76,6 +85,59 @@ async def test_rerun_from_a_step_runs_that_step_again(make_app: Callable[[], Tet
         again = await app.rerun(first.id, from_seq=2)
         await again.result(timeout=10)
     assert runs == Counter({"a": 1, "b": 2})
+
+
+async def test_a_rerun_step_presents_the_key_of_the_step_it_replaces(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A step a re-run executes again presents the idempotency key of the step it
+    replaces: the first task of the chain's key at that position, through re-runs of
+    re-runs and after the tasks between were purged, so an outside API deduplicates it."""
+    app = make_app()
+    seen: list[tuple[str, int, str]] = []  # (task, seq, key) of every execution
+
+    def call(name: str) -> str:
+        info = current_step()
+        assert info is not None
+        seen.append((info.task_id, info.seq, info.idempotency_key))
+        if name == "charge":
+            raise PermissionError("the payment API refused the call")
+        return name
+
+    @app.workflow("payment")
+    async def payment(ctx: Context) -> list[str]:
+        return [await ctx.step("quote", call, "quote"), await ctx.step("charge", call, "charge")]
+
+    def executions(task_id: str) -> dict[int, str]:
+        return {seq: key for task, seq, key in seen if task == task_id}
+
+    async with app.worker(poll_interval=0.05):
+        root = await app.submit("payment")
+        assert (await root.wait(timeout=10)).status == TaskStatus.FAILED
+        assert executions(root.id) == {1: f"{root.id}:1", 2: f"{root.id}:2"}
+
+        first = await app.rerun(root.id)  # the failed step only
+        assert (await first.wait(timeout=10)).status == TaskStatus.FAILED
+        assert executions(first.id) == {2: f"{root.id}:2"}
+
+        second = await app.rerun(first.id, from_seq=1)  # every step, of a re-run
+        done = await second.wait(timeout=10)
+        assert done.status == TaskStatus.FAILED
+        assert executions(second.id) == {1: f"{root.id}:1", 2: f"{root.id}:2"}
+        assert (await app.get(root.id)).fork_root is None
+
+        # The chain's first task and the re-run between are purged; its keys stay.
+        assert done.finished_at is not None
+        assert await app.store.purge(done.finished_at) == 2
+        with pytest.raises(TaskNotFound):
+            await app.get(first.id)
+        third = await app.rerun(second.id)
+        assert (await third.wait(timeout=10)).status == TaskStatus.FAILED
+        assert executions(third.id) == {2: f"{root.id}:2"}
+
+    for handle, parent in ((second, first.id), (third, second.id)):
+        task = await app.get(handle.id)
+        assert (task.forked_from, task.fork_root) == (parent, root.id)
 
 
 async def test_running_tasks_cannot_be_rerun(make_app: Callable[[], Tether]) -> None:

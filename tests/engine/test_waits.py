@@ -263,14 +263,14 @@ async def test_a_signal_wakes_a_task_whose_wait_reason_is_an_approval() -> None:
         assert await handle.result(timeout=1) == "now"
 
 
-async def test_a_waiting_task_still_ends_at_its_deadline() -> None:
-    app = Tether("sqlite://:memory:")
+async def test_a_waiting_task_still_ends_at_its_deadline(store_url: str) -> None:
+    app = Tether(store_url)
 
     @app.workflow("forever", deadline=timedelta(minutes=1))
     async def forever(ctx: Context) -> None:
         await ctx.wait_for_signal("never")
 
-    async with TestEnvironment(app) as env:
+    async with TestEnvironment(app, in_memory=False) as env:
         handle = await app.submit("forever")
         await env.run_until_idle()
         task = await app.get(handle.id)

@@ -464,3 +464,27 @@ async def test_stalled_commits_stop_the_claiming(make_app: Callable[[], Tether])
             release.set()
         assert peak == 4
         assert await asyncio.gather(*(h.result(timeout=10) for h in handles)) == list(range(20))
+
+
+async def test_correlation_id_defaults_to_the_task_id(make_app: Callable[[], Tether]) -> None:
+    """DESIGN ("Core model"): `correlation_id` (given, else the id), for single and batch
+    submissions, and a re-run keeps the original's."""
+    app = make_app()
+
+    @app.workflow("noop")
+    async def noop(ctx: Context, n: int) -> int:
+        return n
+
+    plain = await app.submit("noop", 0)
+    given = await app.submit("noop", 0, correlation_id="order-9")
+    many = await app.submit_many("noop", [1, 2])
+    for handle in (plain, *many):
+        task = await app.get(handle.id)
+        assert task.correlation_id == task.id
+    assert (await app.get(given.id)).correlation_id == "order-9"
+    found = await app.list_tasks(TaskFilter(correlation_id=plain.id))
+    assert [t.id for t in found] == [plain.id], "the default is searchable like a given one"
+    async with app.worker(poll_interval=0.05):
+        await plain.result(timeout=10)
+    rerun = await app.rerun(plain.id)
+    assert (await app.get(rerun.id)).correlation_id == plain.id

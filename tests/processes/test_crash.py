@@ -11,6 +11,7 @@ import pytest
 from apps.crashy import app as crashy
 from apps.crashy import read_log
 from apps.procs import WorkerProcess, wait_until
+from helpers import event_where
 from tether import TaskStatus, Tether
 from tether.models import StepStatus
 
@@ -90,3 +91,54 @@ async def test_sigkill_mid_workflow_then_new_worker_finishes_without_redoing_ste
             completed[e["key"]].add(seq)
     assert len(completed) == 10
     assert all(len(seqs) == 1 for seqs in completed.values())
+
+
+MAX_LEASE_EXPIRIES = 2
+
+
+async def test_a_task_that_kills_its_worker_every_time_fails_once_the_cap_is_reached(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Its step SIGKILLs the worker process each time: the workers that recover it die
+    in turn, until the claim after the last allowed lease expiry fails the task as
+    `WorkerLost` instead of running the step again (ADR 64)."""
+    app = Tether(store_url)
+    await app.open()
+    log = str(tmp_path / "effects.jsonl")
+    workers: list[WorkerProcess] = []
+    try:
+        (handle,) = await app.submit_batch([crashy.new_task("kills_its_worker", {"log": log})])
+        env = {"TETHER_MAX_LEASE_EXPIRIES": str(MAX_LEASE_EXPIRIES)}
+        for i in range(MAX_LEASE_EXPIRIES + 1):
+            w = WorkerProcess(store_url, f"w{i}", tmp_path, "--lease-ttl", "1", env=env)
+            workers.append(w)
+
+            async def died_or_ended(w: WorkerProcess = w) -> bool:
+                return w.proc.poll() is not None or (await app.get(handle.id)).status.terminal
+
+            await wait_until(died_or_ended, 30, f"w{i} to die or the task to end")
+            if i < MAX_LEASE_EXPIRIES:
+                assert w.proc.wait(10) == -9, f"w{i} was to be killed by its step:\n{w.output}"
+        task = await app.get(handle.id)
+        assert task.status == TaskStatus.FAILED, task
+        assert task.error is not None and task.error.type == "WorkerLost"
+        last = workers[-1]
+        assert last.proc.poll() is None, "the worker that failed the task was not killed"
+        last.proc.terminate()
+        assert await last.wait_exit(15) == 0, last.output
+        assert "worker was lost" in last.output, last.output
+        await event_where(app, handle.id, lambda e: e.type == "task.failed")  # ADR 13
+        events = await app.store.list_events(task_id=handle.id)
+    finally:
+        for w in workers:
+            w.close()
+        await app.close()
+
+    starts = [e for e in read_log(log) if e["event"] == "start"]
+    assert [e["worker"] for e in starts] == [f"w{i}" for i in range(MAX_LEASE_EXPIRIES)]
+    assert [(e.type, e.decision, e.worker) for e in events if e.type != "task.created"] == [
+        ("task.started", "claimed", "w0"),
+        ("task.started", "lease_expired", "w1"),
+        ("task.failed", "worker_lost", f"w{MAX_LEASE_EXPIRIES}"),
+    ]
+    assert events[-1].data is not None and events[-1].data["lost_worker"] == "w1"

@@ -16,8 +16,18 @@ from typing import Any
 
 import pytest
 
+from helpers import all_events
 from tether import Context, Tether
-from tether.models import StepKind, StepRecord, StepStatus, TaskError, TaskStatus, WaitReason
+from tether.models import (
+    AttemptError,
+    RetryDecision,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    TaskError,
+    TaskStatus,
+    WaitReason,
+)
 from tether.store import sql
 from tether.store.base import Finish, Op, Release, StepWrite, Suspend
 from tether.store.sqlbase import SQLStore
@@ -39,7 +49,7 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
     handles = [await app.submit("work", f"{tag}{i}") for i in range(6)]
     ids = [h.id for h in handles]
     now = app.clock.now()
-    claimed = await app.store.claim("w", ["default"], 6, now, now + 60, ["work"])
+    claimed = await app.store.claim("w", ["default"], 6, now, now + 60, [("work", 1)])
     assert sorted(c.task.id for c in claimed) == sorted(ids)
     signal = await app.signal(ids[1], "go", {"n": 1})
     last_word = await app.signal(ids[5], "go", {"n": 6})
@@ -51,14 +61,20 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
         return StepRecord(task, seq, f"s{seq}", StepKind.STEP, status, started_at=1.0, **kw)
 
     boom = TaskError("ValueError", "boom", "fp1", step="s1")
+    tried = (_attempt_error(1, RetryDecision.RETRY_BACKOFF),)
+    tried2 = (*tried, _attempt_error(2, RetryDecision.RETRY))
     ops: list[Op] = [
         # T1: a step, then a retry's pending entry and its outcome in the same batch.
         StepWrite(t1, 1, rec(t1, 1, result={"a": [1, 2]}, finished_at=2.0, meta={"m": 1})),
-        StepWrite(t1, 1, rec(t1, 2, StepStatus.PENDING, error=boom, wake_at=5.0)),
+        StepWrite(
+            t1, 1, rec(t1, 2, StepStatus.PENDING, error=boom, wake_at=5.0, attempt_errors=tried)
+        ),
         StepWrite(t2, 1, rec(t2, 1, result="x"), consume_signal=signal.id),
         # T3: a stale writer (another attempt): fenced off.
         StepWrite(t3, 7, rec(t3, 1, result=0)),
-        StepWrite(t1, 1, rec(t1, 2, attempts=2, result=None, finished_at=3.0)),
+        StepWrite(  # its outcome carries one more failed attempt than its pending entry
+            t1, 1, rec(t1, 2, attempts=3, result=None, finished_at=3.0, attempt_errors=tried2)
+        ),
         Finish(t2, 1, TaskStatus.SUCCEEDED, '"done"', steps=(StepWrite(t2, 1, rec(t2, 2)),)),
         Finish(t3, 7, TaskStatus.SUCCEEDED, "1", steps=(StepWrite(t3, 7, rec(t3, 2)),)),
         StepWrite(t4, 1, rec(t4, 1, result=4)),
@@ -76,6 +92,23 @@ async def _scenario(app: Tether, tag: str) -> tuple[list[str], list[Op]]:
         ),
     ]
     return ids, ops
+
+
+def _attempt_error(attempt: int, decision: RetryDecision) -> AttemptError:
+    give_up = decision == RetryDecision.GIVE_UP
+    return AttemptError(
+        attempt=attempt,
+        type="ValueError",
+        message="boom",
+        traceback='Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n',
+        started_at=1.0,
+        finished_at=1.5,
+        transient=not give_up,
+        classified_by="default" if give_up else "Transient",
+        decision=decision,
+        reason="permanent" if give_up else "backoff",
+        retry_in=None if give_up else 0.5,
+    )
 
 
 async def _state(app: Tether, ids: list[str]) -> list[Any]:
@@ -96,10 +129,19 @@ async def _state(app: Tether, ids: list[str]) -> list[Any]:
             )
         )
         out.append([dataclasses.replace(s, task_id=str(i)) for s in await app.steps(task_id)])
-        events = await app.store.list_events(task_id=task_id)
+        events = await all_events(app, task_id)
         out.append(
             [
-                (e.type, e.prior_status, e.new_status, e.attempt, e.step, e.error_class, e.decision)
+                (
+                    e.type,
+                    e.prior_status,
+                    e.new_status,
+                    e.attempt,
+                    e.step,
+                    e.error_class,
+                    e.decision,
+                    {k: v for k, v in (e.data or {}).items() if k != "signal_id"},  # ids differ
+                )
                 for e in events
             ]
         )
@@ -146,7 +188,15 @@ async def test_many_completions_carrying_steps_do_what_the_shared_logic_does(
         ids = await _running(app, tag, 12)
         sigs = [await app.signal(ids[i], "go", {"i": i}) for i in (2, 5)]
         boom = TaskError("ValueError", "boom", "fp2", step="s2")
-        pending = StepRecord("", 2, "s2", StepKind.STEP, StepStatus.PENDING, error=boom)
+        pending = StepRecord(
+            "",
+            2,
+            "s2",
+            StepKind.STEP,
+            StepStatus.PENDING,
+            error=boom,
+            attempt_errors=(_attempt_error(1, RetryDecision.RETRY),),
+        )
         ops: list[Op] = []
         for i, t in enumerate(ids):
             steps = (
@@ -158,7 +208,16 @@ async def test_many_completions_carrying_steps_do_what_the_shared_logic_does(
                 sig = sigs[(2, 5).index(i)]
                 steps = (StepWrite(t, 1, _record(t, 1, result="sig"), consume_signal=sig.id),)
             if i == 7:
-                failed = dataclasses.replace(pending, task_id=t, seq=1, status=StepStatus.FAILED)
+                failed = dataclasses.replace(
+                    pending,
+                    task_id=t,
+                    seq=1,
+                    status=StepStatus.FAILED,
+                    attempt_errors=(
+                        *pending.attempt_errors,
+                        _attempt_error(2, RetryDecision.GIVE_UP),
+                    ),
+                )
                 ops.append(
                     Finish(t, 1, TaskStatus.FAILED, None, boom, steps=(StepWrite(t, 1, failed),))
                 )
@@ -188,7 +247,7 @@ async def test_many_completions_carrying_steps_do_what_the_shared_logic_does(
 async def _running(app: Tether, tag: str, n: int) -> list[str]:
     handles = [await app.submit("work", f"{tag}{i}") for i in range(n)]
     now = app.clock.now()
-    claimed = await app.store.claim("w", ["default"], n, now, now + 60, ["work"])
+    claimed = await app.store.claim("w", ["default"], n, now, now + 60, [("work", 1)])
     assert sorted(c.task.id for c in claimed) == sorted(h.id for h in handles)
     return [h.id for h in handles]
 
@@ -266,12 +325,12 @@ async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Pat
                 return getattr(self._conn, name)
 
         now = app.clock.now()
-        claimed = await store._run(
+        outcome = await store._run(
             lambda c: sql.claim(
-                Recording(c), sql.SQLITE, "w", ["default"], 10, now, now + 30, ["work"]
+                Recording(c), sql.SQLITE, "w", ["default"], 10, now, now + 30, [("work", 1)]
             )
         )
-        assert len(claimed) == 10
+        assert len(outcome.claimed) == 10
         text, params = next(s for s in seen if "status = 'queued'" in s[0])
         plan = await store._run_raw(
             lambda conn: conn.execute(
@@ -328,9 +387,9 @@ async def test_claims_take_higher_priority_first_then_older(
     mid_old = await app.submit("work", "mid-old", priority=1)
     mid_new = await app.submit("work", "mid-new", priority=1)
     now = app.clock.now()
-    first = await app.store.claim("w", ["default"], 2, now, now + 60, ["work"])
+    first = await app.store.claim("w", ["default"], 2, now, now + 60, [("work", 1)])
     assert {c.task.id for c in first} == {high.id, mid_old.id}
-    rest = await app.store.claim("w", ["default"], 5, now, now + 60, ["work"])
+    rest = await app.store.claim("w", ["default"], 5, now, now + 60, [("work", 1)])
     assert {c.task.id for c in rest} == {mid_new.id, low.id}
 
 
@@ -347,7 +406,7 @@ async def test_a_claim_on_several_queues_takes_the_best_of_all(
     a_high = await app.submit("work", "a-high", queue="a", priority=3)
     b_new = await app.submit("work", "b-new", queue="b")
     now = app.clock.now()
-    first = await app.store.claim("w", ["a", "b"], 3, now, now + 60, ["work"])
+    first = await app.store.claim("w", ["a", "b"], 3, now, now + 60, [("work", 1)])
     assert {c.task.id for c in first} == {b_high.id, a_high.id, a_old.id}
-    rest = await app.store.claim("w", ["a", "b"], 3, now, now + 60, ["work"])
+    rest = await app.store.claim("w", ["a", "b"], 3, now, now + 60, [("work", 1)])
     assert {c.task.id for c in rest} == {b_new.id}

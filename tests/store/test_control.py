@@ -445,9 +445,9 @@ async def test_a_finish_carries_its_last_step_results_atomically(
     handle = await app.submit("work")
     await app.open()
     now = app.clock.now()
-    (first,) = await app.store.claim("old", ["default"], 1, now, now + 0.01, ["work"])
+    (first,) = await app.store.claim("old", ["default"], 1, now, now + 0.01, [("work", 1)])
     later = now + 1.0  # the old holder's lease has expired: another worker takes over
-    (second,) = await app.store.claim("new", ["default"], 1, later, later + 30, ["work"])
+    (second,) = await app.store.claim("new", ["default"], 1, later, later + 30, [("work", 1)])
     assert (first.task.attempt, second.task.attempt) == (1, 2)
 
     def record(result: int) -> StepRecord:
@@ -518,3 +518,33 @@ async def test_a_refused_batch_leaves_nothing_behind(make_app: Callable[[], Teth
     # "fresh" was not remembered: another input under it is a new task, not a conflict.
     again = await app.submit("pay", {"amount": 2}, idempotency_key="fresh")
     assert again.created
+
+
+async def test_the_approval_inbox_pages_by_time_then_id(store_url: str) -> None:
+    """`ApprovalFilter.before` (the API's approvals cursor): newest first, and approvals
+    made at the same instant ordered by id, so paging never repeats or drops one."""
+    from tether.models import ApprovalFilter
+    from tether.testing import TestEnvironment
+
+    app = Tether(store_url)
+
+    @app.workflow("gate")
+    async def gate(ctx: Context, n: int) -> None:
+        await ctx.approval(summary=f"#{n}", risk="high")
+
+    async with TestEnvironment(app, in_memory=False) as env:  # the clock stands still
+        for n in range(5):
+            await app.submit("gate", n)
+        await env.run_until_idle(skip_time=False)
+        everything = await app.store.list_approvals(ApprovalFilter(limit=100))
+        assert len(everything) == 5 and len({a.created_at for a in everything}) == 1
+        assert [a.id for a in everything] == sorted((a.id for a in everything), reverse=True)
+        pages, before = [], None
+        while True:
+            page = await app.store.list_approvals(ApprovalFilter(limit=2, before=before))
+            if not page:
+                break
+            pages.append([a.id for a in page])
+            before = (page[-1].created_at, page[-1].id)
+        assert [i for p in pages for i in p] == [a.id for a in everything]
+        assert [len(p) for p in pages] == [2, 2, 1]

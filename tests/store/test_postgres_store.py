@@ -391,7 +391,7 @@ async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
             return []
 
     async with await psycopg.AsyncConnection.connect(pg_url, row_factory=dict_row) as conn:
-        await batch.claim(Explain(conn), "w", ["default"], 10, 2000.0, 3000.0, ["echo"])
+        await batch.claim(Explain(conn), "w", ["default"], 10, 2000.0, 3000.0, [("echo", 1)])
         await conn.rollback()
         # Several queues: each is scanned up to the limit, then the few rows are sorted.
         await batch.claim(Explain(conn), "w", ["default", "other"], 10, 2000.0, 3000.0, None)
@@ -476,7 +476,7 @@ async def test_one_statement_claim_returns_what_the_shared_claim_returns(
     (sub,) = await store.submit(_tasks(app, 1), time.time())
     task_id = sub.task.id
     now = time.time()
-    (first,) = await store.claim("w1", ["default"], 10, now, now + 60, ["echo"])
+    (first,) = await store.claim("w1", ["default"], 10, now, now + 60, [("echo", 1)])
     assert first.steps == {} and first.signals == [] and not first.recovered
     record = StepRecord(
         task_id,
@@ -515,12 +515,15 @@ async def test_one_statement_claim_returns_what_the_shared_claim_returns(
     ) == [True, True, True]
     await store.send_signal(task_id, None, "go", '{"ok": true}', now)
 
-    (ours,) = await store.claim("w2", ["default"], 10, now + 1, now + 60, ["echo"])
+    (ours,) = await store.claim("w2", ["default"], 10, now + 1, now + 60, [("echo", 1)])
     assert ours.task.attempt == attempt + 1 and ours.task.status == TaskStatus.RUNNING
     assert await store.commit([Release(task_id, ours.task.attempt)], "w2", now + 1) == [True]
-    (shared,) = await store._run(
-        lambda c: sql.claim(c, sql.POSTGRES, "w3", ["default"], 10, now + 2, now + 60, ["echo"])
+    outcome = await store._run(
+        lambda c: sql.claim(
+            c, sql.POSTGRES, "w3", ["default"], 10, now + 2, now + 60, [("echo", 1)]
+        )
     )
+    (shared,) = outcome.claimed
     assert ours.steps == shared.steps and ours.steps[1].result == {"x": [1, 2.5]}
     assert ours.signals == shared.signals and [s.name for s in ours.signals] == ["go"]
     assert ours.approvals == shared.approvals and ours.approvals[2].request == {"amount": 5}

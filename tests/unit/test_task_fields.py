@@ -35,6 +35,7 @@ def _full_task() -> Task:
         deadline=6.0,
         forked_from="t0",
         fork_from_seq=4,
+        fork_root="t-root",
         steps_done=9,
         current_step="step-9",
         cancel_requested=True,

@@ -31,8 +31,9 @@ OPTIONAL_ROUTERS = ("tether.api.approvals", "tether.api.dlq", "tether.api.webhoo
 DESCRIPTION = """\
 Submit tasks to Tether workflows and follow them.
 
-Every request but `/healthz`, `/readyz` and `/metrics` needs a credential:
-`Authorization: Bearer <JWT>` (claims `sub`, `tenant`, `roles`, `exp`) or `X-API-Key`.
+Every request but `/healthz` and `/readyz` needs a credential:
+`Authorization: Bearer <JWT>` (claims `sub`, `tenant`, `roles`, `exp`) or `X-API-Key`;
+`/metrics` also takes the deployment's scrape token (`metrics_token`).
 A task of another tenant answers 404. Errors are `application/problem+json`.
 """
 
@@ -92,6 +93,8 @@ def create_app(
     api.state.limiter = RateLimiter(settings.submit_rate, settings.submit_burst)
     api.state.registry = registry
     api.state.queue_metrics = health.QueueMetrics(registry)
+    token = settings.metrics_token
+    api.state.metrics_token = token.get_secret_value() if token is not None else None
     api.add_middleware(GuardMiddleware, max_body=settings.max_body_bytes, metrics=metrics)
     problems.install(api)
     api.include_router(health.router)
@@ -108,19 +111,14 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            schema = get_openapi(
-                title=api.title,
-                version=api.version,
-                description=api.description,
-                routes=api.routes,
+            api.openapi_schema = problems.document(
+                get_openapi(
+                    title=api.title,
+                    version=api.version,
+                    description=api.description,
+                    routes=api.routes,
+                )
             )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Problem"] = problems.Problem.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            defs = components["Problem"].pop("$defs", {})
-            components.update(defs)
-            api.openapi_schema = schema
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]

@@ -16,9 +16,11 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from tether.api import cursors, problem_types
 from tether.api.deps import require, tether_app
 from tether.api.problems import PROBLEM_TYPE, ProblemError, problem_body, responses
-from tether.api.schemas import StepOut, TaskOut
+from tether.api.schemas import StepOut, TaskOut, Time
+from tether.api.tasks import ShortId
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
@@ -39,7 +41,7 @@ class DecisionOut(BaseModel):
     approve: bool
     reason: str | None = None
     changes: dict[str, Any] | None = None
-    at: float = Field(description="Epoch seconds")
+    at: Time
 
 
 class ApprovalOut(BaseModel):
@@ -51,6 +53,8 @@ class ApprovalOut(BaseModel):
                 {
                     "id": "0190f3c2-7a00-7cc1-9d2a-1f2e3d4c5b6a",
                     "task_id": "0190f3c2-6b1e-7cc1-9d2a-1f2e3d4c5b6a",
+                    "tenant": "acme",
+                    "seq": 3,
                     "workflow": "support-reply",
                     "status": "pending",
                     "risk": "high",
@@ -65,8 +69,8 @@ class ApprovalOut(BaseModel):
                     "resolution": None,
                     "reason": None,
                     "changes": None,
-                    "created_at": 1718000000.0,
-                    "expires_at": 1718086400.0,
+                    "created_at": "2024-06-10T06:13:20.000000Z",
+                    "expires_at": "2024-06-11T06:13:20.000000Z",
                     "on_timeout": "reject",
                     "decided_at": None,
                 }
@@ -76,6 +80,8 @@ class ApprovalOut(BaseModel):
 
     id: str
     task_id: str
+    tenant: str
+    seq: int = Field(description="Position of the approval in the task's step log")
     workflow: str | None = None
     status: Status
     risk: str
@@ -94,10 +100,10 @@ class ApprovalOut(BaseModel):
     changes: dict[str, Any] | None = Field(
         default=None, description="Edits the approvers made (reach the workflow)"
     )
-    created_at: float
-    expires_at: float | None = None
+    created_at: Time
+    expires_at: Time | None = None
     on_timeout: str = "reject"
-    decided_at: float | None = None
+    decided_at: Time | None = None
 
     @classmethod
     def of(cls, a: Approval) -> ApprovalOut:
@@ -106,6 +112,8 @@ class ApprovalOut(BaseModel):
         return cls(
             id=a.id,
             task_id=a.task_id,
+            tenant=a.tenant,
+            seq=a.seq,
             workflow=a.workflow,
             status=a.status,
             risk=a.risk,
@@ -144,9 +152,12 @@ class ApprovalDetail(ApprovalOut):
 
 
 class ApprovalList(BaseModel):
-    """The inbox: approval requests, newest first."""
+    """A page of the inbox: approval requests, newest first."""
 
     items: list[ApprovalOut]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last"
+    )
 
 
 class DecisionIn(BaseModel):
@@ -168,8 +179,10 @@ class DecisionIn(BaseModel):
     )
 
 
-def _conflict(request: Request, detail: str, approval: Approval) -> JSONResponse:
-    body = problem_body(409, detail, request.url.path)
+def _conflict(
+    request: Request, kind: problem_types.ProblemType, detail: str, approval: Approval
+) -> JSONResponse:
+    body = problem_body(kind, detail, request.url.path)
     body["approval"] = ApprovalOut.of(approval).model_dump(mode="json")
     return JSONResponse(body, status_code=409, media_type=PROBLEM_TYPE)
 
@@ -177,7 +190,7 @@ def _conflict(request: Request, detail: str, approval: Approval) -> JSONResponse
 async def _approval(app: Tether, approval_id: str, who: Principal) -> Approval:
     found = await approvals.get(app, approval_id, who.tenant)
     if found is None:
-        raise ProblemError(404, "approval not found")
+        raise ProblemError(problem_types.APPROVAL_NOT_FOUND, "approval not found")
     return found
 
 
@@ -192,13 +205,35 @@ async def list_approvals(
     app: Annotated[Tether, Depends(tether_app)],
     status: Annotated[Status | None, Query(description="Only this status")] = None,
     risk: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    task_id: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="Only this task's")
+    ] = None,
+    short_id: ShortId = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ApprovalList:
-    """The caller's tenant's approval requests, newest first, filtered by status/risk."""
-    found = await approvals.inbox(
-        app, ApprovalFilter(tenant=who.tenant, status=status, risk=risk, limit=limit)
+    """The caller's tenant's approval requests, newest first, filtered by status, risk,
+    task, or a short id (the beginning or end of the approval's id); page with `cursor`."""
+    before = None if cursor is None else cursors.decode("approvals", cursor, (float, str))
+    flt = ApprovalFilter(
+        tenant=who.tenant,
+        status=status,
+        risk=risk,
+        task_id=task_id,
+        short_id=short_id,
+        before=None if before is None else (before[0], before[1]),
+        limit=limit + 1,
     )
-    return ApprovalList(items=[ApprovalOut.of(a) for a in found])
+    found = await app.approvals(flt)
+    page = found[:limit]
+    last = page[-1] if len(found) > limit and page else None
+    return ApprovalList(
+        items=[ApprovalOut.of(a) for a in page],
+        next_cursor=None if last is None else cursors.encode("approvals", last.created_at, last.id),
+    )
 
 
 @router.get(
@@ -216,7 +251,7 @@ async def get_approval(
     far, and the task with its steps so far: what a reviewer needs to decide."""
     found = await approvals.review(app, approval_id, who.tenant)
     if found is None:
-        raise ProblemError(404, "approval not found")
+        raise ProblemError(problem_types.APPROVAL_NOT_FOUND, "approval not found")
     return ApprovalDetail(
         **ApprovalOut.of(found.approval).model_dump(),
         task=TaskOut.of(found.task),
@@ -249,7 +284,9 @@ async def decide(
     the approval as it now stands (still `pending` when more approvers are needed)."""
     approval = await _approval(app, approval_id, who)
     if approval.submitter is not None and approval.submitter == who.subject:
-        raise ProblemError(403, "the submitter of a task cannot decide on its own approval")
+        raise ProblemError(
+            problem_types.SELF_APPROVAL, "the submitter of a task cannot decide on its own approval"
+        )
     try:
         decided = await app.decide(
             approval_id,
@@ -260,9 +297,10 @@ async def decide(
             tenant=who.tenant,
         )
     except ApprovalClosed as exc:
-        return _conflict(request, str(exc), exc.approval)
+        return _conflict(request, problem_types.APPROVAL_CLOSED, str(exc), exc.approval)
     except InvalidTransition as exc:  # this reviewer already decided
-        return _conflict(request, str(exc), await _approval(app, approval_id, who))
+        current = await _approval(app, approval_id, who)
+        return _conflict(request, problem_types.ALREADY_DECIDED, str(exc), current)
     except TaskNotFound:
-        raise ProblemError(404, "approval not found") from None
+        raise ProblemError(problem_types.APPROVAL_NOT_FOUND, "approval not found") from None
     return ApprovalOut.of(decided)

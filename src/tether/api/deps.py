@@ -8,12 +8,14 @@ Routers added later (approvals, dead-letter queue) use the same two dependencies
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from tether.api import problem_types
 from tether.api.problems import ProblemError
 from tether.app import Tether
 from tether.auth import AuthError, Permission, Principal, TokenVerifier
@@ -60,11 +62,33 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
 
     async def check(who: Principal = Depends(principal)) -> Principal:
         if not who.can(permission):
-            raise ProblemError(403, f"this credential lacks the {permission.value} permission")
+            raise ProblemError(
+                problem_types.FORBIDDEN, f"this credential lacks the {permission.value} permission"
+            )
         return who
 
     check.__name__ = f"require_{permission.name.lower()}"
     return check
+
+
+async def metrics_reader(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    api_key: str | None = Depends(api_key_scheme),
+) -> Principal | None:
+    """Who reads `/metrics`: None for the deployment's scrape token (`metrics_token`:
+    every tenant's figures), else a credential holding `metrics:read` (its tenant's
+    figures only); 401 without a credential, 403 without the permission (ADR 66)."""
+    scrape: str | None = request.app.state.metrics_token
+    offered = bearer.credentials if bearer is not None else ""
+    if scrape and hmac.compare_digest(offered.encode(), scrape.encode()):
+        return None
+    who = await principal(request, bearer, api_key)
+    if not who.can(Permission.METRICS_READ):
+        raise ProblemError(
+            403, f"this credential lacks the {Permission.METRICS_READ.value} permission"
+        )
+    return who
 
 
 def state(request: Request, name: str) -> Any:

@@ -1,5 +1,8 @@
-"""Health and metrics: `/healthz` (process up), `/readyz` (database reachable),
-`/metrics` (Prometheus text). None needs a credential: they carry no task data."""
+"""Health and metrics: `/healthz` (process up) and `/readyz` (database reachable), open
+to all as they carry no data; `/metrics` (Prometheus text), which does (ADR 66): with
+the deployment's scrape token (`metrics_token`) every tenant's queue figures and the
+HTTP request metrics, with a credential holding `metrics:read` its own tenant's queue
+figures only (the request metrics are the whole process's, so they are not shown)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from tether.api.deps import tether_app
+from tether.api import problem_types
+from tether.api.deps import metrics_reader, tether_app
 from tether.api.problems import problem, responses
 from tether.api.schemas import Health
 from tether.app import Tether
+from tether.auth import Principal
 from tether.services import health
 
 router = APIRouter(tags=["health"])
@@ -22,14 +27,10 @@ router = APIRouter(tags=["health"])
 READY_TIMEOUT = 5.0
 
 
-class QueueMetrics:
-    """Queue gauges, refreshed from the store at most every `MIN_REFRESH` seconds (the
-    endpoint is unauthenticated: scrapes must not become a way to load the database)."""
-
-    MIN_REFRESH = 5.0
+class QueueGauges:
+    """The queue gauges (`tether_tasks`, `tether_queue_oldest_seconds`) on a registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._refreshed_at = -self.MIN_REFRESH
         self.depth = Gauge(
             "tether_tasks", "Tasks by queue and status", ["queue", "status"], registry=registry
         )
@@ -40,17 +41,49 @@ class QueueMetrics:
             registry=registry,
         )
 
-    async def refresh(self, app: Tether) -> None:
-        if time.monotonic() - self._refreshed_at < self.MIN_REFRESH:
-            return
-        self._refreshed_at = time.monotonic()
-        queues = await health.queues(app)
+    def show(self, queues: health.QueueHealth) -> None:
         self.depth.clear()
         for (queue, status), n in queues.counts.items():
             self.depth.labels(queue, status).set(n)
         self.oldest.clear()
         for queue in {q for q, _ in queues.counts} | set(queues.oldest):
             self.oldest.labels(queue).set(queues.oldest.get(queue, 0.0))
+
+
+class QueueMetrics(QueueGauges):
+    """The deployment's queue gauges, and the queued tasks no live worker claims (by
+    workflow version: an operators' figure across tenants), refreshed from the store at
+    most every `MIN_REFRESH` seconds (scrapes must not become a way to load the
+    database)."""
+
+    MIN_REFRESH = 5.0
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.unserved = Gauge(
+            "tether_tasks_unserved",
+            "Runnable queued tasks whose (workflow, version) no live worker of their queue "
+            "claims: they wait until one starts",
+            ["queue", "workflow", "version"],
+            registry=registry,
+        )
+        self._refreshed_at = -self.MIN_REFRESH
+
+    async def refresh(self, app: Tether) -> None:
+        if time.monotonic() - self._refreshed_at < self.MIN_REFRESH:
+            return
+        self._refreshed_at = time.monotonic()
+        self.show(await health.queues(app))
+        self.unserved.clear()
+        for v in (await health.unserved(app)).waiting:
+            self.unserved.labels(v.queue, v.workflow, str(v.version)).set(v.tasks)
+
+
+async def tenant_metrics(app: Tether, tenant: str) -> bytes:
+    """One tenant's queue gauges, read now, on a registry of their own."""
+    registry = CollectorRegistry()
+    QueueGauges(registry).show(await health.queues(app, tenant))
+    return generate_latest(registry)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -68,7 +101,7 @@ async def healthz() -> Health:
 async def readyz(app: Annotated[Tether, Depends(tether_app)]) -> Any:
     """The database answers."""
     if not await health.database_ready(app, READY_TIMEOUT):
-        return problem(503, "the database is not reachable")
+        return problem(problem_types.UNAVAILABLE, "the database is not reachable")
     return Health(status="ok")
 
 
@@ -76,10 +109,22 @@ async def readyz(app: Annotated[Tether, Depends(tether_app)]) -> Any:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **responses(401, 403),
+    },
 )
-async def metrics(request: Request, app: Annotated[Tether, Depends(tether_app)]) -> Response:
-    """Queue depth per queue and status, oldest queued age, HTTP request counters."""
+async def metrics(
+    request: Request,
+    app: Annotated[Tether, Depends(tether_app)],
+    who: Annotated[Principal | None, Depends(metrics_reader)],
+) -> Response:
+    """Queue depth per queue and status and the oldest queued age: the caller's tenant's
+    with a `metrics:read` credential; every tenant's, the queued tasks no live worker
+    claims (by workflow version) and the HTTP request counters, with the deployment's
+    scrape token (`metrics_token`)."""
+    if who is not None:
+        return Response(await tenant_metrics(app, who.tenant), media_type=CONTENT_TYPE_LATEST)
     queues: QueueMetrics = request.app.state.queue_metrics
     registry: CollectorRegistry = request.app.state.registry
     with contextlib.suppress(Exception):  # still serve HTTP metrics when the DB is down
@@ -87,4 +132,4 @@ async def metrics(request: Request, app: Annotated[Tether, Depends(tether_app)])
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["QueueMetrics", "router"]
+__all__ = ["QueueGauges", "QueueMetrics", "router", "tenant_metrics"]

@@ -20,6 +20,8 @@ import orjson
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tether.api import problem_types
+from tether.api.problem_types import ProblemType
 from tether.api.problems import PROBLEM_TYPE, problem_body
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -129,7 +131,7 @@ class GuardMiddleware:
             )
             if responded[0]:
                 raise
-            await self._refuse(scope, send_wrapper, 500, None)
+            await self._refuse(scope, send_wrapper, problem_types.INTERNAL_ERROR, None)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
@@ -146,10 +148,14 @@ class GuardMiddleware:
         if declared is not None:
             try:
                 if int(declared) > self.max_body:
-                    await self._refuse(scope, send, 413, "the request body is too large")
+                    await self._refuse(
+                        scope, send, problem_types.BODY_TOO_LARGE, "the request body is too large"
+                    )
                     return
             except ValueError:
-                await self._refuse(scope, send, 400, "invalid Content-Length")
+                await self._refuse(
+                    scope, send, problem_types.MALFORMED_REQUEST, "invalid Content-Length"
+                )
                 return
         chunks: list[bytes] = []
         size = 0
@@ -161,14 +167,21 @@ class GuardMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await self._refuse(scope, send, 413, "the request body is too large")
+                await self._refuse(
+                    scope, send, problem_types.BODY_TOO_LARGE, "the request body is too large"
+                )
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         path: str = scope.get("path", "")
         if body and path.startswith("/v1/") and not _is_json(headers.get("content-type", "")):
-            await self._refuse(scope, send, 415, "send the request body as application/json")
+            await self._refuse(
+                scope,
+                send,
+                problem_types.UNSUPPORTED_MEDIA_TYPE,
+                "send the request body as application/json",
+            )
             return
         sent = False
 
@@ -181,12 +194,14 @@ class GuardMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str | None) -> None:
-        body = orjson.dumps(problem_body(status, detail, scope.get("path")))
+    async def _refuse(
+        self, scope: Scope, send: Send, kind: ProblemType, detail: str | None
+    ) -> None:
+        body = orjson.dumps(problem_body(kind, detail, scope.get("path")))
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": kind.status,
                 "headers": [
                     (b"content-type", PROBLEM_TYPE.encode()),
                     (b"content-length", str(len(body)).encode()),

@@ -1,13 +1,15 @@
 """RFC 9457 problem details: every error the API returns is `application/problem+json`.
 
 Handlers turn HTTP exceptions, validation errors, Tether errors and anything unexpected
-into problems. Bodies carry a title and a safe detail only: never a stack trace, an
-exception repr or a credential.
+into problems, each of a kind in `tether.api.problem_types` (its `type` URI). Bodies
+carry a title and a safe detail only: never a stack trace, an exception repr or a
+credential.
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from tether.api import problem_types
+from tether.api.problem_types import ProblemType
 from tether.auth import AuthError
 from tether.errors import (
     IdempotencyConflict,
@@ -29,21 +34,16 @@ log = logging.getLogger("tether.api")
 
 PROBLEM_TYPE = "application/problem+json"
 
-TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    409: "Conflict",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+Kind = ProblemType | int
+"""A problem's kind, or a bare HTTP status (which takes its status's kind)."""
+
+
+def _kind(kind: Kind) -> ProblemType | None:
+    return kind if isinstance(kind, ProblemType) else problem_types.of_status(kind)
+
+
+def _status(kind: Kind) -> int:
+    return kind.status if isinstance(kind, ProblemType) else kind
 
 
 class FieldError(BaseModel):
@@ -55,12 +55,17 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
-    """An error, as RFC 9457 problem details."""
+    """An error, as RFC 9457 problem details. `type` names the kind of error (the list
+    is in docs/api.md); `title` is the same for every problem of that type."""
 
-    type: str = Field(default="about:blank", examples=["about:blank"])
-    title: str = Field(examples=["Not Found"])
+    type: str = Field(
+        default="about:blank",
+        examples=[problem_types.TASK_NOT_FOUND.uri],
+        json_schema_extra={"enum": [*(k.uri for k in problem_types.PROBLEM_TYPES), "about:blank"]},
+    )
+    title: str = Field(examples=[problem_types.TASK_NOT_FOUND.title])
     status: int = Field(examples=[404])
-    detail: str | None = Field(default=None, examples=["task 0190... not found"])
+    detail: str | None = Field(default=None, examples=["task not found"])
     instance: str | None = Field(default=None, examples=["/v1/tasks/0190..."])
     errors: list[FieldError] | None = Field(
         default=None, description="Invalid fields (validation errors only)"
@@ -68,33 +73,47 @@ class Problem(BaseModel):
 
 
 class ProblemError(Exception):
-    """Raise from a route to answer with a problem."""
+    """Raise from a route to answer with a problem: `ProblemError(TASK_NOT_FOUND)`, or
+    with a bare status (`ProblemError(404, ...)`), which takes its status's kind."""
 
     def __init__(
         self,
-        status: int,
+        kind: Kind,
         detail: str | None = None,
         *,
         headers: dict[str, str] | None = None,
         errors: list[dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(detail or TITLES.get(status, "Error"))
-        self.status = status
+        super().__init__(detail or _title(kind))
+        self.kind = kind
+        self.status = _status(kind)
         self.detail = detail
         self.headers = headers
         self.errors = errors
 
 
+def _title(kind: Kind) -> str:
+    found = _kind(kind)
+    if found is not None:
+        return found.title
+    try:
+        return HTTPStatus(_status(kind)).phrase
+    except ValueError:
+        return "Error"
+
+
 def problem_body(
-    status: int,
+    kind: Kind,
     detail: str | None = None,
     instance: str | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The JSON body of a problem of `kind`."""
+    found = _kind(kind)
     body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
+        "type": found.uri if found is not None else "about:blank",
+        "title": _title(kind),
+        "status": _status(kind),
     }
     if detail:
         body["detail"] = detail
@@ -106,7 +125,7 @@ def problem_body(
 
 
 def problem(
-    status: int,
+    kind: Kind,
     detail: str | None = None,
     *,
     request: Request | None = None,
@@ -116,11 +135,26 @@ def problem(
     """A problem response."""
     instance = request.url.path if request is not None else None
     return JSONResponse(
-        problem_body(status, detail, instance, errors),
-        status_code=status,
+        problem_body(kind, detail, instance, errors),
+        status_code=_status(kind),
         headers=headers,
         media_type=PROBLEM_TYPE,
     )
+
+
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path, for `Allow` on a 405
+    (Starlette names only the methods of the first route whose path matched). Each
+    method is tried against the routes, so included routers are asked too."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 def _field_errors(errors: Any) -> list[dict[str, Any]]:
@@ -136,7 +170,11 @@ def _field_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _input_errors(exc: InputValidationError) -> list[dict[str, Any]]:
+def input_errors(
+    exc: InputValidationError, at: tuple[str | int, ...] = ("body",)
+) -> list[dict[str, Any]]:
+    """The field errors of a workflow input, located under `at` (`body`, or `body,
+    tasks, i` in a batch)."""
     out = []
     for e in exc.errors:
         loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
@@ -144,7 +182,7 @@ def _input_errors(exc: InputValidationError) -> list[dict[str, Any]]:
             loc = loc[1:]
         out.append(
             {
-                "loc": ["body", "input", *loc],
+                "loc": [*at, "input", *loc],
                 "msg": str(e.get("msg", "invalid")),
                 "type": str(e.get("type", "value_error")),
             }
@@ -158,42 +196,56 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem(
-            exc.status, exc.detail, request=request, headers=exc.headers, errors=exc.errors
+            exc.kind, exc.detail, request=request, headers=exc.headers, errors=exc.errors
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail: str | None = exc.detail if isinstance(exc.detail, str) else None
-        if detail == TITLES.get(exc.status_code):
+        if detail == HTTPStatus(exc.status_code).phrase:
             detail = None
-        headers = dict(exc.headers) if exc.headers else None
-        return problem(exc.status_code, detail, request=request, headers=headers)
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem(exc.status_code, detail, request=request, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc.errors())
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem(400, "the request body is not valid JSON", request=request)
-        return problem(422, "the request is invalid", request=request, errors=errors)
+            return problem(
+                problem_types.MALFORMED_REQUEST,
+                "the request body is not valid JSON",
+                request=request,
+            )
+        return problem(
+            problem_types.INVALID_REQUEST,
+            "the request is invalid",
+            request=request,
+            errors=errors,
+        )
 
     @app.exception_handler(AuthError)
     async def _auth(request: Request, exc: AuthError) -> JSONResponse:
         return problem(
-            401, str(exc), request=request, headers={"WWW-Authenticate": 'Bearer realm="tether"'}
+            problem_types.UNAUTHENTICATED,
+            str(exc),
+            request=request,
+            headers={"WWW-Authenticate": 'Bearer realm="tether"'},
         )
 
     @app.exception_handler(TaskNotFound)
     async def _not_found(request: Request, exc: TaskNotFound) -> JSONResponse:
-        return problem(404, "task not found", request=request)
+        return problem(problem_types.TASK_NOT_FOUND, "task not found", request=request)
 
     @app.exception_handler(InvalidTransition)
     async def _conflict(request: Request, exc: InvalidTransition) -> JSONResponse:
-        return problem(409, str(exc), request=request)
+        return problem(problem_types.INVALID_TRANSITION, str(exc), request=request)
 
     @app.exception_handler(IdempotencyConflict)
     async def _idem(request: Request, exc: IdempotencyConflict) -> JSONResponse:
         return problem(
-            422,
+            problem_types.IDEMPOTENCY_CONFLICT,
             "the Idempotency-Key was already used with a different request body",
             request=request,
             errors=[
@@ -208,7 +260,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UnknownWorkflow)
     async def _unknown(request: Request, exc: UnknownWorkflow) -> JSONResponse:
         return problem(
-            422,
+            problem_types.UNKNOWN_WORKFLOW,
             str(exc),
             request=request,
             errors=[{"loc": ["body", "workflow"], "msg": str(exc), "type": "unknown_workflow"}],
@@ -216,21 +268,41 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InputValidationError)
     async def _input(request: Request, exc: InputValidationError) -> JSONResponse:
-        return problem(422, "invalid input", request=request, errors=_input_errors(exc))
+        return problem(
+            problem_types.INVALID_INPUT, "invalid input", request=request, errors=input_errors(exc)
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         # Logged here with the trace; the caller only learns that it failed.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem(500, None, request=request)
+        return problem(problem_types.INTERNAL_ERROR, None, request=request)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problems an operation may answer."""
+    return {s: _problem_response(s) for s in statuses}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
     return {
-        s: {
-            "description": TITLES.get(s, "Error"),
-            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for s in statuses
+        "description": HTTPStatus(status).phrase,
+        "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make an OpenAPI document say what is served: the `Problem` component, and every
+    422 (FastAPI declares its own `HTTPValidationError` as `application/json` on each
+    operation with parameters) as a problem."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(components["Problem"].pop("$defs", {}))
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.get("responses", {})
+            if "422" in answers:
+                answers["422"] = _problem_response(422)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema

@@ -1,40 +1,34 @@
 """Request and response bodies of the HTTP API (the OpenAPI components).
 
-Times in responses are seconds since the Unix epoch (floats), as everywhere in Tether.
-A submission's `deadline` accepts epoch seconds or an RFC 3339 time with an offset.
+Times are RFC 3339 in UTC (`2024-06-10T06:13:20.250000Z`) in every response; where a
+time is read (a submission's `deadline`, the `created_after` / `created_before` query
+parameters) RFC 3339 with an offset is the format and epoch seconds are still accepted
+(`tether.models.times`, ADR 65). In Python the models hold epoch seconds, like the
+records they show.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from tether.api.webhook_schemas import CallbackOut
-from tether.models import Event, StepRecord, Task, TaskError, TaskStatus
+from tether.failures import ATTEMPTS_KEPT, MESSAGE_CHARS, TRACEBACK_CHARS, TRACEBACK_FRAMES
+from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskStatus
+from tether.models.times import format_time, parse_time
 from tether.models.webhooks import WebhookSubscription
 
 MAX_BATCH = 1000
 
+TIME_EXAMPLE = "2024-06-10T06:13:20.250000Z"
 
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("a deadline needs a UTC offset (e.g. 2030-01-01T00:00:00Z)")
-    try:
-        seconds = value.timestamp()
-    except (OverflowError, OSError, ValueError):
-        raise ValueError("deadline out of range") from None
-    if not math.isfinite(seconds) or not 0 <= seconds < 32503680000:  # year 3000
-        raise ValueError("deadline out of range")
-    return seconds
-
-
-# pydantic reads a datetime from RFC 3339 text or from epoch seconds (a number).
-Deadline = Annotated[datetime | None, AfterValidator(_epoch)]
+Time = Annotated[
+    float,
+    BeforeValidator(parse_time),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": [TIME_EXAMPLE]}),
+]
+"""A time: epoch seconds in Python, RFC 3339 UTC in JSON (epoch seconds read too)."""
 
 NAME = r"^[A-Za-z0-9_.:\-]{1,200}$"
 
@@ -63,10 +57,9 @@ class TaskSubmission(BaseModel):
     correlation_id: str | None = Field(
         default=None, min_length=1, max_length=200, description="Your id (default: task id)"
     )
-    deadline: Deadline = Field(
+    deadline: Time | None = Field(
         default=None,
         description="Absolute deadline, RFC 3339 with an offset (epoch seconds also accepted)",
-        examples=["2030-01-01T00:00:00Z"],
     )
     callback_url: str | None = Field(
         default=None,
@@ -88,6 +81,20 @@ class BatchSubmission(BaseModel):
     )
 
     tasks: list[TaskSubmission] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RerunRequest(BaseModel):
+    """How to re-run an ended task (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"from_step": 2}]})
+
+    from_step: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Run this step (its sequence number, `seq`) and every later one again; "
+        "omitted: reuse every step that succeeded",
+    )
 
 
 class ErrorOut(BaseModel):
@@ -119,6 +126,15 @@ class Progress(BaseModel):
     steps_done: int = Field(description="Steps finished so far")
 
 
+class CallbackOut(BaseModel):
+    """The webhook subscription of a task submitted with `callback_url`."""
+
+    subscription_id: str
+    url: str
+    event_types: list[str]
+    secret: str = Field(description="`whsec_...`: verify the callback's signature with it")
+
+
 class TaskOut(BaseModel):
     """A task as the API shows it."""
 
@@ -142,12 +158,12 @@ class TaskOut(BaseModel):
                     "idempotency_key": "req-1",
                     "correlation_id": "order-1234",
                     "created_by": "app-backend",
-                    "created_at": 1718000000.0,
-                    "updated_at": 1718000004.2,
-                    "started_at": 1718000000.3,
+                    "created_at": "2024-06-10T06:13:20.000000Z",
+                    "updated_at": "2024-06-10T06:13:24.200000Z",
+                    "started_at": "2024-06-10T06:13:20.300000Z",
                     "finished_at": None,
                     "deadline": None,
-                    "run_at": 1718000000.0,
+                    "run_at": "2024-06-10T06:13:20.000000Z",
                     "cancel_requested": False,
                     "forked_from": None,
                 }
@@ -171,15 +187,23 @@ class TaskOut(BaseModel):
     idempotency_key: str | None = None
     correlation_id: str | None = None
     created_by: str | None = None
-    created_at: float
-    updated_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    deadline: float | None = None
-    run_at: float | None = None
+    created_at: Time
+    updated_at: Time
+    started_at: Time | None = None
+    finished_at: Time | None = None
+    deadline: Time | None = None
+    run_at: Time | None = None
     cancel_requested: bool = False
-    forked_from: str | None = None
-    fork_from_seq: int | None = None
+    forked_from: str | None = Field(default=None, description="The task this one re-runs")
+    fork_from_seq: int | None = Field(
+        default=None, description="The step it re-ran from (null: only unfinished steps)"
+    )
+    fork_root: str | None = Field(
+        default=None,
+        description="The first task of its chain of re-runs: steps run again present that "
+        "task's idempotency keys",
+    )
+
     callback: CallbackOut | None = Field(
         default=None,
         description="Submit responses only, when `callback_url` was given: its webhook "
@@ -188,7 +212,7 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, t: Task, callback: WebhookSubscription | None = None) -> TaskOut:
-        out = cls.model_validate(t.to_json())
+        out = cls.model_validate(t.to_dict())
         if callback is not None:
             out.callback = CallbackOut(
                 subscription_id=callback.id,
@@ -214,6 +238,40 @@ class BatchOut(BaseModel):
     items: list[TaskOut]
 
 
+class AttemptErrorOut(BaseModel):
+    """One failed attempt of a step: what it raised, when, how it was classified and
+    what was decided (the texts are bounded: see `tether.failures`)."""
+
+    attempt: int = Field(description="The step's attempt number, from 1")
+    type: str = Field(description="The exception's class name")
+    message: str = Field(description=f"Its message (the first {MESSAGE_CHARS:,} characters)")
+    traceback: str | None = Field(
+        default=None,
+        description=f"Its traceback: the last {TRACEBACK_FRAMES} frames of each exception "
+        f"in the chain, then the last {TRACEBACK_CHARS:,} characters",
+    )
+    started_at: Time | None = Field(default=None, description="When the attempt started")
+    finished_at: Time | None = Field(default=None, description="When it failed")
+    transient: bool = Field(description="Classified transient (worth a retry) or permanent")
+    classified_by: str = Field(
+        description="The rule that classified it: `Transient`, `Permanent`, "
+        "`classifier <name>`, `RetryPolicy.non_retryable`, `HTTP <status>`, "
+        "`network or timeout error`, `known transient type <name>` or `default`"
+    )
+    decision: str = Field(description="`retry`, `retry_backoff` (a durable wait) or `give_up`")
+    reason: str = Field(
+        description="`backoff` or `retry_after` (a retry's delay); `permanent`, "
+        "`attempts_exhausted`, `retry_budget_exhausted` or `elapsed_budget_exhausted`"
+    )
+    retry_in: float | None = Field(
+        default=None, description="Seconds from the failure to the next attempt"
+    )
+
+    @classmethod
+    def of(cls, a: AttemptError) -> AttemptErrorOut:
+        return cls.model_validate(a.to_json())
+
+
 class StepOut(BaseModel):
     """One entry of a task's step log."""
 
@@ -224,10 +282,15 @@ class StepOut(BaseModel):
     attempts: int
     result: Any = None
     error: ErrorOut | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    wake_at: float | None = None
+    started_at: Time | None = None
+    finished_at: Time | None = None
+    wake_at: Time | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    attempt_errors: list[AttemptErrorOut] = Field(
+        default_factory=list,
+        description="Each failed attempt, oldest first (the first and the latest, "
+        f"{ATTEMPTS_KEPT} in all); empty when no attempt failed",
+    )
 
     @classmethod
     def of(cls, s: StepRecord) -> StepOut:
@@ -243,6 +306,7 @@ class StepOut(BaseModel):
             finished_at=s.finished_at,
             wake_at=s.wake_at,
             meta=s.meta,
+            attempt_errors=[AttemptErrorOut.of(a) for a in s.attempt_errors],
         )
 
 
@@ -262,7 +326,7 @@ class EventOut(BaseModel):
                     "id": 42,
                     "task_id": "0190f3c2-6b1e-7cc1-9d2a-1f2e3d4c5b6a",
                     "tenant": "acme",
-                    "at": 1718000004.2,
+                    "at": "2024-06-10T06:13:24.200000Z",
                     "type": "step.succeeded",
                     "prior_status": None,
                     "new_status": None,
@@ -279,7 +343,7 @@ class EventOut(BaseModel):
     id: int
     task_id: str
     tenant: str
-    at: float
+    at: Time
     type: str
     prior_status: str | None = None
     new_status: str | None = None
@@ -320,7 +384,7 @@ class SignalOut(BaseModel):
     id: int
     task_id: str
     name: str
-    created_at: float
+    created_at: Time
 
 
 class Health(BaseModel):

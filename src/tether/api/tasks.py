@@ -10,18 +10,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 
+from tether.api import cursors, problem_types
 from tether.api.deps import require, tether_app
 from tether.api.limits import RateLimiter, retry_after_header
-from tether.api.problems import ProblemError, responses
+from tether.api.problems import ProblemError, input_errors, responses
 from tether.api.schemas import (
     BatchOut,
     BatchSubmission,
+    RerunRequest,
     SignalOut,
     StepList,
     StepOut,
     TaskList,
     TaskOut,
     TaskSubmission,
+    Time,
 )
 from tether.api.webhooks import refused
 from tether.app import Tether
@@ -29,7 +32,9 @@ from tether.auth import Permission, Principal
 from tether.egress import EgressRefused
 from tether.errors import InputValidationError, UnknownWorkflow
 from tether.models import TaskFilter, TaskStatus
+from tether.models.times import earliest_shown_as
 from tether.store.base import NewTask
+from tether.submission import batch_item_key
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -45,6 +50,14 @@ IdemKey = Annotated[
     ),
 ]
 REPLAY_HEADER = "Idempotent-Replayed"
+ShortId = Annotated[
+    str | None,
+    Query(
+        min_length=4,
+        max_length=100,
+        description="Only ids that begin or end with this (the CLI's short ids)",
+    ),
+]
 
 
 def _new_task(app: Tether, sub: TaskSubmission, who: Principal, key: str | None) -> NewTask:
@@ -68,7 +81,9 @@ def _rate_limit(request: Request, who: Principal, cost: int) -> None:
     wait = limiter.take(who.tenant, cost)
     if wait > 0:
         raise ProblemError(
-            429, "submission rate limit reached for this tenant", headers=retry_after_header(wait)
+            problem_types.RATE_LIMITED,
+            "submission rate limit reached for this tenant",
+            headers=retry_after_header(wait),
         )
 
 
@@ -143,27 +158,22 @@ async def submit_batch(
     tasks: list[NewTask] = []
     errors: list[dict[str, Any]] = []
     for i, sub in enumerate(batch.tasks):
-        key = f"{idempotency_key}/{i}" if idempotency_key is not None else None
         try:
-            tasks.append(_new_task(app, sub, who, key))
+            tasks.append(_new_task(app, sub, who, batch_item_key(idempotency_key, i)))
         except UnknownWorkflow as exc:
             errors.append(
-                {"loc": ["body", "tasks", i, "workflow"], "msg": str(exc), "type": "unknown"}
+                {
+                    "loc": ["body", "tasks", i, "workflow"],
+                    "msg": str(exc),
+                    "type": "unknown_workflow",
+                }
             )
         except InputValidationError as exc:
-            for e in exc.errors:
-                loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
-                if loc and loc[0] == "input":
-                    loc = loc[1:]
-                errors.append(
-                    {
-                        "loc": ["body", "tasks", i, "input", *loc],
-                        "msg": str(e.get("msg", "invalid")),
-                        "type": str(e.get("type", "value_error")),
-                    }
-                )
+            errors += input_errors(exc, ("body", "tasks", i))
     if errors:
-        raise ProblemError(422, "the batch is invalid; nothing was stored", errors=errors)
+        raise ProblemError(
+            problem_types.INVALID_REQUEST, "the batch is invalid; nothing was stored", errors=errors
+        )
     _rate_limit(request, who, len(tasks))
     try:
         handles = await app.submit_batch(tasks)
@@ -202,34 +212,38 @@ async def list_tasks(
     workflow: Annotated[str | None, Query(max_length=200)] = None,
     correlation_id: Annotated[str | None, Query(max_length=200)] = None,
     created_after: Annotated[
-        float | None, Query(description="Epoch seconds, inclusive", ge=0, le=1e11)
+        Time | None, Query(description="RFC 3339 with an offset, inclusive")
     ] = None,
     created_before: Annotated[
-        float | None, Query(description="Epoch seconds, exclusive", ge=0, le=1e11)
+        Time | None, Query(description="RFC 3339 with an offset, exclusive")
     ] = None,
     cursor: Annotated[
-        str | None, Query(max_length=100, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
     ] = None,
+    short_id: ShortId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskList:
     """The caller's tenant's tasks, newest first, filtered; page with `cursor`."""
+    after_id = None if cursor is None else cursors.decode("tasks", cursor, (str,))[0]
     found = await app.list_tasks(
         TaskFilter(
             tenant=who.tenant,
             status=status or None,
             workflow=workflow,
             correlation_id=correlation_id,
-            created_after=created_after,
-            created_before=created_before,
-            after_id=cursor,
+            # Bounds at the microsecond a time names, as responses show it (ADR 65).
+            created_after=None if created_after is None else earliest_shown_as(created_after),
+            created_before=None if created_before is None else earliest_shown_as(created_before),
+            after_id=after_id,
+            short_id=short_id,
             limit=limit + 1,
         )
     )
     page = found[:limit]
     more = len(found) > limit
-    return TaskList(
-        items=[TaskOut.of(t) for t in page], next_cursor=page[-1].id if more and page else None
-    )
+    next_cursor = cursors.encode("tasks", page[-1].id) if more and page else None
+    return TaskList(items=[TaskOut.of(t) for t in page], next_cursor=next_cursor)
 
 
 @router.post(
@@ -282,3 +296,35 @@ async def send_signal(
     """Deliver `payload` to the workflow's `ctx.wait_for_signal(name)`; kept until then."""
     sig = await app.signal(task_id, name, payload, tenant=who.tenant)
     return SignalOut(id=sig.id, task_id=sig.task_id, name=sig.name, created_at=sig.created_at)
+
+
+@router.post(
+    "/tasks/{task_id}/rerun",
+    status_code=202,
+    response_model=TaskOut,
+    summary="Re-run an ended task",
+    responses={
+        202: {
+            "description": "The new task",
+            "headers": {
+                "Location": {"description": "URL of the new task", "schema": {"type": "string"}}
+            },
+        },
+        **responses(400, *AUTH, 404, 409, 413, 415, 422),
+    },
+)
+async def rerun_task(
+    task_id: TaskId,
+    response: Response,
+    who: Annotated[Principal, Depends(require(Permission.RERUN))],
+    app: Annotated[Tether, Depends(tether_app)],
+    rerun: Annotated[RerunRequest | None, Body()] = None,
+) -> TaskOut:
+    """Create a new task, linked to this one (`forked_from`), that reuses its finished
+    steps: all of them, or those before `from_step`. A step it runs again presents the
+    idempotency key of the step it replaces. 409 while the task has not ended. Each call
+    creates another task."""
+    from_seq = rerun.from_step if rerun is not None else None
+    handle = await app.rerun(task_id, from_seq=from_seq, tenant=who.tenant, created_by=who.subject)
+    response.headers["Location"] = f"/v1/tasks/{handle.id}"
+    return TaskOut.of(handle.initial)

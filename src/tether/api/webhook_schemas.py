@@ -1,4 +1,5 @@
-"""Request and response bodies of the webhook endpoints (`tether.api.webhooks`)."""
+"""Request and response bodies of the webhook endpoints (`tether.api.webhooks`). Times
+are RFC 3339 in responses, as everywhere in the API (`tether.api.schemas.Time`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from tether.api.schemas import Time
 from tether.models.webhooks import (
     DeliveryStatus,
     SubscriptionStatus,
@@ -86,7 +88,9 @@ class ReplayIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: float | None = Field(default=None, ge=0, le=1e11, description="Epoch seconds")
+    since: Time | None = Field(
+        default=None, description="RFC 3339 with an offset (epoch seconds also accepted)"
+    )
     after_event: int | None = Field(default=None, ge=0, le=2**62, description="Event id")
 
 
@@ -102,13 +106,13 @@ class SubscriptionOut(BaseModel):
     description: str | None = None
     status: SubscriptionStatus
     disabled_reason: str | None = None
-    disabled_at: float | None = None
+    disabled_at: Time | None = None
     consecutive_failures: int = Field(description="Deliveries in a row failed for good")
-    previous_secret_until: float | None = Field(
+    previous_secret_until: Time | None = Field(
         default=None, description="Until then the previous secret also signs (a rotation)"
     )
-    created_at: float
-    updated_at: float
+    created_at: Time
+    updated_at: Time
     created_by: str | None = None
 
     @classmethod
@@ -149,15 +153,6 @@ class SubscriptionList(BaseModel):
     next_cursor: str | None = None
 
 
-class CallbackOut(BaseModel):
-    """The webhook subscription of a task submitted with `callback_url`."""
-
-    subscription_id: str
-    url: str
-    event_types: list[str]
-    secret: str = Field(description="`whsec_...`: verify the callback's signature with it")
-
-
 class DeliveryOut(BaseModel):
     """One event for one subscription, and how its delivery went."""
 
@@ -169,12 +164,12 @@ class DeliveryOut(BaseModel):
     webhook_id: str = Field(description="The `webhook-id` header: the same on every attempt")
     status: DeliveryStatus
     attempts: int
-    next_attempt_at: float
+    next_attempt_at: Time
     last_status_code: int | None = None
     last_error: str | None = None
-    created_at: float
-    updated_at: float
-    delivered_at: float | None = None
+    created_at: Time
+    updated_at: Time
+    delivered_at: Time | None = None
     body: Any = Field(default=None, description="What is sent (single delivery reads only)")
 
     @classmethod

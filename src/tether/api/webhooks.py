@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
 
+from tether.api import cursors, problem_types
 from tether.api.deps import require, tether_app
 from tether.api.problems import ProblemError, responses
 from tether.api.webhook_schemas import (
@@ -31,8 +32,13 @@ from tether.api.webhook_schemas import (
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.egress import EgressRefused
-from tether.errors import InvalidWebhook
-from tether.models.webhooks import DeliveryFilter, DeliveryStatus, WebhookSubscription
+from tether.errors import DeliveryInFlight, InvalidWebhook, WebhookDisabled
+from tether.models.webhooks import (
+    DeliveryFilter,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from tether.services import webhooks
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -50,7 +56,7 @@ T = TypeVar("T")
 def refused(exc: EgressRefused, loc: list[str | int]) -> ProblemError:
     """The 422 of a URL the egress guard refuses, naming the field and the reason."""
     return ProblemError(
-        422,
+        problem_types.URL_REFUSED,
         str(exc),
         errors=[{"loc": loc, "msg": exc.reason, "type": "url_refused"}],
     )
@@ -63,14 +69,32 @@ async def _checked(call: Awaitable[T]) -> T:
         raise refused(exc, ["body", "url"]) from None
     except InvalidWebhook as exc:
         raise ProblemError(
-            422, str(exc), errors=[{"loc": ["body", exc.field], "msg": str(exc), "type": "value"}]
+            problem_types.INVALID_REQUEST,
+            str(exc),
+            errors=[{"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}],
         ) from None
+    except WebhookDisabled as exc:
+        raise ProblemError(problem_types.WEBHOOK_DISABLED, str(exc)) from None
+    except DeliveryInFlight as exc:
+        raise ProblemError(problem_types.DELIVERY_IN_FLIGHT, str(exc)) from None
 
 
 def _found(sub: WebhookSubscription | None) -> WebhookSubscription:
     if sub is None:
-        raise ProblemError(404, "webhook subscription not found")
+        raise ProblemError(problem_types.WEBHOOK_NOT_FOUND, "webhook subscription not found")
     return sub
+
+
+def _delivery_found(found: WebhookDelivery | None) -> WebhookDelivery:
+    if found is None:
+        raise ProblemError(problem_types.DELIVERY_NOT_FOUND, "webhook delivery not found")
+    return found
+
+
+Cursor = Annotated[
+    str | None,
+    Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
+]
 
 
 @router.post(
@@ -109,18 +133,19 @@ async def list_subscriptions(
     who: Read,
     app: App,
     task_id: Annotated[str | None, Query(max_length=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> SubscriptionList:
     """The tenant's subscriptions, newest first; page with `cursor`."""
+    before = None if cursor is None else cursors.decode("webhooks", cursor, (str,))[0]
     found = await webhooks.list_(
-        app, who.tenant, task_id=task_id, before_id=cursor, limit=limit + 1
+        app, who.tenant, task_id=task_id, before_id=before, limit=limit + 1
     )
     page = found[:limit]
     more = len(found) > limit
     return SubscriptionList(
         items=[SubscriptionOut.of(s) for s in page],
-        next_cursor=page[-1].id if more and page else None,
+        next_cursor=cursors.encode("webhooks", page[-1].id) if more and page else None,
     )
 
 
@@ -171,7 +196,7 @@ async def update_subscription(
 async def delete_subscription(subscription_id: SubId, who: Manage, app: App) -> Response:
     """Delete it and its deliveries; nothing more is sent."""
     if not await webhooks.delete(app, subscription_id, who.tenant):
-        raise ProblemError(404, "webhook subscription not found")
+        raise ProblemError(problem_types.WEBHOOK_NOT_FOUND, "webhook subscription not found")
     return Response(status_code=204)
 
 
@@ -211,7 +236,7 @@ async def replay(
         )
     )
     if done is None:
-        raise ProblemError(404, "webhook subscription not found")
+        raise ProblemError(problem_types.WEBHOOK_NOT_FOUND, "webhook subscription not found")
     return ReplayOut(
         reset=done.reset, created=done.created, last_event_id=done.last_event_id, more=done.more
     )
@@ -229,7 +254,7 @@ async def list_deliveries(
     subscription_id: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[list[DeliveryStatus] | None, Query(description="Any of these")] = None,
     task_id: Annotated[str | None, Query(max_length=100)] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeliveryList:
     """The tenant's deliveries, newest first: by subscription, status (e.g. `failed`)
@@ -241,7 +266,7 @@ async def list_deliveries(
             subscription_id=subscription_id,
             status=status or None,
             task_id=task_id,
-            before_id=cursor,
+            before_id=None if cursor is None else cursors.decode("deliveries", cursor, (str,))[0],
             limit=limit + 1,
         ),
     )
@@ -249,7 +274,7 @@ async def list_deliveries(
     more = len(found) > limit
     return DeliveryList(
         items=[DeliveryOut.of(d) for d in page],
-        next_cursor=page[-1].id if more and page else None,
+        next_cursor=cursors.encode("deliveries", page[-1].id) if more and page else None,
     )
 
 
@@ -261,9 +286,7 @@ async def list_deliveries(
 )
 async def get_delivery(delivery_id: DeliveryId, who: Read, app: App) -> DeliveryOut:
     """One delivery: its attempts, last outcome, and the body it sends."""
-    found = await webhooks.delivery(app, delivery_id, who.tenant)
-    if found is None:
-        raise ProblemError(404, "webhook delivery not found")
+    found = _delivery_found(await webhooks.delivery(app, delivery_id, who.tenant))
     return DeliveryOut.of(found, with_body=True)
 
 
@@ -277,9 +300,7 @@ async def get_delivery(delivery_id: DeliveryId, who: Read, app: App) -> Delivery
 async def retry_delivery(delivery_id: DeliveryId, who: Replay, app: App) -> DeliveryOut:
     """Due now, with a fresh retry schedule and the same `webhook-id`; 409 while it is
     being delivered or its subscription is disabled."""
-    found = await webhooks.retry(app, delivery_id, who.tenant)
-    if found is None:
-        raise ProblemError(404, "webhook delivery not found")
+    found = _delivery_found(await _checked(webhooks.retry(app, delivery_id, who.tenant)))
     return DeliveryOut.of(found)
 
 

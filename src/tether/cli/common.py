@@ -1,11 +1,5 @@
-"""What every command shares: global options, loading the app, running coroutines,
-printing, and turning known errors into one clear line on stderr.
-
-Global options (`--app`, `--database-url`, `--tenant`) are accepted both before the
-command (`tether --app m:app list`) and after it (`tether list --app m:app`); the value
-given after the command wins. Each falls back to its `TETHER_*` environment variable,
-then the config file, then the default (`tether.config.load_settings`).
-"""
+"""What every command shares: loading the app, running coroutines, printing, and
+turning known errors into one clear line on stderr (global options: `options.py`)."""
 
 from __future__ import annotations
 
@@ -15,16 +9,19 @@ import importlib
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from tether.app import Tether
-from tether.config import Settings, load_settings
+from tether.cli.options import Env
+from tether.client import ApiError
 from tether.errors import (
     ConfigError,
     IdempotencyConflict,
@@ -35,7 +32,8 @@ from tether.errors import (
     TetherError,
     UnknownWorkflow,
 )
-from tether.models import Task
+from tether.models import Approval, Task
+from tether.models.times import format_time
 from tether.services import admin
 
 P = ParamSpec("P")
@@ -51,33 +49,6 @@ EXIT_USAGE = 2
 EXIT_CANCELLED = 3
 """`tether watch`: the task ended cancelled."""
 
-AppOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--app",
-        help="The Tether app as pkg.module:attr (env TETHER_APP).",
-        show_default=False,
-    ),
-]
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="sqlite:///path or postgresql://... (env TETHER_DATABASE_URL; "
-        "default sqlite:///tether.db).",
-        show_default=False,
-    ),
-]
-TenantOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--tenant",
-        help="Tenant to act as (env TETHER_TENANT; default 'default').",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
 
 class CLIError(Exception):
     """An error to report as one line on stderr, exiting with `code`."""
@@ -85,51 +56,6 @@ class CLIError(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class GlobalOptions:
-    """Global options given before the command name (see `tether --help`)."""
-
-    app: str | None = None
-    database_url: str | None = None
-    tenant: str | None = None
-
-
-def global_options(ctx: typer.Context) -> GlobalOptions:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
-
-
-@dataclass
-class Env:
-    """Resolved settings for one command."""
-
-    settings: Settings
-    database_url_flag: str | None
-    """The database URL given explicitly (flag or env), which overrides the app's own."""
-
-    @property
-    def tenant(self) -> str:
-        return self.settings.tenant
-
-
-def resolve(
-    ctx: typer.Context,
-    app: str | None = None,
-    database_url: str | None = None,
-    tenant: str | None = None,
-) -> Env:
-    """Merge command options, global options, environment, config file and defaults."""
-    g = global_options(ctx)
-    flags = {
-        "app": app or g.app,
-        "database_url": database_url or g.database_url,
-        "tenant": tenant or g.tenant,
-    }
-    settings = load_settings(flags)
-    explicit_db = flags["database_url"] or os.environ.get("TETHER_DATABASE_URL") or None
-    return Env(settings=settings, database_url_flag=explicit_db)
 
 
 def import_app(ref: str) -> Tether:
@@ -208,6 +134,10 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
         except CLIError as exc:
             fail(str(exc), exc.code)
+        except ApiError as exc:  # the server refused: the same exit codes as locally
+            fail(api_message(exc), EXIT_USAGE if exc.status in (400, 422) else EXIT_ERROR)
+        except httpx.TransportError as exc:
+            fail(f"cannot reach the server: {type(exc).__name__}: {exc}", EXIT_ERROR)
         except _USAGE_ERRORS as exc:
             fail(str(exc), EXIT_USAGE)
         except TaskNotFound as exc:
@@ -226,15 +156,24 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+def api_message(exc: ApiError) -> str:
+    """One line for a problem the server answered: its detail, the first invalid field,
+    and the HTTP status."""
+    text = str(exc.detail or exc.title or "error")
+    if exc.errors:
+        first = exc.errors[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        text += f": {where + ': ' if where else ''}{first.get('msg', '')}"
+    return f"{text} (HTTP {exc.status})"
+
+
 # output ---------------------------------------------------------------------------------
 
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC (`2025-01-02T03:04:05.678Z`), None stays None."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    """Epoch seconds as RFC 3339 UTC (`2025-01-02T03:04:05.678901Z`, the API's format:
+    `tether.models.times`), None stays None."""
+    return format_time(ts)
 
 
 def task_json(task: Task) -> dict[str, Any]:
@@ -260,6 +199,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "cancel_requested": task.cancel_requested,
         "forked_from": task.forked_from,
         "fork_from_seq": task.fork_from_seq,
+        "fork_root": task.fork_root,
         "created_at": iso(task.created_at),
         "updated_at": iso(task.updated_at),
         "started_at": iso(task.started_at),
@@ -267,6 +207,40 @@ def task_json(task: Task) -> dict[str, Any]:
         "run_at": iso(task.run_at),
         "deadline": iso(task.deadline),
     }
+
+
+def approval_json(a: Approval) -> dict[str, Any]:
+    """An approval as plain JSON (the shape `--json` prints)."""
+    request = a.request or {}
+    return {
+        "id": a.id,
+        "task_id": a.task_id,
+        "tenant": a.tenant,
+        "seq": a.seq,
+        "workflow": a.workflow,
+        "status": a.status,
+        "risk": a.risk,
+        "summary": request.get("summary"),
+        "evidence": request.get("evidence") or [],
+        "impact": request.get("impact"),
+        "rollback": request.get("rollback"),
+        "required_approvers": a.required,
+        "approvals": votes(a),
+        "submitter": a.submitter,
+        "decisions": [{**d, "at": iso(d.get("at"))} for d in a.decisions],
+        "resolution": a.resolution,
+        "reason": a.reason,
+        "changes": a.changes,
+        "created_at": iso(a.created_at),
+        "expires_at": iso(a.expires_at),
+        "on_timeout": a.on_timeout,
+        "decided_at": iso(a.decided_at),
+    }
+
+
+def votes(a: Approval) -> int:
+    """Approving decisions so far."""
+    return sum(1 for d in a.decisions if d.get("approve"))
 
 
 def print_json(value: Any) -> None:
@@ -287,8 +261,39 @@ STATUS_STYLE = {
 }
 
 
+APPROVAL_STYLE = {"pending": "magenta", "approved": "green", "rejected": "red"}
+
+
 def styled_status(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+    """A task's (or an approval's) status, coloured."""
+    style = STATUS_STYLE.get(status) or APPROVAL_STYLE.get(status, "white")
+    return f"[{style}]{status}[/]"
+
+
+def fitted_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: int, title: str | None = None
+) -> Table:
+    """A table that fits the terminal: every column but `flexible` is shown whole (ids,
+    statuses, times), and the `flexible` one (a name, a summary) is cut with "…" to the
+    room left. Cells may hold Rich markup."""
+    plain = [[Text.from_markup(cell).cell_len for cell in row] for row in rows]
+    widths = [max(len(h), *(p[i] for p in plain), 1) for i, h in enumerate(headers)]
+    fixed = sum(w for i, w in enumerate(widths) if i != flexible)
+    room = max(8, console.width - fixed - 3 * (len(headers) - 1))  # " │ " between columns
+    table = Table(show_edge=False, pad_edge=False, title=title, title_justify="left")
+    for i, header in enumerate(headers):
+        if i == flexible:
+            table.add_column(header, no_wrap=True, max_width=room)
+        else:
+            table.add_column(header, no_wrap=True, min_width=widths[i])
+    for row in rows:
+        cells = list(row)
+        text = Text.from_markup(cells[flexible])
+        if text.cell_len > room:
+            text.truncate(room - 1)
+            text.append("…")
+        table.add_row(*cells[:flexible], text, *cells[flexible + 1 :])
+    return table
 
 
 def local_time(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import typer
 
 from tether.cli.common import (
-    AppOpt,
-    DatabaseOpt,
     build_app,
     console,
     handle_errors,
-    resolve,
     run,
 )
+from tether.cli.options import AppOpt, DatabaseOpt, resolve
 from tether.cli.root import cli
 from tether.services import admin
 
@@ -21,7 +19,7 @@ from tether.services import admin
 @handle_errors
 def migrate(ctx: typer.Context, app: AppOpt = None, database_url: DatabaseOpt = None) -> None:
     """Bring the database schema up to date (safe to run again, and concurrently)."""
-    env = resolve(ctx, app, database_url)
+    env = resolve(ctx, app, database_url, local_only=True)
     tether_app = build_app(env)
     with console.status(f"migrating {admin.database(tether_app)} ..."):
         done = run(admin.migrate(tether_app))

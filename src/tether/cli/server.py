@@ -14,19 +14,15 @@ import typer
 
 from tether.cli.common import (
     EXIT_USAGE,
-    AppOpt,
     CLIError,
-    DatabaseOpt,
-    JsonOpt,
-    TenantOpt,
     build_app,
     console,
     handle_errors,
     print_json,
-    resolve,
     run,
 )
-from tether.cli.root import cli
+from tether.cli.options import AppOpt, DatabaseOpt, JsonOpt, TenantOpt, resolve
+from tether.cli.root import App, cli
 from tether.config import Settings
 from tether.services import api_keys
 
@@ -63,7 +59,7 @@ def server(
     """Serve the HTTP API (and run workers in the same process, unless --no-workers)."""
     from tether.api.server import serve
 
-    env = resolve(ctx, app, database_url, tenant)
+    env = resolve(ctx, app, database_url, tenant, local_only=True)
     settings = env.settings.model_copy(update={"dev": True}) if dev else env.settings
     tether_app = build_app(env, required=True)
     options = {"concurrency": concurrency} if concurrency else None
@@ -78,7 +74,7 @@ def server(
     )
 
 
-token_cli = typer.Typer(help="Bearer tokens (JWT) for the HTTP API.", no_args_is_help=True)
+token_cli = App(help="Bearer tokens (JWT) for the HTTP API.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 
 
@@ -121,7 +117,7 @@ def token_create(
         typer.echo(token)
 
 
-apikey_cli = typer.Typer(help="API keys for machines (stored hashed).", no_args_is_help=True)
+apikey_cli = App(help="API keys for machines (stored hashed).", no_args_is_help=True)
 cli.add_typer(apikey_cli, name="apikey")
 
 
@@ -136,7 +132,7 @@ def apikey_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key; its secret is printed once and never stored."""
-    env = resolve(ctx, database_url=database_url, tenant=tenant)
+    env = resolve(ctx, database_url=database_url, tenant=tenant, local_only=True)
     tether_app = build_app(env)
 
     async def go() -> tuple[str, str]:
@@ -166,7 +162,7 @@ def apikey_revoke(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke an API key at once."""
-    env = resolve(ctx, database_url=database_url, tenant=tenant)
+    env = resolve(ctx, database_url=database_url, tenant=tenant, local_only=True)
     tether_app = build_app(env)
 
     async def go() -> bool:

@@ -1,4 +1,9 @@
-"""Task commands: `submit`, `status`, `list`, `cancel`, `signal`."""
+"""Task commands: `submit`, `status`, `list`, `cancel`, `signal`, `rerun`.
+
+Each runs one code path on an `Operations` (`tether.cli.operations`): the database, or a
+server with `--server`. Every task id argument may be a full id or a unique beginning or
+end of one (`tether.cli.refs`).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,33 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from tether.app import Tether
+from tether.cli import refs
 from tether.cli.common import (
     EXIT_USAGE,
-    AppOpt,
     CLIError,
-    DatabaseOpt,
-    JsonOpt,
-    TenantOpt,
-    build_app,
+    approval_json,
     console,
+    fitted_table,
     handle_errors,
     local_time,
     print_json,
-    resolve,
-    run,
     styled_status,
     task_json,
+    votes,
 )
+from tether.cli.operations import Operations, run_with
+from tether.cli.options import JsonOpt, resolve, takes_global_options
 from tether.cli.root import cli
-from tether.models import StepRecord, Task, TaskFilter, TaskStatus
+from tether.cli.step_errors import failed_attempts_hint, print_attempt_errors, step_json
+from tether.client import ApiError
+from tether.models import Approval, StepRecord, Task, TaskStatus
+
+TaskRef = Annotated[
+    str, typer.Argument(metavar="ID", help="Task id (or a unique beginning or end of it).")
+]
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -39,44 +49,45 @@ def parse_json(text: str, what: str) -> Any:
 
 
 @cli.command()
+@takes_global_options
 @handle_errors
 def submit(
     ctx: typer.Context,
     workflow: Annotated[str, typer.Argument(help="Name of a registered workflow.")],
-    input: Annotated[str, typer.Option("--input", "-i", help="The task input as JSON.")] = "null",
+    input: Annotated[
+        str, typer.Option("--input", "-i", metavar="JSON", help="The task input as JSON.")
+    ] = "null",
     idempotency_key: Annotated[
         str | None,
-        typer.Option("--idempotency-key", help="Same key + same input → the same task."),
+        typer.Option(
+            "--idempotency-key", metavar="KEY", help="Same key + same input → the same task."
+        ),
     ] = None,
     correlation_id: Annotated[
-        str | None, typer.Option("--correlation-id", help="Your id for this piece of work.")
+        str | None,
+        typer.Option("--correlation-id", metavar="ID", help="Your id for this piece of work."),
     ] = None,
-    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
-    queue: Annotated[str | None, typer.Option(help="Queue (default: the workflow's).")] = None,
+    priority: Annotated[int, typer.Option(metavar="N", help="Higher runs first.")] = 0,
+    queue: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Queue (default: the workflow's).")
+    ] = None,
     json: JsonOpt = False,
-    app: AppOpt = None,
-    database_url: DatabaseOpt = None,
-    tenant: TenantOpt = None,
 ) -> None:
     """Submit a task; prints its id (nothing runs here: workers pick it up)."""
-    env = resolve(ctx, app, database_url, tenant)
+    env = resolve(ctx)
     value = parse_json(input, "--input")
-    tether_app = build_app(env, required=True)
 
-    async def go() -> tuple[Task, bool]:
-        async with tether_app:
-            handle = await tether_app.submit(
-                workflow,
-                value,
-                idempotency_key=idempotency_key,
-                tenant=env.tenant,
-                correlation_id=correlation_id,
-                priority=priority,
-                queue=queue,
-            )
-            return handle.initial, handle.created
+    async def go(ops: Operations) -> tuple[Task, bool]:
+        return await ops.submit(
+            workflow,
+            value,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            priority=priority,
+            queue=queue,
+        )
 
-    task, created = run(go())
+    task, created = run_with(env, go, needs_app=True)
     if json:
         print_json({**task_json(task), "created": created})
         return
@@ -89,31 +100,60 @@ def submit(
         )
 
 
-async def _task_and_steps(app: Tether, task_id: str, tenant: str) -> tuple[Task, list[StepRecord]]:
-    async with app:
-        task = await app.get(task_id, tenant=tenant)
-        return task, await app.steps(task_id, tenant=tenant)
-
-
 @cli.command()
+@takes_global_options
 @handle_errors
 def status(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
+    task_ref: TaskRef,
+    steps_detail: Annotated[
+        bool,
+        typer.Option(
+            "--steps",
+            help="Also show every failed attempt of each step: error, traceback, "
+            "classification and retry decision (with --json: the step log too).",
+        ),
+    ] = False,
     json: JsonOpt = False,
-    app: AppOpt = None,
-    database_url: DatabaseOpt = None,
-    tenant: TenantOpt = None,
 ) -> None:
-    """Show a task and its steps."""
-    env = resolve(ctx, app, database_url, tenant)
-    task, steps = run(_task_and_steps(build_app(env), task_id, env.tenant))
+    """Show a task, its approvals and its steps."""
+    env = resolve(ctx)
+
+    async def go(ops: Operations) -> tuple[Task, list[StepRecord], list[Approval] | None]:
+        task = await refs.find_task(ops, task_ref)
+        steps = await ops.steps(task.id)
+        try:
+            return task, steps, await ops.approvals(task_id=task.id)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return task, steps, None  # this credential may read tasks, not approvals
+
+    task, steps, approvals = run_with(env, go)
     if json:
-        print_json(task_json(task))
+        shown = None if approvals is None else [approval_json(a) for a in approvals]
+        out = {**task_json(task), "approvals": shown}
+        if steps_detail:
+            out["steps"] = [step_json(s) for s in steps]
+        print_json(out)
         return
+    console.print(_task_grid(task))
+    if approvals is None:
+        console.print("[dim]approvals: not shown (the credential lacks approvals:read)[/]")
+    elif approvals:
+        console.print(_approvals_table(approvals))
+    if steps:
+        console.print(_steps_table(steps))
+    if steps_detail:
+        print_attempt_errors(steps)
+    elif (hint := failed_attempts_hint(task.id, steps)) is not None:
+        console.print(hint, highlight=False)
+
+
+def _task_grid(task: Task) -> Table:
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
     status_text = styled_status(str(task.status))
     if task.wait_reason is not None and task.status == TaskStatus.WAITING:
         status_text += f" ({task.wait_reason})"
@@ -127,36 +167,55 @@ def status(
     grid.add_row("created", local_time(task.created_at))
     if task.finished_at is not None:
         grid.add_row("finished", local_time(task.finished_at))
+    if task.forked_from is not None:
+        since = f" from step {task.fork_from_seq}" if task.fork_from_seq else ""
+        grid.add_row("re-run of", f"{task.forked_from}{since}")
     if task.idempotency_key:
         grid.add_row("idempotency key", task.idempotency_key)
     if task.error is not None:
         where = f" in step {task.error.step!r}" if task.error.step else ""
         grid.add_row("error", f"[red]{task.error.type}{where}: {task.error.message}[/]")
     if task.status == TaskStatus.SUCCEEDED:
-        grid.add_row("result", _short(task.result))
-    console.print(grid)
-    if steps:
-        table = Table(title="steps", title_justify="left", show_edge=False)
-        for col in ("#", "step", "kind", "status", "attempts", "duration"):
-            table.add_column(col)
-        for s in steps:
-            duration = (
-                f"{s.finished_at - s.started_at:.2f}s"
-                if s.finished_at is not None and s.started_at is not None
-                else "-"
-            )
-            table.add_row(
-                str(s.seq),
-                s.name,
-                str(s.kind),
-                styled_status(str(s.status)),
-                str(s.attempts),
-                duration,
-            )
-        console.print(table)
+        grid.add_row("result", _short_json(task.result))
+    return grid
 
 
-def _short(value: Any, width: int = 100) -> str:
+def _approvals_table(approvals: list[Approval]) -> Table:
+    shown = refs.short_ids(a.id for a in approvals)
+    rows = [
+        [
+            shown[a.id],
+            str(a.seq),
+            a.risk,
+            styled_status(a.status),
+            f"{votes(a)}/{a.required}",
+            escape(str((a.request or {}).get("summary") or "")),
+        ]
+        for a in approvals
+    ]
+    headers = ("id", "#", "risk", "status", "votes", "summary")
+    return fitted_table(headers, rows, flexible=5, title="approvals")
+
+
+def _steps_table(steps: list[StepRecord]) -> Table:
+    rows = [
+        [
+            str(s.seq),
+            escape(s.name),
+            str(s.kind),
+            styled_status(str(s.status)),
+            str(s.attempts),
+            f"{s.finished_at - s.started_at:.2f}s"
+            if s.finished_at is not None and s.started_at is not None
+            else "-",
+        ]
+        for s in steps
+    ]
+    headers = ("#", "step", "kind", "status", "attempts", "duration")
+    return fitted_table(headers, rows, flexible=1, title="steps")
+
+
+def _short_json(value: Any, width: int = 100) -> str:
     text = orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -177,72 +236,61 @@ def _parse_statuses(text: str | None) -> list[TaskStatus] | None:
 
 
 @cli.command("list")
+@takes_global_options
 @handle_errors
 def list_(
     ctx: typer.Context,
     status: Annotated[
-        str | None, typer.Option("--status", "-s", help="Filter: status[,status...].")
+        str | None,
+        typer.Option("--status", "-s", metavar="S[,S]", help="Filter: status[,status...]."),
     ] = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Filter.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", metavar="NAME", help="Filter.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, max=10000)] = 50,
     json: JsonOpt = False,
-    app: AppOpt = None,
-    database_url: DatabaseOpt = None,
-    tenant: TenantOpt = None,
 ) -> None:
-    """List tasks, newest first."""
-    env = resolve(ctx, app, database_url, tenant)
-    flt = TaskFilter(
-        tenant=env.tenant, status=_parse_statuses(status), workflow=workflow, limit=limit
-    )
-    tether_app = build_app(env)
+    """List tasks, newest first (short ids: any unique end of an id works as the id)."""
+    env = resolve(ctx)
+    statuses = _parse_statuses(status)
 
-    async def go() -> list[Task]:
-        async with tether_app:
-            return await tether_app.list_tasks(flt)
+    async def go(ops: Operations) -> list[Task]:
+        return await ops.tasks(status=statuses, workflow=workflow, limit=limit)
 
-    tasks = run(go())
+    tasks = run_with(env, go)
     if json:
         print_json([task_json(t) for t in tasks])
         return
     if not tasks:
         console.print("[dim]no tasks[/]")
         return
-    table = Table(show_edge=False)
-    table.add_column("id", no_wrap=True, min_width=36)  # whole, for copy and paste
-    for col in ("workflow", "status", "steps", "attempt", "created"):
-        table.add_column(col)
-    for t in tasks:
-        table.add_row(
-            t.id,
-            t.workflow,
+    shown = refs.short_ids(t.id for t in tasks)
+    rows = [
+        [
+            shown[t.id],
+            escape(t.workflow),
             styled_status(str(t.status)),
             str(t.steps_done),
             str(t.attempt),
             local_time(t.created_at, "%m-%d %H:%M:%S"),
-        )
-    console.print(table)
+        ]
+        for t in tasks
+    ]
+    headers = ("id", "workflow", "status", "steps", "attempt", "created")
+    console.print(fitted_table(headers, rows, flexible=1))
 
 
 @cli.command()
+@takes_global_options
 @handle_errors
-def cancel(
-    ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
-    json: JsonOpt = False,
-    app: AppOpt = None,
-    database_url: DatabaseOpt = None,
-    tenant: TenantOpt = None,
-) -> None:
+def cancel(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None:
     """Cancel a task: queued and waiting ones at once, running ones cooperatively."""
-    env = resolve(ctx, app, database_url, tenant)
-    tether_app = build_app(env)
+    env = resolve(ctx)
 
-    async def go() -> Task:
-        async with tether_app:
-            return await tether_app.cancel(task_id, tenant=env.tenant, by="cli")
+    async def go(ops: Operations) -> Task:
+        return await ops.cancel((await refs.find_task(ops, task_ref)).id)
 
-    task = run(go())
+    task = run_with(env, go)
     if json:
         print_json(task_json(task))
     elif task.status == TaskStatus.CANCELLED:
@@ -255,25 +303,62 @@ def cancel(
 
 
 @cli.command()
+@takes_global_options
 @handle_errors
 def signal(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="TASK", help="Task id.")],
+    task_ref: Annotated[
+        str, typer.Argument(metavar="TASK", help="Task id (or a unique beginning or end of it).")
+    ],
     name: Annotated[str, typer.Argument(help="Signal name the workflow waits for.")],
-    data: Annotated[str, typer.Option("--data", "-d", help="Payload as JSON.")] = "null",
-    app: AppOpt = None,
-    database_url: DatabaseOpt = None,
-    tenant: TenantOpt = None,
+    data: Annotated[
+        str, typer.Option("--data", "-d", metavar="JSON", help="Payload as JSON.")
+    ] = "null",
 ) -> None:
     """Send a signal to a task (kept until its workflow waits for it)."""
-    env = resolve(ctx, app, database_url, tenant)
+    env = resolve(ctx)
     payload = parse_json(data, "--data")
-    tether_app = build_app(env)
 
-    async def go() -> int:
-        async with tether_app:
-            record = await tether_app.signal(task_id, name, payload, tenant=env.tenant)
-            return record.id
+    async def go(ops: Operations) -> tuple[str, int]:
+        task = await refs.find_task(ops, task_ref)
+        return task.id, await ops.signal(task.id, name, payload)
 
-    signal_id = run(go())
+    task_id, signal_id = run_with(env, go)
     console.print(f"signal {name!r} sent to {task_id} (#{signal_id})")
+
+
+@cli.command()
+@takes_global_options
+@handle_errors
+def rerun(
+    ctx: typer.Context,
+    task_ref: TaskRef,
+    from_step: Annotated[
+        int | None,
+        typer.Option(
+            "--from-step",
+            metavar="N",
+            min=1,
+            help="Run step N (its # in `tether status`) and every later one again.",
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Re-run an ended task as a new linked task that reuses its finished steps.
+
+    With --from-step N, step N and every later one run again. A step that runs again
+    presents the idempotency key of the step it replaces."""
+    env = resolve(ctx)
+
+    async def go(ops: Operations) -> Task:
+        return await ops.rerun((await refs.find_task(ops, task_ref)).id, from_step)
+
+    task = run_with(env, go, needs_app=True)  # locally: the input is validated again
+    if json:
+        print_json(task_json(task))
+        return
+    reused = f", {task.steps_done} finished steps reused" if task.steps_done else ""
+    console.print(
+        f"re-running {task.forked_from} as [bold]{task.id}[/] "
+        f"({styled_status(str(task.status))}{reused})"
+    )

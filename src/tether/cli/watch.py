@@ -1,39 +1,26 @@
 """`tether watch ID`: follow a task step by step until it ends.
 
-Progress comes from the task's append-only event log, followed with
-`tether.follow.follow_task`: read every ~200 ms and at once when this process's hub
-reports a change, so it works for tasks run by workers in other processes.
-Exit status: 0 succeeded, 1 failed, 3 cancelled.
+Progress comes from the task's append-only event log: locally followed with
+`tether.follow.follow_task` (read every ~200 ms, and at once when this process's hub
+reports a change, so it works for tasks run by workers in other processes), with
+`--server` from the server's event stream. Exit status: 0 succeeded, 1 failed,
+3 cancelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import aclosing
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from tether.app import Tether
-from tether.cli.common import (
-    EXIT_CANCELLED,
-    EXIT_ERROR,
-    AppOpt,
-    DatabaseOpt,
-    TenantOpt,
-    build_app,
-    console,
-    handle_errors,
-    resolve,
-    run,
-    styled_status,
-)
+from tether.cli import refs
+from tether.cli.common import EXIT_CANCELLED, EXIT_ERROR, console, handle_errors, styled_status
+from tether.cli.operations import Operations, run_with
+from tether.cli.options import resolve, takes_global_options
 from tether.cli.root import cli
-from tether.follow import follow_task
 from tether.models import Event, EventType, Task, TaskStatus
 
-POLL_SECONDS = 0.2
 RECORDED_KINDS = {"now", "uuid", "random"}
 
 
@@ -63,18 +50,37 @@ def describe(event: Event) -> str | None:
         retried = f" after {tries} attempts" if tries > 1 else ""
         return f"[green]✔[/] step {label}{retried}{who}"
     if t == EventType.STEP_RETRYING:
+        delay = data.get("retry_in")
+        when = f" in {delay:.2f}s" if isinstance(delay, int | float) else ""
+        how = " (durable wait)" if event.decision == "retry_backoff" else ""
         return (
-            f"[yellow]↻[/] step {label}: attempt {data.get('attempts', '?')} failed "
-            f"({escape(event.error_class or 'error')}, transient), will retry{who}"
+            f"[yellow]↻[/] step {label}: attempt {data.get('attempts', '?')} failed: "
+            f"{_raised(event)}{_classified(data)}, will retry{when}{how}{who}"
         )
     if t == EventType.STEP_FAILED:
-        return f"[red]✘[/] step {label} failed: {escape(event.error_class or 'error')}{who}"
+        reason = data.get("reason")
+        why = f", gave up ({escape(str(reason).replace('_', ' '))})" if reason else ""
+        return f"[red]✘[/] step {label} failed: {_raised(event)}{_classified(data)}{why}{who}"
     if t == EventType.TASK_WAITING:
         return f"[magenta]⏸[/] waiting ({escape(event.decision or '')}), worker slot freed"
     if t == EventType.TASK_QUEUED:
         return f"[cyan]●[/] queued again ({escape(event.decision or '')})"
     if t == EventType.TASK_RELEASED:
         return f"[yellow]⏏[/] handed back to the queue{who} ({escape(event.decision or '')})"
+    if t == EventType.APPROVAL_REQUESTED:
+        needs = data.get("required")
+        who = f", {needs} approver{'s' if needs != 1 else ''}" if needs else ""
+        return (
+            f"[magenta]◆[/] approval {escape(refs.short(str(data.get('approval_id'))))} "
+            f"requested (risk {escape(str(data.get('risk', '?')))}{who})"
+        )
+    if t == EventType.APPROVAL_DECISION:
+        verb = "approves" if event.decision == "approve" else "rejects"
+        return f"[magenta]◆[/] {escape(str(data.get('reviewer', '?')))} {verb}"
+    if t == EventType.APPROVAL_DECIDED:
+        approval = refs.short(str(data.get("approval_id") or "?"))
+        outcome = str(data.get("status") or event.decision or "?")
+        return f"[magenta]◆[/] approval {escape(approval)} {styled_status(outcome)}"
     if t == EventType.TASK_CANCEL_REQUESTED:
         return "[bright_black]■[/] cancellation requested"
     if t in (EventType.TASK_SUCCEEDED, EventType.TASK_FAILED, EventType.TASK_CANCELLED):
@@ -88,65 +94,53 @@ def describe(event: Event) -> str | None:
     return f"[dim]{escape(t)}[/]"
 
 
-async def follow(
-    app: Tether,
-    task_id: str,
-    tenant: str | None,
-    on_event: Callable[[Event], None],
-    on_poll: Callable[[Task], None] | None = None,
-    poll: float = POLL_SECONDS,
-) -> Task:
-    """Feed the task's events to `on_event` in order until it ends; return the task."""
-    await app.open()
-    rounds = follow_task(app.store, app.clock, task_id, tenant, after=0, poll=poll)
-    async with aclosing(rounds):
-        async for update in rounds:
-            for event in update.events:
-                on_event(event)
-            if update.ended:
-                return update.task  # its final event was read after the terminal status
-            if on_poll is not None:
-                on_poll(update.task)
-    raise AssertionError("follow_task stops only after an ended update")
+def _raised(event: Event) -> str:
+    message = (event.data or {}).get("message")
+    text = event.error_class or "error"
+    return escape(f"{text}: {message}" if message else text)
+
+
+def _classified(data: dict[str, object]) -> str:
+    if "transient" not in data:  # an event written before the payload said so
+        return ""
+    verdict = "transient" if data["transient"] else "permanent"
+    return f" [dim]({verdict}, by {escape(str(data.get('classified_by', '?')))})[/]"
 
 
 @cli.command()
+@takes_global_options
 @handle_errors
 def watch(
     ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="ID", help="Task id.")],
-    app: AppOpt = None,
-    database_url: DatabaseOpt = None,
-    tenant: TenantOpt = None,
+    task_ref: Annotated[
+        str, typer.Argument(metavar="ID", help="Task id (or a unique beginning or end of it).")
+    ],
 ) -> None:
     """Follow a task live, step by step, until it ends (exit 0 only if it succeeded)."""
-    env = resolve(ctx, app, database_url, tenant)
-    tether_app = build_app(env)
+    env = resolve(ctx)
     first_at: list[float] = []
+    done: list[str] = []
 
-    def on_event(event: Event) -> None:
-        if not first_at:
-            first_at.append(event.at)
-        line = describe(event)
-        if line is not None:
-            console.print(f"[dim]{event.at - first_at[0]:8.2f}s[/]  {line}", highlight=False)
+    async def go(ops: Operations) -> Task:
+        task = await refs.find_task(ops, task_ref)
+        with console.status(f"following {task.id} ...") as spinner:
 
-    async def go() -> Task:
-        with console.status("waiting for progress...") as spinner:
+            def on_event(event: Event) -> None:
+                if not first_at:
+                    first_at.append(event.at)
+                line = describe(event)
+                if line is not None:
+                    console.print(
+                        f"[dim]{event.at - first_at[0]:8.2f}s[/]  {line}", highlight=False
+                    )
+                if event.type == EventType.STEP_SUCCEEDED and event.step:
+                    done.append(event.step)
+                spinner.update(f"{len(done)} steps done" + (f" · last: {done[-1]}" if done else ""))
 
-            def on_poll(task: Task) -> None:
-                spinner.update(
-                    f"{task.status} · {task.steps_done} steps done"
-                    + (f" · last: {task.current_step}" if task.current_step else "")
-                )
-
-            try:
-                return await follow(tether_app, task_id, env.tenant, on_event, on_poll)
-            finally:
-                await tether_app.close()
+            return await ops.follow(task.id, on_event)
 
     try:
-        task = run(go())
+        task = run_with(env, go)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if task.status == TaskStatus.SUCCEEDED:

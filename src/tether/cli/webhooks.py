@@ -1,7 +1,8 @@
 """`tether webhooks ...`: subscriptions, their deliveries, retry and replay.
 
-Like the other commands they talk to the database directly, as the tenant given by
-`--tenant`, through `tether.services.webhooks`. A URL the egress guard refuses is a
+They work on the database itself (like `tether apikey`; `--server` is refused), as the
+tenant given by `--tenant`, through `tether.services.webhooks`; over HTTP the same
+operations are `/v1/webhooks` and `tether.Client.webhooks`. A URL the egress guard refuses is a
 usage error (exit 2) with the reason; nothing is stored.
 """
 
@@ -17,21 +18,17 @@ from rich.table import Table
 
 from tether.cli.common import (
     EXIT_USAGE,
-    AppOpt,
     CLIError,
-    DatabaseOpt,
-    JsonOpt,
-    TenantOpt,
     build_app,
     console,
     handle_errors,
     iso,
     local_time,
     print_json,
-    resolve,
     run,
 )
-from tether.cli.root import cli
+from tether.cli.options import AppOpt, DatabaseOpt, JsonOpt, TenantOpt, resolve
+from tether.cli.root import App, cli
 from tether.egress import EgressRefused
 from tether.errors import InvalidWebhook
 from tether.models.webhooks import (
@@ -43,7 +40,7 @@ from tether.models.webhooks import (
 from tether.services import webhooks as service
 
 T = TypeVar("T")
-webhooks_cli = typer.Typer(
+webhooks_cli = App(
     help="Webhook subscriptions, deliveries, retry and replay (docs/webhooks.md).",
     no_args_is_help=True,
 )
@@ -122,7 +119,7 @@ def parse_since(text: str, now: float | None = None) -> float:
 
 
 def _call(ctx: typer.Context, app: str | None, db: str | None, tenant: str | None) -> Any:
-    env = resolve(ctx, app, db, tenant)
+    env = resolve(ctx, app, db, tenant, local_only=True)
     tether_app = build_app(env)
 
     def go(make: Any) -> Any:

@@ -20,15 +20,12 @@ import typer
 
 from tether.app import Tether
 from tether.cli.common import (
-    AppOpt,
-    DatabaseOpt,
-    TenantOpt,
     build_app,
     err_console,
     handle_errors,
-    resolve,
     run,
 )
+from tether.cli.options import AppOpt, DatabaseOpt, TenantOpt, resolve
 from tether.cli.root import cli
 from tether.services import admin
 
@@ -60,7 +57,7 @@ def worker(
     tenant: TenantOpt = None,
 ) -> None:
     """Run a worker: claim tasks and run their workflows until SIGTERM/SIGINT."""
-    env = resolve(ctx, app, database_url, tenant)
+    env = resolve(ctx, app, database_url, tenant, local_only=True)
     tether_app = build_app(env, required=True)
     logging.basicConfig(
         level=log_level.upper(),

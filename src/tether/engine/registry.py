@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from tether import serde
-from tether.errors import InputValidationError
+from tether.errors import InputValidationError, UnknownWorkflow
 from tether.retry import DEFAULT_RETRY, RetryBudget, RetryPolicy
 
 WorkflowFn = Callable[..., Awaitable[Any]]
@@ -145,6 +145,67 @@ class WorkflowDef:
             raise InputValidationError(
                 self.name, [{"loc": ("input",), "msg": f"not JSON serializable: {exc}"}]
             ) from None
+
+
+WorkflowVersion = tuple[str, int]
+"""A (workflow name, version) pair: what a worker claims and a task runs on."""
+
+
+class Registry(Mapping[str, WorkflowDef]):
+    """The registered workflows, by name and version (ADR 64).
+
+    Several versions of one workflow may be registered at once (a rolling deploy keeps
+    the old version for the tasks that started on it). As a mapping, each name stands
+    for its newest version: the one a submission that names no version gets.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[int, WorkflowDef]] = {}
+
+    def add(self, wf: WorkflowDef) -> None:
+        """Register `wf`; raises `ValueError` when its name and version are taken."""
+        versions = self._by_name.setdefault(wf.name, {})
+        if wf.version in versions:
+            raise ValueError(f"workflow {wf.name!r} version {wf.version} is registered twice")
+        versions[wf.version] = wf
+
+    def lookup(self, name: str, version: int | None = None) -> WorkflowDef:
+        """Version `version` of `name` (None: the newest); raises `UnknownWorkflow`."""
+        versions = self._by_name.get(name)
+        if not versions:
+            known = ", ".join(sorted(self._by_name)) or "none registered"
+            raise UnknownWorkflow(f"unknown workflow {name!r} (known: {known})")
+        if version is None:
+            return versions[max(versions)]
+        wf = versions.get(version)
+        if wf is None:
+            have = ", ".join(str(v) for v in sorted(versions))
+            raise UnknownWorkflow(
+                f"workflow {name!r} has no version {version} here (registered: {have})"
+            )
+        return wf
+
+    def has(self, name: str, version: int) -> bool:
+        """Whether version `version` of `name` is registered."""
+        return version in self._by_name.get(name, {})
+
+    def definitions(self) -> list[WorkflowDef]:
+        """Every registered version of every workflow."""
+        return [wf for versions in self._by_name.values() for wf in versions.values()]
+
+    def versions(self) -> list[WorkflowVersion]:
+        """Every registered (name, version), sorted: what this app's workers claim."""
+        return sorted((n, v) for n, versions in self._by_name.items() for v in versions)
+
+    def __getitem__(self, name: str) -> WorkflowDef:
+        versions = self._by_name[name]
+        return versions[max(versions)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
 
 
 @dataclass

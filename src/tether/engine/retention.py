@@ -18,6 +18,8 @@ log = logging.getLogger("tether.retention")
 
 SWEEP_EVERY = 600.0
 """Seconds between sweeps of one worker (with jitter, so a fleet spreads out)."""
+FIRST_SWEEP_WITHIN = 60.0
+"""A worker's first sweep comes at a random point this many seconds after it starts."""
 BATCH = 500
 PAUSE = 0.05
 """Seconds between batches: lets other transactions through."""
@@ -50,7 +52,7 @@ async def purge_ended(
 
 async def retention_loop(store: Store, clock: Clock, older_than: float) -> None:
     """Sweep forever, about every `SWEEP_EVERY` seconds; errors are logged, not raised."""
-    await asyncio.sleep(random.uniform(0, 60))
+    await asyncio.sleep(random.uniform(0, FIRST_SWEEP_WITHIN))
     while True:
         try:
             await purge_ended(store, clock, older_than)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from tether.clock import Clock
 from tether.engine.approvals import RiskPolicy
-from tether.engine.registry import WorkflowDef
+from tether.engine.registry import WorkflowDef, WorkflowVersion
 from tether.errors import Classifier
 from tether.store.base import Store
 
@@ -42,12 +42,14 @@ class Runtime(Protocol):
         for `tenant` needs (or whether it is approved automatically)."""
         ...
 
-    def registry_lookup(self, workflow: str) -> WorkflowDef:
-        """The definition of `workflow`; raises `UnknownWorkflow` when it is not known."""
+    def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:
+        """Version `version` of `workflow` (None: the newest); raises `UnknownWorkflow`
+        when it is not known."""
         ...
 
-    def workflow_names(self) -> list[str]:
-        """The workflows a worker may claim tasks of, sorted (claims name them)."""
+    def workflow_versions(self) -> list[WorkflowVersion]:
+        """The (workflow, version) pairs a worker may claim tasks of, sorted (claims
+        name them: a task never runs on code of another version; ADR 64)."""
         ...
 
     async def open(self) -> None:

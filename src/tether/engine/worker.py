@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
 from tether.engine.committer import Committer
+from tether.engine.presence import presence_loop, record_presence
+from tether.engine.registry import WorkflowVersion
 from tether.engine.retention import retention_loop
 from tether.engine.run import HOLD_LIMIT, TaskRun
 from tether.engine.run.log import RunLog
@@ -32,7 +34,7 @@ from tether.engine.runtime import Runtime
 from tether.engine.threads import StepThreads
 from tether.errors import UnknownWorkflow
 from tether.ids import new_id
-from tether.store.base import Claimed, Release
+from tether.store.base import Claimed, Release, WorkerPresence
 
 log = logging.getLogger("tether.worker")
 
@@ -78,6 +80,7 @@ class Worker:
         retention: float | None = None,
         eager: bool = True,
         gc_threshold: int = 10_000,
+        max_lease_expiries: int = 0,
         companions: Sequence[Companion] = (),
     ) -> None:
         if concurrency < 1:
@@ -97,13 +100,20 @@ class Worker:
         self.gc_threshold = gc_threshold
         """First-generation GC threshold while this worker runs (0: leave the GC alone;
         `tether.engine.gc_threshold`, ADR 49)."""
+        self.max_lease_expiries = max_lease_expiries
+        """A task whose lease expires this many times in a row (no step recorded in
+        between) is failed by this worker's claim instead of run again (0: no limit)."""
         self.companions = list(companions)
         """Services started after this worker and stopped before it stops."""
         self._gc_held = False
+        self._unrunnable: set[WorkflowVersion] = set()
+        """(workflow, version) pairs a claim returned but the runtime could not look up:
+        left out of later claims, so a handed-back task is not claimed here again."""
         self._reserved = 0
         self.committer = Committer(runtime.store, self.id, runtime.clock)
         self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
+        self._claiming = False
         self._concluding: set[RunState] = set()
         """Runs whose outcome is decided and handed to the committer: they hold no slot
         (their user code is done), only a lease until the outcome commits (ADR 46)."""
@@ -116,6 +126,8 @@ class Worker:
         self._main: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
+        self._presence: asyncio.Task[None] | None = None
+        self._started_at = 0.0
         self.completed = 0
 
     # public life cycle ----------------------------------------------------------------
@@ -125,6 +137,12 @@ class Worker:
             gc_threshold.hold(self.gc_threshold)
             self._gc_held = True
         self.committer.start()
+        self._started_at = self.runtime.clock.now()
+        store, clock = self.runtime.store, self.runtime.clock
+        await record_presence(store, clock, self.presence)
+        self._presence = asyncio.create_task(
+            presence_loop(store, clock, self.presence), name="tether-presence"
+        )
         self._main = asyncio.create_task(self._claim_loop(), name=f"tether-worker-{self.id}")
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
         if self.retention is not None:
@@ -161,10 +179,14 @@ class Worker:
             self.committer.submit(Release(task_id, run.task.attempt))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()))
-        for loop_task in (self._heartbeat, self._retention):
+        for loop_task in (self._heartbeat, self._retention, self._presence):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
+        try:
+            await self.runtime.store.worker_gone(self.id)
+        except Exception as exc:  # its record goes stale by itself
+            log.debug("removing the presence of worker %s failed: %s", self.id, exc)
         # Every run has ended: what a run still holds (one that lost its lease) is
         # never to be committed, here or by a later start of this worker.
         self._holding.clear()
@@ -183,8 +205,8 @@ class Worker:
 
     @property
     def idle(self) -> bool:
-        """No task runs here and nothing waits to be committed."""
-        return not self._runs and self.committer.idle
+        """No task runs here, no claim is under way and nothing waits to be committed."""
+        return not self._runs and not self._claiming and self.committer.idle
 
     @property
     def active(self) -> int:
@@ -193,6 +215,10 @@ class Worker:
         # Concluding runs give their slot back, but at most `concurrency` of them: when
         # commits stall, claiming must stall too (at most 2 x concurrency leases).
         return len(self._runs) - min(len(self._concluding), self.concurrency)
+
+    def presence(self, now: float) -> WorkerPresence:
+        """This worker as its presence record says (what it claims; ADR 64)."""
+        return WorkerPresence(self.id, list(self.queues), self._claimable(), self._started_at, now)
 
     def cancel_local(self, task_id: str) -> bool:
         """Cancel a task if it runs here (fast path for in-process cancel)."""
@@ -253,6 +279,8 @@ class Worker:
             for event in events:
                 event.clear()
             now = self.runtime.clock.now()
+            # Not idle while claiming: what this claim takes is not in _runs yet.
+            self._claiming = True
             try:
                 claimed = await self.runtime.store.claim(
                     self.id,
@@ -260,10 +288,12 @@ class Worker:
                     min(free, self.claim_batch),
                     now,
                     now + self.lease_ttl,
-                    self.runtime.workflow_names(),
+                    self._claimable(),
+                    self.max_lease_expiries,
                 )
                 backoff = 0.1
             except Exception as exc:
+                self._claiming = False
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                 await self._sleep_or_stop(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -271,9 +301,17 @@ class Worker:
             returned = asyncio.get_running_loop().time()  # the claims are committed
             for item in claimed:
                 self._start(item, returned)
+            self._claiming = False
             if len(claimed) >= min(free, self.claim_batch):
                 continue  # more may be waiting: claim again at once
             await self._wait_for_work(events)
+
+    def _claimable(self) -> list[WorkflowVersion]:
+        """The (workflow, version) pairs this worker claims: what the runtime registers."""
+        pairs = self.runtime.workflow_versions()
+        if self._unrunnable:
+            pairs = [p for p in pairs if p not in self._unrunnable]
+        return pairs
 
     async def _wait_for_work(self, events: list[asyncio.Event]) -> None:
         waiters = [asyncio.ensure_future(e.wait()) for e in events]
@@ -335,10 +373,15 @@ class Worker:
     def _start(self, claimed: Claimed, claimed_at: float) -> None:
         task = claimed.task
         try:
-            wf = self.runtime.registry_lookup(task.workflow)
-        except UnknownWorkflow:
-            # Claims name our workflows, so this is a safety net: hand it back for a
-            # worker that has it (a rolling deploy), never fail it for our ignorance.
+            wf = self.runtime.registry_lookup(task.workflow, task.workflow_version)
+        except UnknownWorkflow as exc:
+            # Claims name our (workflow, version) pairs, so this is a safety net: hand it
+            # back for a worker that has it (a rolling deploy), never fail it for our
+            # ignorance, and never claim that pair again here (no claim-release loop).
+            pair = (task.workflow, task.workflow_version)
+            if pair not in self._unrunnable:
+                log.warning("task %s: %s; handing it back, not claiming it again", task.id, exc)
+                self._unrunnable.add(pair)
             self.committer.submit(Release(task.id, task.attempt, decision="unknown_workflow"))
             return
         run = TaskRun(claimed, wf, self)

@@ -4,7 +4,14 @@ data, no I/O; one module per kind of record, all re-exported here."""
 from tether.models.api_keys import ApiKey
 from tether.models.approvals import Approval, ApprovalFilter
 from tether.models.events import EVENT_CATALOGUE, Event, EventKind, EventType
-from tether.models.steps import SignalRecord, StepKind, StepRecord, StepStatus
+from tether.models.steps import (
+    AttemptError,
+    RetryDecision,
+    SignalRecord,
+    StepKind,
+    StepRecord,
+    StepStatus,
+)
 from tether.models.tasks import (
     TASK_FIELDS,
     TERMINAL,
@@ -22,9 +29,11 @@ __all__ = [
     "ApiKey",
     "Approval",
     "ApprovalFilter",
+    "AttemptError",
     "Event",
     "EventKind",
     "EventType",
+    "RetryDecision",
     "SignalRecord",
     "StepKind",
     "StepRecord",

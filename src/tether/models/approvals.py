@@ -37,4 +37,11 @@ class ApprovalFilter:
     tenant: str | None = None
     status: str | None = None
     risk: str | None = None
+    task_id: str | None = None
+    """Only the approvals of this task."""
+    short_id: str | None = None
+    """Only approvals whose id begins or ends with this (a short id, as the CLI shows)."""
+    before: tuple[float, str] | None = None
+    """Cursor: only approvals after this `(created_at, id)` in the inbox's order (newest
+    first, ties by id), i.e. the position of the last one of the previous page."""
     limit: int = 100

@@ -90,6 +90,7 @@ _RUN = ("prior_status", "new_status", "attempt", "worker")
 _FINISHED = (*_RUN, "step", "error_class", "decision")
 _STEP = ("attempt", "worker", "step", "error_class")
 _STEP_DATA = ("seq", "kind", "attempts")
+_ATTEMPT_DATA = ("message", "transient", "classified_by", "reason")
 _OPENED = ("approval_id", "risk", "required", "status")
 
 _KINDS = (
@@ -126,7 +127,8 @@ _KINDS = (
         EventType.TASK_RELEASED,
         "a worker hands a running task back to the queue unfinished",
         (*_RUN, "decision"),
-        "`worker_shutdown`, or `unknown_workflow` (this worker does not know it)",
+        "`worker_shutdown`, or `unknown_workflow` (this worker does not have the task's "
+        "workflow version; it claims that version no more)",
     ),
     EventKind(
         EventType.TASK_SUCCEEDED,
@@ -136,11 +138,15 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_FAILED,
-        "the workflow raised, a step failed for good, or a deadline or budget ran out",
+        "the workflow raised, a step failed for good, a deadline or budget ran out, or "
+        "a claim found the task's worker lost `max_lease_expiries` times in a row (the "
+        "claiming worker fails it instead of running it again)",
         _FINISHED,
         "`retries_exhausted`, `step_failed_permanent`, `workflow_error`, "
-        "`non_determinism`, `deadline_exceeded`, `budget_exceeded` or `invalid_input`",
-        ("message",),
+        "`non_determinism`, `deadline_exceeded`, `budget_exceeded`, `invalid_input`, or "
+        "`worker_lost` (error class `WorkerLost`; with `lease_expiries`, the expiries "
+        "in a row, and `lost_worker`, the worker whose lease expired last)",
+        ("message", "lease_expiries", "lost_worker"),
     ),
     EventKind(
         EventType.TASK_CANCEL_REQUESTED,
@@ -180,18 +186,25 @@ _KINDS = (
     ),
     EventKind(
         EventType.STEP_RETRYING,
-        "a step attempt failed and will be tried again",
-        _STEP,
-        "null",
-        _STEP_DATA,
+        "a step attempt failed and will be tried again; the payload says what it raised "
+        "(`message`), how it was classified (`transient`, `classified_by`) and when it is "
+        "tried again (`retry_in` seconds, `reason` `backoff` or `retry_after`); the "
+        "traceback is in the step record",
+        (*_STEP, "decision"),
+        "`retry` (a short backoff, waited in place) or `retry_backoff` (a long one: the "
+        "task waits, its slot freed)",
+        (*_STEP_DATA, *_ATTEMPT_DATA, "retry_in"),
         open_data=True,
     ),
     EventKind(
         EventType.STEP_FAILED,
-        "a step failed for good (no retry left, or not worth retrying)",
-        _STEP,
-        "null",
-        _STEP_DATA,
+        "a step failed for good (no retry left, or not worth retrying); the payload says "
+        "what it raised, how it was classified and why it was not retried (`reason`: "
+        "`permanent`, `attempts_exhausted`, `retry_budget_exhausted` or "
+        "`elapsed_budget_exhausted`); the traceback is in the step record",
+        (*_STEP, "decision"),
+        "`give_up`",
+        (*_STEP_DATA, *_ATTEMPT_DATA),
         open_data=True,
     ),
     EventKind(

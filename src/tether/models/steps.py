@@ -1,4 +1,5 @@
-"""The step log: what a workflow recorded, and the signals it consumes."""
+"""The step log: what a workflow recorded, each failed attempt of a step, and the
+signals it consumes."""
 
 from __future__ import annotations
 
@@ -29,6 +30,88 @@ class StepStatus(StrEnum):
     FAILED = "failed"
 
 
+class RetryDecision(StrEnum):
+    """What Tether did after a failed attempt of a step."""
+
+    RETRY = "retry"
+    """Tried again after a short backoff, waited in place (the slot stays taken)."""
+    RETRY_BACKOFF = "retry_backoff"
+    """Tried again after a long backoff, waited as a durable `retry_backoff` wait (the
+    task is suspended and its slot freed)."""
+    GIVE_UP = "give_up"
+    """Not tried again: the step failed for good."""
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """One failed attempt of a step: what it raised, when, how Tether classified the
+    failure and what it decided. Built by `tether.failures.attempt_error` only (the one
+    place that turns an exception into stored text)."""
+
+    attempt: int
+    """The step's attempt number, from 1."""
+    type: str
+    """The exception's class name."""
+    message: str
+    """`str(exc)`, capped (`tether.failures.MESSAGE_CHARS`)."""
+    traceback: str | None
+    """The formatted traceback from the first frame of the step's own code, bounded (its
+    last `tether.failures.TRACEBACK_FRAMES` frames per exception, lines capped, its last
+    `TRACEBACK_CHARS` characters; what was cut is said in the text); None when the
+    exception was never raised."""
+    started_at: float | None
+    """When the attempt started (epoch seconds)."""
+    finished_at: float | None
+    """When it failed."""
+    transient: bool
+    """The classification: True when running the step again may succeed."""
+    classified_by: str
+    """The rule that classified it: `Transient`, `Permanent`, `classifier <name>`,
+    `RetryPolicy.non_retryable`, `HTTP <status>`, `network or timeout error`,
+    `known transient type <name>`, or `default` (unrecognised: permanent)."""
+    decision: RetryDecision
+    """Retried in place, retried after a durable wait, or given up."""
+    reason: str
+    """Why: `backoff` or `retry_after` (a retry's delay came from the policy's backoff
+    or from `Transient(retry_after=)`); `permanent`, `attempts_exhausted`,
+    `retry_budget_exhausted` or `elapsed_budget_exhausted` (why it gave up)."""
+    retry_in: float | None = None
+    """Seconds from the failure to the next attempt; None when it gave up."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The attempt as stored and as the API shows it."""
+        return {
+            "attempt": self.attempt,
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "transient": self.transient,
+            "classified_by": self.classified_by,
+            "decision": str(self.decision),
+            "reason": self.reason,
+            "retry_in": self.retry_in,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AttemptError:
+        """The inverse of `to_json`."""
+        return cls(
+            attempt=data["attempt"],
+            type=data["type"],
+            message=data["message"],
+            traceback=data.get("traceback"),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+            transient=bool(data.get("transient", False)),
+            classified_by=data.get("classified_by", ""),
+            decision=RetryDecision(data.get("decision", RetryDecision.GIVE_UP)),
+            reason=data.get("reason", ""),
+            retry_in=data.get("retry_in"),
+        )
+
+
 @dataclass
 class StepRecord:
     """One entry of a task's step log."""
@@ -45,6 +128,10 @@ class StepRecord:
     finished_at: float | None = None
     wake_at: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    attempt_errors: tuple[AttemptError, ...] = ()
+    """Each failed attempt of the step, oldest first (bounded: the first and the latest,
+    `tether.failures.ATTEMPTS_KEPT` in all). Empty for a step that never failed, and
+    for rows written before Tether kept them."""
 
 
 @dataclass

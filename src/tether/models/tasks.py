@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from tether.models.times import format_time, parse_time
+
 
 class TaskStatus(StrEnum):
     """Where a task is in its life. Terminal states never change again."""
@@ -95,13 +97,24 @@ class Task:
     deadline: float | None = None
     forked_from: str | None = None
     fork_from_seq: int | None = None
+    fork_root: str | None = None
+    """For a re-run: the first task of its chain of re-runs, whose idempotency keys the
+    steps it executes again present (None for a task that is not a re-run)."""
     steps_done: int = 0
     current_step: str | None = None
     cancel_requested: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The task as the HTTP API shows it (and the client reads it back): every field,
-        with `steps_done` and `current_step` grouped as `progress`."""
+        """The task as the HTTP API shows it (and the client reads it back): `to_dict`
+        with the times in RFC 3339 (`tether.models.times`)."""
+        data = self.to_dict()
+        for name in TIME_FIELDS:
+            data[name] = format_time(data[name])
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data, with `steps_done` and `current_step` grouped as
+        `progress`; times stay epoch seconds (the API's view serializes them)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = str(self.status)
         data["wait_reason"] = None if self.wait_reason is None else str(self.wait_reason)
@@ -114,8 +127,12 @@ class Task:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Task:
-        """The inverse of `to_json` (fields missing from `data` take their defaults)."""
+        """The inverse of `to_json` (fields missing from `data` take their defaults;
+        times may also be epoch seconds)."""
         values = {k: data[k] for k in _FIELD_NAMES if k in data}
+        for name in TIME_FIELDS:
+            if values.get(name) is not None:
+                values[name] = parse_time(values[name])
         progress = data.get("progress") or {}
         values["steps_done"] = progress.get("steps_done", data.get("steps_done", 0))
         values["current_step"] = progress.get("current_step", data.get("current_step"))
@@ -132,6 +149,8 @@ TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Task))
 """The task's fields, declared once (by `Task`): the store's column list and the API's
 task view derive from it."""
 _FIELD_NAMES = frozenset(TASK_FIELDS)
+TIME_FIELDS = ("created_at", "updated_at", "run_at", "started_at", "finished_at", "deadline")
+"""The task's fields that are times (epoch seconds here, RFC 3339 in `to_json`)."""
 
 
 @dataclass
@@ -148,4 +167,6 @@ class TaskFilter:
     error_fingerprint: str | None = None
     after_id: str | None = None
     """Cursor: return tasks with ids smaller than this one (newest first)."""
+    short_id: str | None = None
+    """Only tasks whose id begins or ends with this (a short id, as the CLI shows)."""
     limit: int = 50

@@ -1,4 +1,5 @@
-"""The approval inbox and the review read model."""
+"""The review read model: an approval with what a reviewer needs to decide. (The inbox
+itself is the facade's: `Tether.approvals`.)"""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tether.errors import TaskNotFound
-from tether.models import Approval, ApprovalFilter, StepRecord, Task
+from tether.models import Approval, StepRecord, Task
 
 if TYPE_CHECKING:
     from tether.app import Tether
@@ -19,12 +20,6 @@ class Review:
     approval: Approval
     task: Task
     steps: list[StepRecord]
-
-
-async def inbox(app: Tether, flt: ApprovalFilter) -> list[Approval]:
-    """Approval requests newest first (of `flt.tenant`; None: every tenant)."""
-    await app.open()
-    return await app.store.list_approvals(flt)
 
 
 async def get(app: Tether, approval_id: str, tenant: str | None) -> Approval | None:

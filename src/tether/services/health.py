@@ -6,6 +6,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tether.engine.presence import PRESENCE_TTL
+from tether.store.base import QueuedVersion, WorkerPresence
+
 if TYPE_CHECKING:
     from tether.app import Tether
 
@@ -19,12 +22,36 @@ class QueueHealth:
     oldest: dict[str, float]
 
 
-async def queues(app: Tether) -> QueueHealth:
-    """Depth and oldest age per queue, across every tenant (operators' figures)."""
+async def queues(app: Tether, tenant: str | None = None) -> QueueHealth:
+    """Depth and oldest age per queue: of one tenant's tasks, or (None) of every
+    tenant's (the deployment's operators' figures)."""
     await app.open()
-    counts = await app.store.count_by_status()
-    oldest = await app.store.oldest_queued(app.clock.now())
+    counts = await app.store.count_by_status(tenant)
+    oldest = await app.store.oldest_queued(app.clock.now(), tenant)
     return QueueHealth(counts, oldest)
+
+
+@dataclass
+class Unserved:
+    """Runnable tasks no live worker claims: their (workflow, version) is registered by
+    no worker serving their queue. They wait, queued, until one starts (ADR 64)."""
+
+    waiting: list[QueuedVersion]
+    """Per (queue, workflow, version): how many, and the oldest's age in seconds."""
+    workers: list[WorkerPresence]
+    """The live workers that were taken into account."""
+
+
+async def unserved(app: Tether) -> Unserved:
+    """The queued tasks of a (workflow, version) that no live worker of their queue
+    claims, across every tenant (operators' figures)."""
+    await app.open()
+    now = app.clock.now()
+    queued = await app.store.queued_by_version(now)
+    workers = await app.store.live_workers(now - PRESENCE_TTL)
+    served = {(q, pair) for w in workers for q in w.queues for pair in w.workflows}
+    waiting = [v for v in queued if (v.queue, (v.workflow, v.version)) not in served]
+    return Unserved(waiting, workers)
 
 
 async def database_ready(app: Tether, timeout: float) -> bool:

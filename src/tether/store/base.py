@@ -10,6 +10,7 @@ worker that lost its lease cannot overwrite a newer attempt.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,40 @@ class Claimed:
     approvals: dict[int, Approval]
     recovered: bool = False
     """True when the task was taken over after another worker's lease expired."""
+
+
+@dataclass
+class ClaimOutcome:
+    """What one claim did: the tasks it took, and the tasks it failed instead of
+    recovering them (their lease had expired `max_lease_expiries` times in a row:
+    error `WorkerLost`), as they now stand."""
+
+    claimed: list[Claimed]
+    lost: list[Task]
+
+
+@dataclass
+class WorkerPresence:
+    """A worker as it records itself: what it claims, when it started, when last seen."""
+
+    id: str
+    queues: list[str]
+    workflows: list[tuple[str, int]]
+    """The (workflow, version) pairs it claims."""
+    started_at: float
+    seen_at: float
+
+
+@dataclass
+class QueuedVersion:
+    """The runnable queued tasks of one (queue, workflow, version)."""
+
+    queue: str
+    workflow: str
+    version: int
+    tasks: int
+    oldest: float
+    """Age in seconds of the one that became runnable first."""
 
 
 # Operations a worker commits in batches ------------------------------------------------
@@ -252,8 +287,9 @@ class Store(OutboxStore, abc.ABC):
         """Task counts by (queue, status), for queue health and metrics."""
 
     @abc.abstractmethod
-    async def oldest_queued(self, now: float) -> dict[str, float]:
-        """Per queue, the age in seconds of the oldest runnable queued task."""
+    async def oldest_queued(self, now: float, tenant: str | None = None) -> dict[str, float]:
+        """Per queue, the age in seconds of the oldest runnable queued task (of `tenant`,
+        or of all tenants)."""
 
     @abc.abstractmethod
     async def next_wake(self, queues: list[str]) -> float | None:
@@ -269,11 +305,16 @@ class Store(OutboxStore, abc.ABC):
         limit: int,
         now: float,
         lease_until: float,
-        workflows: list[str] | None = None,
+        workflows: Sequence[tuple[str, int]] | None = None,
+        max_lease_expiries: int = 0,
     ) -> list[Claimed]:
         """Take up to `limit` runnable tasks: queued and due, waiting and due, or running
-        with an expired lease; of the named `workflows` only, when given. Each claim
-        increments the task's attempt number."""
+        with an expired lease; of the given (workflow, version) pairs only, when
+        `workflows` is given (None: any). Each claim increments the task's attempt
+        number. A task whose lease expired for the `max_lease_expiries`-th time in a
+        row, with no step recorded since the previous expiry, is failed (`WorkerLost`,
+        decision `worker_lost`) instead of taken; it counts against `limit` (0: no
+        such limit)."""
 
     @abc.abstractmethod
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
@@ -287,6 +328,23 @@ class Store(OutboxStore, abc.ABC):
         """Extend, in one statement, the leases `worker` holds on `task_ids` (the tasks
         it is running: a run it abandoned must be left to expire). Returns the tasks it
         still holds, each with whether its cancellation was requested."""
+
+    @abc.abstractmethod
+    async def worker_seen(self, worker: WorkerPresence) -> None:
+        """Record that `worker` is alive (at `worker.seen_at`) and what it claims; forget
+        workers not seen for a day."""
+
+    @abc.abstractmethod
+    async def worker_gone(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+
+    @abc.abstractmethod
+    async def live_workers(self, seen_since: float) -> list[WorkerPresence]:
+        """The workers seen at or after `seen_since`."""
+
+    @abc.abstractmethod
+    async def queued_by_version(self, now: float) -> list[QueuedVersion]:
+        """Runnable queued tasks counted by (queue, workflow, version), every tenant."""
 
     # control --------------------------------------------------------------------------
     @abc.abstractmethod
@@ -314,7 +372,7 @@ class Store(OutboxStore, abc.ABC):
 
     @abc.abstractmethod
     async def list_approvals(self, flt: ApprovalFilter) -> list[Approval]:
-        """Approvals newest first."""
+        """Approvals newest first (ties by id, descending), from `flt.before` on."""
 
     @abc.abstractmethod
     async def decide(

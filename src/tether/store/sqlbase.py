@@ -10,7 +10,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from tether.errors import ApprovalClosed, IdempotencyConflict
@@ -33,10 +33,12 @@ from tether.store.base import (
     Finish,
     NewTask,
     Op,
+    QueuedVersion,
     Release,
     Store,
     Submitted,
     Suspend,
+    WorkerPresence,
 )
 from tether.store.hub import Hub, TaskChange
 from tether.store.sqloutbox import SQLOutbox
@@ -194,8 +196,8 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
     async def count_by_status(self, tenant: str | None = None) -> dict[tuple[str, str], int]:
         return await self._run(lambda c: sql.count_by_status(c, tenant), write=False)
 
-    async def oldest_queued(self, now: float) -> dict[str, float]:
-        return await self._run(lambda c: sql.oldest_queued(c, now), write=False)
+    async def oldest_queued(self, now: float, tenant: str | None = None) -> dict[str, float]:
+        return await self._run(lambda c: sql.oldest_queued(c, now, tenant), write=False)
 
     async def next_wake(self, queues: list[str]) -> float | None:
         d = self.dialect
@@ -209,15 +211,30 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
         limit: int,
         now: float,
         lease_until: float,
-        workflows: list[str] | None = None,
+        workflows: Sequence[tuple[str, int]] | None = None,
+        max_lease_expiries: int = 0,
     ) -> list[Claimed]:
         d = self.dialect
-        claimed = await self._run(
-            lambda c: sql.claim(c, d, worker, queues, limit, now, lease_until, workflows)
+        outcome = await self._run(
+            lambda c: sql.claim(
+                c, d, worker, queues, limit, now, lease_until, workflows, max_lease_expiries
+            )
         )
-        if claimed:
+        self._announce_lost(outcome.lost)
+        if outcome.claimed or outcome.lost:
             self.hub.notify_events()
-        return claimed
+        return outcome.claimed
+
+    def _announce_lost(self, lost: list[Task]) -> None:
+        """Tell this process's waiters of the tasks a claim failed as `WorkerLost` (the
+        claim's own NOTIFY is not echoed to this process), and say so in the log."""
+        for task in lost:
+            log.warning(
+                "task %s failed: %s", task.id, task.error.message if task.error else "worker lost"
+            )
+            self.hub.task_changed(
+                task.id, TaskChange(str(task.status), ended=True, result=None, error=task.error)
+            )
 
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         results = await self._run_ops(ops, worker, now)
@@ -246,6 +263,18 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
     ) -> dict[str, bool]:
         d = self.dialect
         return await self._run(lambda c: sql.heartbeat(c, d, worker, task_ids, lease_until))
+
+    async def worker_seen(self, worker: WorkerPresence) -> None:
+        await self._run(lambda c: sql.worker_seen(c, worker))
+
+    async def worker_gone(self, worker_id: str) -> None:
+        await self._run(lambda c: sql.worker_gone(c, worker_id))
+
+    async def live_workers(self, seen_since: float) -> list[WorkerPresence]:
+        return await self._run(lambda c: sql.live_workers(c, seen_since), write=False)
+
+    async def queued_by_version(self, now: float) -> list[QueuedVersion]:
+        return await self._run(lambda c: sql.queued_by_version(c, now), write=False)
 
     # control --------------------------------------------------------------------------
     async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:

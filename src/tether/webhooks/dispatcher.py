@@ -121,6 +121,7 @@ class Dispatcher:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._closing = False
+        self._first_pass = asyncio.Event()
         self._subscribed = True
         """Whether the last fan-out found an active subscription (else it runs on the
         poll only, so a database without webhooks pays a small read per interval)."""
@@ -134,23 +135,30 @@ class Dispatcher:
             await self._open()
         self._stopping.clear()
         self._closing = False
-        # httpcore's pool slows down sharply past a few connections (measured: 32 in one
-        # pool ~190 req/s, 4 pools of 8 ~1,000 req/s): several small pools, in turn.
-        per = min(CONNECTIONS_PER_POOL, self.config.concurrency)
-        self._pools = [
-            egress.client(
-                self.policy,
-                headers={"user-agent": USER_AGENT, "content-type": "application/json"},
-                limits=httpx.Limits(max_connections=per, max_keepalive_connections=per),
-            )
-            for _ in range(-(-self.config.concurrency // per))
-        ]
-        self._next_pool = itertools.cycle(self._pools)
+        self._first_pass.clear()
         self._loops = [
             asyncio.create_task(self._fanout_loop(), name="tether-webhooks-fanout"),
             asyncio.create_task(self._deliver_loop(), name="tether-webhooks-deliver"),
             asyncio.create_task(self._record_loop(), name="tether-webhooks-record"),
         ]
+
+    def _pool(self) -> httpx.AsyncClient:
+        """The next connection pool, in turn; made at the first send (a worker that never
+        delivers pays nothing for them, not even the TLS context)."""
+        if not self._pools:
+            # httpcore's pool slows down sharply past a few connections (measured: 32 in
+            # one pool ~190 req/s, 4 pools of 8 ~1,000 req/s): several small pools.
+            per = min(CONNECTIONS_PER_POOL, self.config.concurrency)
+            self._pools = [
+                egress.client(
+                    self.policy,
+                    headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+                    limits=httpx.Limits(max_connections=per, max_keepalive_connections=per),
+                )
+                for _ in range(-(-self.config.concurrency // per))
+            ]
+            self._next_pool = itertools.cycle(self._pools)
+        return next(self._next_pool)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming; let sends in flight finish for `grace` seconds (the rest are
@@ -204,6 +212,7 @@ class Dispatcher:
                     page = await self.fan_out_once()
             except Exception as exc:  # the database is away: polling retries
                 log.warning("webhook fan-out failed: %s", exc)
+            self._first_pass.set()
             if woken and read == 0 and self._subscribed:
                 # Woken by a commit but nothing to read: on PostgreSQL the event may be
                 # held back a moment behind an older open transaction (ADR 13). Look
@@ -228,6 +237,9 @@ class Dispatcher:
     # delivery -------------------------------------------------------------------------
     async def _deliver_loop(self) -> None:
         hub = self.store.hub
+        # One database transaction at a time while starting: the first claim follows
+        # the first fan-out (a process's pool need not grow for its dispatcher).
+        await self._first_pass.wait()
         while True:
             free = self.config.concurrency - len(self._sends)
             if free <= 0:
@@ -266,7 +278,7 @@ class Dispatcher:
 
     async def _send(self, item: ClaimedDelivery) -> None:
         d = item.delivery
-        http = next(self._next_pool)
+        http = self._pool()
         headers = signing.headers(d.webhook_id, d.body, item.secrets, self.clock.now())
         code: int | None = None
         error: str | None = None

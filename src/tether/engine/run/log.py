@@ -32,7 +32,9 @@ class RunLog(RunState):
         return self._seq
 
     def _idempotency_key(self, seq: int) -> str:
-        return f"{self.task.id}:{seq}"
+        # A re-run's step presents the key of the step it replaces: the chain's first
+        # task and the same position (ADR 63), so an outside API deduplicates it.
+        return f"{self.task.fork_root or self.task.id}:{seq}"
 
     def _replayed(self, seq: int, name: str, kind: StepKind) -> StepRecord | None:
         rec = self.log.get(seq)
@@ -40,8 +42,9 @@ class RunLog(RunState):
             err = NonDeterminismError(
                 f"replay found {kind} {name!r} at position {seq}, but the log recorded "
                 f"{rec.kind} {rec.name!r}: the workflow code changed in a way that is not "
-                "replay-safe (keep the old path for tasks already started: branch on "
-                "ctx.task.workflow_version, and bump the version for new tasks)"
+                "replay-safe (register the changed code as a new version, and keep the "
+                f"old one, version {self.task.workflow_version}, registered for the tasks "
+                "already started on it)"
             )
             self._fatal = err
             raise Stop() from err

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tether import serde
+from tether import failures, serde
 from tether.engine.run.state import LeaseLost, Stop
 from tether.engine.run.steps import RunSteps
 from tether.engine.run.waits import suspension
@@ -87,6 +87,7 @@ class RunOutcome(RunSteps):
                 TaskStatus.FAILED,
                 error=failure,
                 decision="step_failed_permanent" if exc.permanent else "retries_exhausted",
+                traceback=exc.traceback,
             )
         else:
             await self._finish_error(exc, None)
@@ -112,7 +113,12 @@ class RunOutcome(RunSteps):
         }.get(type(exc).__name__, "workflow_error")
         if isinstance(exc, BudgetExceeded | DeadlineExceeded):
             err.permanent = True
-        await self._finish(TaskStatus.FAILED, error=err, decision=decision)
+        await self._finish(
+            TaskStatus.FAILED,
+            error=err,
+            decision=decision,
+            traceback=failures.describe(exc).traceback,
+        )
 
     async def _finish(
         self,
@@ -121,15 +127,10 @@ class RunOutcome(RunSteps):
         result: str | None = None,
         error: TaskError | None = None,
         decision: str,
+        traceback: str | None = None,
     ) -> None:
         if status == TaskStatus.FAILED and error is not None:
-            log.info(
-                "task %s failed: %s: %s",
-                self.task.id,
-                error.type,
-                error.message,
-                extra={"task_id": self.task.id, "correlation_id": self.task.correlation_id},
-            )
+            self._log_failure(error, decision, traceback)
         if self._unconfirmed and not await self._settle_unconfirmed():
             return  # an earlier step result is not durable: this run must not end the task
         held = self._take_held()
@@ -138,3 +139,32 @@ class RunOutcome(RunSteps):
         )
         self.worker.concluding(self)
         await done
+
+    def _log_failure(self, error: TaskError, decision: str, traceback: str | None) -> None:
+        """The task's failure at WARNING, with the failing step's (or workflow's)
+        traceback as stored: the texts come from `tether.failures` (ADR 62)."""
+        task = self.task
+        where = f" in step {error.step!r}" if error.step else ""
+        log.warning(
+            "task %s (workflow %s v%d, attempt %d) failed%s: %s: %s [%s]%s",
+            task.id,
+            task.workflow,
+            task.workflow_version,
+            task.attempt,
+            where,
+            error.type,
+            error.message,
+            decision,
+            f"\n{traceback.rstrip()}" if traceback else "",
+            extra={
+                "task_id": task.id,
+                "correlation_id": task.correlation_id,
+                "workflow": task.workflow,
+                "workflow_version": task.workflow_version,
+                "attempt": task.attempt,
+                "step": error.step,
+                "error_type": error.type,
+                "decision": decision,
+                "traceback": traceback,
+            },
+        )

@@ -3,7 +3,9 @@
 A step's outcome is committed before anything the workflow does next has an effect
 (held, ADR 44). A transient failure is retried after the policy's backoff: short ones
 wait in place, longer ones block the branch as a `retry_backoff` wait, so the task is
-suspended and the slot freed.
+suspended and the slot freed. Every failed attempt is kept on the step's record with
+its classification and that decision (`AttemptError`, built by `tether.failures`;
+ADR 62).
 """
 
 from __future__ import annotations
@@ -13,19 +15,29 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tether import serde
+from tether import failures, serde
 from tether.engine.context import StepInfo, _current_context, _current_step
 from tether.engine.registry import result_adapter
 from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
 from tether.engine.run.waits import RunWaits, Wait
 from tether.errors import (
+    Classification,
     StepFailed,
-    Transient,
+    SyncStepStuck,
     UnserializableResult,
-    fingerprint,
+    classify,
     is_transient,
+    retry_after,
 )
-from tether.models import StepKind, StepRecord, StepStatus, TaskError, WaitReason
+from tether.models import (
+    AttemptError,
+    RetryDecision,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    TaskError,
+    WaitReason,
+)
 from tether.retry import RetryPolicy
 
 
@@ -46,6 +58,7 @@ class RunSteps(RunWaits):
         """A durable call of `fn`: its recorded outcome on replay, else run and record."""
         rec = self._replayed(seq, name, StepKind.STEP)
         attempts_done = 0
+        history: tuple[AttemptError, ...] = ()
         if rec is not None:
             if rec.status == StepStatus.SUCCEEDED:
                 adapter = result_adapter(fn)
@@ -53,9 +66,13 @@ class RunSteps(RunWaits):
             if rec.status == StepStatus.FAILED:
                 assert rec.error is not None
                 raise StepFailed(
-                    name, rec.error.type, rec.error.message, permanent=rec.error.permanent
+                    name,
+                    rec.error.type,
+                    rec.error.message,
+                    permanent=rec.error.permanent,
+                    traceback=rec.attempt_errors[-1].traceback if rec.attempt_errors else None,
                 )
-            attempts_done = rec.attempts
+            attempts_done, history = rec.attempts, rec.attempt_errors
             if rec.wake_at is not None and rec.wake_at > self.clock.now():
                 await self._block(seq, Wait(WaitReason.RETRY_BACKOFF, rec.wake_at))
         policy = retry or self.wf.retry
@@ -68,29 +85,43 @@ class RunSteps(RunWaits):
                 started = self.clock.now()
                 try:
                     result = await self._execute(seq, name, attempt, fn, args, kwargs, timeout)
-                    encoded = serde.dumps(result)
+                    try:
+                        encoded = serde.dumps(result)
+                    except TypeError as exc:
+                        raise UnserializableResult(
+                            f"step {name!r} returned a value that cannot be stored as JSON: {exc}"
+                        ) from exc
                 except (LeaseLost, Stop, asyncio.CancelledError):
                     raise
-                except TypeError as exc:
-                    if "JSON serializable" not in str(exc):
-                        raise
-                    err = UnserializableResult(
-                        f"step {name!r} returned a value that cannot be stored as JSON: {exc}"
-                    )
-                    await self._fail_step(seq, name, attempt, started, err, meta)
-                    raise StepFailed(name, type(err).__name__, str(err), permanent=True) from None
                 except Exception as exc:
-                    delay = self._retry_delay(exc, attempt, policy)
-                    if delay is None:
-                        await self._fail_step(seq, name, attempt, started, exc, meta)
+                    failed = self._decide(exc, attempt, policy, started)
+                    history = failures.kept(history, failed)
+                    error = failures.step_error(failed, name)
+                    if failed.retry_in is None:
+                        await self._write(
+                            StepRecord(
+                                task_id=self.task.id,
+                                seq=seq,
+                                name=name,
+                                kind=StepKind.STEP,
+                                status=StepStatus.FAILED,
+                                attempts=attempt,
+                                error=error,
+                                started_at=started,
+                                finished_at=failed.finished_at,
+                                meta=meta or {},
+                                attempt_errors=history,
+                            )
+                        )
                         raise StepFailed(
                             name,
-                            type(exc).__name__,
-                            str(exc),
-                            permanent=not is_transient(exc, self.runtime.classifiers),
+                            error.type,
+                            error.message,
+                            permanent=error.permanent,
+                            traceback=failed.traceback,
                         ) from exc
                     self._retries_used += 1
-                    wake_at = self.clock.now() + delay
+                    wake_at = self.clock.now() + failed.retry_in
                     await self._write(
                         StepRecord(
                             task_id=self.task.id,
@@ -99,20 +130,21 @@ class RunSteps(RunWaits):
                             kind=StepKind.STEP,
                             status=StepStatus.PENDING,
                             attempts=attempt,
-                            error=self._error(exc, name),
+                            error=error,
                             started_at=started,
                             wake_at=wake_at,
+                            attempt_errors=history,
                         )
                     )
                     attempts_done = attempt
-                    if delay > INLINE_BACKOFF_MAX:
+                    if failed.decision == RetryDecision.RETRY_BACKOFF:
                         self._in_flight -= 1
                         try:
                             await self._block(seq, Wait(WaitReason.RETRY_BACKOFF, wake_at))
                         finally:
                             self._in_flight += 1
                     else:
-                        await self.clock.sleep(delay)
+                        await self.clock.sleep(failed.retry_in)
                     continue
                 record = StepRecord(
                     task_id=self.task.id,
@@ -125,6 +157,7 @@ class RunSteps(RunWaits):
                     started_at=started,
                     finished_at=self.clock.now(),
                     meta=meta or {},
+                    attempt_errors=history,
                 )
                 if self._in_flight > 1:
                     # Another branch is still running: its end (and so the next effect)
@@ -154,12 +187,12 @@ class RunSteps(RunWaits):
         ctx_token = _current_context.set(None)  # a step calling a step just calls it
         try:
             if inspect.iscoroutinefunction(fn):
-                awaitable: Awaitable[Any] = fn(*args, **kwargs)
+                call: Awaitable[Any] = fn(*args, **kwargs)
+                result = await (call if timeout is None else asyncio.wait_for(call, timeout))
+            elif timeout is None:
+                result = await self.worker.run_sync(fn, args, kwargs)
             else:
-                awaitable = self.worker.run_sync(fn, args, kwargs)
-            if timeout is not None:
-                return await asyncio.wait_for(awaitable, timeout)
-            result = await awaitable
+                result = await self._run_sync_within(timeout, fn, args, kwargs)
             if inspect.isawaitable(result):  # a sync def returning a coroutine
                 result = await result
             return result
@@ -167,57 +200,85 @@ class RunSteps(RunWaits):
             _current_context.reset(ctx_token)
             _current_step.reset(step_token)
 
-    def _retry_delay(self, exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
-        """Seconds until the next attempt, or None when the step must fail now."""
-        if isinstance(exc, policy.non_retryable) or not is_transient(exc, self.runtime.classifiers):
-            return None
+    async def _run_sync_within(
+        self,
+        timeout: float,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A sync step with a timeout, on the worker's threads. A thread cannot be
+        interrupted, so an attempt that times out ends only when its thread returns (its
+        result dropped): the next attempt never runs beside it. A thread still running
+        `timeout` seconds after the timeout is left behind and the step fails for good
+        (ADR 66)."""
+        future = self.worker.run_sync(fn, args, kwargs)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if done:
+                return future.result()
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            if not done:
+                raise SyncStepStuck(
+                    f"the step ran past its {timeout:g} s timeout and its thread had not "
+                    f"returned {timeout:g} s later; it is not retried while it may still run"
+                )
+            future.exception()  # the late outcome is dropped, not reported as unretrieved
+            raise TimeoutError(f"the step ran past its {timeout:g} s timeout")
+        finally:
+            if not future.done():
+                future.cancel()  # the thread's eventual outcome is dropped (StepThreads)
+
+    def _decide(
+        self, exc: Exception, attempt: int, policy: RetryPolicy, started: float
+    ) -> AttemptError:
+        """Classify a failed attempt and decide whether and when to try again."""
+        if isinstance(exc, UnserializableResult):  # Tether's own verdict: no classifier's
+            verdict = Classification(False, "Permanent")
+        elif isinstance(exc, SyncStepStuck):  # its thread may still run: never overlap it
+            verdict = Classification(False, "SyncStepStuck")
+        elif isinstance(exc, policy.non_retryable):
+            verdict = Classification(False, "RetryPolicy.non_retryable")
+        else:
+            verdict = classify(exc, self.runtime.classifiers)
+        delay: float | None = None
+        reason = "permanent"
+        if verdict.transient:
+            delay, reason = self._retry_delay(exc, attempt, policy)
+        if delay is None:
+            decision = RetryDecision.GIVE_UP
+        elif delay > INLINE_BACKOFF_MAX:
+            decision = RetryDecision.RETRY_BACKOFF  # the task is suspended meanwhile
+        else:
+            decision = RetryDecision.RETRY
+        return failures.attempt_error(
+            exc, attempt, started, self.clock.now(), verdict, decision, reason, delay
+        )
+
+    def _retry_delay(
+        self, exc: Exception, attempt: int, policy: RetryPolicy
+    ) -> tuple[float | None, str]:
+        """Seconds until the next attempt of a transient failure (None: no retry), and
+        why (`backoff` / `retry_after`, or why no retry is left)."""
         if attempt >= policy.max_attempts:
-            return None
+            return None, "attempts_exhausted"
         budget = self.wf.budget
         if self._retries_used >= budget.max_retries:
-            return None
+            return None, "retry_budget_exhausted"
         started = self.task.started_at or self.clock.now()
         if (
             budget.max_elapsed is not None
             and self.clock.now() - started > budget.max_elapsed.total_seconds()
         ):
-            return None
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            return max(0.0, exc.retry_after)
-        return policy.backoff(attempt)
+            return None, "elapsed_budget_exhausted"
+        hinted = retry_after(exc)  # the server's Retry-After, or Transient(retry_after=)
+        if hinted is not None:
+            return hinted, "retry_after"
+        return policy.backoff(attempt), "backoff"
 
     def _error(self, exc: BaseException, step: str | None) -> TaskError:
-        type_name = type(exc).__name__
-        message = str(exc) or type_name
-        return TaskError(
-            type=type_name,
-            message=message,
-            fingerprint=fingerprint(type_name, message, step),
-            step=step,
-            permanent=not isinstance(exc, Exception)
-            or not is_transient(exc, self.runtime.classifiers),
+        """Why the task failed, from an exception raised outside a step's attempts."""
+        permanent = not isinstance(exc, Exception) or not is_transient(
+            exc, self.runtime.classifiers
         )
-
-    async def _fail_step(
-        self,
-        seq: int,
-        name: str,
-        attempt: int,
-        started: float,
-        exc: BaseException,
-        meta: dict[str, Any] | None,
-    ) -> None:
-        await self._write(
-            StepRecord(
-                task_id=self.task.id,
-                seq=seq,
-                name=name,
-                kind=StepKind.STEP,
-                status=StepStatus.FAILED,
-                attempts=attempt,
-                error=self._error(exc, name),
-                started_at=started,
-                finished_at=self.clock.now(),
-                meta=meta or {},
-            )
-        )
+        return failures.task_error(exc, step, permanent=permanent)

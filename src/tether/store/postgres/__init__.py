@@ -19,6 +19,7 @@ import contextlib
 import logging
 import re
 import weakref
+from collections.abc import Sequence
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -253,7 +254,8 @@ class PostgresStore(SQLStore):
         limit: int,
         now: float,
         lease_until: float,
-        workflows: list[str] | None = None,
+        workflows: Sequence[tuple[str, int]] | None = None,
+        max_lease_expiries: int = 0,
     ) -> list[Claimed]:
         """One autocommit statement (`batch.claim`). Not retried here: a statement whose
         connection broke is in doubt; the worker claims again, and a claim that did
@@ -262,9 +264,11 @@ class PostgresStore(SQLStore):
         if pool is None:
             raise RuntimeError("the store is not open")
         async with pool.connection() as conn:
-            return await batch.claim(
-                PgConn(conn), worker, queues, limit, now, lease_until, workflows
+            outcome = await batch.claim(
+                PgConn(conn), worker, queues, limit, now, lease_until, workflows, max_lease_expiries
             )
+        self._announce_lost(outcome.lost)
+        return outcome.claimed
 
     async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         """Worker operations, set-based: one statement per kind per batch. `batch` opens

@@ -33,13 +33,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import StepStatus
+from tether.models import StepStatus, Task
 from tether.store import sql
-from tether.store.base import Claimed, Finish, Op, StepWrite
+from tether.store.base import Claimed, ClaimOutcome, Finish, Op, StepWrite
 from tether.store.postgres.conn import PgConn
 
 _STEP_TYPES: tuple[str, ...] = ("text", "int", "text", "text", "text", "int", "text", "text")
-_STEP_TYPES += ("float8", "float8", "float8", "text")
+_STEP_TYPES += ("float8", "float8", "float8", "text", "text")
 _STEP_NAMES = tuple(c.strip() for c in sql.STEP_COLUMNS.split(","))
 # Event columns without `tenant` (it comes from the fenced UPDATE's RETURNING), plus
 # the position in the batch, so ids follow the order of the operations.
@@ -103,7 +103,16 @@ def _float_fields(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]
 _STEP_FLOATS = ("started_at", "finished_at", "wake_at")
 _UPSERTED = tuple(
     _STEP_NAMES.index(c)
-    for c in ("status", "attempts", "result", "error", "finished_at", "wake_at", "meta")
+    for c in (
+        "status",
+        "attempts",
+        "result",
+        "error",
+        "finished_at",
+        "wake_at",
+        "meta",
+        "attempt_errors",
+    )
 )
 """The columns `sql.STEP_UPSERT` sets when a record meets a pending one of its step."""
 
@@ -292,13 +301,6 @@ async def _finishes(
         results[i] = op.task_id in accepted
 
 
-def _claim_arm(name: str, condition: str, order: str, in_queues: str, only: str) -> str:
-    return (
-        f"{name} AS (SELECT id, status FROM tasks WHERE {condition} AND {in_queues}{only} "
-        f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED)"
-    )
-
-
 def _json_rows(columns: str, table: str, where: str, order: str) -> str:
     return f"(SELECT json_agg(r{order}) FROM (SELECT {columns} FROM {table} WHERE {where}) r)"
 
@@ -310,32 +312,52 @@ async def claim(
     limit: int,
     now: float,
     lease_until: float,
-    workflows: list[str] | None,
-) -> list[Claimed]:
+    workflows: Sequence[tuple[str, int]] | None,
+    max_lease_expiries: int = 0,
+) -> ClaimOutcome:
     """`sql.claim` as ONE autocommit statement: pick (the same three index scans, in the
     same order of preference, `SKIP LOCKED`), take the lease, write the `task.started`
     events and return what replay needs (step log, unconsumed signals, approvals as
-    JSON arrays). One round trip instead of about ten (ADR 45)."""
-    only = "" if workflows is None else " AND workflow = ANY(%s)"
-    in_queues, qs = sql.queue_match(sql.POSTGRES, queues)
-    queued, arm_params = sql.queued_pick(sql.POSTGRES, queues, only, now, workflows, limit)
-    arms = [f"q AS ({queued})"]
-    for name, condition, order in (
-        ("w", "status = 'waiting' AND run_at <= %s", "run_at"),
-        ("x", "status = 'running' AND lease_expires_at < %s", "lease_expires_at"),
-    ):
-        arms.append(_claim_arm(name, condition, order, in_queues, only))
-        arm_params += [now, qs, *(() if workflows is None else (workflows,)), limit]
+    JSON arrays). One round trip instead of about ten (ADR 45). A task whose worker was
+    lost `max_lease_expiries` times in a row is failed by the same `UPDATE` instead
+    (`p.lost`; its event is `task.failed`), and returned with `prior = 'lost'` (ADR 64)."""
+    d = sql.POSTGRES
+    only, wf = sql.workflow_match(d, workflows)
+    extra = () if wf is None else (wf,)
+    cap = max_lease_expiries or sql.NO_LIMIT
+    in_queues, qs = sql.queue_match(d, queues)
+    queued, params = sql.queued_pick(d, queues, only, now, wf, limit)
+    error, digest, message = sql.worker_lost_params(cap)
     returning = ", ".join(f"t.{c.strip()}" for c in sql.TASK_COLUMNS.split(","))
     text = (
-        f"WITH {', '.join(arms)}, "
+        f"WITH q AS ({queued}), "
+        "w AS (SELECT id, status, NULL::int AS expiries, FALSE AS lost, NULL::text AS "
+        f"lost_worker FROM tasks WHERE status = 'waiting' AND run_at <= %s AND {in_queues}"
+        f"{only} ORDER BY run_at LIMIT %s FOR UPDATE SKIP LOCKED), "
+        f"x AS (SELECT id, status, {sql.NEXT_EXPIRIES} AS expiries, {sql.NEXT_EXPIRIES} "
+        ">= %s AS lost, lease_owner AS lost_worker FROM tasks WHERE status = 'running' "
+        f"AND lease_expires_at < %s AND {in_queues}{only} ORDER BY lease_expires_at "
+        "LIMIT %s FOR UPDATE SKIP LOCKED), "
         # UNION ALL is evaluated arm by arm: later scans run only while room is left.
-        "picked AS (SELECT id, status FROM (SELECT * FROM q UNION ALL SELECT * FROM w "
-        "UNION ALL SELECT * FROM x) c LIMIT %s), "
-        "u AS (UPDATE tasks t SET status = 'running', attempt = t.attempt + 1, "
-        "lease_owner = %s, lease_expires_at = %s, started_at = COALESCE(t.started_at, %s), "
-        "updated_at = %s, wait_reason = NULL, wait_signals = NULL FROM picked p "
-        f"WHERE t.id = p.id RETURNING {returning}, p.status AS prior), "
+        "picked AS (SELECT * FROM (SELECT id, status, NULL::int AS expiries, FALSE AS lost, "
+        "NULL::text AS lost_worker FROM q UNION ALL SELECT * FROM w UNION ALL "
+        "SELECT * FROM x) c LIMIT %s), "
+        # One UPDATE takes the leases and fails the lost (CASE on `p.lost`): a second
+        # UPDATE over `picked` would cost every claim a materialized CTE and two nodes.
+        "u AS (UPDATE tasks t SET status = CASE WHEN p.lost THEN 'failed' ELSE 'running' END, "
+        "attempt = CASE WHEN p.lost THEN t.attempt ELSE t.attempt + 1 END, "
+        "lease_owner = CASE WHEN p.lost THEN NULL ELSE %s END, "
+        "lease_expires_at = CASE WHEN p.lost THEN NULL ELSE %s::float8 END, "
+        "started_at = COALESCE(t.started_at, %s), updated_at = %s, "
+        "lease_expiries = COALESCE(p.expiries, t.lease_expiries), "
+        "lease_expiry_steps = CASE WHEN p.expiries IS NULL THEN t.lease_expiry_steps "
+        "ELSE t.steps_done END, wait_reason = NULL, wait_signals = NULL, "
+        "error = CASE WHEN p.lost THEN %s ELSE t.error END, "
+        "error_fingerprint = CASE WHEN p.lost THEN %s ELSE t.error_fingerprint END, "
+        "finished_at = CASE WHEN p.lost THEN %s::float8 ELSE t.finished_at END, "
+        "run_at = CASE WHEN p.lost THEN NULL ELSE t.run_at END FROM picked p "
+        f"WHERE t.id = p.id RETURNING {returning}, t.lease_expiries, p.lost_worker, "
+        "CASE WHEN p.lost THEN 'lost' ELSE p.status END AS prior), "
         f"e AS ({sql.events.CLAIMED_FROM_CTE}) "
         "SELECT u.*, "
         + _json_rows(sql.STEP_COLUMNS, "steps", "task_id = u.id", " ORDER BY r.seq")
@@ -350,10 +372,15 @@ async def claim(
         + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = u.id", "")
         + " AS j_approvals FROM u"
     )
-    params = [*arm_params, limit, worker, lease_until, now, now, now, worker]
-    rows = await conn.fetchall(text, params)
-    claimed = []
-    for row in rows:
+    params += [now, qs, *extra, limit, cap, now, qs, *extra, limit, limit]
+    params += [worker, lease_until, now, now, error, digest, now]
+    params += [now, worker, message]
+    claimed: list[Claimed] = []
+    lost: list[Task] = []
+    for row in await conn.fetchall(text, params):
+        if row["prior"] == "lost":
+            lost.append(sql.task_from_row(row))
+            continue
         steps = [sql.step_from_row(_float_fields(r, _STEP_FLOATS)) for r in row["j_steps"] or ()]
         claimed.append(
             Claimed(
@@ -370,4 +397,4 @@ async def claim(
                 recovered=row["prior"] == "running",
             )
         )
-    return claimed
+    return ClaimOutcome(claimed, sorted(lost, key=lambda t: t.id))

@@ -12,7 +12,19 @@ from __future__ import annotations
 from tether.store.sql import events
 from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
 from tether.store.sql.approvals import decide, get_approval, list_approvals
-from tether.store.sql.claims import claim, heartbeat, queue_match, queued_pick
+from tether.store.sql.claims import (
+    NEXT_EXPIRIES,
+    NO_LIMIT,
+    WORKFLOW_KEY,
+    claim,
+    heartbeat,
+    queue_match,
+    queued_pick,
+    worker_lost_error,
+    worker_lost_params,
+    workflow_keys,
+    workflow_match,
+)
 from tether.store.sql.control import cancel, fork, send_signal
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
@@ -57,9 +69,12 @@ from tether.store.sql.queries import (
     next_wake,
     oldest_queued,
 )
+from tether.store.sql.workers import live_workers, queued_by_version, worker_gone, worker_seen
 
 __all__ = [
     "APPROVAL_COLUMNS",
+    "NEXT_EXPIRIES",
+    "NO_LIMIT",
     "POSTGRES",
     "SIGNAL_COLUMNS",
     "SQLITE",
@@ -67,6 +82,7 @@ __all__ = [
     "STEP_UPSERT",
     "TASK_COLUMNS",
     "TERMINAL",
+    "WORKFLOW_KEY",
     "Conn",
     "Dialect",
     "EventBuffer",
@@ -95,10 +111,12 @@ __all__ = [
     "list_approvals",
     "list_events",
     "list_tasks",
+    "live_workers",
     "next_wake",
     "oldest_queued",
     "purge",
     "queue_match",
+    "queued_by_version",
     "queued_pick",
     "revoke_api_key",
     "send_signal",
@@ -110,4 +128,10 @@ __all__ = [
     "task_for_update",
     "task_from_row",
     "wake",
+    "worker_gone",
+    "worker_lost_error",
+    "worker_lost_params",
+    "worker_seen",
+    "workflow_keys",
+    "workflow_match",
 ]

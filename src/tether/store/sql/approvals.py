@@ -10,10 +10,12 @@ from tether.models import Approval, ApprovalFilter
 from tether.store.sql import events
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
+    SHORT_ID_MATCH,
     Conn,
     Dialect,
     Row,
     approval_from_row,
+    short_id_params,
     task_for_update,
     wake,
 )
@@ -31,14 +33,27 @@ async def get_approval(conn: Conn, approval_id: str, tenant: str | None) -> Appr
 async def list_approvals(conn: Conn, flt: ApprovalFilter) -> list[Approval]:
     where: list[str] = []
     params: list[Any] = []
-    for column, value in (("tenant", flt.tenant), ("status", flt.status), ("risk", flt.risk)):
+    for column, value in (
+        ("tenant", flt.tenant),
+        ("status", flt.status),
+        ("risk", flt.risk),
+        ("task_id", flt.task_id),
+    ):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
+    if flt.short_id is not None:
+        where.append(SHORT_ID_MATCH)
+        params.extend(short_id_params(flt.short_id))
+    if flt.before is not None:
+        at, last_id = flt.before
+        where.append("(created_at < %s OR (created_at = %s AND id < %s))")
+        params += [at, at, last_id]
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(flt.limit)
     rows = await conn.fetchall(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals {clause} ORDER BY created_at DESC LIMIT %s",
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals {clause} "
+        "ORDER BY created_at DESC, id DESC LIMIT %s",
         params,
     )
     return [approval_from_row(r) for r in rows]

@@ -1,11 +1,23 @@
-"""Claims and heartbeats: how a worker takes tasks and keeps its leases."""
+"""Claims and heartbeats: how a worker takes tasks and keeps its leases.
+
+A claim takes only the (workflow, version) pairs its worker has (rolling deploys, ADRs
+14 and 64), and fails, instead of recovering it once more, a task whose lease expired
+`max_lease_expiries` times in a row with no step recorded in between: its runs keep
+losing their worker (`WorkerLost`). PostgreSQL's one-statement claim
+(`store/postgres/batch.py`, ADR 45) does the same in one statement; a contract test
+keeps the two equal.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
-from tether.models import Approval, SignalRecord, StepRecord
-from tether.store.base import Claimed
+from tether import serde
+from tether.errors import fingerprint
+from tether.models import Approval, SignalRecord, StepRecord, Task, TaskError
+from tether.store.base import Claimed, ClaimOutcome
 from tether.store.sql import events
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
@@ -28,6 +40,50 @@ def queue_match(d: Dialect, queues: list[str]) -> tuple[str, Any]:
     if len(queues) == 1:
         return "queue = %s", queues[0]
     return f"queue {d.any_of}", d.list_param(queues)
+
+
+WORKFLOW_KEY = "workflow || '@' || workflow_version"
+"""A task's (workflow, version) as one text, `name@version`: a claim matches it against
+its worker's list (`workflow_keys`). Unambiguous, since the version is an integer."""
+
+
+def workflow_keys(workflows: Sequence[tuple[str, int]]) -> list[str]:
+    """The `WORKFLOW_KEY` texts of (workflow, version) pairs."""
+    return [f"{name}@{version}" for name, version in workflows]
+
+
+def workflow_match(d: Dialect, workflows: Sequence[tuple[str, int]] | None) -> tuple[str, Any]:
+    """The condition a claim's scans add for a worker's (workflow, version) pairs, and
+    its parameter; `("", None)` when the claim takes any workflow."""
+    if workflows is None:
+        return "", None
+    return f" AND {WORKFLOW_KEY} {d.any_of}", d.list_param(workflow_keys(workflows))
+
+
+NO_LIMIT = 2**31 - 1
+"""`max_lease_expiries` as the claims compare it when there is no limit (0)."""
+
+NEXT_EXPIRIES = "CASE WHEN lease_expiry_steps = steps_done THEN lease_expiries + 1 ELSE 1 END"
+"""A task's lease expiries in a row once the expiry being recovered counts: one more
+when no step was recorded since the last one (`lease_expiry_steps`), else the first."""
+
+
+def worker_lost_error(limit: int) -> TaskError:
+    """Why a claim failed a task whose lease expired `limit` times in a row."""
+    message = (
+        f"the task's worker was lost {limit} times in a row (max_lease_expiries): each "
+        "time its lease expired with no new step recorded. A step may be crashing or "
+        "stalling its worker (out of memory, a segfault, a kill, a blocked event loop); "
+        "the task is not run again"
+    )
+    return TaskError("WorkerLost", message, fingerprint("WorkerLost", message, None))
+
+
+@functools.lru_cache(maxsize=8)
+def worker_lost_params(limit: int) -> tuple[str, str, str]:
+    """(error JSON, fingerprint, message) a claim writes on a task it fails as lost."""
+    err = worker_lost_error(limit)
+    return serde.dumps(err.to_json()), err.fingerprint, err.message
 
 
 def queued_pick(
@@ -64,34 +120,46 @@ async def claim(
     limit: int,
     now: float,
     lease_until: float,
-    workflows: list[str] | None = None,
-) -> list[Claimed]:
+    workflows: Sequence[tuple[str, int]] | None = None,
+    max_lease_expiries: int = 0,
+) -> ClaimOutcome:
     in_queues, qs = queue_match(d, queues)
-    only = ""
-    if workflows is not None:  # a worker takes only what it can run (rolling deploys)
-        only = f" AND workflow {d.any_of}"
-    wf = None if workflows is None else d.list_param(workflows)
+    only, wf = workflow_match(d, workflows)
+    cap = max_lease_expiries or NO_LIMIT
+    extra = () if wf is None else (wf,)
     # Three cheap index scans: new work, due timers and backoffs, expired leases.
     picked: list[Row] = await conn.fetchall(*queued_pick(d, queues, only, now, wf, limit))
-    for condition, order in (
-        ("status = 'waiting' AND run_at <= %s", "run_at"),
-        ("status = 'running' AND lease_expires_at < %s", "lease_expires_at"),
-    ):
-        room = limit - len(picked)
-        if room <= 0:
-            break
+    room = limit - len(picked)
+    if room > 0:
         picked += await conn.fetchall(
-            f"SELECT id, status FROM tasks WHERE {condition} AND {in_queues}{only} "
-            f"ORDER BY {order} LIMIT %s{d.skip_locked}",
-            (now, qs, *(() if wf is None else (wf,)), room),
+            "SELECT id, status FROM tasks WHERE status = 'waiting' AND run_at <= %s AND "
+            f"{in_queues}{only} ORDER BY run_at LIMIT %s{d.skip_locked}",
+            (now, qs, *extra, room),
         )
+    lost_rows: list[Row] = []
+    room = limit - len(picked)
+    if room > 0:
+        expired = await conn.fetchall(
+            f"SELECT id, status, lease_owner, {NEXT_EXPIRIES} AS expiries FROM tasks "
+            f"WHERE status = 'running' AND lease_expires_at < %s AND {in_queues}{only} "
+            f"ORDER BY lease_expires_at LIMIT %s{d.skip_locked}",
+            (now, qs, *extra, room),
+        )
+        picked += [r for r in expired if r["expiries"] < cap]
+        lost_rows = [r for r in expired if r["expiries"] >= cap]
+    lost = await _fail_lost(conn, d, worker, lost_rows, cap, now) if lost_rows else []
     if not picked:
-        return []
+        return ClaimOutcome([], lost)
     prior = {r["id"]: r["status"] for r in picked}
     ids = d.list_param(list(prior))
     rows = await conn.fetchall(
         "UPDATE tasks SET status = 'running', attempt = attempt + 1, lease_owner = %s, "
         "lease_expires_at = %s, started_at = COALESCE(started_at, %s), updated_at = %s, "
+        # A recovery counts the expiry (the SET reads the row as it was: its status is
+        # the prior one).
+        f"lease_expiries = CASE WHEN status = 'running' THEN {NEXT_EXPIRIES} "
+        "ELSE lease_expiries END, lease_expiry_steps = CASE WHEN status = 'running' "
+        "THEN steps_done ELSE lease_expiry_steps END, "
         f"wait_reason = NULL, wait_signals = NULL WHERE id {d.any_of} RETURNING {TASK_COLUMNS}",
         (worker, lease_until, now, now, ids),
     )
@@ -131,7 +199,7 @@ async def claim(
         (ids,),
     ):
         signals[r["task_id"]].append(signal_from_row(r))
-    return [
+    claimed = [
         Claimed(
             task=t,
             steps=steps[t.id],
@@ -141,6 +209,41 @@ async def claim(
         )
         for t in tasks
     ]
+    return ClaimOutcome(claimed, lost)
+
+
+async def _fail_lost(
+    conn: Conn, d: Dialect, worker: str, expired: list[Row], limit: int, now: float
+) -> list[Task]:
+    """Fail the expired-lease tasks `expired` as `WorkerLost` instead of recovering
+    them, with their `task.failed` events; return them as they now stand."""
+    error, digest, message = worker_lost_params(limit)
+    rows = await conn.fetchall(
+        "UPDATE tasks SET status = 'failed', error = %s, error_fingerprint = %s, "
+        "finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
+        f"run_at = NULL, lease_expiries = {NEXT_EXPIRIES}, lease_expiry_steps = steps_done "
+        f"WHERE id {d.any_of} RETURNING {TASK_COLUMNS}",
+        (error, digest, now, now, d.list_param([r["id"] for r in expired])),
+    )
+    lost = sorted((task_from_row(r) for r in rows), key=lambda t: t.id)
+    by_id = {r["id"]: r for r in expired}
+    await events.insert(
+        conn,
+        [
+            events.worker_lost(
+                t.id,
+                t.tenant,
+                t.attempt,
+                worker,
+                lost_worker=by_id[t.id]["lease_owner"],
+                expiries=by_id[t.id]["expiries"],
+                message=message,
+                now=now,
+            )
+            for t in lost
+        ],
+    )
+    return lost
 
 
 async def heartbeat(

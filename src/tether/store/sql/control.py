@@ -99,18 +99,20 @@ async def fork(
         raise InvalidTransition(f"task {task_id} is {row['status']}; only ended tasks re-run")
     new.forked_from = task_id
     new.fork_from_seq = from_seq
-    (sub,) = await submit(conn, d, [new], now)
+    await submit(conn, d, [new], now)
     limit = from_seq if from_seq is not None else 2**62
     await conn.execute(
         f"INSERT INTO steps ({STEP_COLUMNS}) SELECT %s, seq, name, kind, status, attempts, "
-        "result, error, started_at, finished_at, wake_at, meta FROM steps "
+        "result, error, started_at, finished_at, wake_at, meta, attempt_errors FROM steps "
         "WHERE task_id = %s AND status = 'succeeded' AND seq < %s",
         (new.id, task_id, limit),
     )
+    # The chain's first task: a step the fork executes again presents its key (ADR 63).
+    root = row["fork_root"] or task_id
     await conn.execute(
-        "UPDATE tasks SET steps_done = (SELECT COUNT(*) FROM steps WHERE task_id = %s) "
-        "WHERE id = %s",
-        (new.id, new.id),
+        "UPDATE tasks SET steps_done = (SELECT COUNT(*) FROM steps WHERE task_id = %s), "
+        "fork_root = %s WHERE id = %s",
+        (new.id, root, new.id),
     )
     await conn.execute(
         events.INSERT_EVENT,
@@ -118,4 +120,6 @@ async def fork(
             task_id, row["tenant"], row["attempt"], new.id, from_seq, new.created_by, now
         ),
     )
-    return sub.task
+    task = await get_task(conn, new.id, None)  # with the copied steps counted
+    assert task is not None
+    return task

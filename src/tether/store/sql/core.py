@@ -12,6 +12,7 @@ from tether.errors import TaskNotFound
 from tether.models import (
     TASK_FIELDS,
     Approval,
+    AttemptError,
     Event,
     SignalRecord,
     StepKind,
@@ -87,7 +88,7 @@ TASK_COLUMNS = ", ".join(TASK_FIELDS)
 """Every column a `Task` is read from: its fields, one column each."""
 STEP_COLUMNS = (
     "task_id, seq, name, kind, status, attempts, result, error, started_at, finished_at, "
-    "wake_at, meta"
+    "wake_at, meta, attempt_errors"
 )
 APPROVAL_COLUMNS = (
     "id, task_id, tenant, workflow, seq, status, risk, request, required, submitter, "
@@ -95,6 +96,19 @@ APPROVAL_COLUMNS = (
 )
 SIGNAL_COLUMNS = "id, task_id, name, payload, created_at"
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+SHORT_ID_MATCH = (
+    "(length(id) >= %s AND (substr(id, 1, %s) = %s OR substr(id, length(id) - %s + 1, %s) = %s))"
+)
+"""An id begins or ends with a short id (`short_id_params`). `substr` with a start of at
+least 1 means the same on both backends (LIKE would not: SQLite's ignores case)."""
+
+
+def short_id_params(short: str) -> list[Any]:
+    """The parameters of `SHORT_ID_MATCH` for `short`."""
+    n = len(short)
+    return [n, n, short, n, n, short]
 
 
 # Row conversion -----------------------------------------------------------------------
@@ -128,6 +142,7 @@ def task_from_row(row: Row) -> Task:
         deadline=row["deadline"],
         forked_from=row["forked_from"],
         fork_from_seq=row["fork_from_seq"],
+        fork_root=row["fork_root"],
         steps_done=row["steps_done"],
         current_step=row["current_step"],
         cancel_requested=bool(row["cancel_requested"]),
@@ -150,7 +165,15 @@ def step_from_row(row: Row) -> StepRecord:
         finished_at=row["finished_at"],
         wake_at=row["wake_at"],
         meta=serde.loads(row["meta"]) or {},
+        attempt_errors=_attempt_errors(row["attempt_errors"]),
     )
+
+
+def _attempt_errors(text: str | None) -> tuple[AttemptError, ...]:
+    """A step's failed attempts (NULL: none failed, or a row older than migration 7)."""
+    if text is None:
+        return ()
+    return tuple(AttemptError.from_json(a) for a in serde.loads(text))
 
 
 def signal_from_row(row: Row) -> SignalRecord:

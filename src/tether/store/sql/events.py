@@ -138,13 +138,52 @@ def claimed_decision(prior: str) -> str:
     return "lease_expired" if prior == "running" else "claimed"
 
 
+WORKER_LOST = "worker_lost"
+"""The decision of the `task.failed` a claim writes instead of recovering a task whose
+worker keeps being lost."""
+
+
+def worker_lost(
+    task_id: str,
+    tenant: str,
+    attempt: int,
+    worker: str,
+    *,
+    lost_worker: str | None,
+    expiries: int,
+    message: str,
+    now: float,
+) -> EventRow:
+    """`task.failed` written by `worker`'s claim in place of recovering the task: the
+    lease of `lost_worker` (the run's) expired, the `expiries`-th time in a row."""
+    return _row(
+        task_id,
+        tenant,
+        now,
+        EventType.TASK_FAILED,
+        prior="running",
+        new="failed",
+        attempt=attempt,
+        worker=worker,
+        error_class="WorkerLost",
+        decision=WORKER_LOST,
+        data={"message": message, "lease_expiries": expiries, "lost_worker": lost_worker},
+    )
+
+
 CLAIMED_FROM_CTE = insert_select(
-    f"SELECT u.id, u.tenant, %s, '{EventType.TASK_STARTED}', u.prior, 'running', "
-    "u.attempt, %s, NULL, NULL, CASE WHEN u.prior = 'running' THEN 'lease_expired' "
-    "ELSE 'claimed' END, NULL FROM u ORDER BY u.id"
+    "SELECT u.id, u.tenant, %s, CASE WHEN u.prior = 'lost' THEN "
+    f"'{EventType.TASK_FAILED}' ELSE '{EventType.TASK_STARTED}' END, CASE WHEN u.prior = "
+    "'lost' THEN 'running' ELSE u.prior END, u.status, u.attempt, %s, NULL, CASE WHEN "
+    "u.prior = 'lost' THEN 'WorkerLost' END, CASE u.prior WHEN 'lost' THEN "
+    f"'{WORKER_LOST}' WHEN 'running' THEN 'lease_expired' ELSE 'claimed' END, CASE WHEN "
+    "u.prior = 'lost' THEN json_build_object('message', %s::text, 'lease_expiries', "
+    "u.lease_expiries, 'lost_worker', u.lost_worker)::text END FROM u ORDER BY u.id"
 )
-"""`task.started` of the tasks a claim's CTE `u` returned with their prior status, for
-PostgreSQL's one-statement claim (params: now, worker); as `claimed_decision` says."""
+"""The events of PostgreSQL's one-statement claim, for the tasks its CTE `u` returned
+with their prior status (params: now, worker, message): `task.started` as
+`claimed_decision` says, or `worker_lost`'s `task.failed` for a task it failed as lost
+(prior status given as `lost`)."""
 
 
 # Worker operations --------------------------------------------------------------------
@@ -222,10 +261,25 @@ _STEP_TYPES = {
 
 
 def step(op: StepWrite, tenant: str, worker: str, now: float) -> EventRow | None:
-    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none."""
+    """The event of a `StepWrite`: outcomes and retries; a wait's pending entry has none.
+    A retry or failure says what the last attempt raised, how it was classified and
+    what was decided (its traceback stays in the step record: payloads stay small)."""
     rec = op.record
     if rec.status == StepStatus.PENDING and rec.error is None:
         return None
+    data = {"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta}
+    decision = None
+    if rec.status != StepStatus.SUCCEEDED and rec.attempt_errors:
+        last = rec.attempt_errors[-1]
+        decision = str(last.decision)
+        data |= {
+            "message": last.message,
+            "transient": last.transient,
+            "classified_by": last.classified_by,
+            "reason": last.reason,
+        }
+        if rec.status == StepStatus.PENDING:
+            data["retry_in"] = last.retry_in
     return _row(
         op.task_id,
         tenant,
@@ -235,7 +289,8 @@ def step(op: StepWrite, tenant: str, worker: str, now: float) -> EventRow | None
         worker=worker,
         step=rec.name,
         error_class=None if rec.error is None else rec.error.type,
-        data={"seq": rec.seq, "kind": str(rec.kind), "attempts": rec.attempts, **rec.meta},
+        decision=decision,
+        data=data,
     )
 
 

@@ -203,7 +203,7 @@ async def _finish(conn: Conn, op: Finish, worker: str, now: float) -> bool:
         # Fenced like the finish below (same transaction, same outcome); the step rows go
         # first, while the task is not terminal yet (a trigger guards terminal step logs).
         inserted = await conn.execute(
-            f"INSERT INTO steps ({STEP_COLUMNS}) SELECT {', '.join(['%s'] * 12)} "
+            f"INSERT INTO steps ({STEP_COLUMNS}) SELECT {_STEP_PLACEHOLDERS} "
             "WHERE EXISTS (SELECT 1 FROM tasks WHERE id = %s AND attempt = %s "
             f"AND status = 'running') {STEP_UPSERT}",
             (*step_params(step), op.task_id, op.attempt),
@@ -242,11 +242,13 @@ async def consume_signal(conn: Conn, op: StepWrite) -> None:
     )
 
 
+_STEP_PLACEHOLDERS = ", ".join(["%s"] * len(STEP_COLUMNS.split(",")))
+
 STEP_UPSERT = (
     "ON CONFLICT (task_id, seq) DO UPDATE SET status = excluded.status, "
     "attempts = excluded.attempts, result = excluded.result, error = excluded.error, "
-    "finished_at = excluded.finished_at, wake_at = excluded.wake_at, meta = excluded.meta "
-    "WHERE steps.status = 'pending'"
+    "finished_at = excluded.finished_at, wake_at = excluded.wake_at, meta = excluded.meta, "
+    "attempt_errors = excluded.attempt_errors WHERE steps.status = 'pending'"
 )
 """A step-log entry may move from pending to an outcome, never from an outcome."""
 
@@ -267,6 +269,7 @@ def step_params(op: StepWrite) -> tuple[Any, ...]:
         rec.finished_at,
         rec.wake_at,
         serde.dumps(rec.meta) if rec.meta else None,
+        serde.dumps([a.to_json() for a in rec.attempt_errors]) if rec.attempt_errors else None,
     )
 
 
@@ -282,7 +285,7 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
     if row is None:
         return False
     await conn.execute(
-        f"INSERT INTO steps ({STEP_COLUMNS}) VALUES ({', '.join(['%s'] * 12)}) {STEP_UPSERT}",
+        f"INSERT INTO steps ({STEP_COLUMNS}) VALUES ({_STEP_PLACEHOLDERS}) {STEP_UPSERT}",
         step_params(op),
     )
     if op.consume_signal is not None:

@@ -7,11 +7,13 @@ from typing import Any
 
 from tether.models import Event, StepRecord, Task, TaskFilter
 from tether.store.sql.core import (
+    SHORT_ID_MATCH,
     STEP_COLUMNS,
     TASK_COLUMNS,
     Conn,
     Dialect,
     event_from_row,
+    short_id_params,
     step_from_row,
     task_from_row,
 )
@@ -64,6 +66,9 @@ async def list_tasks(conn: Conn, d: Dialect, flt: TaskFilter) -> list[Task]:
     if flt.after_id is not None:
         where.append("id < %s")
         params.append(flt.after_id)
+    if flt.short_id is not None:
+        where.append(SHORT_ID_MATCH)
+        params.extend(short_id_params(flt.short_id))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(flt.limit)
     rows = await conn.fetchall(
@@ -108,12 +113,13 @@ async def count_by_status(conn: Conn, tenant: str | None) -> dict[tuple[str, str
     return {(r["queue"], r["status"]): int(r["n"]) for r in rows}
 
 
-async def oldest_queued(conn: Conn, now: float) -> dict[str, float]:
-    rows = await conn.fetchall(
-        "SELECT queue, MIN(run_at) AS oldest FROM tasks "
-        "WHERE status = 'queued' AND run_at <= %s GROUP BY queue",
-        (now,),
-    )
+async def oldest_queued(conn: Conn, now: float, tenant: str | None) -> dict[str, float]:
+    sql = "SELECT queue, MIN(run_at) AS oldest FROM tasks WHERE status = 'queued' AND run_at <= %s"
+    params: tuple[Any, ...] = (now,)
+    if tenant is not None:
+        sql += " AND tenant = %s"
+        params = (now, tenant)
+    rows = await conn.fetchall(sql + " GROUP BY queue", params)
     return {r["queue"]: max(0.0, now - float(r["oldest"])) for r in rows}
 
 

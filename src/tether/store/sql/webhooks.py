@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import serde
-from tether.errors import InvalidTransition
+from tether.errors import DeliveryInFlight, WebhookDisabled
 from tether.models.webhooks import (
     DeliveryFilter,
     DeliveryStatus,
@@ -516,10 +516,10 @@ async def retry_delivery(
     if found is None:
         return None
     if found.status == DeliveryStatus.DELIVERING:
-        raise InvalidTransition(f"delivery {delivery_id} is being delivered right now")
+        raise DeliveryInFlight(f"delivery {delivery_id} is being delivered right now")
     sub = await get_subscription(conn, found.subscription_id, None)
     if sub is None or sub.status != SubscriptionStatus.ACTIVE:
-        raise InvalidTransition("the subscription is disabled: enable it first")
+        raise WebhookDisabled("the subscription is disabled: enable it first")
     await conn.execute(
         "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = %s, "
         "updated_at = %s WHERE id = %s",
@@ -544,7 +544,7 @@ async def replay(
     if sub is None:
         return None
     if sub.status != SubscriptionStatus.ACTIVE:
-        raise InvalidTransition("the subscription is disabled: enable it first")
+        raise WebhookDisabled("the subscription is disabled: enable it first")
     # Only what the fan-out has passed: later events are its to deliver.
     row = await conn.fetchone("SELECT after FROM webhook_cursor WHERE name = 'fanout'")
     horizon = int(row["after"]) if row is not None else 0

@@ -1,4 +1,4 @@
--- Tether schema v7: webhook subscriptions, the delivery outbox, and the fan-out cursor
+-- Tether schema v11: webhook subscriptions, the delivery outbox, and the fan-out cursor
 -- (docs/webhooks.md, ADR 67). Signing secrets are stored as given: HMAC needs them.
 CREATE TABLE webhook_subscriptions (
     id                    TEXT PRIMARY KEY,

@@ -1,5 +1,5 @@
--- Tether schema v7: webhook subscriptions, the delivery outbox, and the fan-out cursor
--- (docs/webhooks.md, ADR 67). Mirrors store/sqlite/migrations/0007_webhooks.sql.
+-- Tether schema v11: webhook subscriptions, the delivery outbox, and the fan-out cursor
+-- (docs/webhooks.md, ADR 67). Mirrors store/sqlite/migrations/0011_webhooks.sql.
 -- Signing secrets are stored as given: HMAC needs them.
 CREATE TABLE webhook_subscriptions (
     id                    TEXT PRIMARY KEY,

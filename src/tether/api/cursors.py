@@ -1,0 +1,54 @@
+"""Page cursors: what a list's `next_cursor` holds and its `cursor` parameter takes back.
+
+A cursor is the position of the last item of a page, in the list's order (keyset
+pagination: stable while items are added, one index range per page), written as
+base64url JSON tagged with the list it belongs to. It is opaque to callers: a cursor
+this API did not hand out for that list is refused with an `invalid-cursor` problem,
+never read as something else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from tether.api import problem_types
+from tether.api.problems import ProblemError
+
+MAX_LENGTH = 200
+"""Longest cursor the list endpoints accept (theirs are well under it)."""
+
+
+def encode(listing: str, *position: str | float) -> str:
+    """The cursor of `position` (the last item's sort key) in the list `listing`."""
+    raw = orjson.dumps([listing, *position])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode(listing: str, cursor: str, shape: tuple[type, ...]) -> tuple[Any, ...]:
+    """The position a cursor of `listing` names, each part of the type in `shape`.
+    Raises an `invalid-cursor` problem for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = orjson.loads(raw)
+    except (binascii.Error, ValueError):
+        raise _invalid() from None
+    if not isinstance(value, list) or len(value) != len(shape) + 1 or value[0] != listing:
+        raise _invalid()
+    position = tuple(value[1:])
+    for part, kind in zip(position, shape, strict=True):
+        ok = isinstance(part, int | float) if kind is float else isinstance(part, kind)
+        if not ok or isinstance(part, bool):
+            raise _invalid()
+    return tuple(float(p) if k is float else p for p, k in zip(position, shape, strict=True))
+
+
+def _invalid() -> ProblemError:
+    return ProblemError(
+        problem_types.INVALID_CURSOR,
+        "the cursor is not one this list returned; pass `next_cursor` as it came",
+        errors=[{"loc": ["query", "cursor"], "msg": "not a cursor of this list", "type": "cursor"}],
+    )
