@@ -39,20 +39,19 @@ async def events_through(app: Tether, task_id: str, last: str) -> list[Event]:
     return await app.store.list_events(task_id=task_id)
 
 
-async def all_events(app: Tether, task_id: str, timeout: float = 10) -> list[Event]:
-    """Every committed event of the task, read once the store shows them all: on
-    PostgreSQL the feed holds back events while older transactions on the server are
-    still open (ADR 13), so wait until it returns as many as the table holds."""
+async def all_events(store: Any, task_id: str, timeout: float = 10) -> list[Event]:
+    """Every committed event of the task, read once the SQL store (`app.store`) shows
+    them all: on PostgreSQL the feed holds back events while older transactions on the
+    server are still open (ADR 13), so wait until it returns as many as the table holds."""
 
     async def stored(conn: Any) -> int:
         row = await conn.fetchone("SELECT COUNT(*) AS n FROM events WHERE task_id = %s", (task_id,))
         return int(row["n"])
 
-    store: Any = app.store  # a SQL store: its `_run` reads the table itself
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
-        events = await app.store.list_events(task_id=task_id)
+        events = await store.list_events(task_id=task_id)
         committed = await store._run(stored, write=False)
         if len(events) >= committed:
             return events

@@ -129,7 +129,7 @@ async def _state(app: Tether, ids: list[str]) -> list[Any]:
             )
         )
         out.append([dataclasses.replace(s, task_id=str(i)) for s in await app.steps(task_id)])
-        events = await all_events(app, task_id)
+        events = await all_events(app.store, task_id)
         out.append(
             [
                 (

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from helpers import all_events
 from tether import Context, Tether
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.models import TaskStatus, WaitReason
@@ -527,7 +528,7 @@ async def test_one_statement_claim_returns_what_the_shared_claim_returns(
     assert ours.steps == shared.steps and ours.steps[1].result == {"x": [1, 2.5]}
     assert ours.signals == shared.signals and [s.name for s in ours.signals] == ["go"]
     assert ours.approvals == shared.approvals and ours.approvals[2].request == {"amount": 5}
-    events = await store.list_events(task_id=task_id)
+    events = await all_events(store, task_id)
     started = [e for e in events if e.type == "task.started"]
     assert [(e.worker, e.decision, e.prior_status) for e in started] == [
         ("w1", "claimed", "queued"),
