@@ -1,7 +1,8 @@
 """`python -m bench [WORKLOAD ...] [--backend sqlite,pg] [--quick] [--runs N]
 [--compare BASELINE.json] [--save-baseline [PATH]]`
 
-Workloads: w1 w2 w3 w4 w5 (all of W5) or a W5 part (w5_claim, w5_procs, w5_rss).
+Workloads: w1 w2 w3 w4 w5 (all of W5) or a W5 part (w5_claim, w5_procs, w5_rss), and
+wh (webhooks: wh_rate, wh_latency, wh_w1; bench/webhooks.py).
 Default: all workloads on both backends. A backend that cannot be opened (PostgreSQL
 not reachable, or its store not installed) is reported as unavailable and skipped.
 Environment: BENCH_RUNS, BENCH_PG_URL (admin URL; a fresh database is created and
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import gate, scale, workloads
+from bench import gate, scale, webhooks, workloads
 from bench.common import HERE, RESULTS_DIR, Results, Sizes, fresh_database, log, write_combined
 
 Fn = Callable[[str, Sizes, int, str], Awaitable[dict[str, float]]]
@@ -54,6 +55,11 @@ def parts_for(sizes: Sizes) -> list[Part]:
     ]
     parts += [Part(f"w5_procs_{n}", "w5", scale.procs_workload(n)) for n in sizes.w5_procs]
     parts.append(Part("w5_rss", "w5", scale.waiting_rss))
+    parts += [
+        Part("wh_rate", "wh", _plain(webhooks.wh_rate)),
+        Part("wh_latency", "wh", _plain(webhooks.wh_latency)),
+        Part("wh_w1", "wh", _plain(webhooks.wh_w1)),
+    ]
     return parts
 
 
@@ -135,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Tether benchmarks W1-W5 (see docs/performance.md)"
     )
-    parser.add_argument("workloads", nargs="*", help="w1 w2 w3 w4 w5 or a W5 part; default all")
+    parser.add_argument(
+        "workloads", nargs="*", help="w1 w2 w3 w4 w5 wh, or a part (w5_rss, wh_rate); default all"
+    )
     parser.add_argument("--backend", default="sqlite,pg", help="comma-separated: sqlite,pg")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run (smoke)")
     parser.add_argument("--runs", type=int, default=None, help="runs per workload (BENCH_RUNS)")

@@ -35,6 +35,19 @@ SCALE = [
     ("tasks held", "w5_waiting_10k_held_tasks", "{:.0f}"),
 ]
 
+WEBHOOKS = [
+    ("deliveries/s", "wh_deliveries_per_s", "{:,.0f}"),
+    ("delay p50 ms", "wh_delay_p50_ms", "{:.1f}"),
+    ("delay p99 ms", "wh_delay_p99_ms", "{:.1f}"),
+    ("W1/s no sub", "wh_w1_base_tasks_per_s", "{:,.0f}"),
+    ("W1/s sub", "wh_w1_same_tasks_per_s", "{:,.0f}"),
+    ("cost %", "wh_w1_same_cost_pct", "{:.0f}"),
+    ("delivered s", "wh_w1_same_all_delivered_s", "{:.2f}"),
+    ("W1/s sub, split", "wh_w1_split_tasks_per_s", "{:,.0f}"),
+    ("cost % split", "wh_w1_split_cost_pct", "{:.0f}"),
+    ("delivered s split", "wh_w1_split_all_delivered_s", "{:.2f}"),
+]
+
 
 def _fmt(value: float | None, pattern: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -92,6 +105,15 @@ def print_tables(
         for backend, values in medians.items():
             scale.add_row(f"tether_{backend}", *(_fmt(values.get(k), p) for _, k, p in SCALE))
         console.print(scale)
+
+    if any(any(k in v for _, k, _ in WEBHOOKS) for v in medians.values()):
+        hooks = Table(title="Tether webhooks (medians; bench/webhooks.py)")
+        hooks.add_column("system")
+        for title, _, _ in WEBHOOKS:
+            hooks.add_column(title, justify="right")
+        for backend, values in medians.items():
+            hooks.add_row(f"tether_{backend}", *(_fmt(values.get(k), p) for _, k, p in WEBHOOKS))
+        console.print(hooks)
 
 
 def print_comparison(changes: list[Change], bad: list[Change], threshold: float) -> None:

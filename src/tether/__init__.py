@@ -11,6 +11,7 @@ from tether.app import TaskHandle, Tether
 from tether.client import Client
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
+from tether.egress import EgressRefused
 from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
 from tether.engine.context import Context, Decision, StepInfo, current_step
 from tether.engine.worker import Worker
@@ -22,6 +23,7 @@ from tether.errors import (
     IdempotencyConflict,
     InputValidationError,
     InvalidTransition,
+    InvalidWebhook,
     NonDeterminismError,
     Permanent,
     SchemaOutOfDate,
@@ -52,6 +54,7 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.webhooks import WebhookDelivery, WebhookSubscription
 from tether.retry import RetryBudget, RetryPolicy
 
 __version__ = "0.1.0"
@@ -69,12 +72,14 @@ __all__ = [
     "Context",
     "DeadlineExceeded",
     "Decision",
+    "EgressRefused",
     "Event",
     "EventKind",
     "EventType",
     "IdempotencyConflict",
     "InputValidationError",
     "InvalidTransition",
+    "InvalidWebhook",
     "NonDeterminismError",
     "Permanent",
     "PolicyBook",
@@ -105,6 +110,8 @@ __all__ = [
     "UnknownWorkflow",
     "UnserializableResult",
     "WaitReason",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "Worker",
     "__version__",
     "current_step",

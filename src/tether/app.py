@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from tether import serde
+from tether import egress, serde
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
@@ -28,10 +28,13 @@ from tether.models import (
     TaskFilter,
     TaskStatus,
 )
+from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import batch_item_key, submission_hash
+from tether.webhooks import DisabledHook, DispatchConfig, Dispatcher
+from tether.webhooks.signing import new_secret
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,6 +83,11 @@ class Tether:
         newest version."""
         self.step_defs: dict[str, StepDef] = {}
         self.workers: list[Worker] = []
+        self.on_webhook_disabled: list[DisabledHook] = []
+        """Called when a dispatcher of this app disables a webhook subscription (410
+        Gone, or too many failed deliveries): the hook for notifying operators."""
+        self.egress_policy = egress.EgressPolicy.from_settings(self.settings)
+        """What outbound HTTP (webhooks) may reach: `egress_allow` and the limits."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -234,11 +242,14 @@ class Tether:
         grace: float | None = None,
         retention: bool = True,
         eager: bool = True,
+        webhooks: bool | None = None,
     ) -> Worker:
         """A worker for this app; use as `async with app.worker(...)`. With `retention`
         it also purges ended tasks older than `settings.retention_days`; with `eager`
-        it runs tasks submitted in this process at once while it has free slots."""
+        it runs tasks submitted in this process at once while it has free slots; with
+        `webhooks` (default: `settings.webhooks`) a webhook dispatcher runs with it."""
         s = self.settings
+        run_webhooks = s.webhooks if webhooks is None else webhooks
         worker = Worker(
             self,
             concurrency=concurrency or s.concurrency,
@@ -251,9 +262,22 @@ class Tether:
             eager=eager,
             gc_threshold=s.gc_threshold,
             max_lease_expiries=s.max_lease_expiries,
+            companions=[self.dispatcher()] if run_webhooks else [],
         )
         self.workers.append(worker)
         return worker
+
+    def dispatcher(self) -> Dispatcher:
+        """A webhook dispatcher for this app (`async with app.dispatcher():`): fans events
+        out to subscriptions and delivers them. Workers and servers run one each."""
+        return Dispatcher(
+            self.store,
+            self.clock,
+            DispatchConfig.from_settings(self.settings),
+            policy=self.egress_policy,
+            on_disabled=self.on_webhook_disabled,
+            open=self.open,
+        )
 
     # intake -----------------------------------------------------------------------------
     def new_task(
@@ -270,10 +294,12 @@ class Tether:
         created_by: str | None = None,
         run_at: datetime | float | None = None,
         version: int | None = None,
+        callback_url: str | None = None,
     ) -> NewTask:
-        """Validate a submission and build the row to store (no I/O). `version` picks a
-        registered version of the workflow (None: the newest); `created_by` defaults to
-        this app's `identity`."""
+        """Validate a submission and build the row to store (no I/O; the callback URL's
+        address is checked by `submit_batch`). `version` picks a registered version of
+        the workflow (None: the newest); `created_by` defaults to this app's
+        `identity`."""
         wf = self.registry_lookup(workflow, version)
         encoded = wf.encode_input(input)
         digest = ""
@@ -286,13 +312,31 @@ class Tether:
                 correlation_id=correlation_id,
                 deadline=_timestamp(deadline),
                 run_at=_timestamp(run_at),
+                callback_url=callback_url,
             )
         absolute_deadline = _timestamp(deadline)
         if absolute_deadline is None and wf.deadline is not None:
             absolute_deadline = self.clock.now() + wf.deadline
+        task_id = new_id()
+        tenant = tenant or self.settings.tenant
+        callback = None
+        if callback_url is not None:
+            now = self.clock.now()
+            callback = WebhookSubscription(
+                id=new_id(),
+                tenant=tenant,
+                url=callback_url,
+                event_types=list(TERMINAL_EVENTS),
+                secret=new_secret(),
+                task_id=task_id,
+                description=f"callback of task {task_id}",
+                created_at=now,
+                updated_at=now,
+                created_by=created_by or self.identity,
+            )
         return NewTask(
-            id=new_id(),
-            tenant=tenant or self.settings.tenant,
+            id=task_id,
+            tenant=tenant,
             workflow=wf.name,
             workflow_version=wf.version,
             queue=queue or wf.queue,
@@ -305,6 +349,7 @@ class Tether:
             created_by=created_by or self.identity,
             deadline=absolute_deadline,
             run_at=_timestamp(run_at),
+            callback=callback,
         )
 
     async def submit(self, workflow: str, input: Any = None, **options: Any) -> TaskHandle:
@@ -312,9 +357,10 @@ class Tether:
 
         Options: `idempotency_key`, `tenant`, `queue`, `priority`, `correlation_id`,
         `deadline`, `created_by` (default: `identity`), `run_at`, `version` (default:
-        the newest registered version of the workflow). The same key with the same
-        input returns the existing task (`handle.created` is False); with another input
-        it raises `IdempotencyConflict`.
+        the newest registered version of the workflow), `callback_url` (a webhook of the
+        task's end, signed with `handle.callback.secret`: docs/webhooks.md). The same key
+        with the same input returns the existing task (`handle.created` is False); with
+        another input it raises `IdempotencyConflict`.
         """
         (handle,) = await self.submit_batch([self.new_task(workflow, input, **options)])
         return handle
@@ -338,6 +384,9 @@ class Tether:
     async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
         """Store prepared tasks (see `new_task`) in one transaction. A worker of this
         app running in this process with free slots gets them directly (ADR 47)."""
+        for t in tasks:
+            if t.callback is not None:  # before anything is stored: `EgressRefused`
+                t.callback.url = await egress.check_url(t.callback.url, self.egress_policy)
         await self.open()
         now = self.clock.now()
         worker, reserved = None, 0
@@ -348,7 +397,7 @@ class Tether:
                 break
         if worker is None:
             done = await self.store.submit(tasks, now)
-            return [TaskHandle(self, s.task, s.created) for s in done]
+            return [TaskHandle(self, s.task, s.created, s.callback) for s in done]
         eager = Eager(worker.id, now + worker.lease_ttl, reserved, worker.queues)
         claimed: list[Claimed] = []
         try:
@@ -356,7 +405,7 @@ class Tether:
             claimed = [s.claimed for s in done if s.claimed is not None]
         finally:
             worker.adopt(claimed, reserved)
-        return [TaskHandle(self, s.task, s.created) for s in done]
+        return [TaskHandle(self, s.task, s.created, s.callback) for s in done]
 
     # queries and control --------------------------------------------------------------
     def handle(self, task_id: str, tenant: str | None = None) -> TaskHandle:

@@ -18,6 +18,9 @@ Permission matrix (what each role may do; `admin` may do everything):
 | approvals:decide   |        |           |    x     |          |   x   |
 | apikeys:manage     |        |           |          |          |   x   |
 | metrics:read       |        |           |          |    x     |   x   |
+| webhooks:read      |        |           |          |    x     |   x   |
+| webhooks:replay    |        |           |          |    x     |   x   |
+| webhooks:manage    |        |           |          |          |   x   |
 
 `metrics:read` shows the caller's own tenant's figures only; the deployment-wide
 `/metrics` needs the `metrics_token` setting instead (ADR 66).
@@ -68,6 +71,9 @@ class Permission(StrEnum):
     APPROVALS_DECIDE = "approvals:decide"
     KEYS_MANAGE = "apikeys:manage"
     METRICS_READ = "metrics:read"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_REPLAY = "webhooks:replay"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 P = Permission
@@ -76,7 +82,16 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
     Role.OPERATOR: frozenset(
-        {P.READ, P.CANCEL, P.SIGNAL, P.RERUN, P.APPROVALS_READ, P.METRICS_READ}
+        {
+            P.READ,
+            P.CANCEL,
+            P.SIGNAL,
+            P.RERUN,
+            P.APPROVALS_READ,
+            P.METRICS_READ,
+            P.WEBHOOKS_READ,
+            P.WEBHOOKS_REPLAY,
+        }
     ),
     Role.ADMIN: frozenset(Permission),
 }

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_webhooks import WebhooksClient
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
 from tether.models import Approval, Event, StepRecord, Task
 from tether.models.times import format_time
@@ -96,6 +97,8 @@ class Client:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
+        self.webhooks = WebhooksClient(self._request, self._post_task)
+        """Webhook subscriptions, deliveries, retry and replay (`tether.client_webhooks`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
@@ -195,6 +198,23 @@ class Client:
     ) -> tuple[Task, bool]:
         """`submit`, and whether it created the task: False when the idempotency key
         matched an earlier task (the server's `Idempotent-Replayed` answer)."""
+        response = await self._post_task(
+            workflow, input, idempotency_key, queue, priority, correlation_id, deadline
+        )
+        created = response.headers.get("idempotent-replayed") != "true"
+        return task_from_json(response.json()), created
+
+    async def _post_task(
+        self,
+        workflow: str,
+        input: Any,
+        idempotency_key: str | None,
+        queue: str | None,
+        priority: int,
+        correlation_id: str | None,
+        deadline: datetime | float | None,
+        callback_url: str | None = None,
+    ) -> httpx.Response:
         body: dict[str, Any] = {"workflow": workflow, "input": input, "priority": priority}
         if queue is not None:
             body["queue"] = queue
@@ -203,12 +223,12 @@ class Client:
         if deadline is not None:
             seconds = deadline.timestamp() if isinstance(deadline, datetime) else deadline
             body["deadline"] = format_time(seconds)
+        if callback_url is not None:
+            body["callback_url"] = callback_url
         key = idempotency_key or f"client-{uuid.uuid4()}"
-        response = await self._request(
+        return await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}
         )
-        created = response.headers.get("idempotent-replayed") != "true"
-        return task_from_json(response.json()), created
 
     async def submit_batch(
         self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None

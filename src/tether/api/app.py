@@ -57,8 +57,10 @@ def create_app(
     """Build the HTTP API of `tether`.
 
     Raises `ConfigError` when no authentication is configured and `settings.dev` is off.
-    With `workers`, an embedded worker (`tether.worker(**worker_options)`) runs for the
-    server's lifetime. The store opens at start-up and closes at shutdown.
+    With `workers`, an embedded worker (`tether.worker(**worker_options)`, with its
+    webhook dispatcher) runs for the server's lifetime; without, a webhook dispatcher
+    alone (unless `settings.webhooks` is off). The store opens at start-up and closes
+    at shutdown.
     """
     settings = settings or tether.settings
     require_auth(settings)
@@ -70,6 +72,8 @@ def create_app(
             async with AsyncExitStack() as stack:
                 if workers:
                     await stack.enter_async_context(tether.worker(**(worker_options or {})))
+                elif settings.webhooks:  # an API-only node still delivers webhooks
+                    await stack.enter_async_context(tether.dispatcher())
                 yield
         finally:
             if close_on_shutdown:

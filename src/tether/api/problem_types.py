@@ -65,6 +65,18 @@ APPROVAL_NOT_FOUND = ProblemType(
     "Approval not found",
     "No such approval for the caller's tenant (another tenant's answers the same).",
 )
+WEBHOOK_NOT_FOUND = ProblemType(
+    "webhook-not-found",
+    404,
+    "Webhook subscription not found",
+    "No such webhook subscription for the caller's tenant (another tenant's answers the same).",
+)
+DELIVERY_NOT_FOUND = ProblemType(
+    "delivery-not-found",
+    404,
+    "Webhook delivery not found",
+    "No such webhook delivery for the caller's tenant (another tenant's answers the same).",
+)
 METHOD_NOT_ALLOWED = ProblemType(
     "method-not-allowed",
     405,
@@ -90,6 +102,18 @@ APPROVAL_CLOSED = ProblemType(
     "Approval closed",
     "The approval was already decided, or its timeout passed; the body's `approval` "
     "member is the outcome that stands.",
+)
+WEBHOOK_DISABLED = ProblemType(
+    "webhook-disabled",
+    409,
+    "Webhook subscription disabled",
+    "Retry or replay of a disabled subscription's deliveries: enable it first.",
+)
+DELIVERY_IN_FLIGHT = ProblemType(
+    "delivery-in-flight",
+    409,
+    "Delivery in flight",
+    "The webhook delivery is being sent right now; its outcome decides what comes next.",
 )
 BODY_TOO_LARGE = ProblemType(
     "body-too-large", 413, "Body too large", "The request body is over `max_body_bytes`."
@@ -123,6 +147,14 @@ IDEMPOTENCY_CONFLICT = ProblemType(
     "Idempotency key reused",
     "The `Idempotency-Key` was used before with a different submission.",
 )
+URL_REFUSED = ProblemType(
+    "url-refused",
+    422,
+    "URL refused",
+    "The egress guard refuses the URL (not https and not allowlisted, credentials in it, "
+    "or a name resolving to a loopback, private, link-local, metadata or other internal "
+    "address); `errors` names the field and why. Nothing was stored or sent.",
+)
 INVALID_CURSOR = ProblemType(
     "invalid-cursor",
     422,
@@ -153,16 +185,21 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     NOT_FOUND,
     TASK_NOT_FOUND,
     APPROVAL_NOT_FOUND,
+    WEBHOOK_NOT_FOUND,
+    DELIVERY_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     INVALID_TRANSITION,
     ALREADY_DECIDED,
     APPROVAL_CLOSED,
+    WEBHOOK_DISABLED,
+    DELIVERY_IN_FLIGHT,
     BODY_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,
     INVALID_REQUEST,
     UNKNOWN_WORKFLOW,
     INVALID_INPUT,
     IDEMPOTENCY_CONFLICT,
+    URL_REFUSED,
     INVALID_CURSOR,
     RATE_LIMITED,
     INTERNAL_ERROR,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from tether.failures import ATTEMPTS_KEPT, MESSAGE_CHARS, TRACEBACK_CHARS, TRACEBACK_FRAMES
 from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskStatus
 from tether.models.times import format_time, parse_time
+from tether.models.webhooks import WebhookSubscription
 
 MAX_BATCH = 1000
 
@@ -59,6 +60,13 @@ class TaskSubmission(BaseModel):
     deadline: Time | None = Field(
         default=None,
         description="Absolute deadline, RFC 3339 with an offset (epoch seconds also accepted)",
+    )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="A signed webhook of the task's end (task.succeeded/failed/cancelled) "
+        "goes here; the response's `callback.secret` verifies it (docs/webhooks.md)",
     )
 
 
@@ -116,6 +124,15 @@ class Progress(BaseModel):
 
     current_step: str | None = Field(default=None, description="Step running or last run")
     steps_done: int = Field(description="Steps finished so far")
+
+
+class CallbackOut(BaseModel):
+    """The webhook subscription of a task submitted with `callback_url`."""
+
+    subscription_id: str
+    url: str
+    event_types: list[str]
+    secret: str = Field(description="`whsec_...`: verify the callback's signature with it")
 
 
 class TaskOut(BaseModel):
@@ -187,9 +204,23 @@ class TaskOut(BaseModel):
         "task's idempotency keys",
     )
 
+    callback: CallbackOut | None = Field(
+        default=None,
+        description="Submit responses only, when `callback_url` was given: its webhook "
+        "subscription and signing secret",
+    )
+
     @classmethod
-    def of(cls, t: Task) -> TaskOut:
-        return cls.model_validate(t.to_dict())
+    def of(cls, t: Task, callback: WebhookSubscription | None = None) -> TaskOut:
+        out = cls.model_validate(t.to_dict())
+        if callback is not None:
+            out.callback = CallbackOut(
+                subscription_id=callback.id,
+                url=callback.url,
+                event_types=callback.event_types,
+                secret=callback.secret,
+            )
+        return out
 
 
 class TaskList(BaseModel):

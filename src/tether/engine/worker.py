@@ -18,8 +18,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
@@ -48,6 +48,15 @@ LOCAL_WAKE_HORIZON = 60.0
 """Seconds ahead within which a worker schedules its own wake-up for a suspended task."""
 
 
+class Companion(Protocol):
+    """A service that runs alongside a worker, started and stopped with it (the webhook
+    dispatcher is one: the engine does not know what it does)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
 
@@ -72,6 +81,7 @@ class Worker:
         eager: bool = True,
         gc_threshold: int = 10_000,
         max_lease_expiries: int = 0,
+        companions: Sequence[Companion] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -93,6 +103,8 @@ class Worker:
         self.max_lease_expiries = max_lease_expiries
         """A task whose lease expires this many times in a row (no step recorded in
         between) is failed by this worker's claim instead of run again (0: no limit)."""
+        self.companions = list(companions)
+        """Services started after this worker and stopped before it stops."""
         self._gc_held = False
         self._unrunnable: set[WorkflowVersion] = set()
         """(workflow, version) pairs a claim returned but the runtime could not look up:
@@ -138,11 +150,15 @@ class Worker:
                 retention_loop(self.runtime.store, self.runtime.clock, self.retention),
                 name="tether-retention",
             )
+        for companion in self.companions:
+            await companion.start()
         log.info("worker %s started on queues %s", self.id, ",".join(self.queues))
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; wait up to `grace` seconds, then hand back what still runs."""
         try:
+            for companion in self.companions:
+                await companion.stop()
             await self._shut_down(grace)
         finally:
             if self._gc_held:

@@ -27,7 +27,9 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.webhooks import WebhookSubscription
 from tether.store.hub import Hub
+from tether.store.outbox import OutboxStore
 
 
 @dataclass
@@ -50,6 +52,8 @@ class NewTask:
     run_at: float | None = None
     forked_from: str | None = None
     fork_from_seq: int | None = None
+    callback: WebhookSubscription | None = None
+    """The task's own webhook subscription (`callback_url`), created with it."""
 
 
 @dataclass
@@ -60,6 +64,9 @@ class Submitted:
     created: bool
     claimed: Claimed | None = None
     """Set when the task was created already claimed for an `Eager` worker."""
+    callback: WebhookSubscription | None = None
+    """The task's callback subscription, when the submission asked for one (on a
+    replay, the one made the first time)."""
 
 
 @dataclass
@@ -212,8 +219,9 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(abc.ABC):
-    """One database, seen through the operations Tether needs."""
+class Store(OutboxStore, abc.ABC):
+    """One database, seen through the operations Tether needs (the webhook outbox's
+    among them: `tether.store.outbox`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""

@@ -41,13 +41,14 @@ from tether.store.base import (
     WorkerPresence,
 )
 from tether.store.hub import Hub, TaskChange
+from tether.store.sqloutbox import SQLOutbox
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(Store, abc.ABC):
+class SQLStore(SQLOutbox, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -128,6 +129,7 @@ class SQLStore(Store, abc.ABC):
         for s in out:
             if s.created and s.claimed is None:
                 self.hub.notify_work(s.task.queue)
+        self.hub.notify_events()
         return out
 
     # queries --------------------------------------------------------------------------
@@ -219,6 +221,8 @@ class SQLStore(Store, abc.ABC):
             )
         )
         self._announce_lost(outcome.lost)
+        if outcome.claimed or outcome.lost:
+            self.hub.notify_events()
         return outcome.claimed
 
     def _announce_lost(self, lost: list[Task]) -> None:
@@ -234,6 +238,7 @@ class SQLStore(Store, abc.ABC):
 
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         results = await self._run_ops(ops, worker, now)
+        self.hub.notify_events()
         for op, ok in zip(ops, results, strict=True):
             if not ok:
                 continue
@@ -275,6 +280,7 @@ class SQLStore(Store, abc.ABC):
     async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
         d = self.dialect
         task = await self._run(lambda c: sql.cancel(c, d, task_id, tenant, by, now))
+        self.hub.notify_events()
         self.hub.task_changed(task_id, str(task.status))
         return task
 
@@ -283,6 +289,7 @@ class SQLStore(Store, abc.ABC):
     ) -> SignalRecord:
         d = self.dialect
         sig = await self._run(lambda c: sql.send_signal(c, d, task_id, tenant, name, payload, now))
+        self.hub.notify_events()
         self.hub.notify_all_work()
         return sig
 
@@ -291,6 +298,7 @@ class SQLStore(Store, abc.ABC):
     ) -> Task:
         d = self.dialect
         task = await self._run(lambda c: sql.fork(c, d, task_id, tenant, new, from_seq, now))
+        self.hub.notify_events()
         self.hub.notify_work(task.queue)
         return task
 
@@ -308,6 +316,7 @@ class SQLStore(Store, abc.ABC):
         approval, refusal = await self._run(
             lambda c: sql.decide(c, d, approval_id, tenant, decision, now)
         )
+        self.hub.notify_events()
         if approval.status != "pending":
             self.hub.notify_all_work()
             self.hub.task_changed(approval.task_id, "queued")
