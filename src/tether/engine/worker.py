@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from tether.clock import SystemClock
@@ -69,6 +69,7 @@ class Worker:
         retention: float | None = None,
         eager: bool = True,
         gc_threshold: int = 10_000,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -87,6 +88,10 @@ class Worker:
         self.gc_threshold = gc_threshold
         """First-generation GC threshold while this worker runs (0: leave the GC alone;
         `tether.engine.gc_threshold`, ADR 49)."""
+        self.background = list(background)
+        """Loops the host runs beside this worker (the notifier): started with it and
+        cancelled when it stops."""
+        self._background: list[asyncio.Task[None]] = []
         self._gc_held = False
         self._reserved = 0
         self.committer = Committer(runtime.store, self.id, runtime.clock)
@@ -120,6 +125,10 @@ class Worker:
                 retention_loop(self.runtime.store, self.runtime.clock, self.retention),
                 name="tether-retention",
             )
+        self._background = [
+            asyncio.create_task(loop(), name=f"tether-background-{i}")
+            for i, loop in enumerate(self.background)
+        ]
         log.info("worker %s started on queues %s", self.id, ",".join(self.queues))
 
     async def stop(self, grace: float | None = None) -> None:
@@ -145,7 +154,7 @@ class Worker:
             self.committer.submit(Release(task_id, run.task.attempt))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()))
-        for loop_task in (self._heartbeat, self._retention):
+        for loop_task in (self._heartbeat, self._retention, *self._background):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)

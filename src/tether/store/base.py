@@ -18,6 +18,8 @@ from tether.models import (
     Approval,
     ApprovalFilter,
     Event,
+    HookReceipt,
+    NotificationRecord,
     SignalRecord,
     StepRecord,
     Task,
@@ -83,6 +85,22 @@ class Claimed:
     approvals: dict[int, Approval]
     recovered: bool = False
     """True when the task was taken over after another worker's lease expired."""
+
+
+@dataclass
+class InboundHook:
+    """A verified inbound webhook to act on: start `start`, or send the signal
+    `signal_name` (JSON `signal_payload`) to `signal_task`. Its receipt is kept for
+    `ttl` seconds under (`hook`, `webhook_id`)."""
+
+    hook: str
+    webhook_id: str
+    tenant: str
+    ttl: float
+    start: NewTask | None = None
+    signal_task: str | None = None
+    signal_name: str | None = None
+    signal_payload: str = "null"
 
 
 # Operations a worker commits in batches ------------------------------------------------
@@ -334,6 +352,58 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def revoke_api_key(self, key_id: str, tenant: str | None, now: float) -> bool:
         """Revoke a key; False when there is no such live key (for this tenant)."""
+
+    # notifications (ADR 69) -------------------------------------------------------------
+    @abc.abstractmethod
+    async def notify_position(self, cursor: str, now: float) -> int:
+        """Where the notification fan-out `cursor` stands in the events feed (a new
+        cursor starts at the feed's head)."""
+
+    @abc.abstractmethod
+    async def advance_notify_cursor(
+        self,
+        cursor: str,
+        seen: int,
+        position: int,
+        records: list[NotificationRecord],
+        now: float,
+    ) -> bool:
+        """In one transaction, move `cursor` from `seen` to `position` and store the
+        notifications the events in between called for (one per event and channel);
+        False, with nothing stored, when another fan-out moved it first."""
+
+    @abc.abstractmethod
+    async def claim_notifications(
+        self, worker: str, limit: int, now: float, lease_until: float
+    ) -> list[NotificationRecord]:
+        """Lease up to `limit` due notifications to `worker`, counting an attempt each."""
+
+    @abc.abstractmethod
+    async def settle_notification(
+        self,
+        record: NotificationRecord,
+        worker: str,
+        status: str,
+        error: str | None,
+        next_at: float | None,
+        now: float,
+    ) -> bool:
+        """Record a send's outcome: `sent`, `failed` (given up), or `pending` again at
+        `next_at`. False when `worker` no longer holds that attempt's lease."""
+
+    @abc.abstractmethod
+    async def list_notifications(
+        self, *, tenant: str | None = None, task_id: str | None = None, limit: int = 500
+    ) -> list[NotificationRecord]:
+        """Notifications oldest first."""
+
+    # inbound webhooks -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def receive_hook(self, hook: InboundHook, now: float) -> HookReceipt:
+        """Act on a verified inbound webhook once: start its task or send its signal in
+        the transaction that stores its receipt. A live receipt for the same hook and
+        webhook-id is returned instead (`replayed`), and nothing happens again. Raises
+        `TaskNotFound` / `InvalidTransition` for a signal to a missing or ended task."""
 
     # housekeeping ---------------------------------------------------------------------
     @abc.abstractmethod

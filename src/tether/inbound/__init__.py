@@ -1,0 +1,5 @@
+"""Inbound signed webhooks: named hooks that start workflows or signal tasks."""
+
+from tether.inbound.hooks import HookBook, HookDef, HookMappingError, make_hook, path_getter
+
+__all__ = ["HookBook", "HookDef", "HookMappingError", "make_hook", "path_getter"]
