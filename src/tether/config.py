@@ -95,6 +95,30 @@ class Settings(BaseModel):
         default=256 * 1024, ge=1, description="Inbound webhook body cap (larger: 413)"
     )
 
+    # Egress (tether.egress): every outbound request, webhooks first ----------------------
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts, IPs and networks outbound HTTP may reach despite the SSRF guard "
+        "(http, private addresses); comma-separated in the environment",
+    )
+    egress_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds per phase of one outbound request"
+    )
+    egress_max_response_bytes: int = Field(
+        default=1 << 20, ge=1, description="Largest outbound response body read"
+    )
+
+    @field_validator("egress_allow", mode="before")
+    @classmethod
+    def _allow_list(cls, value: Any) -> Any:
+        # From the environment the list arrives as "a,b" or as a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
     @field_validator("approval_policy", "notifications", "hooks", mode="before")
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
