@@ -30,7 +30,7 @@ from tether.models import (
     TaskFilter,
     TaskStatus,
 )
-from tether.notify import NOTIFY_TRIGGER, NotificationBook, Notifier, Senders, SmtpServer
+from tether.notify import NOTIFY_TRIGGER, NotificationBook, Notifier, NotifierOptions, Senders
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
@@ -76,8 +76,10 @@ class Tether:
         """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
         self.notifications = NotificationBook.from_config(self.settings.notifications)
         """Notification channels and routes (config file, then `channel` / `route`)."""
-        self.senders = Senders(SmtpServer.from_settings(self.settings))
+        self.senders = Senders.from_settings(self.settings)
         """How notifications are sent (the SMTP server of the settings, egress for HTTP)."""
+        self.notifier_options = NotifierOptions(poll_interval=self.settings.poll_interval)
+        """How the notifier beside each worker paces itself and retries sends."""
         self.hooks = HookBook.from_config(self.settings.hooks)
         """Inbound signed webhooks by name (config file, then `hook`)."""
         self.workflows: dict[str, WorkflowDef] = {}
@@ -321,6 +323,7 @@ class Tether:
                 self.clock,
                 worker=worker.id,
                 console_url=s.console_url,
+                options=self.notifier_options,
             )
             worker.background.append(notifier.run)
         self.workers.append(worker)

@@ -11,18 +11,44 @@ credentials (the Slack URL is the credential).
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 
+import httpx
 from pydantic import SecretStr
 
+from tether import egress
 from tether.config import Settings
 from tether.errors import Permanent, Transient
 from tether.models import Notification
 from tether.notify.channels import Channel, EmailChannel, SlackChannel
+
+
+class _SecretUrls(logging.Filter):
+    """Redacts, in httpx's request log line ("HTTP Request: POST <url> ..."), the URLs
+    that are credentials (Slack webhook URLs): scheme and host stay, the rest goes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.urls and isinstance(record.args, tuple):
+            record.args = tuple(self._redact(a) for a in record.args)
+        return True
+
+    def _redact(self, value: object) -> object:
+        if isinstance(value, httpx.URL) and str(value) in self.urls:
+            return f"{value.scheme}://{value.netloc.decode()}/[redacted]"
+        return value
+
+
+_SECRET_URLS = _SecretUrls()
+logging.getLogger("httpx").addFilter(_SECRET_URLS)
 
 
 @dataclass(frozen=True)
@@ -59,9 +85,14 @@ def message_id(key: str) -> str:
 class Senders:
     """Sends a notification on a channel (`send`), whatever its kind."""
 
-    def __init__(self, smtp: SmtpServer, http_timeout: float = 10.0) -> None:
+    def __init__(self, smtp: SmtpServer, egress_policy: egress.EgressPolicy) -> None:
         self.smtp = smtp
-        self.http_timeout = http_timeout
+        self.egress_policy = egress_policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Senders:
+        """Senders for the SMTP server and the egress policy of `settings`."""
+        return cls(SmtpServer.from_settings(settings), egress.EgressPolicy.from_settings(settings))
 
     async def send(self, channel: Channel, message: Notification, key: str) -> None:
         """Send `message` on `channel`; `key` identifies it across resends."""
@@ -107,4 +138,28 @@ class Senders:
 
     # Slack ------------------------------------------------------------------------------
     async def _send_slack(self, channel: SlackChannel, message: Notification, key: str) -> None:
-        raise NotImplementedError
+        text = message.body if not message.subject else f"*{message.subject}*\n{message.body}"
+        _SECRET_URLS.urls.add(str(httpx.URL(channel.url.get_secret_value())))
+        try:
+            async with egress.client(self.egress_policy) as http:
+                response = await http.post(
+                    channel.url.get_secret_value(),
+                    json={"text": text},
+                    headers={"Idempotency-Key": key},
+                )
+                await response.aread()
+        except egress.EgressRefused as exc:
+            # The reason names the address class, never the URL's path (the secret).
+            raise Permanent(f"slack: refused by the egress policy ({exc.reason})") from None
+        except egress.ResponseTooLarge:
+            raise Permanent("slack: the webhook's answer is over the response cap") from None
+        except httpx.HTTPError as exc:  # connect errors, timeouts, protocol errors
+            raise Transient(f"slack: cannot reach the webhook ({type(exc).__name__})") from None
+        status = response.status_code
+        if status < 300:
+            return
+        text = f"slack: the webhook answered {status}"
+        if status == 429 or status == 408 or status >= 500:
+            after = response.headers.get("retry-after", "")
+            raise Transient(text, retry_after=float(after) if after.isdigit() else None)
+        raise Permanent(text)

@@ -129,7 +129,7 @@ async def settle_notification(
     False when `worker` no longer holds that attempt's lease."""
     return (
         await conn.execute(
-            "UPDATE notifications SET status = %s, last_error = %s, "
+            "UPDATE notifications SET status = %s, last_error = COALESCE(%s, last_error), "
             "next_at = COALESCE(%s, next_at), sent_at = %s, lease_owner = NULL, "
             "lease_until = NULL WHERE id = %s AND lease_owner = %s AND attempts = %s",
             (
