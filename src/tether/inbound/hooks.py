@@ -85,13 +85,34 @@ class HookDef:
         action = f"workflow={self.workflow!r}" if self.workflow else f"signal={self.signal!r}"
         return f"HookDef({self.name!r}, {action}, tenant={self.tenant!r})"
 
+    def start_input(self, body: Any) -> Any:
+        """The input of the task a workflow hook's delivery starts."""
+        return body if self.input is None else _mapped(self.input, body)
+
+    def signal_payload(self, body: Any) -> Any:
+        """The payload of the signal a signal hook's delivery sends."""
+        return body if self.payload is None else _mapped(self.payload, body)
+
     def target_task(self, body: Any, headers: Mapping[str, str]) -> str:
         """The id of the task a signal hook's delivery is for."""
         assert self.task_id is not None
-        value = self.task_id(body, headers)
+        value = _mapped(self.task_id, body, headers)
         if not isinstance(value, str) or not value:
             raise HookMappingError("the delivery names no task id")
         return value
+
+
+def _mapped(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a mapping: a body it cannot map (a missing key, a wrong type) is the sender's
+    mistake, answered 422, not a server error."""
+    try:
+        return fn(*args)
+    except HookMappingError:
+        raise
+    except Exception as exc:
+        raise HookMappingError(
+            f"the body does not fit the hook's mapping ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def make_hook(

@@ -57,8 +57,7 @@ async def receive(app: Tether, name: str, body: bytes, headers: Mapping[str, str
     else:
         inbound.signal_task = hook.target_task(payload, headers)
         inbound.signal_name = hook.signal
-        value = payload if hook.payload is None else hook.payload(payload)
-        inbound.signal_payload = serde.dumps(value)
+        inbound.signal_payload = serde.dumps(hook.signal_payload(payload))
     await app.open()
     return await app.store.receive_hook(inbound, app.clock.now())
 
