@@ -34,6 +34,7 @@ from tether.errors import (
     UnknownWorkflow,
     UnserializableResult,
 )
+from tether.inbound import HookDef
 from tether.models import (
     EVENT_CATALOGUE,
     Approval,
@@ -41,6 +42,9 @@ from tether.models import (
     Event,
     EventKind,
     EventType,
+    HookReceipt,
+    Notification,
+    NotificationRecord,
     SignalRecord,
     StepRecord,
     Task,
@@ -49,6 +53,7 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.notify import EmailChannel, SlackChannel
 from tether.retry import RetryBudget, RetryPolicy
 
 __version__ = "0.1.0"
@@ -65,13 +70,18 @@ __all__ = [
     "Context",
     "DeadlineExceeded",
     "Decision",
+    "EmailChannel",
     "Event",
     "EventKind",
     "EventType",
+    "HookDef",
+    "HookReceipt",
     "IdempotencyConflict",
     "InputValidationError",
     "InvalidTransition",
     "NonDeterminismError",
+    "Notification",
+    "NotificationRecord",
     "Permanent",
     "PolicyBook",
     "Requirement",
@@ -81,6 +91,7 @@ __all__ = [
     "SchemaOutOfDate",
     "Settings",
     "SignalRecord",
+    "SlackChannel",
     "StepFailed",
     "StepInfo",
     "StepRecord",

@@ -7,7 +7,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
 from tether import serde
 from tether.clock import Clock, SystemClock
@@ -16,25 +16,19 @@ from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.context import current_context
 from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn
 from tether.engine.worker import Worker
-from tether.errors import Classifier, Permanent, TaskNotFound, UnknownWorkflow
+from tether.errors import Classifier, TaskNotFound, UnknownWorkflow
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
-from tether.inbound import HookBook, HookDef, make_hook
-from tether.inbound.hooks import BodyMap, TaskIdMap
-from tether.models import (
-    Approval,
-    Notification,
-    SignalRecord,
-    StepRecord,
-    Task,
-    TaskFilter,
-    TaskStatus,
-)
-from tether.notify import NOTIFY_TRIGGER, NotificationBook, Notifier, NotifierOptions, Senders
+from tether.inbound import HookBook, HookDef, HookOptions, make_hook
+from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, TaskStatus
+from tether.notify import Notifications
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import submission_hash
+
+if TYPE_CHECKING:
+    from tether.models import Notification
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,12 +68,8 @@ class Tether:
         """Extra failure classifiers: return True (transient), False (permanent), None."""
         self.policies = PolicyBook.from_config(self.settings.approval_policy)
         """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
-        self.notifications = NotificationBook.from_config(self.settings.notifications)
+        self.notifications = Notifications(self.settings)
         """Notification channels and routes (config file, then `channel` / `route`)."""
-        self.senders = Senders.from_settings(self.settings)
-        """How notifications are sent (the SMTP server of the settings, egress for HTTP)."""
-        self.notifier_options = NotifierOptions(poll_interval=self.settings.poll_interval)
-        """How the notifier beside each worker paces itself and retries sends."""
         self.hooks = HookBook.from_config(self.settings.hooks)
         """Inbound signed webhooks by name (config file, then `hook`)."""
         self.workflows: dict[str, WorkflowDef] = {}
@@ -178,37 +168,13 @@ class Tether:
 
         return register(fn) if fn is not None else register
 
-    def hook(
-        self,
-        name: str,
-        *,
-        secret: str,
-        workflow: str | None = None,
-        input: str | BodyMap | None = None,
-        signal: str | None = None,
-        task_id: str | TaskIdMap | None = None,
-        task_header: str | None = None,
-        payload: str | BodyMap | None = None,
-        tenant: str | None = None,
-    ) -> HookDef:
+    def hook(self, name: str, *, secret: str, **options: Unpack[HookOptions]) -> HookDef:
         """Accept signed deliveries at `POST /v1/hooks/{name}` (Standard Webhooks,
         `secret` = `whsec_...`): each starts `workflow` with `input` (the body, a dotted
         path into it, or a function of it), or sends `signal` with `payload` to the task
         named by `task_id` (a dotted path or a function of body and headers) or the
-        header `task_header`. Once per webhook-id. See docs/api.md."""
-        return self.hooks.add(
-            make_hook(
-                name,
-                secret=secret,
-                tenant=tenant,
-                workflow=workflow,
-                input=input,
-                signal=signal,
-                task_id=task_id,
-                task_header=task_header,
-                payload=payload,
-            )
-        )
+        header `task_header`; as `tenant`. Once per webhook-id. See docs/api.md."""
+        return self.hooks.add(make_hook(name, secret=secret, **options))
 
     # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
     def registry_lookup(self, workflow: str) -> WorkflowDef:
@@ -237,23 +203,7 @@ class Tether:
     ) -> list[str]:
         """Send `notification` now on `channels` (None: those the routes give the
         `notify` trigger of `tenant`'s `workflow`); what `ctx.notify` runs in its step."""
-        names = (
-            list(channels)
-            if channels is not None
-            else self.notifications.channels_for(NOTIFY_TRIGGER, tenant, workflow)
-        )
-        found = {n: self.notifications.channels.get(n) for n in names}
-        missing = [n for n, c in found.items() if c is None]
-        if missing:
-            raise Permanent(f"no notification channel named {', '.join(map(repr, missing))}")
-        await asyncio.gather(
-            *(
-                self.senders.send(c, notification, key if len(names) == 1 else f"{key}.{n}")
-                for n, c in found.items()
-                if c is not None
-            )
-        )
-        return names
+        return await self.notifications.send_now(tenant, workflow, notification, channels, key)
 
     # life cycle -----------------------------------------------------------------------
     async def open(self) -> None:
@@ -315,16 +265,8 @@ class Tether:
             eager=eager,
             gc_threshold=s.gc_threshold,
         )
-        if self.notifications.triggers - {NOTIFY_TRIGGER}:
-            notifier = Notifier(
-                self.store,
-                self.notifications,
-                self.senders,
-                self.clock,
-                worker=worker.id,
-                console_url=s.console_url,
-                options=self.notifier_options,
-            )
+        notifier = self.notifications.notifier(self.store, self.clock, worker.id)
+        if notifier is not None:
             worker.background.append(notifier.run)
         self.workers.append(worker)
         return worker

@@ -48,7 +48,7 @@ async def build(store_url: str, smtp: SmtpServer) -> AsyncIterator[Callable[...,
         }
         values.update(overrides)
         app = Tether(settings=load_settings(values))
-        app.notifier_options = NotifierOptions(
+        app.notifications.options = NotifierOptions(
             poll_interval=0.05, retry=RetryPolicy(max_attempts=5, initial_interval=0.1)
         )
         apps.append(app)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack, cast
 
 from pydantic import SecretStr
 from standardwebhooks import Webhook
@@ -115,20 +115,22 @@ def _mapped(fn: Callable[..., Any], *args: Any) -> Any:
         ) from None
 
 
-def make_hook(
-    name: str,
-    *,
-    secret: str | SecretStr,
-    tenant: str | None = None,
-    workflow: str | None = None,
-    input: str | BodyMap | None = None,
-    signal: str | None = None,
-    task_id: str | TaskIdMap | None = None,
-    task_header: str | None = None,
-    payload: str | BodyMap | None = None,
-) -> HookDef:
+class HookOptions(TypedDict, total=False):
+    """What a hook does, in the forms `make_hook` and `Tether.hook` accept."""
+
+    tenant: str | None
+    workflow: str | None
+    input: str | BodyMap | None
+    signal: str | None
+    task_id: str | TaskIdMap | None
+    task_header: str | None
+    payload: str | BodyMap | None
+
+
+def make_hook(name: str, *, secret: str | SecretStr, **options: Unpack[HookOptions]) -> HookDef:
     """A `HookDef` from the friendlier forms: dotted paths for `input`, `task_id` and
     `payload`, or a header name (`task_header`) for the task id."""
+    task_id, task_header = options.get("task_id"), options.get("task_header")
     if task_id is not None and task_header is not None:
         raise ConfigError(f"hook {name!r}: give task_id or task_header, not both")
     task_map: TaskIdMap | None
@@ -149,12 +151,12 @@ def make_hook(
     return HookDef(
         name=name,
         secret=secret if isinstance(secret, SecretStr) else SecretStr(secret),
-        tenant=tenant,
-        workflow=workflow,
-        input=_body_map(input),
-        signal=signal,
+        tenant=options.get("tenant"),
+        workflow=options.get("workflow"),
+        input=_body_map(options.get("input")),
+        signal=options.get("signal"),
         task_id=task_map,
-        payload=_body_map(payload),
+        payload=_body_map(options.get("payload")),
     )
 
 
@@ -201,5 +203,6 @@ class HookBook:
             bad = [k for k, v in strings.items() if not isinstance(v, str)]
             if bad:
                 raise ConfigError(f"{where}.{bad[0]}: expected a string")
-            book.add(make_hook(str(name), secret=secret_from(spec, "secret", where), **strings))
+            options = cast(HookOptions, strings)
+            book.add(make_hook(str(name), secret=secret_from(spec, "secret", where), **options))
         return book

@@ -11,6 +11,7 @@ from tether.notify.channels import (
     SlackChannel,
 )
 from tether.notify.messages import render
+from tether.notify.notifications import Notifications
 from tether.notify.notifier import Notifier, NotifierOptions
 from tether.notify.senders import Senders, SmtpServer
 
@@ -19,6 +20,7 @@ __all__ = [
     "NOTIFY_TRIGGER",
     "EmailChannel",
     "NotificationBook",
+    "Notifications",
     "Notifier",
     "NotifierOptions",
     "NotifyRoute",

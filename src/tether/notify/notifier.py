@@ -52,7 +52,7 @@ class NotifierOptions:
     lease_ttl: float = 60.0
     """Seconds a sender holds a notification; longer than any send's timeouts."""
     retry: RetryPolicy = SEND_RETRY
-    """Sends of one notification: 10 attempts over about 4 hours by default."""
+    """Sends of one notification: 10 attempts over about 2 hours by default."""
 
 
 class Notifier:
