@@ -211,4 +211,5 @@ class Context:
             key = self.idempotency_key
             return await runtime.send_notification(task.tenant, task.workflow, message, wanted, key)
 
-        return await self.step(name, send, retry=retry, meta={"notify": wanted or "routes"})
+        meta = {"notify": "routes" if wanted is None else wanted}
+        return await self.step(name, send, retry=retry, meta=meta)
