@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
-from tether import serde
+from tether import egress, serde
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
 from tether.engine.approvals import PolicyBook, RiskPolicy
@@ -21,11 +21,14 @@ from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
 from tether.models import Approval, SignalRecord, StepRecord, Task, TaskFilter, TaskStatus
+from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import submission_hash
+from tether.webhooks import DisabledHook, DispatchConfig, Dispatcher
+from tether.webhooks.signing import new_secret
 
 if TYPE_CHECKING:
     from tether.models import Notification
@@ -75,6 +78,14 @@ class Tether:
         self.workflows: dict[str, WorkflowDef] = {}
         self.step_defs: dict[str, StepDef] = {}
         self.workers: list[Worker] = []
+        self.on_webhook_disabled: list[DisabledHook] = []
+        """Called when a dispatcher of this app disables a webhook subscription (410
+        Gone, or too many failed deliveries): the hook for notifying operators."""
+        self.on_webhook_disabled.append(
+            lambda sub: self.notifications.webhook_disabled(self.store, self.clock, sub)
+        )
+        self.egress_policy = egress.EgressPolicy.from_settings(self.settings)
+        """What outbound HTTP (webhooks) may reach: `egress_allow` and the limits."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -248,11 +259,14 @@ class Tether:
         grace: float | None = None,
         retention: bool = True,
         eager: bool = True,
+        webhooks: bool | None = None,
     ) -> Worker:
         """A worker for this app; use as `async with app.worker(...)`. With `retention`
         it also purges ended tasks older than `settings.retention_days`; with `eager`
-        it runs tasks submitted in this process at once while it has free slots."""
+        it runs tasks submitted in this process at once while it has free slots; with
+        `webhooks` (default: `settings.webhooks`) a webhook dispatcher runs with it."""
         s = self.settings
+        run_webhooks = s.webhooks if webhooks is None else webhooks
         worker = Worker(
             self,
             concurrency=concurrency or s.concurrency,
@@ -264,12 +278,24 @@ class Tether:
             retention=s.retention_days * 86400 if retention else None,
             eager=eager,
             gc_threshold=s.gc_threshold,
+            companions=[self.dispatcher()] if run_webhooks else [],
         )
         notifier = self.notifications.notifier(self.store, self.clock, worker.id)
         if notifier is not None:
-            worker.background.append(notifier.run)
+            worker.companions.append(notifier)
         self.workers.append(worker)
         return worker
+
+    def dispatcher(self) -> Dispatcher:
+        """A webhook dispatcher for this app (`async with app.dispatcher():`): fans events
+        out to subscriptions and delivers them. Workers and servers run one each."""
+        return Dispatcher(
+            self.store,
+            self.clock,
+            DispatchConfig.from_settings(self.settings),
+            policy=self.egress_policy,
+            on_disabled=self.on_webhook_disabled,
+        )
 
     # intake -----------------------------------------------------------------------------
     def new_task(
@@ -285,8 +311,10 @@ class Tether:
         deadline: datetime | float | None = None,
         created_by: str | None = None,
         run_at: datetime | float | None = None,
+        callback_url: str | None = None,
     ) -> NewTask:
-        """Validate a submission and build the row to store (no I/O)."""
+        """Validate a submission and build the row to store (no I/O; the callback URL's
+        address is checked by `submit_batch`)."""
         wf = self.registry_lookup(workflow)
         encoded = wf.encode_input(input)
         digest = ""
@@ -299,13 +327,31 @@ class Tether:
                 correlation_id=correlation_id,
                 deadline=_timestamp(deadline),
                 run_at=_timestamp(run_at),
+                callback_url=callback_url,
             )
         absolute_deadline = _timestamp(deadline)
         if absolute_deadline is None and wf.deadline is not None:
             absolute_deadline = self.clock.now() + wf.deadline
+        task_id = new_id()
+        tenant = tenant or self.settings.tenant
+        callback = None
+        if callback_url is not None:
+            now = self.clock.now()
+            callback = WebhookSubscription(
+                id=new_id(),
+                tenant=tenant,
+                url=callback_url,
+                event_types=list(TERMINAL_EVENTS),
+                secret=new_secret(),
+                task_id=task_id,
+                description=f"callback of task {task_id}",
+                created_at=now,
+                updated_at=now,
+                created_by=created_by,
+            )
         return NewTask(
-            id=new_id(),
-            tenant=tenant or self.settings.tenant,
+            id=task_id,
+            tenant=tenant,
             workflow=wf.name,
             workflow_version=wf.version,
             queue=queue or wf.queue,
@@ -318,15 +364,17 @@ class Tether:
             created_by=created_by,
             deadline=absolute_deadline,
             run_at=_timestamp(run_at),
+            callback=callback,
         )
 
     async def submit(self, workflow: str, input: Any = None, **options: Any) -> TaskHandle:
         """Validate and store a task; return its handle at once (nothing runs here).
 
         Options: `idempotency_key`, `tenant`, `queue`, `priority`, `correlation_id`,
-        `deadline`, `created_by`, `run_at`. The same key with the same input returns the
-        existing task (`handle.created` is False); with another input it raises
-        `IdempotencyConflict`.
+        `deadline`, `created_by`, `run_at`, `callback_url` (a webhook of the task's end,
+        signed with `handle.callback.secret`: docs/webhooks.md). The same key with the
+        same input returns the existing task (`handle.created` is False); with another
+        input it raises `IdempotencyConflict`.
         """
         (handle,) = await self.submit_batch([self.new_task(workflow, input, **options)])
         return handle
@@ -340,6 +388,9 @@ class Tether:
     async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
         """Store prepared tasks (see `new_task`) in one transaction. A worker of this
         app running in this process with free slots gets them directly (ADR 47)."""
+        for t in tasks:
+            if t.callback is not None:  # before anything is stored: `EgressRefused`
+                t.callback.url = await egress.check_url(t.callback.url, self.egress_policy)
         await self.open()
         now = self.clock.now()
         worker, reserved = None, 0
@@ -350,7 +401,7 @@ class Tether:
                 break
         if worker is None:
             done = await self.store.submit(tasks, now)
-            return [TaskHandle(self, s.task, s.created) for s in done]
+            return [TaskHandle(self, s.task, s.created, s.callback) for s in done]
         eager = Eager(worker.id, now + worker.lease_ttl, reserved, worker.queues)
         claimed: list[Claimed] = []
         try:
@@ -358,7 +409,7 @@ class Tether:
             claimed = [s.claimed for s in done if s.claimed is not None]
         finally:
             worker.adopt(claimed, reserved)
-        return [TaskHandle(self, s.task, s.created) for s in done]
+        return [TaskHandle(self, s.task, s.created, s.callback) for s in done]
 
     # queries and control --------------------------------------------------------------
     def handle(self, task_id: str, tenant: str | None = None) -> TaskHandle:

@@ -17,6 +17,9 @@ Permission matrix (what each role may do; `admin` may do everything):
 | approvals:read     |   x    |           |    x     |    x     |   x   |
 | approvals:decide   |        |           |    x     |          |   x   |
 | apikeys:manage     |        |           |          |          |   x   |
+| webhooks:read      |        |           |          |    x     |   x   |
+| webhooks:replay    |        |           |          |    x     |   x   |
+| webhooks:manage    |        |           |          |          |   x   |
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class Permission(StrEnum):
     APPROVALS_READ = "approvals:read"
     APPROVALS_DECIDE = "approvals:decide"
     KEYS_MANAGE = "apikeys:manage"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_REPLAY = "webhooks:replay"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 P = Permission
@@ -70,7 +76,17 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ}),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
-    Role.OPERATOR: frozenset({P.READ, P.CANCEL, P.SIGNAL, P.RERUN, P.APPROVALS_READ}),
+    Role.OPERATOR: frozenset(
+        {
+            P.READ,
+            P.CANCEL,
+            P.SIGNAL,
+            P.RERUN,
+            P.APPROVALS_READ,
+            P.WEBHOOKS_READ,
+            P.WEBHOOKS_REPLAY,
+        }
+    ),
     Role.ADMIN: frozenset(Permission),
 }
 """The permission matrix (also in the module docstring and docs/api.md)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_webhooks import WebhooksClient, subscription_from_json
 from tether.errors import TaskNotFound, TetherError
 from tether.models import (
     Event,
@@ -30,6 +31,7 @@ from tether.models import (
     Task,
     TaskError,
 )
+from tether.models.webhooks import WebhookSubscription
 
 POLL_START = 1.0
 POLL_MAX = 30.0
@@ -127,6 +129,8 @@ class Client:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
+        self.webhooks = WebhooksClient(self._request)
+        """Webhook subscriptions, deliveries, retry and replay (`tether.client_webhooks`)."""
 
     async def __aenter__(self) -> Client:
         return self
@@ -196,6 +200,64 @@ class Client:
         Without `idempotency_key` a fresh key is generated, so the retries this method
         makes are safe; pass your own key to make your own retries safe too.
         """
+        response = await self._submit(
+            workflow, input, idempotency_key, queue, priority, correlation_id, deadline, None
+        )
+        return task_from_json(response.json())
+
+    async def submit_with_callback(
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        callback_url: str,
+        idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        correlation_id: str | None = None,
+        deadline: datetime | float | None = None,
+    ) -> tuple[Task, WebhookSubscription]:
+        """`submit`, with a signed webhook of the task's end sent to `callback_url`;
+        returns the task and its callback subscription, whose `secret` verifies it."""
+        response = await self._submit(
+            workflow,
+            input,
+            idempotency_key,
+            queue,
+            priority,
+            correlation_id,
+            deadline,
+            callback_url,
+        )
+        data = response.json()
+        task = task_from_json(data)
+        cb = data["callback"]
+        callback = subscription_from_json(
+            {
+                "id": cb["subscription_id"],
+                "tenant": task.tenant,
+                "url": cb["url"],
+                "event_types": cb["event_types"],
+                "secret": cb["secret"],
+                "task_id": task.id,
+                "status": "active",
+                "created_at": task.created_at,
+                "updated_at": task.created_at,
+            }
+        )
+        return task, callback
+
+    async def _submit(
+        self,
+        workflow: str,
+        input: Any,
+        idempotency_key: str | None,
+        queue: str | None,
+        priority: int,
+        correlation_id: str | None,
+        deadline: datetime | float | None,
+        callback_url: str | None,
+    ) -> httpx.Response:
         body: dict[str, Any] = {"workflow": workflow, "input": input, "priority": priority}
         if queue is not None:
             body["queue"] = queue
@@ -208,11 +270,12 @@ class Client:
                 else datetime.fromtimestamp(deadline, tz=UTC)
             )
             body["deadline"] = when.isoformat()
+        if callback_url is not None:
+            body["callback_url"] = callback_url
         key = idempotency_key or f"client-{uuid.uuid4()}"
-        response = await self._request(
+        return await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}
         )
-        return task_from_json(response.json())
 
     async def submit_batch(
         self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None

@@ -108,6 +108,37 @@ class Settings(BaseModel):
         default=1 << 20, ge=1, description="Largest outbound response body read"
     )
 
+    # Webhooks (tether.webhooks) -------------------------------------------------------
+    webhooks: bool = Field(
+        default=True, description="Run the webhook dispatcher in workers and servers"
+    )
+    webhook_concurrency: int = Field(
+        default=64, ge=1, description="Webhook deliveries in flight per dispatcher"
+    )
+    webhook_max_attempts: int = Field(
+        default=15, ge=1, description="Attempts per delivery before it fails for good"
+    )
+    webhook_retry_initial: float = Field(
+        default=10.0, gt=0, description="Seconds before a delivery's second attempt"
+    )
+    webhook_retry_max_interval: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two attempts, seconds"
+    )
+    webhook_disable_after: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries in a row failed for good that disable a subscription",
+    )
+    webhook_lease_ttl: float = Field(
+        default=60.0, gt=0, description="Seconds a dispatcher holds a delivery it claimed"
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, description="Webhook fan-out and claim fallback poll, seconds"
+    )
+    webhook_secret_overlap: float = Field(
+        default=86400.0, ge=0, description="Seconds the old secret still signs after rotation"
+    )
+
     @field_validator("egress_allow", mode="before")
     @classmethod
     def _allow_list(cls, value: Any) -> Any:

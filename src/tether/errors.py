@@ -226,3 +226,12 @@ class TaskFailedError(TetherError):
 
 class TaskCancelledError(TetherError):
     """`handle.result()` of a task that ended `cancelled`."""
+
+
+class InvalidWebhook(TetherError):
+    """A webhook subscription request is invalid (unknown event type, bad filter); the
+    message names the field. A refused URL raises `tether.egress.EgressRefused`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)

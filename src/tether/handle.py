@@ -9,6 +9,7 @@ from tether import serde
 from tether.errors import TaskCancelledError, TaskFailedError
 from tether.follow import follow_task
 from tether.models import Task, TaskStatus
+from tether.models.webhooks import WebhookSubscription
 from tether.store.hub import TaskChange
 
 if TYPE_CHECKING:  # tether.app imports this module
@@ -23,13 +24,22 @@ WAIT_POLL_MAX = 2.0
 class TaskHandle:
     """A submitted task: its id, and ways to follow it."""
 
-    def __init__(self, app: Tether, task: Task, created: bool = True) -> None:
+    def __init__(
+        self,
+        app: Tether,
+        task: Task,
+        created: bool = True,
+        callback: WebhookSubscription | None = None,
+    ) -> None:
         self.app = app
         self.id = task.id
         self.tenant = task.tenant
         self.created = created
         """False when the idempotency key matched an existing task."""
         self.initial = task
+        self.callback = callback
+        """The task's webhook subscription when submitted with `callback_url`; its
+        `secret` verifies the signatures (docs/webhooks.md)."""
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.id!r})"

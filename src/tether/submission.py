@@ -27,6 +27,7 @@ def canonical_submission(
     correlation_id: str | None,
     deadline: float | None,
     run_at: float | None,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """The fields an idempotency key covers, as plain JSON values.
 
@@ -35,9 +36,10 @@ def canonical_submission(
     workflow's own are the same); `deadline` and `run_at` are epoch seconds as given,
     not the workflow's default deadline (that depends on the time of submission).
     Tenant and creator are not part of it: the key is already scoped to the tenant, and
-    who sent a retry does not change what runs.
+    who sent a retry does not change what runs. A `callback_url` is, when given (and
+    absent otherwise, so hashes of submissions without one are unchanged).
     """
-    return {
+    form: dict[str, Any] = {
         "workflow": workflow,
         "input": orjson.loads(encoded_input),
         "queue": queue,
@@ -46,6 +48,9 @@ def canonical_submission(
         "deadline": deadline,
         "run_at": run_at,
     }
+    if callback_url is not None:
+        form["callback_url"] = callback_url
+    return form
 
 
 def submission_hash(
@@ -57,6 +62,7 @@ def submission_hash(
     correlation_id: str | None = None,
     deadline: float | None = None,
     run_at: float | None = None,
+    callback_url: str | None = None,
 ) -> str:
     """The hash stored with an idempotency key (`NewTask.input_hash`): SHA-256 of the
     canonical submission's sorted-key JSON."""
@@ -68,6 +74,7 @@ def submission_hash(
         correlation_id=correlation_id,
         deadline=deadline,
         run_at=run_at,
+        callback_url=callback_url,
     )
     digest = hashlib.sha256(orjson.dumps(form, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return HASH_PREFIX + digest

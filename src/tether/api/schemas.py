@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from tether.api.webhook_schemas import CallbackOut
 from tether.models import Event, StepRecord, Task, TaskError, TaskStatus
+from tether.models.webhooks import WebhookSubscription
 
 MAX_BATCH = 1000
 
@@ -65,6 +67,13 @@ class TaskSubmission(BaseModel):
         default=None,
         description="Absolute deadline, RFC 3339 with an offset (epoch seconds also accepted)",
         examples=["2030-01-01T00:00:00Z"],
+    )
+    callback_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="A signed webhook of the task's end (task.succeeded/failed/cancelled) "
+        "goes here; the response's `callback.secret` verifies it (docs/webhooks.md)",
     )
 
 
@@ -171,10 +180,23 @@ class TaskOut(BaseModel):
     cancel_requested: bool = False
     forked_from: str | None = None
     fork_from_seq: int | None = None
+    callback: CallbackOut | None = Field(
+        default=None,
+        description="Submit responses only, when `callback_url` was given: its webhook "
+        "subscription and signing secret",
+    )
 
     @classmethod
-    def of(cls, t: Task) -> TaskOut:
-        return cls.model_validate(t.to_json())
+    def of(cls, t: Task, callback: WebhookSubscription | None = None) -> TaskOut:
+        out = cls.model_validate(t.to_json())
+        if callback is not None:
+            out.callback = CallbackOut(
+                subscription_id=callback.id,
+                url=callback.url,
+                event_types=callback.event_types,
+                secret=callback.secret,
+            )
+        return out
 
 
 class TaskList(BaseModel):

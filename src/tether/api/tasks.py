@@ -23,8 +23,10 @@ from tether.api.schemas import (
     TaskOut,
     TaskSubmission,
 )
+from tether.api.webhooks import refused
 from tether.app import Tether
 from tether.auth import Permission, Principal
+from tether.egress import EgressRefused
 from tether.errors import InputValidationError, UnknownWorkflow
 from tether.models import TaskFilter, TaskStatus
 from tether.store.base import NewTask
@@ -57,6 +59,7 @@ def _new_task(app: Tether, sub: TaskSubmission, who: Principal, key: str | None)
         correlation_id=sub.correlation_id,
         deadline=sub.deadline,
         created_by=who.subject,
+        callback_url=sub.callback_url,
     )
 
 
@@ -99,11 +102,14 @@ async def submit_task(
     """Validate and store a task, and answer at once: the work runs on workers."""
     new = _new_task(app, submission, who, idempotency_key)
     _rate_limit(request, who, 1)
-    (handle,) = await app.submit_batch([new])
+    try:
+        (handle,) = await app.submit_batch([new])
+    except EgressRefused as exc:
+        raise refused(exc, ["body", "callback_url"]) from None
     response.headers["Location"] = f"/v1/tasks/{handle.id}"
     if not handle.created:
         response.headers[REPLAY_HEADER] = "true"
-    return TaskOut.of(handle.initial)
+    return TaskOut.of(handle.initial, handle.callback)
 
 
 @router.post(
@@ -159,10 +165,13 @@ async def submit_batch(
     if errors:
         raise ProblemError(422, "the batch is invalid; nothing was stored", errors=errors)
     _rate_limit(request, who, len(tasks))
-    handles = await app.submit_batch(tasks)
+    try:
+        handles = await app.submit_batch(tasks)
+    except EgressRefused as exc:
+        raise refused(exc, ["body", "tasks"]) from None
     if handles and not any(h.created for h in handles):
         response.headers[REPLAY_HEADER] = "true"
-    return BatchOut(items=[TaskOut.of(h.initial) for h in handles])
+    return BatchOut(items=[TaskOut.of(h.initial, h.callback) for h in handles])
 
 
 @router.get(

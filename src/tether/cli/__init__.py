@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "tether.cli.demo",
     "tether.cli.approvals",
     "tether.cli.server",
+    "tether.cli.webhooks",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 

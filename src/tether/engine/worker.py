@@ -18,8 +18,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
@@ -46,6 +46,15 @@ LOCAL_WAKE_HORIZON = 60.0
 """Seconds ahead within which a worker schedules its own wake-up for a suspended task."""
 
 
+class Companion(Protocol):
+    """A service that runs alongside a worker, started and stopped with it (the webhook
+    dispatcher is one: the engine does not know what it does)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
 
@@ -69,7 +78,7 @@ class Worker:
         retention: float | None = None,
         eager: bool = True,
         gc_threshold: int = 10_000,
-        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        companions: Sequence[Companion] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -88,10 +97,8 @@ class Worker:
         self.gc_threshold = gc_threshold
         """First-generation GC threshold while this worker runs (0: leave the GC alone;
         `tether.engine.gc_threshold`, ADR 49)."""
-        self.background = list(background)
-        """Loops the host runs beside this worker (the notifier): started with it and
-        cancelled when it stops."""
-        self._background: list[asyncio.Task[None]] = []
+        self.companions = list(companions)
+        """Services started after this worker and stopped before it stops."""
         self._gc_held = False
         self._reserved = 0
         self.committer = Committer(runtime.store, self.id, runtime.clock)
@@ -125,15 +132,15 @@ class Worker:
                 retention_loop(self.runtime.store, self.runtime.clock, self.retention),
                 name="tether-retention",
             )
-        self._background = [
-            asyncio.create_task(loop(), name=f"tether-background-{i}")
-            for i, loop in enumerate(self.background)
-        ]
+        for companion in self.companions:
+            await companion.start()
         log.info("worker %s started on queues %s", self.id, ",".join(self.queues))
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; wait up to `grace` seconds, then hand back what still runs."""
         try:
+            for companion in self.companions:
+                await companion.stop()
             await self._shut_down(grace)
         finally:
             if self._gc_held:
@@ -154,7 +161,7 @@ class Worker:
             self.committer.submit(Release(task_id, run.task.attempt))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()))
-        for loop_task in (self._heartbeat, self._retention, *self._background):
+        for loop_task in (self._heartbeat, self._retention):
             if loop_task is not None:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)

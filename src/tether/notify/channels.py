@@ -4,7 +4,8 @@ channels. Configured in `[tether.notifications]` and in code (`app.notifications
 
 A trigger is an event type of the catalogue (`tether.EVENT_CATALOGUE`), so a type a
 later release adds (a budget or circuit event) is announced by naming it in a route,
-or `notify` for the workflows' own `ctx.notify(...)` calls.
+`notify` for the workflows' own `ctx.notify(...)` calls, or `webhook.disabled` for a
+webhook subscription that was disabled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from tether.models import EVENT_CATALOGUE, EventType
 
 NOTIFY_TRIGGER = "notify"
 """The trigger of `ctx.notify(...)` calls that name no channels."""
+
+WEBHOOK_DISABLED_TRIGGER = "webhook.disabled"
+"""The trigger of a webhook subscription being disabled (410 Gone, too many failures):
+not a task's event, so routes naming it match by tenant only."""
+
+OTHER_TRIGGERS = (NOTIFY_TRIGGER, WEBHOOK_DISABLED_TRIGGER)
+"""Triggers beside the event types of the catalogue."""
 
 DEFAULT_TRIGGERS = (EventType.APPROVAL_REQUESTED.value, EventType.TASK_FAILED.value)
 """What a route announces when it names no triggers."""
@@ -70,15 +78,16 @@ class NotifyRoute:
         return (
             trigger in self.triggers
             and self.tenant in (None, tenant)
-            and self.workflow in (None, workflow)
+            and self.workflow in (None, workflow or None)
         )
 
 
 def check_trigger(trigger: str, where: str = "trigger") -> str:
-    """`trigger` when it is an event type of the catalogue or `notify`."""
-    if trigger == NOTIFY_TRIGGER or trigger in EVENT_CATALOGUE:
+    """`trigger` when it is an event type of the catalogue, `notify` or
+    `webhook.disabled`."""
+    if trigger in OTHER_TRIGGERS or trigger in EVENT_CATALOGUE:
         return trigger
-    known = ", ".join([*sorted(EVENT_CATALOGUE), NOTIFY_TRIGGER])
+    known = ", ".join([*sorted(EVENT_CATALOGUE), *OTHER_TRIGGERS])
     raise ConfigError(f"{where}: {trigger!r} is not an event type ({known})")
 
 

@@ -5,7 +5,10 @@ needs no code."""
 
 from __future__ import annotations
 
+import httpx
+
 from tether.models import Approval, Event, EventType, Notification, Task
+from tether.models.webhooks import WebhookSubscription
 
 SUMMARY_LIMIT = 500
 """Characters of a summary or error message quoted in a notification."""
@@ -66,4 +69,22 @@ def render(
             + "."
         ),
         link=console_link(console_url, "tasks", task.id),
+    )
+
+
+def render_webhook_disabled(sub: WebhookSubscription) -> Notification:
+    """What the tenant's operators are told when a webhook subscription is disabled. The
+    URL is named by its host only (its path or query may hold a token)."""
+    try:
+        host = httpx.URL(sub.url).host or "?"
+    except httpx.InvalidURL:
+        host = "?"
+    return Notification(
+        subject=f"[tether] Webhook subscription disabled ({host})",
+        text=(
+            f"Webhook subscription {sub.id} of tenant {sub.tenant} (to {host}) was "
+            f"disabled: {sub.disabled_reason or 'disabled'}. Its events are no longer "
+            "delivered; fix the receiver, re-enable the subscription "
+            f"(tether webhooks update {sub.id} --enable) and replay what it missed."
+        ),
     )

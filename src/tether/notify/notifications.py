@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from tether.clock import Clock
 from tether.config import Settings
 from tether.errors import Permanent
-from tether.models import Notification
-from tether.notify.channels import NOTIFY_TRIGGER, NotificationBook
+from tether.ids import new_id
+from tether.models import Notification, NotificationRecord
+from tether.models.webhooks import WebhookSubscription
+from tether.notify.channels import NOTIFY_TRIGGER, WEBHOOK_DISABLED_TRIGGER, NotificationBook
+from tether.notify.messages import render_webhook_disabled
 from tether.notify.notifier import Notifier, NotifierOptions
 from tether.notify.senders import Senders
 from tether.store.base import Store
@@ -72,3 +75,24 @@ class Notifications(NotificationBook):
             )
         )
         return names
+
+    async def webhook_disabled(self, store: Store, clock: Clock, sub: WebhookSubscription) -> None:
+        """Tell the channels that routes give `webhook.disabled` for the subscription's
+        tenant (through the outbox, like an event's notifications)."""
+        channels = self.channels_for(WEBHOOK_DISABLED_TRIGGER, sub.tenant, "")
+        if not channels:
+            return
+        message, now = render_webhook_disabled(sub), clock.now()
+        records = [
+            NotificationRecord(
+                id=new_id(),
+                tenant=sub.tenant,
+                channel=name,
+                trigger=WEBHOOK_DISABLED_TRIGGER,
+                message=message,
+                next_at=now,
+                created_at=now,
+            )
+            for name in channels
+        ]
+        await store.add_notifications(records, now)

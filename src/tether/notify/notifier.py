@@ -1,6 +1,8 @@
 """The notifier: a loop beside each worker that turns events into notifications and
 sends them, durably and off the hot path (ADR 69).
 
+It runs as a companion of each worker (started and stopped with it).
+
 - Fan-out: it reads the events feed after a stored cursor; for each event whose type
   some route announces it renders the message once per channel and stores those
   notifications, and moves the cursor, in one transaction (compare-and-set on the
@@ -77,6 +79,20 @@ class Notifier:
         self.console_url = console_url
         self.options = options or NotifierOptions()
         self._position: int | None = None
+        self._loop: asyncio.Task[None] | None = None
+
+    # a worker's companion (`tether.engine.worker.Companion`) ----------------------------
+    async def start(self) -> None:
+        """Run `run` in the background (a worker starts its companions with it)."""
+        if self._loop is None or self._loop.done():
+            self._loop = asyncio.create_task(self.run(), name=f"tether-notifier-{self.worker}")
+
+    async def stop(self) -> None:
+        """Stop the loop; a send cut short is sent again once its lease expires."""
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+            self._loop = None
 
     async def run(self) -> None:
         """Fan out and deliver until cancelled; errors are logged and retried."""

@@ -7,6 +7,6 @@ Operations on tasks are the facade's own methods (`Tether.submit`, `get`, `cance
 functions of a `Tether` app, one module per concern.
 """
 
-from tether.services import admin, api_keys, approvals, health, hooks
+from tether.services import admin, api_keys, approvals, health, hooks, webhooks
 
-__all__ = ["admin", "api_keys", "approvals", "health", "hooks"]
+__all__ = ["admin", "api_keys", "approvals", "health", "hooks", "webhooks"]

@@ -19,7 +19,6 @@ from tether.models import (
     ApprovalFilter,
     Event,
     HookReceipt,
-    NotificationRecord,
     SignalRecord,
     StepRecord,
     Task,
@@ -28,7 +27,10 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.webhooks import WebhookSubscription
 from tether.store.hub import Hub
+from tether.store.notifications import NotificationStore
+from tether.store.outbox import OutboxStore
 
 
 @dataclass
@@ -51,6 +53,8 @@ class NewTask:
     run_at: float | None = None
     forked_from: str | None = None
     fork_from_seq: int | None = None
+    callback: WebhookSubscription | None = None
+    """The task's own webhook subscription (`callback_url`), created with it."""
 
 
 @dataclass
@@ -61,6 +65,9 @@ class Submitted:
     created: bool
     claimed: Claimed | None = None
     """Set when the task was created already claimed for an `Eager` worker."""
+    callback: WebhookSubscription | None = None
+    """The task's callback subscription, when the submission asked for one (on a
+    replay, the one made the first time)."""
 
 
 @dataclass
@@ -195,8 +202,10 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(abc.ABC):
-    """One database, seen through the operations Tether needs."""
+class Store(OutboxStore, NotificationStore, abc.ABC):
+    """One database, seen through the operations Tether needs (the webhook outbox's
+    among them: `tether.store.outbox`; the notification outbox's:
+    `tether.store.notifications`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""
@@ -352,50 +361,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def revoke_api_key(self, key_id: str, tenant: str | None, now: float) -> bool:
         """Revoke a key; False when there is no such live key (for this tenant)."""
-
-    # notifications (ADR 69) -------------------------------------------------------------
-    @abc.abstractmethod
-    async def notify_position(self, cursor: str, now: float) -> int:
-        """Where the notification fan-out `cursor` stands in the events feed (a new
-        cursor starts at the feed's head)."""
-
-    @abc.abstractmethod
-    async def advance_notify_cursor(
-        self,
-        cursor: str,
-        seen: int,
-        position: int,
-        records: list[NotificationRecord],
-        now: float,
-    ) -> bool:
-        """In one transaction, move `cursor` from `seen` to `position` and store the
-        notifications the events in between called for (one per event and channel);
-        False, with nothing stored, when another fan-out moved it first."""
-
-    @abc.abstractmethod
-    async def claim_notifications(
-        self, worker: str, limit: int, now: float, lease_until: float
-    ) -> list[NotificationRecord]:
-        """Lease up to `limit` due notifications to `worker`, counting an attempt each."""
-
-    @abc.abstractmethod
-    async def settle_notification(
-        self,
-        record: NotificationRecord,
-        worker: str,
-        status: str,
-        error: str | None,
-        next_at: float | None,
-        now: float,
-    ) -> bool:
-        """Record a send's outcome: `sent`, `failed` (given up), or `pending` again at
-        `next_at`. False when `worker` no longer holds that attempt's lease."""
-
-    @abc.abstractmethod
-    async def list_notifications(
-        self, *, tenant: str | None = None, task_id: str | None = None, limit: int = 500
-    ) -> list[NotificationRecord]:
-        """Notifications oldest first."""
 
     # inbound webhooks -------------------------------------------------------------------
     @abc.abstractmethod

@@ -39,6 +39,23 @@ class Hub:
         self._tasks: dict[str, list[asyncio.Future[TaskChange]]] = defaultdict(list)
         self._seen: dict[str, float] = {}
         """Per watched task, the `updated_at` of the row its waiters last read."""
+        self.events_written = asyncio.Event()
+        """Set when events were committed here (or another process said it wrote some):
+        the webhook fan-out's wake-up. Whoever waits on it clears it."""
+        self.deliveries_due = asyncio.Event()
+        """Set when webhook deliveries became due here (fan-out, retry, replay)."""
+        self.subscriptions_changed = asyncio.Event()
+        """Set when a webhook subscription was created or changed here."""
+
+    def notify_events(self) -> None:
+        self.events_written.set()
+
+    def notify_deliveries(self) -> None:
+        self.deliveries_due.set()
+
+    def notify_subscriptions(self) -> None:
+        self.subscriptions_changed.set()
+        self.events_written.set()
 
     def work_event(self, queue: str) -> asyncio.Event:
         """The event set when `queue` may have runnable work; clear it before claiming."""

@@ -42,13 +42,14 @@ from tether.store.base import (
     Suspend,
 )
 from tether.store.hub import Hub, TaskChange
+from tether.store.sqloutbox import SQLOutbox
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(Store, abc.ABC):
+class SQLStore(SQLOutbox, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -129,6 +130,7 @@ class SQLStore(Store, abc.ABC):
         for s in out:
             if s.created and s.claimed is None:
                 self.hub.notify_work(s.task.queue)
+        self.hub.notify_events()
         return out
 
     # queries --------------------------------------------------------------------------
@@ -213,12 +215,16 @@ class SQLStore(Store, abc.ABC):
         workflows: list[str] | None = None,
     ) -> list[Claimed]:
         d = self.dialect
-        return await self._run(
+        claimed = await self._run(
             lambda c: sql.claim(c, d, worker, queues, limit, now, lease_until, workflows)
         )
+        if claimed:
+            self.hub.notify_events()
+        return claimed
 
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         results = await self._run_ops(ops, worker, now)
+        self.hub.notify_events()
         for op, ok in zip(ops, results, strict=True):
             if not ok:
                 continue
@@ -248,6 +254,7 @@ class SQLStore(Store, abc.ABC):
     async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
         d = self.dialect
         task = await self._run(lambda c: sql.cancel(c, d, task_id, tenant, by, now))
+        self.hub.notify_events()
         self.hub.task_changed(task_id, str(task.status))
         return task
 
@@ -256,6 +263,7 @@ class SQLStore(Store, abc.ABC):
     ) -> SignalRecord:
         d = self.dialect
         sig = await self._run(lambda c: sql.send_signal(c, d, task_id, tenant, name, payload, now))
+        self.hub.notify_events()
         self.hub.notify_all_work()
         return sig
 
@@ -264,6 +272,7 @@ class SQLStore(Store, abc.ABC):
     ) -> Task:
         d = self.dialect
         task = await self._run(lambda c: sql.fork(c, d, task_id, tenant, new, from_seq, now))
+        self.hub.notify_events()
         self.hub.notify_work(task.queue)
         return task
 
@@ -281,6 +290,7 @@ class SQLStore(Store, abc.ABC):
         approval, refusal = await self._run(
             lambda c: sql.decide(c, d, approval_id, tenant, decision, now)
         )
+        self.hub.notify_events()
         if approval.status != "pending":
             self.hub.notify_all_work()
             self.hub.task_changed(approval.task_id, "queued")
@@ -314,6 +324,9 @@ class SQLStore(Store, abc.ABC):
         return await self._run(
             lambda c: sql.advance_notify_cursor(c, cursor, seen, position, records, now)
         )
+
+    async def add_notifications(self, records: list[NotificationRecord], now: float) -> None:
+        await self._run(lambda c: sql.add_notifications(c, records, now))
 
     async def claim_notifications(
         self, worker: str, limit: int, now: float, lease_until: float

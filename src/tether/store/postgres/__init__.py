@@ -318,6 +318,7 @@ class PostgresStore(SQLStore):
         return any(c.info.backend_pid == pid for c in self._own_connections if not c.closed)
 
     def _dispatch(self, channel: str, payload: str, sender: int = 0) -> None:
+        self.hub.notify_events()  # new work and task changes both wrote events
         if channel == WORK_CHANNEL:
             self.hub.notify_work(payload)
         elif channel == TASK_CHANNEL and not self._own_backend(sender):

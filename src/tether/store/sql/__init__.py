@@ -37,6 +37,7 @@ from tether.store.sql.hooks import receive_hook
 from tether.store.sql.housekeeping import purge
 from tether.store.sql.intake import submit
 from tether.store.sql.notifications import (
+    add_notifications,
     advance_notify_cursor,
     claim_notifications,
     list_notifications,
@@ -79,6 +80,7 @@ __all__ = [
     "Dialect",
     "EventBuffer",
     "Row",
+    "add_notifications",
     "advance_notify_cursor",
     "apply_op",
     "apply_ops",

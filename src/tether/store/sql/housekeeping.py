@@ -21,6 +21,8 @@ async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> i
         ("events", "task_id"),
         ("idempotency_keys", "task_id"),
         ("notifications", "task_id"),
+        ("webhook_deliveries", "task_id"),
+        ("webhook_subscriptions", "task_id"),
         ("tasks", "id"),
     ):
         await conn.execute(f"DELETE FROM {table} WHERE {column} {d.any_of}", (ids,))

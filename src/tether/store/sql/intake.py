@@ -9,6 +9,7 @@ from tether.store.base import Claimed, Eager, NewTask, Submitted
 from tether.store.sql import events
 from tether.store.sql.core import Conn, Dialect
 from tether.store.sql.queries import get_task
+from tether.store.sql.webhooks import create_subscription, task_subscription
 
 
 async def submit(
@@ -44,7 +45,10 @@ async def submit(
                 if existing is None:  # the same key twice in this batch
                     existing = next((s.task for s in out if s.task.id == row["task_id"]), None)
                 if existing is not None:
-                    out.append(Submitted(existing, created=False))
+                    callback = None
+                    if t.callback is not None:  # shown again to the same submission
+                        callback = await task_subscription(conn, existing.id)
+                    out.append(Submitted(existing, created=False, callback=callback))
                     continue
                 # The key outlived its task (purged): it now names the new task.
                 await conn.execute(
@@ -84,9 +88,9 @@ async def submit(
         )
         if claim:
             started.add(t.id)
-            out.append(Submitted(task, True, Claimed(task, {}, [], {})))
+            out.append(Submitted(task, True, Claimed(task, {}, [], {}), callback=t.callback))
         else:
-            out.append(Submitted(task, created=True))
+            out.append(Submitted(task, created=True, callback=t.callback))
     if fresh:
         owner, lease = (eager.worker, eager.lease_until) if eager is not None else (None, None)
         await conn.insert_rows(
@@ -120,6 +124,9 @@ async def submit(
             ],
         )
         await _new_task_events(conn, d, fresh, started, now, owner)
+        for t in fresh:
+            if t.callback is not None:  # in the task's transaction: no event can miss it
+                await create_subscription(conn, t.callback)
     return out
 
 

@@ -66,6 +66,12 @@ async def advance_notify_cursor(
     )
     if not moved:
         return False
+    await add_notifications(conn, records, now)
+    return True
+
+
+async def add_notifications(conn: Conn, records: list[NotificationRecord], now: float) -> None:
+    """Store notifications to send (one per event and channel: a repeat is ignored)."""
     for r in records:
         await conn.execute(
             f"INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES "
@@ -87,7 +93,6 @@ async def advance_notify_cursor(
                 None,
             ),
         )
-    return True
 
 
 async def claim_notifications(

@@ -202,6 +202,7 @@ class SQLiteStore(SQLStore):
         """Another process committed: new work may be there, a watched task may have
         ended. Runs on the event loop."""
         self.hub.notify_all_work()
+        self.hub.notify_events()
         self._tasks_changed_elsewhere()
 
     # running work ---------------------------------------------------------------------
