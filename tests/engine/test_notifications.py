@@ -20,6 +20,7 @@ from tether import Context, Permanent, TaskStatus, Tether, load_settings
 from tether.models import ApprovalFilter
 from tether.notify import EmailChannel, NotifierOptions, SlackChannel
 from tether.retry import RetryPolicy
+from tether.services import webhooks
 
 CONSOLE = "https://console.test/"
 SLACK_PATH = "/services/T000/B000/very-secret-token"
@@ -203,3 +204,30 @@ async def test_ctx_notify_sends_once_across_a_reclaim(
     assert mail["Message-ID"] == f"<{handle.id}.1@tether>"  # the step's idempotency key
     steps = await app.steps(handle.id)
     assert [(s.name, s.result) for s in steps] == [("notify", ["ops"]), ("hang", "done")]
+
+
+async def test_a_webhook_subscription_disabled_by_410_is_announced(
+    build: Callable[..., Tether], smtp: SmtpServer
+) -> None:
+    async with Receiver(Behaviour(status=410)) as gone:
+        app = build()
+        app.notifications.channel("ops", EmailChannel(("ops@example.test",)))
+        app.notifications.route(["webhook.disabled"], channels=["ops"], tenant="t1")
+
+        @app.workflow("quick")
+        async def quick(ctx: Context) -> int:
+            return 1
+
+        await app.open()
+        sub = await webhooks.create(app, "t1", f"{gone.url}/in?token=abc123", ["task.succeeded"])
+        async with app.worker(webhooks=True):
+            await app.submit("quick", {}, tenant="t2")  # not this tenant's: no delivery
+            handle = await app.submit("quick", {}, tenant="t1")
+            (mail,) = await smtp.wait_for(lambda m: len(m) >= 1)
+        assert (await app.get(handle.id, tenant="t1")).status == TaskStatus.SUCCEEDED
+        body = mail.get_content()
+        assert "Webhook subscription disabled (127.0.0.1)" in mail["Subject"]
+        assert sub.id in body and "410" in body
+        assert "abc123" not in body  # the URL is named by its host only
+        (record,) = await app.store.list_notifications(tenant="t1")
+        assert (record.trigger, record.status, record.task_id) == ("webhook.disabled", "sent", None)
