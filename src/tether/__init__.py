@@ -37,6 +37,7 @@ from tether.errors import (
     UnknownWorkflow,
     UnserializableResult,
 )
+from tether.inbound import HookDef
 from tether.models import (
     EVENT_CATALOGUE,
     Approval,
@@ -45,6 +46,9 @@ from tether.models import (
     Event,
     EventKind,
     EventType,
+    HookReceipt,
+    Notification,
+    NotificationRecord,
     RetryDecision,
     SignalRecord,
     StepRecord,
@@ -55,6 +59,7 @@ from tether.models import (
     WaitReason,
 )
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
+from tether.notify import EmailChannel, SlackChannel
 from tether.retry import RetryBudget, RetryPolicy
 
 __version__ = "0.1.0"
@@ -73,14 +78,19 @@ __all__ = [
     "DeadlineExceeded",
     "Decision",
     "EgressRefused",
+    "EmailChannel",
     "Event",
     "EventKind",
     "EventType",
+    "HookDef",
+    "HookReceipt",
     "IdempotencyConflict",
     "InputValidationError",
     "InvalidTransition",
     "InvalidWebhook",
     "NonDeterminismError",
+    "Notification",
+    "NotificationRecord",
     "Permanent",
     "PolicyBook",
     "Requirement",
@@ -91,6 +101,7 @@ __all__ = [
     "SchemaOutOfDate",
     "Settings",
     "SignalRecord",
+    "SlackChannel",
     "StepFailed",
     "StepInfo",
     "StepRecord",

@@ -7,7 +7,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
 from tether import egress, serde
 from tether.clock import Clock, SystemClock
@@ -19,6 +19,7 @@ from tether.engine.worker import Worker
 from tether.errors import Classifier, TaskNotFound
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
+from tether.inbound import HookBook, HookDef, HookOptions, make_hook
 from tether.models import (
     Approval,
     ApprovalFilter,
@@ -29,12 +30,16 @@ from tether.models import (
     TaskStatus,
 )
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
+from tether.notify import Notifications
 from tether.retry import RetryBudget, RetryPolicy
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import batch_item_key, submission_hash
 from tether.webhooks import DisabledHook, DispatchConfig, Dispatcher
 from tether.webhooks.signing import new_secret
+
+if TYPE_CHECKING:
+    from tether.models import Notification
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +83,10 @@ class Tether:
         """Extra failure classifiers: return True (transient), False (permanent), None."""
         self.policies = PolicyBook.from_config(self.settings.approval_policy)
         """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
+        self.notifications = Notifications(self.settings)
+        """Notification channels and routes (config file, then `channel` / `route`)."""
+        self.hooks = HookBook.from_config(self.settings.hooks)
+        """Inbound signed webhooks by name (config file, then `hook`)."""
         self.workflows = Registry()
         """The registered workflows, by name and version; as a mapping, each name's
         newest version."""
@@ -86,6 +95,9 @@ class Tether:
         self.on_webhook_disabled: list[DisabledHook] = []
         """Called when a dispatcher of this app disables a webhook subscription (410
         Gone, or too many failed deliveries): the hook for notifying operators."""
+        self.on_webhook_disabled.append(
+            lambda sub: self.notifications.webhook_disabled(self.store, self.clock, sub)
+        )
         self.egress_policy = egress.EgressPolicy.from_settings(self.settings)
         """What outbound HTTP (webhooks) may reach: `egress_allow` and the limits."""
         self._opened = False
@@ -184,6 +196,14 @@ class Tether:
 
         return register(fn) if fn is not None else register
 
+    def hook(self, name: str, *, secret: str, **options: Unpack[HookOptions]) -> HookDef:
+        """Accept signed deliveries at `POST /v1/hooks/{name}` (Standard Webhooks,
+        `secret` = `whsec_...`): each starts `workflow` with `input` (the body, a dotted
+        path into it, or a function of it), or sends `signal` with `payload` to the task
+        named by `task_id` (a dotted path or a function of body and headers) or the
+        header `task_header`; as `tenant`. Once per webhook-id. See docs/api.md."""
+        return self.hooks.add(make_hook(name, secret=secret, **options))
+
     # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
     def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:
         """Version `version` of the registered workflow `workflow` (None: its newest);
@@ -198,6 +218,18 @@ class Tether:
     def approval_policy(self, tenant: str, workflow: str) -> RiskPolicy:
         """The risk policy for approvals of `workflow` for `tenant` (`policies`)."""
         return self.policies.lookup(tenant, workflow)
+
+    async def send_notification(
+        self,
+        tenant: str,
+        workflow: str,
+        notification: Notification,
+        channels: Sequence[str] | None,
+        key: str,
+    ) -> list[str]:
+        """Send `notification` now on `channels` (None: those the routes give the
+        `notify` trigger of `tenant`'s `workflow`); what `ctx.notify` runs in its step."""
+        return await self.notifications.send_now(tenant, workflow, notification, channels, key)
 
     # life cycle -----------------------------------------------------------------------
     async def open(self) -> None:
@@ -264,6 +296,9 @@ class Tether:
             max_lease_expiries=s.max_lease_expiries,
             companions=[self.dispatcher()] if run_webhooks else [],
         )
+        notifier = self.notifications.notifier(self.store, self.clock, worker.id)
+        if notifier is not None:
+            worker.companions.append(notifier)
         self.workers.append(worker)
         return worker
 

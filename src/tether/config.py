@@ -11,6 +11,7 @@ import getpass
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,37 @@ class Settings(BaseModel):
         "see docs/approvals.md",
     )
 
+    # Notifications (tether.notify) -------------------------------------------------------
+    console_url: str | None = Field(
+        default=None,
+        description="Base URL of the console, for links in notifications "
+        "({console_url}/approvals/{id}, {console_url}/tasks/{id})",
+    )
+    notifications: dict[str, Any] | None = Field(
+        default=None,
+        description="Channels and routes ([tether.notifications]; JSON in the environment); "
+        "see docs/notifications.md",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for email channels")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    smtp_starttls: bool = Field(default=True, description="Upgrade SMTP with STARTTLS")
+    smtp_username: str | None = Field(default=None, description="SMTP login (none: no login)")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_from: str | None = Field(default=None, description="From address of notifications")
+    smtp_timeout: float = Field(default=10.0, gt=0, description="SMTP timeout, seconds")
+    # Inbound webhooks (tether.hooks) ----------------------------------------------------
+    hooks: dict[str, Any] | None = Field(
+        default=None,
+        description="Inbound signed webhooks by name ([tether.hooks.NAME]; JSON in the "
+        "environment); see docs/api.md",
+    )
+    hook_dedup_ttl: float = Field(
+        default=7 * 86400.0, gt=0, description="Seconds an inbound webhook-id is remembered"
+    )
+    hook_max_body_bytes: int = Field(
+        default=256 * 1024, ge=1, description="Inbound webhook body cap (larger: 413)"
+    )
+
     # Egress (tether.egress): every outbound request, webhooks first ----------------------
     egress_allow: list[str] = Field(
         default_factory=list,
@@ -180,7 +212,7 @@ class Settings(BaseModel):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("approval_policy", mode="before")
+    @field_validator("approval_policy", "notifications", "hooks", mode="before")
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
         # From the environment the table arrives as a JSON string.
@@ -206,6 +238,23 @@ def local_identity() -> str:
         return getpass.getuser() or LOCAL_IDENTITY
     except (OSError, KeyError):
         return LOCAL_IDENTITY
+
+
+def secret_from(table: Mapping[str, Any], key: str, where: str) -> SecretStr:
+    """The secret `key` of a table, given as `key = "..."` or `key_env = "VARIABLE"`
+    (read from the environment, so the file need not hold it)."""
+    if key in table and f"{key}_env" in table:
+        raise ConfigError(f"{where}: give {key} or {key}_env, not both")
+    if f"{key}_env" in table:
+        variable = str(table[f"{key}_env"])
+        value = os.environ.get(variable)
+        if not value:
+            raise ConfigError(f"{where}.{key}_env: the environment variable {variable} is unset")
+        return SecretStr(value)
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {key} (or {key}_env) is required")
+    return SecretStr(value)
 
 
 def _file_values(path: Path | None) -> dict[str, Any]:

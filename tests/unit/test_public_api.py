@@ -6,6 +6,12 @@ from __future__ import annotations
 import tether
 
 PUBLIC = {
+    "SlackChannel",
+    "NotificationRecord",
+    "Notification",
+    "HookReceipt",
+    "HookDef",
+    "EmailChannel",
     "EVENT_CATALOGUE",
     "Approval",
     "ApprovalClosed",

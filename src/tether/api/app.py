@@ -25,13 +25,19 @@ from tether.app import Tether
 from tether.auth import TokenVerifier, dev_secret, require_auth
 from tether.config import Settings
 
-OPTIONAL_ROUTERS = ("tether.api.approvals", "tether.api.dlq", "tether.api.webhooks")
+OPTIONAL_ROUTERS = (
+    "tether.api.approvals",
+    "tether.api.dlq",
+    "tether.api.webhooks",
+    "tether.api.hooks",
+)
 """Modules other features add; each exposes `router`. Missing ones are skipped."""
 
 DESCRIPTION = """\
 Submit tasks to Tether workflows and follow them.
 
-Every request but `/healthz` and `/readyz` needs a credential:
+Every request but `/healthz`, `/readyz` and the signed inbound webhooks
+(`POST /v1/hooks/{name}`, authenticated by their signature) needs a credential:
 `Authorization: Bearer <JWT>` (claims `sub`, `tenant`, `roles`, `exp`) or `X-API-Key`;
 `/metrics` also takes the deployment's scrape token (`metrics_token`).
 A task of another tenant answers 404. Errors are `application/problem+json`.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from tether.models import StepKind, Task
+from tether.models import Notification, StepKind, Task
 from tether.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -184,3 +184,32 @@ class Context:
             "rollback": rollback,
         }
         return await self._run.approval(seq, name, risk, request, seconds, on_timeout)
+
+    async def notify(
+        self,
+        text: str,
+        *,
+        subject: str = "",
+        link: str | None = None,
+        channels: Sequence[str] | None = None,
+        name: str = "notify",
+        retry: RetryPolicy | None = None,
+    ) -> list[str]:
+        """Tell people something, durably: send `text` (email subject `subject`, plus
+        `link`) on `channels`, else on those the notification routes give the `notify`
+        trigger for this task's tenant and workflow. Returns the channels used.
+
+        The send is a step named `name`: recorded in the step log, so a replay does not
+        send again; retried like a step on transient failures (`retry`, else the
+        workflow's policy), with the step's idempotency key as the email's Message-ID.
+        """
+        message = Notification(text=text, subject=subject, link=link)
+        wanted = None if channels is None else list(channels)
+        runtime, task = self._run.runtime, self._run.task
+
+        async def send() -> list[str]:
+            key = self.idempotency_key
+            return await runtime.send_notification(task.tenant, task.workflow, message, wanted, key)
+
+        meta = {"notify": "routes" if wanted is None else wanted}
+        return await self.step(name, send, retry=retry, meta=meta)

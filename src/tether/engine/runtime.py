@@ -1,20 +1,23 @@
 """`Runtime`: what the engine needs from whoever hosts it, and nothing more.
 
 A worker and the runs it drives see the application only through this interface: a
-store to claim from and read, a clock, failure classifiers, approval policies, and the
-workflows it may run. The application, `Tether`, satisfies it (it passes itself to
-`Worker`); tests and embedders may pass anything else that does. The engine never imports the
-application, the API or the CLI (ADR 59).
+store to claim from and read, a clock, failure classifiers, approval policies, the
+workflows it may run, and a way to send notifications (`ctx.notify`). The application,
+`Tether`, satisfies it (it passes itself to `Worker`); tests and embedders may pass
+anything else that does. The engine never imports the application, the API or the CLI
+(ADR 59).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from tether.clock import Clock
 from tether.engine.approvals import RiskPolicy
 from tether.engine.registry import WorkflowDef, WorkflowVersion
 from tether.errors import Classifier
+from tether.models import Notification
 from tether.store.base import Store
 
 
@@ -50,6 +53,19 @@ class Runtime(Protocol):
     def workflow_versions(self) -> list[WorkflowVersion]:
         """The (workflow, version) pairs a worker may claim tasks of, sorted (claims
         name them: a task never runs on code of another version; ADR 64)."""
+        ...
+
+    async def send_notification(
+        self,
+        tenant: str,
+        workflow: str,
+        notification: Notification,
+        channels: Sequence[str] | None,
+        key: str,
+    ) -> list[str]:
+        """Send `notification` now on `channels` (None: those the routes give the
+        `notify` trigger of `tenant`'s `workflow`), as `ctx.notify` does from inside its
+        step; `key` is the step's idempotency key. Returns the channels it went to."""
         ...
 
     async def open(self) -> None:

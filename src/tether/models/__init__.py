@@ -1,9 +1,11 @@
-"""The records users see: tasks, steps, signals, events, approvals, API keys. Plain
-data, no I/O; one module per kind of record, all re-exported here."""
+"""The records users see: tasks, steps, signals, events, approvals, API keys,
+notifications and inbound-webhook receipts. Plain data, no I/O; one module per kind of
+record, all re-exported here."""
 
 from tether.models.api_keys import ApiKey
 from tether.models.approvals import Approval, ApprovalFilter
 from tether.models.events import EVENT_CATALOGUE, Event, EventKind, EventType
+from tether.models.notifications import HookReceipt, Notification, NotificationRecord
 from tether.models.steps import (
     AttemptError,
     RetryDecision,
@@ -33,6 +35,9 @@ __all__ = [
     "Event",
     "EventKind",
     "EventType",
+    "HookReceipt",
+    "Notification",
+    "NotificationRecord",
     "RetryDecision",
     "SignalRecord",
     "StepKind",

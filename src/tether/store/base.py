@@ -19,6 +19,7 @@ from tether.models import (
     Approval,
     ApprovalFilter,
     Event,
+    HookReceipt,
     SignalRecord,
     StepRecord,
     Task,
@@ -29,6 +30,7 @@ from tether.models import (
 )
 from tether.models.webhooks import WebhookSubscription
 from tether.store.hub import Hub
+from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
 
 
@@ -127,6 +129,22 @@ class QueuedVersion:
     """Age in seconds of the one that became runnable first."""
 
 
+@dataclass
+class InboundHook:
+    """A verified inbound webhook to act on: start `start`, or send the signal
+    `signal_name` (JSON `signal_payload`) to `signal_task`. Its receipt is kept for
+    `ttl` seconds under (`hook`, `webhook_id`)."""
+
+    hook: str
+    webhook_id: str
+    tenant: str
+    ttl: float
+    start: NewTask | None = None
+    signal_task: str | None = None
+    signal_name: str | None = None
+    signal_payload: str = "null"
+
+
 # Operations a worker commits in batches ------------------------------------------------
 
 
@@ -219,9 +237,10 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(OutboxStore, abc.ABC):
+class Store(OutboxStore, NotificationStore, abc.ABC):
     """One database, seen through the operations Tether needs (the webhook outbox's
-    among them: `tether.store.outbox`)."""
+    among them: `tether.store.outbox`; the notification outbox's:
+    `tether.store.notifications`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""
@@ -400,6 +419,14 @@ class Store(OutboxStore, abc.ABC):
     @abc.abstractmethod
     async def revoke_api_key(self, key_id: str, tenant: str | None, now: float) -> bool:
         """Revoke a key; False when there is no such live key (for this tenant)."""
+
+    # inbound webhooks -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def receive_hook(self, hook: InboundHook, now: float) -> HookReceipt:
+        """Act on a verified inbound webhook once: start its task or send its signal in
+        the transaction that stores its receipt. A live receipt for the same hook and
+        webhook-id is returned instead (`replayed`), and nothing happens again. Raises
+        `TaskNotFound` / `InvalidTransition` for a signal to a missing or ended task."""
 
     # housekeeping ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -19,6 +19,8 @@ from tether.models import (
     Approval,
     ApprovalFilter,
     Event,
+    HookReceipt,
+    NotificationRecord,
     SignalRecord,
     StepRecord,
     Task,
@@ -31,6 +33,7 @@ from tether.store.base import (
     Claimed,
     Eager,
     Finish,
+    InboundHook,
     NewTask,
     Op,
     QueuedVersion,
@@ -333,6 +336,64 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
 
     async def revoke_api_key(self, key_id: str, tenant: str | None, now: float) -> bool:
         return await self._run(lambda c: sql.revoke_api_key(c, key_id, tenant, now))
+
+    # notifications (ADR 69) -------------------------------------------------------------
+    async def notify_position(self, cursor: str, now: float) -> int:
+        d = self.dialect
+        return await self._run(lambda c: sql.notify_position(c, d, cursor, now))
+
+    async def advance_notify_cursor(
+        self,
+        cursor: str,
+        seen: int,
+        position: int,
+        records: list[NotificationRecord],
+        now: float,
+    ) -> bool:
+        return await self._run(
+            lambda c: sql.advance_notify_cursor(c, cursor, seen, position, records, now)
+        )
+
+    async def add_notifications(self, records: list[NotificationRecord], now: float) -> None:
+        await self._run(lambda c: sql.add_notifications(c, records, now))
+
+    async def claim_notifications(
+        self, worker: str, limit: int, now: float, lease_until: float
+    ) -> list[NotificationRecord]:
+        d = self.dialect
+        return await self._run(
+            lambda c: sql.claim_notifications(c, d, worker, limit, now, lease_until)
+        )
+
+    async def settle_notification(
+        self,
+        record: NotificationRecord,
+        worker: str,
+        status: str,
+        error: str | None,
+        next_at: float | None,
+        now: float,
+    ) -> bool:
+        return await self._run(
+            lambda c: sql.settle_notification(c, record, worker, status, error, next_at, now)
+        )
+
+    async def list_notifications(
+        self, *, tenant: str | None = None, task_id: str | None = None, limit: int = 500
+    ) -> list[NotificationRecord]:
+        return await self._run(
+            lambda c: sql.list_notifications(c, tenant, task_id, limit), write=False
+        )
+
+    # inbound webhooks -------------------------------------------------------------------
+    async def receive_hook(self, hook: InboundHook, now: float) -> HookReceipt:
+        d = self.dialect
+        receipt, submitted = await self._run(lambda c: sql.receive_hook(c, d, hook, now))
+        if submitted is not None and submitted.created:
+            self.hub.notify_work(submitted.task.queue)
+        elif receipt.action == "signalled" and not receipt.replayed:
+            self.hub.notify_all_work()
+        return receipt
 
     # housekeeping ---------------------------------------------------------------------
     async def purge(self, finished_before: float, batch: int = 500) -> int:

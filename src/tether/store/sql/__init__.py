@@ -45,8 +45,17 @@ from tether.store.sql.core import (
     task_from_row,
     wake,
 )
+from tether.store.sql.hooks import receive_hook
 from tether.store.sql.housekeeping import purge
 from tether.store.sql.intake import submit
+from tether.store.sql.notifications import (
+    add_notifications,
+    advance_notify_cursor,
+    claim_notifications,
+    list_notifications,
+    notify_position,
+    settle_notification,
+)
 from tether.store.sql.ops import (
     STEP_UPSERT,
     EventBuffer,
@@ -87,11 +96,14 @@ __all__ = [
     "Dialect",
     "EventBuffer",
     "Row",
+    "add_notifications",
+    "advance_notify_cursor",
     "apply_op",
     "apply_ops",
     "approval_from_row",
     "cancel",
     "claim",
+    "claim_notifications",
     "consume_signal",
     "count_by_status",
     "create_api_key",
@@ -110,16 +122,20 @@ __all__ = [
     "in_task_order_by_kind",
     "list_approvals",
     "list_events",
+    "list_notifications",
     "list_tasks",
     "live_workers",
     "next_wake",
+    "notify_position",
     "oldest_queued",
     "purge",
     "queue_match",
     "queued_by_version",
     "queued_pick",
+    "receive_hook",
     "revoke_api_key",
     "send_signal",
+    "settle_notification",
     "signal_from_row",
     "step_from_row",
     "step_params",

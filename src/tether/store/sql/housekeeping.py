@@ -1,4 +1,4 @@
-"""Housekeeping: purging ended tasks."""
+"""Housekeeping: purging ended tasks (with their notifications)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> i
         ("approvals", "task_id"),
         ("events", "task_id"),
         ("idempotency_keys", "task_id"),
+        ("notifications", "task_id"),
         ("webhook_deliveries", "task_id"),
         ("webhook_subscriptions", "task_id"),
         ("tasks", "id"),
