@@ -17,6 +17,7 @@ from tether.store.outbox import (
     Plan,
 )
 from tether.store.sql import Conn, Dialect
+from tether.store.sql import deliveries as sqld
 from tether.store.sql import webhooks as sqlw
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ class SQLOutbox(OutboxStore, abc.ABC):
     ) -> list[ClaimedDelivery]:
         d = self.dialect
         claimed: list[ClaimedDelivery] = await self._run(
-            lambda c: sqlw.claim_deliveries(c, d, owner, limit, now, lease_until)
+            lambda c: sqld.claim_deliveries(c, d, owner, limit, now, lease_until)
         )
         return claimed
 
@@ -91,20 +92,20 @@ class SQLOutbox(OutboxStore, abc.ABC):
     ) -> list[WebhookSubscription]:
         d = self.dialect
         disabled: list[WebhookSubscription] = await self._run(
-            lambda c: sqlw.record_deliveries(c, d, owner, outcomes, now, disable_after)
+            lambda c: sqld.record_deliveries(c, d, owner, outcomes, now, disable_after)
         )
         return disabled
 
     async def list_deliveries(self, flt: DeliveryFilter) -> list[WebhookDelivery]:
         d = self.dialect
         found: list[WebhookDelivery] = await self._run(
-            lambda c: sqlw.list_deliveries(c, d, flt), write=False
+            lambda c: sqld.list_deliveries(c, d, flt), write=False
         )
         return found
 
     async def get_delivery(self, delivery_id: str, tenant: str | None) -> WebhookDelivery | None:
         found: WebhookDelivery | None = await self._run(
-            lambda c: sqlw.get_delivery(c, delivery_id, tenant), write=False
+            lambda c: sqld.get_delivery(c, delivery_id, tenant), write=False
         )
         return found
 
@@ -112,7 +113,7 @@ class SQLOutbox(OutboxStore, abc.ABC):
         self, delivery_id: str, tenant: str | None, now: float
     ) -> WebhookDelivery | None:
         found: WebhookDelivery | None = await self._run(
-            lambda c: sqlw.retry_delivery(c, delivery_id, tenant, now)
+            lambda c: sqld.retry_delivery(c, delivery_id, tenant, now)
         )
         if found is not None:
             self.hub.notify_deliveries()
@@ -131,7 +132,7 @@ class SQLOutbox(OutboxStore, abc.ABC):
     ) -> Replayed | None:
         d = self.dialect
         done: Replayed | None = await self._run(
-            lambda c: sqlw.replay(
+            lambda c: sqld.replay(
                 c,
                 d,
                 subscription_id,
