@@ -4,22 +4,20 @@ runs workers, and answers queries; the HTTP API and the CLI call these same meth
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tether import egress, serde
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
-from tether.engine.context import current_context
-from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn, WorkflowVersion
+from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowVersion
 from tether.engine.worker import Worker
 from tether.errors import Classifier, TaskNotFound
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
-from tether.inbound import HookBook, HookDef, HookOptions, make_hook
+from tether.inbound import HookBook
 from tether.models import (
     Approval,
     ApprovalFilter,
@@ -31,7 +29,7 @@ from tether.models import (
 )
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
-from tether.retry import RetryBudget, RetryPolicy
+from tether.registration import Registration
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import batch_item_key, submission_hash
@@ -47,15 +45,11 @@ R = TypeVar("R")
 __all__ = ["WAIT_POLL_FIRST", "WAIT_POLL_MAX", "TaskHandle", "Tether"]
 
 
-def _seconds(value: float | timedelta | None) -> float | None:
-    return value.total_seconds() if isinstance(value, timedelta) else value
-
-
 def _timestamp(value: datetime | float | None) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else value
 
 
-class Tether:
+class Tether(Registration):
     """A Tether application: workflows, steps, a store, and the ways to run them.
 
     `database_url` (else `TETHER_DATABASE_URL`, the config file, or a SQLite file in the
@@ -102,107 +96,6 @@ class Tether:
         """What outbound HTTP (webhooks) may reach: `egress_allow` and the limits."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
-
-    # registration ---------------------------------------------------------------------
-    def workflow(
-        self,
-        name: str | None = None,
-        *,
-        version: int = 1,
-        queue: str = "default",
-        retry: RetryPolicy | None = None,
-        budget: RetryBudget | None = None,
-        deadline: float | timedelta | None = None,
-    ) -> Callable[[WorkflowFn], WorkflowFn]:
-        """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
-
-        Several versions of one name may be registered at once, each its own function
-        (or one function under several versions, stacking the decorator, when it
-        branches on `ctx.task.workflow_version`). A task runs only on the version it
-        was submitted with, and a worker claims only the versions registered here
-        (ADR 64). `retry` is the default policy of its steps; `budget` caps retries
-        across the whole task; `deadline` is the default time limit from submission.
-        """
-
-        def register(fn: WorkflowFn) -> WorkflowFn:
-            self.workflows.add(
-                WorkflowDef(
-                    name=name or fn.__name__,
-                    version=version,
-                    fn=fn,
-                    queue=queue,
-                    retry=retry or RetryPolicy(),
-                    budget=budget or RetryBudget(),
-                    deadline=_seconds(deadline),
-                )
-            )
-            return fn
-
-        return register
-
-    @overload
-    def step(self, fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
-
-    @overload
-    def step(self, fn: Callable[P, R], /) -> Callable[P, Awaitable[R]]: ...
-
-    @overload
-    def step(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | timedelta | None = None,
-    ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
-
-    def step(
-        self,
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | timedelta | None = None,
-    ) -> Any:
-        """Declare a function as a durable step.
-
-        Called inside a workflow, it runs as `ctx.step(name, fn, ...)` (sequence number
-        taken at the call); called anywhere else, it is simply run.
-        """
-
-        def register(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-            step_name = name or func.__name__
-            definition = StepDef(step_name, func, retry, _seconds(timeout))
-            self.step_defs[step_name] = definition
-
-            @functools.wraps(func)
-            def wrapper(*args: Any, **kwargs: Any) -> Awaitable[Any]:
-                ctx = current_context()
-                if ctx is not None:
-                    return ctx.step(
-                        step_name,
-                        func,
-                        *args,
-                        retry=definition.retry,
-                        timeout=definition.timeout,
-                        **kwargs,
-                    )
-                return _call_plain(func, args, kwargs)
-
-            wrapper.__tether_step__ = definition  # type: ignore[attr-defined]
-            return wrapper
-
-        return register(fn) if fn is not None else register
-
-    def hook(self, name: str, *, secret: str, **options: Unpack[HookOptions]) -> HookDef:
-        """Accept signed deliveries at `POST /v1/hooks/{name}` (Standard Webhooks,
-        `secret` = `whsec_...`): each starts `workflow` with `input` (the body, a dotted
-        path into it, or a function of it), or sends `signal` with `payload` to the task
-        named by `task_id` (a dotted path or a function of body and headers) or the
-        header `task_header`; as `tenant`. Once per webhook-id. See docs/api.md."""
-        return self.hooks.add(make_hook(name, secret=secret, **options))
 
     # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
     def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:
@@ -551,10 +444,3 @@ class Tether:
         )
         task = await self.store.fork(task_id, tenant, new, from_seq, self.clock.now())
         return TaskHandle(self, task)
-
-
-async def _call_plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = fn(*args, **kwargs)
-    if asyncio.iscoroutine(result):
-        result = await result
-    return result
