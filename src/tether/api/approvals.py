@@ -228,11 +228,12 @@ async def list_approvals(
         limit=limit + 1,
     )
     found = await app.approvals(flt)
-    page = found[:limit]
-    last = page[-1] if len(found) > limit and page else None
+    items, next_cursor = cursors.page(
+        found, limit, lambda a: cursors.encode("approvals", a.created_at, a.id)
+    )
     return ApprovalList(
-        items=[ApprovalOut.of(a) for a in page],
-        next_cursor=None if last is None else cursors.encode("approvals", last.created_at, last.id),
+        items=[ApprovalOut.of(a) for a in items],
+        next_cursor=next_cursor,
     )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -20,6 +21,21 @@ from tether.api.problems import ProblemError
 
 MAX_LENGTH = 200
 """Longest cursor the list endpoints accept (theirs are well under it)."""
+
+
+T = TypeVar("T")
+
+
+def page(
+    found: Sequence[T], limit: int, cursor_of: Callable[[T], str]
+) -> tuple[list[T], str | None]:
+    """The first `limit` of `found` (read with one more, which says whether a next page
+    exists) and the cursor of the next page, made from this page's last item (None: the
+    last page)."""
+    items = list(found[:limit])
+    if len(found) > limit and items:
+        return items, cursor_of(items[-1])
+    return items, None
 
 
 def encode(listing: str, *position: str | float) -> str:

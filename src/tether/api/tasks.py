@@ -240,10 +240,8 @@ async def list_tasks(
             limit=limit + 1,
         )
     )
-    page = found[:limit]
-    more = len(found) > limit
-    next_cursor = cursors.encode("tasks", page[-1].id) if more and page else None
-    return TaskList(items=[TaskOut.of(t) for t in page], next_cursor=next_cursor)
+    items, next_cursor = cursors.page(found, limit, lambda t: cursors.encode("tasks", t.id))
+    return TaskList(items=[TaskOut.of(t) for t in items], next_cursor=next_cursor)
 
 
 @router.post(

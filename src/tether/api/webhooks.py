@@ -141,12 +141,8 @@ async def list_subscriptions(
     found = await webhooks.list_(
         app, who.tenant, task_id=task_id, before_id=before, limit=limit + 1
     )
-    page = found[:limit]
-    more = len(found) > limit
-    return SubscriptionList(
-        items=[SubscriptionOut.of(s) for s in page],
-        next_cursor=cursors.encode("webhooks", page[-1].id) if more and page else None,
-    )
+    items, next_cursor = cursors.page(found, limit, lambda s: cursors.encode("webhooks", s.id))
+    return SubscriptionList(items=[SubscriptionOut.of(s) for s in items], next_cursor=next_cursor)
 
 
 @router.get(
@@ -270,12 +266,8 @@ async def list_deliveries(
             limit=limit + 1,
         ),
     )
-    page = found[:limit]
-    more = len(found) > limit
-    return DeliveryList(
-        items=[DeliveryOut.of(d) for d in page],
-        next_cursor=cursors.encode("deliveries", page[-1].id) if more and page else None,
-    )
+    items, next_cursor = cursors.page(found, limit, lambda d: cursors.encode("deliveries", d.id))
+    return DeliveryList(items=[DeliveryOut.of(d) for d in items], next_cursor=next_cursor)
 
 
 @router.get(
