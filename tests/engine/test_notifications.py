@@ -19,6 +19,7 @@ from smtp_server import SmtpServer
 from tether import Context, Permanent, TaskStatus, Tether, load_settings
 from tether.models import ApprovalFilter
 from tether.notify import EmailChannel, NotifierOptions, SlackChannel
+from tether.notify.notifier import CURSOR
 from tether.retry import RetryPolicy
 from tether.services import webhooks
 
@@ -60,6 +61,13 @@ async def build(store_url: str, smtp: SmtpServer) -> AsyncIterator[Callable[...,
         await app.close()
 
 
+async def _place_cursor(app: Tether) -> None:
+    """The notifier starts at the head of the feed on its first run: place its cursor
+    before the test's events, or an eager start may write them before it looks."""
+    await app.open()
+    await app.store.notify_position(CURSOR, app.clock.now())
+
+
 async def _until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -86,6 +94,7 @@ async def test_an_approval_request_arrives_by_mail(
         decision = await ctx.approval(summary=f"Refund {amount} EUR to customer 4411", risk="high")
         return decision.approved
 
+    await _place_cursor(app)
     async with app.worker():
         handle = await app.submit("refund", {"amount": 30})
         (mail,) = await smtp.wait_for(lambda m: len(m) >= 1)
@@ -135,6 +144,7 @@ async def test_a_failed_task_arrives_in_slack_and_a_500_is_retried(
         async def other(ctx: Context) -> None:
             raise Permanent("not announced: no route for this workflow")
 
+        await _place_cursor(app)
         async with app.worker():
             ignored = await app.submit("other", {})
             handle = await app.submit("charge", {"order": 17})
@@ -188,6 +198,7 @@ async def test_ctx_notify_sends_once_across_a_reclaim(
         await ctx.step("hang", hang)
         return sent
 
+    await _place_cursor(app)
     async with app.worker(grace=0):
         handle = await app.submit("report", {})
         await smtp.wait_for(lambda m: len(m) >= 1)
@@ -195,6 +206,7 @@ async def test_ctx_notify_sends_once_across_a_reclaim(
     # The first worker handed the task back mid-step: the next one replays it from the
     # top, and the recorded notify step does not send again.
     assert (await app.get(handle.id)).status == TaskStatus.QUEUED
+    await _place_cursor(app)
     async with app.worker():
         assert await handle.result(timeout=10) == ["ops"]
     assert calls["hang"] == 2
@@ -220,6 +232,7 @@ async def test_a_webhook_subscription_disabled_by_410_is_announced(
 
         await app.open()
         sub = await webhooks.create(app, "t1", f"{gone.url}/in?token=abc123", ["task.succeeded"])
+        await _place_cursor(app)
         async with app.worker(webhooks=True):
             await app.submit("quick", {}, tenant="t2")  # not this tenant's: no delivery
             handle = await app.submit("quick", {}, tenant="t1")
