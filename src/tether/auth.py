@@ -166,7 +166,14 @@ class TokenVerifier:
 
     The accepted algorithm follows the key source (never the token alone), so a token
     cannot pick HS256 with a public key as its secret.
+
+    A verified token is remembered until it expires (up to `CACHE_SIZE` of them): a
+    client sends the same token on every request, and checking its signature again
+    costs more than the rest of a submit's validation. An entry is only a shortcut for
+    a verification already passed; expiry is still checked on every use.
     """
+
+    CACHE_SIZE = 4096
 
     def __init__(
         self, secret: str | None = None, jwks_url: str | None = None, leeway: float = 30.0
@@ -174,9 +181,23 @@ class TokenVerifier:
         self._secret = secret
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
         self._leeway = leeway
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
         """The principal a token names; raises `AuthError`."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() <= hit[1] + self._leeway:
+                return hit[0]
+            del self._verified[token]
+        who, expires = await self._check(token)
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()  # rare: more live tokens than slots; start over
+        self._verified[token] = (who, expires)
+        return who
+
+    async def _check(self, token: str) -> tuple[Principal, float]:
+        """Verify signature and claims: the principal and the token's expiry time."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -212,7 +233,8 @@ class TokenVerifier:
             roles = roles.split()
         if not isinstance(roles, list):
             raise AuthError("token roles must be a list")
-        return Principal(subject, tenant, parse_roles(map(str, roles), strict=False), "jwt")
+        who = Principal(subject, tenant, parse_roles(map(str, roles), strict=False), "jwt")
+        return who, float(claims["exp"])
 
 
 # API keys -------------------------------------------------------------------------------

@@ -99,6 +99,20 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+def _body_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str]:
+    """Content-Length (None when absent) and Content-Type ('' when absent) of a request,
+    read off the raw ASGI headers (no dict of them all built per request)."""
+    length: str | None = None
+    content_type = ""
+    for key, value in raw:
+        name = key.lower()
+        if name == b"content-length":
+            length = value.decode("latin-1")
+        elif name == b"content-type":
+            content_type = value.decode("latin-1")
+    return length, content_type
+
+
 class GuardMiddleware:
     """Body cap (413), JSON-only bodies under /v1 (415), request metrics."""
 
@@ -143,8 +157,7 @@ class GuardMiddleware:
         if scope.get("method") not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        declared = headers.get("content-length")
+        declared, content_type = _body_headers(scope["headers"])
         if declared is not None:
             try:
                 if int(declared) > self.max_body:
@@ -175,7 +188,7 @@ class GuardMiddleware:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         path: str = scope.get("path", "")
-        if body and path.startswith("/v1/") and not _is_json(headers.get("content-type", "")):
+        if body and path.startswith("/v1/") and not _is_json(content_type):
             await self._refuse(
                 scope,
                 send,
