@@ -3,6 +3,7 @@ never for a token that failed."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -26,7 +27,7 @@ async def test_a_cached_token_is_refused_once_it_expires() -> None:
             assert "expired" in str(exc)
             break
         assert time.monotonic() < deadline, "an expired token was still accepted"
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
 
 
 async def test_a_refused_token_is_not_remembered() -> None:
