@@ -1,0 +1,172 @@
+"""HTTP intake under load: POST /v1/tasks driven by wrk (32 connections, auth on).
+
+    .venv/bin/python bench/intake.py [--seconds 30] [--connections 32] [--workers]
+
+Starts a real `tether` API server (uvicorn, in a subprocess, API only unless
+`--workers`) on a fresh SQLite database, and on PostgreSQL when TETHER_BENCH_PG_URL is
+set, then runs Debian's `wrk` against it with a Lua script that submits a no-op task per
+request with a bearer token. Prints submits/s, p50/p99 latency and non-202 answers, and,
+with `--workers`, how many submitted tasks had succeeded when the load stopped. wrk is a
+C load generator: on a 2-core machine a Python client would cost the server its CPU.
+A script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from tether import Context, Tether
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TETHER_BENCH_TOKEN")
+wrk.body = '{"workflow": "noop", "input": {"n": 1}}'
+"""
+
+
+def serve(database_url: str, port: int, workers: bool) -> None:
+    """Child process: the API of an app with one no-op workflow."""
+    from tether.api.server import serve as run
+    from tether.config import load_settings
+
+    settings = load_settings({"database_url": database_url, "jwt_secret": SECRET, "submit_rate": 0})
+    app = Tether(settings=settings)
+
+    @app.workflow("noop")
+    async def noop(ctx: Context, n: int) -> int:
+        return n
+
+    run(app, "127.0.0.1", port, settings, workers=workers, log_level="warning")
+
+
+def wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("server did not become ready")
+        time.sleep(0.1)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(
+    url: str, token: str, connections: int, seconds: float, script: Path
+) -> dict[str, float]:
+    """One wrk run: requests/s, p50/p99 (ms) and non-2xx answers."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        env={**os.environ, "TETHER_BENCH_TOKEN": token},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50": _ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        "errors": 0.0,
+    }
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if bad:
+        figures["errors"] = float(bad.group(1))
+    return figures
+
+
+def succeeded(url: str, token: str) -> int:
+    """How many tasks of this run's tenant have succeeded (counted by the API's list)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    total, cursor = 0, None
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+        while True:
+            params: dict[str, str | int] = {"status": "succeeded", "limit": 500}
+            if cursor:
+                params["cursor"] = cursor
+            page = http.get("/v1/tasks", params=params).json()
+            total += len(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return total
+
+
+def bench(label: str, database_url: str, args: argparse.Namespace, script: Path) -> None:
+    from tether.auth import create_token
+
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", database_url, str(port), str(int(args.workers))]
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        tenant = f"bench-{os.getpid()}-{time.time_ns()}"  # a fresh tenant: only this run counted
+        token = create_token(SECRET, tenant, ["submitter", "viewer"], ttl=3600)
+        run_wrk(f"{url}/v1/tasks", token, 4, 1, script)  # warm-up
+        f = run_wrk(f"{url}/v1/tasks", token, args.connections, args.seconds, script)
+        line = (
+            f"{label:<10} {'workers' if args.workers else 'api-only':<8} c={args.connections}  "
+            f"{f['rps']:8.0f} submits/s   p50 {f['p50']:6.2f} ms   p99 {f['p99']:6.2f} ms   "
+            f"non-202 {f['errors']:.0f}"
+        )
+        if args.workers:
+            line += f"   succeeded {succeeded(url, token)}"
+        print(line, flush=True)
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", action="store_true", help="embedded workers run the tasks")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("intake: needs wrk (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "submit.lua"
+        script.write_text(LUA)
+        bench("sqlite", f"sqlite:///{folder}/bench.db", args, script)
+        pg = os.environ.get("TETHER_BENCH_PG_URL")
+        if pg:
+            bench("postgresql", pg, args, script)
+        else:
+            print("postgresql: skipped (set TETHER_BENCH_PG_URL)")
+
+
+if __name__ == "__main__":
+    main()
