@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from tether.errors import ApprovalClosed, IdempotencyConflict
+from tether.errors import ApprovalClosed
 from tether.models import (
     ApiKey,
     Approval,
@@ -43,6 +43,7 @@ from tether.store.base import (
     Suspend,
     WorkerPresence,
 )
+from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
 from tether.store.sqloutbox import SQLOutbox
 
@@ -59,6 +60,7 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
     def __init__(self) -> None:
         self.hub = Hub()
         self._reads: list[tuple[str, str | None, asyncio.Future[Task | None]]] = []
+        self._intake = SubmitCoalescer(self._write_submits)
         self._read_batches: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Future[None] | None = None
         self._refresh_again = False
@@ -124,16 +126,21 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
     async def submit(
         self, tasks: list[NewTask], now: float, eager: Eager | None = None
     ) -> list[Submitted]:
-        d = self.dialect
-        try:
-            out = await self._run(lambda c: sql.submit(c, d, tasks, now, eager))
-        except IdempotencyConflict:
-            raise
+        if eager is None:
+            out = await self._intake.submit(tasks, now)
+        else:  # tasks this process's worker claims as it stores them: written alone
+            out = await self._write_submits(tasks, now, eager)
         for s in out:
             if s.created and s.claimed is None:
                 self.hub.notify_work(s.task.queue)
         self.hub.notify_events()
         return out
+
+    async def _write_submits(
+        self, tasks: list[NewTask], now: float, eager: Eager | None = None
+    ) -> list[Submitted]:
+        d = self.dialect
+        return await self._run(lambda c: sql.submit(c, d, tasks, now, eager))
 
     # queries --------------------------------------------------------------------------
     async def get_task(self, task_id: str, tenant: str | None = None) -> Task | None:
