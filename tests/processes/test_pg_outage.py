@@ -91,7 +91,9 @@ def check_outage_answers(sampled: Sampled) -> None:
         assert retry_after is not None and int(retry_after) >= 1, (what, retry_after)
         assert took < 3.0, f"{what} took {took:.2f}s to be refused"
     body = sampled.readyz[-1]
-    assert body["type"] == UNAVAILABLE.uri and "unreachable" in body["detail"], body
+    assert (
+        body["type"] == UNAVAILABLE.uri and "unavailable: Connection refused" in body["detail"]
+    ), body
     assert "127.0.0.1" not in body["detail"], "readyz names no host"
 
 
@@ -214,8 +216,8 @@ async def test_outage_with_a_worker_process(
     api_log = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [r for r in api_log if r.exc_info or r.levelno >= logging.ERROR], api_log
     store_lines = [r.getMessage() for r in api_log if r.name == "tether.store.postgres"]
-    assert sum("unreachable" in m for m in store_lines) == 1, store_lines
-    assert sum("reachable again" in m for m in store_lines) == 1, store_lines
+    assert sum("unavailable:" in m for m in store_lines) == 1, store_lines
+    assert sum("available again" in m for m in store_lines) == 1, store_lines
     print(
         f"down {back - down_at:.1f}s; first submit {took * 1000:.0f} ms after the server "
         f"accepted; " + "; ".join(f"{k} {v * 1000:.0f} ms after" for k, v in delays.items())
@@ -274,7 +276,7 @@ async def test_outage_with_the_servers_embedded_workers(
     text = log_path.read_text(errors="replace")
     check_quiet(text, "tether server")
     assert "Application shutdown complete" in text, text[-3000:]
-    assert text.count("unreachable:") == 1 and text.count("reachable again") == 1, text[-3000:]
+    assert text.count("unavailable:") == 1 and text.count("available again") == 1, text[-3000:]
     print(
         f"down {back - down_at:.1f}s; first submit {took * 1000:.0f} ms after the server "
         f"accepted; " + "; ".join(f"{k} {v * 1000:.0f} ms after" for k, v in delays.items())

@@ -279,7 +279,7 @@ def install(app: FastAPI) -> None:
         # Not logged here: the store logs the outage once, not once per request.
         return problem(
             problem_types.UNAVAILABLE,
-            "the database is unreachable; retry after the Retry-After delay",
+            "the database is unavailable; retry after the Retry-After delay",
             request=request,
             headers=retry_after(exc.retry_after),
         )

@@ -61,11 +61,11 @@ async def database_unready(app: Tether, timeout: float) -> str | None:
     succeeded since: ADR 71), it says so without asking; the reasons name no host."""
     availability = app.store.availability
     if not availability.reachable:
-        return f"the database is unreachable: {availability.reason}"
+        return f"the database is unavailable: {availability.reason}"
     try:
         await asyncio.wait_for(app.store.schema_version(), timeout)
     except StoreUnavailable as exc:
-        return f"the database is unreachable: {exc.reason}"
+        return f"the database is unavailable: {exc.reason}"
     except TimeoutError:
         return f"the database did not answer within {timeout:g}s"
     except Exception as exc:

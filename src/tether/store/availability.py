@@ -44,7 +44,7 @@ class Availability:
         self.reason, self.lost_at = reason, time.monotonic()
         if self._back is not None:
             self._back.clear()
-        self._log.warning("database %s unreachable: %s", self.where, reason)
+        self._log.warning("database %s unavailable: %s", self.where, reason)
 
     def restored(self) -> None:
         """The database answers again: log it once, and wake every waiter."""
@@ -54,12 +54,12 @@ class Availability:
         self.reason, self.lost_at = None, None
         if self._back is not None:
             self._back.set()
-        self._log.warning("database %s reachable again after %.1fs", self.where, down)
+        self._log.warning("database %s available again after %.1fs", self.where, down)
 
     def error(self) -> StoreUnavailable:
         """The error an operation raises while the database is lost."""
-        reason = self.reason or "unreachable"
-        return StoreUnavailable(f"the database {self.where} is unreachable: {reason}", reason)
+        reason = self.reason or "unavailable"
+        return StoreUnavailable(f"the database {self.where} is unavailable: {reason}", reason)
 
     async def wait_reachable(self, timeout: float) -> bool:
         """Wait until the database is reachable, at most `timeout` seconds; say whether."""

@@ -27,7 +27,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import TransactionRollback
 from psycopg.rows import DictRow
 from psycopg_pool import PoolClosed
 
@@ -38,7 +37,13 @@ from tether.store.base import Claimed, Op
 from tether.store.migrations import load_migrations
 from tether.store.postgres import batch
 from tether.store.postgres.conn import PgConn
-from tether.store.postgres.pool import Connections, connection_failure, reason, retry_now
+from tether.store.postgres.pool import (
+    Connections,
+    connection_failure,
+    reason,
+    retry_now,
+    rolled_back,
+)
 from tether.store.sqlbase import SQLStore, Work
 
 T = TypeVar("T")
@@ -238,7 +243,7 @@ class PostgresStore(SQLStore):
                         raise self._conns.failed(exc) from exc
                     raise
                 log.info("retrying after %s: %s", type(exc).__name__, reason(exc, None))
-                if isinstance(exc, TransactionRollback):
+                if rolled_back(exc):
                     await asyncio.sleep(0.01 * attempt)
                     continue
                 # Is the server there? If not, the retry fails at once (StoreUnavailable).

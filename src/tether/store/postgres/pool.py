@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg.errors import TransactionRollback
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -140,7 +139,8 @@ class Connections:
         if not self.availability.reachable:
             return self.availability.error()
         why = reason(exc, self._options.password)
-        return StoreUnavailable(f"the database {self._options.display} is unreachable: {why}", why)
+        where = self._options.display
+        return StoreUnavailable(f"the database {where} is unavailable: {why}", why)
 
     def suspect(self) -> None:
         """Start the probe unless it runs already."""
@@ -230,16 +230,24 @@ def connection_failure(exc: BaseException) -> bool:
     """`exc` says the server cannot be reached or the connection broke: no connection
     from the pool in time (`PoolTimeout`), a closed pool, a refused or lost connection
     (no SQLSTATE, class 08), or the server shutting down or starting (57P)."""
-    if not isinstance(exc, psycopg.OperationalError) or isinstance(exc, TransactionRollback):
+    if not isinstance(exc, psycopg.OperationalError):
         return False
     return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
+
+
+def rolled_back(exc: BaseException) -> bool:
+    """The server aborted the transaction to resolve a conflict: class 40, deadlocks
+    (40P01) and serialization failures (40001) among them (which psycopg does not make
+    subclasses of `TransactionRollback`)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and sqlstate is not None and sqlstate.startswith("40")
 
 
 def retry_now(exc: psycopg.OperationalError) -> bool:
     """Worth an immediate retry: the connection broke, or a deadlock/serialization loss."""
     if isinstance(exc, PoolTimeout):
         return False  # the pool already waited `pool_timeout`
-    return isinstance(exc, TransactionRollback) or connection_failure(exc)
+    return rolled_back(exc) or connection_failure(exc)
 
 
 def reason(exc: psycopg.Error, password: str | None) -> str:
@@ -254,4 +262,4 @@ def reason(exc: psycopg.Error, password: str | None) -> str:
     return (why.replace(password, "***") if password else why) or type(exc).__name__
 
 
-__all__ = ["Connections", "connection_failure", "reason", "retry_now"]
+__all__ = ["Connections", "connection_failure", "reason", "retry_now", "rolled_back"]

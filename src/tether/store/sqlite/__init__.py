@@ -288,7 +288,7 @@ class SQLiteStore(SQLStore):
             why = _unusable(job.error)
             if why is not None:
                 lost = why
-                error = StoreUnavailable(f"the database {self.path} cannot be used: {why}", why)
+                error = StoreUnavailable(f"the database {self.path} is unavailable: {why}", why)
                 error.__cause__ = job.error
                 job.error = error
         if lost is not None:
