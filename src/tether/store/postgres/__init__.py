@@ -153,6 +153,7 @@ class PostgresStore(SQLStore):
         await probe.close()
         await self._conns.open()
         self._opened = True
+        self.availability.restored()  # reopened after an outage: it answers now
         if check_schema:
             version = await self.schema_version()
             if version < LATEST:
