@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
 from tether.clock import Clock
 from tether.engine.run import TaskRun
+from tether.engine.run.state import RunState
 from tether.errors import StoreUnavailable
 from tether.store.base import Store
 
@@ -44,12 +45,16 @@ class Leases:
         worker_id: str,
         lease_ttl: float,
         runs: Mapping[str, TaskRun],
+        concluding: Container[RunState],
     ) -> None:
         self._store = store
         self._clock = clock
         self._worker_id = worker_id
         self._ttl = lease_ttl
         self._runs = runs
+        self._concluding = concluding
+        """Runs whose outcome is with the committer: missing from a renewal, they just
+        ended (their commit says whether they still held the task)."""
         self.renew_first = False
         """A heartbeat or claim failed: renew before the next claim, so that the worker
         never recovers a task of its own whose lease ran out meanwhile."""
@@ -66,7 +71,7 @@ class Leases:
                 run.lease_renewed = sent
                 if held[task_id]:
                     run.cancel()
-            elif run.lease_renewed < sent:
+            elif run.lease_renewed < sent and run not in self._concluding:
                 # Its claim had returned before this heartbeat was sent, yet it is no
                 # longer ours: another worker took it over (our lease expired), or it
                 # just ended. Stop at once, write nothing.

@@ -120,11 +120,13 @@ class Worker:
         self.committer = Committer(runtime.store, self.id, runtime.clock)
         self._threads = StepThreads(sync_threads)
         self._runs: dict[str, TaskRun] = {}
-        self.leases = Leases(runtime.store, runtime.clock, self.id, lease_ttl, self._runs)
         self._claiming = False
         self._concluding: set[RunState] = set()
         """Runs whose outcome is decided and handed to the committer: they hold no slot
         (their user code is done), only a lease until the outcome commits (ADR 46)."""
+        self.leases = Leases(
+            runtime.store, runtime.clock, self.id, lease_ttl, self._runs, self._concluding
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._holding: dict[RunLog, float] = {}
         """Runs holding step results, with when to release them (in that order)."""
