@@ -23,9 +23,15 @@ STEP_SECONDS = float(os.environ.get("MP_STEP_SECONDS", "0.5"))
 app = Tether(URL)
 
 
+SIDE_RETRY_FOR = 120.0
+"""Seconds a side-table statement is retried while the server is away (restarts, the
+outage tests' stopped server)."""
+
+
 async def _side(sql: str, params: tuple[object, ...]) -> int | None:
     """One statement on its own short-lived connection, retried while the server restarts."""
-    for _ in range(200):
+    deadline = time.monotonic() + SIDE_RETRY_FOR
+    while time.monotonic() < deadline:
         try:
             async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
                 cur = await conn.execute(sql, params)

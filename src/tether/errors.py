@@ -34,6 +34,24 @@ class DatabaseUnavailable(ConfigError):
     host and database, never the password."""
 
 
+class StoreUnavailable(TetherError):
+    """The database cannot be used right now: a refused or broken connection, no pooled
+    connection within `pool_timeout`, a read-only, full or failing disk. Transient: the
+    same operation may succeed once the database is back (ADR 71).
+
+    A write that failed this way while its commit was under way is in doubt: it may have
+    committed. Tether's own retries are fenced or idempotent; a client retrying a submit
+    presents the same `Idempotency-Key`. The message names the database (never a
+    password); `reason` is the cause alone, for readers who must not learn the host."""
+
+    retry_after: float = 1.0
+    """Seconds a caller is asked to wait before trying again (the API's `Retry-After`)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
 class SchemaOutOfDate(TetherError):
     """The database schema is older than this version of Tether: run `tether migrate`."""
 
@@ -176,6 +194,7 @@ _TRANSIENT_NAMES = {
     "InternalServerError",
     "ServiceUnavailableError",
     "OperationalError",
+    "StoreUnavailable",
 }
 
 

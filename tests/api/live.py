@@ -43,10 +43,17 @@ def auth(tenant: str = "t1", roles: tuple[str, ...] = ("admin",)) -> dict[str, s
 class LiveServer:
     """Start with `start()`, stop with `stop()`; `url` is the base URL."""
 
-    def __init__(self, settings: Settings, *, workers: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: bool = True,
+        worker_options: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.app: Tether = build_app(settings.database_url, settings)
         self.workers = workers
+        self.worker_options = {"poll_interval": 0.2, "concurrency": 50, **(worker_options or {})}
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -65,7 +72,7 @@ class LiveServer:
             self.app,
             self.settings,
             workers=self.workers,
-            worker_options={"poll_interval": 0.2, "concurrency": 50},
+            worker_options=self.worker_options,
         )
         config = uvicorn.Config(api, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)

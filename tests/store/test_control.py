@@ -292,9 +292,13 @@ async def test_a_run_whose_task_was_taken_over_stops_without_writing(
     assert await app.steps(task_id) == [], "the abandoned run wrote nothing"
 
 
-async def test_a_worker_cut_off_from_the_database_abandons_its_runs(
+async def test_a_worker_whose_heartbeats_fail_otherwise_abandons_its_runs(
     make_app: Callable[[], Tether], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Heartbeats that fail while the rest works (not `StoreUnavailable`: others may
+    well reach the database and take the task over) give the runs up once their lease
+    may have expired. An unreachable database does not (ADR 71:
+    tests/engine/test_partition_fencing.py)."""
     app = make_app()
     async with app.worker(poll_interval=0.05, lease_ttl=0.6, grace=0.5):
         task_id, _, cancelled = await _start_blocked_task(app)

@@ -15,7 +15,7 @@ import pytest
 
 import pg
 from tether import Context, TaskStatus, Tether
-from tether.errors import ConfigError
+from tether.errors import ConfigError, StoreUnavailable
 from tether.store.postgres import PostgresStore
 from tether.store.sqlite import SQLiteStore
 
@@ -200,18 +200,21 @@ async def test_postgres_pool_and_libpq_options(pg_url: str, pg_database: str) ->
 
 async def test_postgres_pool_timeout(pg_url: str) -> None:
     """`pool_timeout`: a unit of work that finds no free connection fails after that
-    many seconds (a retryable error), instead of waiting forever."""
+    many seconds (`StoreUnavailable`, retryable), instead of waiting forever; a pool
+    that is only busy is not an outage (ADR 71): it is kept, the database reachable."""
     store = PostgresStore(_with(pg_url, pool_min="1", pool_max="1", pool_timeout="0.3"))
     await store.open(check_schema=False)
     try:
-        pool = store._pool
-        assert pool is not None
+        pool = store._conns.pool()
         loop = asyncio.get_running_loop()
         async with pool.connection():  # the only connection, held
             started = loop.time()
-            with pytest.raises(psycopg.errors.OperationalError):  # psycopg_pool.PoolTimeout
+            with pytest.raises(StoreUnavailable):  # from psycopg_pool.PoolTimeout
                 await store.get_task("missing", None)
             assert 0.25 <= loop.time() - started < 3
+            await store._conns.verdict()  # the probe it started has decided
+        assert store.availability.reachable and store._conns.pool() is pool
+        assert await store.schema_version() == 0  # it answers again at once
     finally:
         await store.close()
 

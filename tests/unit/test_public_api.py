@@ -46,6 +46,7 @@ PUBLIC = {
     "StepFailed",
     "StepInfo",
     "StepRecord",
+    "StoreUnavailable",
     "SyncStepStuck",
     "SystemClock",
     "Task",

@@ -23,7 +23,7 @@ from tether.api.problems import responses
 from tether.api.schemas import EventList, EventOut
 from tether.app import Tether
 from tether.auth import Permission, Principal
-from tether.errors import TaskNotFound
+from tether.errors import StoreUnavailable, TaskNotFound
 from tether.follow import follow_task
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -60,6 +60,10 @@ async def task_event_stream(
                     yield b": keep-alive\n\n"
         except TaskNotFound:
             return  # purged while streaming: the stream simply ends
+        except StoreUnavailable:
+            # The database went away mid-stream (the answer began, so no 503 now): end
+            # it; the client reconnects after `retry:` with its Last-Event-ID.
+            return
 
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from tether.api import problem_types
 from tether.api.deps import metrics_reader, tether_app
-from tether.api.problems import problem, responses
+from tether.api.problems import problem, responses, retry_after
 from tether.api.schemas import Health
 from tether.app import Tether
 from tether.auth import Principal
@@ -99,9 +99,10 @@ async def healthz() -> Health:
     responses=responses(503),
 )
 async def readyz(app: Annotated[Tether, Depends(tether_app)]) -> Any:
-    """The database answers."""
-    if not await health.database_ready(app, READY_TIMEOUT):
-        return problem(problem_types.UNAVAILABLE, "the database is not reachable")
+    """The database answers; else 503, the detail saying why (without naming a host)."""
+    why = await health.database_unready(app, READY_TIMEOUT)
+    if why is not None:
+        return problem(problem_types.UNAVAILABLE, why, headers=retry_after(1))
     return Health(status="ok")
 
 

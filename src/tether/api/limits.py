@@ -10,7 +10,6 @@ forms.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tether.api import problem_types
 from tether.api.problem_types import ProblemType
-from tether.api.problems import PROBLEM_TYPE, problem_body
+from tether.api.problems import PROBLEM_TYPE, problem_body, retry_after
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 log = logging.getLogger("tether.api")
@@ -70,7 +69,8 @@ class RateLimiter:
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:
-    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+    """The `Retry-After` header of a refusal that asks to wait `seconds`."""
+    return retry_after(seconds)
 
 
 class Metrics:

@@ -174,7 +174,11 @@ INTERNAL_ERROR = ProblemType(
     "Unexpected; logged on the server with its trace, the body says nothing more.",
 )
 UNAVAILABLE = ProblemType(
-    "unavailable", 503, "Unavailable", "The database is not reachable (`/readyz`)."
+    "unavailable",
+    503,
+    "Unavailable",
+    "The database is unreachable or cannot be written; retry after `Retry-After` seconds "
+    "(a submit with the same `Idempotency-Key`). `/readyz` says why.",
 )
 
 PROBLEM_TYPES: tuple[ProblemType, ...] = (

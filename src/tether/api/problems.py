@@ -9,6 +9,7 @@ credential.
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -26,6 +27,7 @@ from tether.errors import (
     IdempotencyConflict,
     InputValidationError,
     InvalidTransition,
+    StoreUnavailable,
     TaskNotFound,
     UnknownWorkflow,
 )
@@ -272,11 +274,26 @@ def install(app: FastAPI) -> None:
             problem_types.INVALID_INPUT, "invalid input", request=request, errors=input_errors(exc)
         )
 
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # Not logged here: the store logs the outage once, not once per request.
+        return problem(
+            problem_types.UNAVAILABLE,
+            "the database is unavailable; retry after the Retry-After delay",
+            request=request,
+            headers=retry_after(exc.retry_after),
+        )
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         # Logged here with the trace; the caller only learns that it failed.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem(problem_types.INTERNAL_ERROR, None, request=request)
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The `Retry-After` header asking for `seconds` (whole, at least 1)."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

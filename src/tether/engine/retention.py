@@ -12,6 +12,7 @@ import logging
 import random
 
 from tether.clock import Clock
+from tether.store.availability import failure_level
 from tether.store.base import Store
 
 log = logging.getLogger("tether.retention")
@@ -57,5 +58,5 @@ async def retention_loop(store: Store, clock: Clock, older_than: float) -> None:
         try:
             await purge_ended(store, clock, older_than)
         except Exception as exc:
-            log.warning("retention sweep failed: %s", exc)
+            log.log(failure_level(exc), "retention sweep failed: %s", exc)
         await asyncio.sleep(SWEEP_EVERY * random.uniform(0.8, 1.2))

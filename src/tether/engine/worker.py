@@ -7,6 +7,11 @@
   are free (`reserve` / `adopt`, ADR 47).
 - Heartbeats extend every lease the worker holds in one statement per interval; the
   same statement reports cancellation requests.
+- The database unreachable (`StoreUnavailable`): runs keep their tasks and wait for
+  their commits; the heartbeat and the claim loop try again the moment the store finds
+  it back, and the leases are renewed before anything is claimed, so a task whose lease
+  ran out meanwhile but is still ours is kept, while one another worker took over is
+  given up, as fencing says (ADR 71).
 - Shutdown: stop claiming, let running tasks finish for `grace` seconds, then hand the
   rest back to the queue; they resume from their step logs elsewhere.
 """
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 from tether.clock import SystemClock
 from tether.engine import gc_threshold
 from tether.engine.committer import Committer
+from tether.engine.leases import Leases, pause_after_failure
 from tether.engine.presence import presence_loop, record_presence
 from tether.engine.registry import WorkflowVersion
 from tether.engine.retention import retention_loop
@@ -32,8 +38,9 @@ from tether.engine.run.log import RunLog
 from tether.engine.run.state import RunState
 from tether.engine.runtime import Runtime
 from tether.engine.threads import StepThreads
-from tether.errors import UnknownWorkflow
+from tether.errors import StoreUnavailable, UnknownWorkflow
 from tether.ids import new_id
+from tether.store.availability import failure_level
 from tether.store.base import Claimed, Release, WorkerPresence
 
 log = logging.getLogger("tether.worker")
@@ -117,6 +124,9 @@ class Worker:
         self._concluding: set[RunState] = set()
         """Runs whose outcome is decided and handed to the committer: they hold no slot
         (their user code is done), only a lease until the outcome commits (ADR 46)."""
+        self.leases = Leases(
+            runtime.store, runtime.clock, self.id, lease_ttl, self._runs, self._concluding
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._holding: dict[RunLog, float] = {}
         """Runs holding step results, with when to release them (in that order)."""
@@ -144,7 +154,7 @@ class Worker:
             presence_loop(store, clock, self.presence), name="tether-presence"
         )
         self._main = asyncio.create_task(self._claim_loop(), name=f"tether-worker-{self.id}")
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="tether-heartbeat")
+        self._heartbeat = asyncio.create_task(self.leases.loop(), name="tether-heartbeat")
         if self.retention is not None:
             self._retention = asyncio.create_task(
                 retention_loop(self.runtime.store, self.runtime.clock, self.retention),
@@ -167,6 +177,9 @@ class Worker:
         log.info("worker %s stopped", self.id)
 
     async def _shut_down(self, grace: float | None) -> None:
+        # An unreachable database must not hold the stop for ever: commits give up once
+        # the grace is over (the tasks' leases expire; other workers resume them).
+        self.committer.wind_down(self.grace if grace is None else grace)
         self._stopping.set()
         self._wake_claim_loop()
         if self._main is not None:
@@ -278,10 +291,12 @@ class Worker:
             gather_until = None
             for event in events:
                 event.clear()
-            now = self.runtime.clock.now()
             # Not idle while claiming: what this claim takes is not in _runs yet.
             self._claiming = True
             try:
+                if self.leases.renew_first and self._runs:
+                    await self.leases.renew()
+                now = self.runtime.clock.now()
                 claimed = await self.runtime.store.claim(
                     self.id,
                     self.queues,
@@ -294,8 +309,9 @@ class Worker:
                 backoff = 0.1
             except Exception as exc:
                 self._claiming = False
-                log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
-                await self._sleep_or_stop(backoff)
+                self.leases.renew_first = True
+                log.log(failure_level(exc), "claim failed (%s); retrying in %.1fs", exc, backoff)
+                await pause_after_failure(self.runtime.store, exc, backoff, self._stopping)
                 backoff = min(backoff * 2, 5.0)
                 continue
             returned = asyncio.get_running_loop().time()  # the claims are committed
@@ -329,46 +345,6 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.lease_ttl / 3
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(interval)
-            if not self._runs:
-                continue
-            now, sent = self.runtime.clock.now(), loop.time()
-            try:
-                held = await self.runtime.store.heartbeat(
-                    self.id, list(self._runs), now, now + self.lease_ttl
-                )
-            except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
-                self._abandon_expired(loop.time())
-                continue
-            for task_id, run in list(self._runs.items()):
-                if task_id in held:
-                    run.lease_renewed = sent
-                    if held[task_id]:
-                        run.cancel()
-                elif run.lease_renewed < sent:
-                    # Its claim had returned before this heartbeat was sent, yet it is no
-                    # longer ours: another worker took it over (our lease expired), or it
-                    # just ended. Stop at once, write nothing.
-                    log.error("task %s: lease lost to another worker; abandoning", task_id)
-                    run.release()
-
-    def _abandon_expired(self, now: float) -> None:
-        """Stop runs whose lease may have expired while the database was unreachable:
-        another worker may already be running them, and a task runs in one place."""
-        for task_id, run in list(self._runs.items()):
-            if now - run.lease_renewed > self.lease_ttl * 0.9:
-                log.error(
-                    "task %s: lease not renewed for %.1fs; abandoning",
-                    task_id,
-                    now - run.lease_renewed,
-                )
-                run.release()
-
     # running one task -------------------------------------------------------------------
     def _start(self, claimed: Claimed, claimed_at: float) -> None:
         task = claimed.task
@@ -384,6 +360,12 @@ class Worker:
                 self._unrunnable.add(pair)
             self.committer.submit(Release(task.id, task.attempt, decision="unknown_workflow"))
             return
+        superseded = self._runs.get(task.id)
+        if superseded is not None:
+            # This worker recovered its own expired lease: the older run's writes are
+            # fenced off already (another attempt), so it stops now, writing nothing.
+            log.warning("task %s: attempt %d supersedes this worker's run", task.id, task.attempt)
+            superseded.release()
         run = TaskRun(claimed, wf, self)
         run.lease_renewed = claimed_at
         run.begin()
@@ -393,6 +375,13 @@ class Worker:
     async def _drive(self, run: TaskRun) -> None:
         try:
             await run.run()
+        except StoreUnavailable as exc:  # only once stopping: the committer gave up
+            log.warning(
+                "task %s: its outcome was not committed (%s); another worker resumes it "
+                "once its lease expires",
+                run.task.id,
+                exc,
+            )
         except Exception:
             log.exception("task %s crashed the runner", run.task.id)
         finally:

@@ -23,13 +23,14 @@ import logging
 from dataclasses import dataclass
 
 from tether.clock import Clock
-from tether.errors import Permanent, Transient
+from tether.errors import Permanent, StoreUnavailable, Transient
 from tether.ids import new_id
 from tether.models import Approval, Event, EventType, NotificationRecord, Task
 from tether.notify.channels import NotificationBook
 from tether.notify.messages import render
 from tether.notify.senders import Senders
 from tether.retry import RetryPolicy
+from tether.store.availability import failure_level
 from tether.store.base import Store
 
 log = logging.getLogger("tether.notify")
@@ -102,8 +103,13 @@ class Notifier:
                 busy = await self.fan_out() + await self.deliver()
                 backoff = self.options.poll_interval
             except Exception as exc:  # the database is away: try again, more slowly
-                log.warning("notifier round failed (%s); again in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
+                level = failure_level(exc)
+                log.log(level, "notifier round failed (%s); again in %.1fs", exc, backoff)
+                if isinstance(exc, StoreUnavailable):  # or as soon as it is back
+                    await asyncio.sleep(self.options.poll_interval / 4)
+                    await self.store.availability.wait_reachable(backoff)
+                else:
+                    await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             if not busy:

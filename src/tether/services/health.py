@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tether.engine.presence import PRESENCE_TTL
+from tether.errors import StoreUnavailable
 from tether.store.base import QueuedVersion, WorkerPresence
 
 if TYPE_CHECKING:
@@ -54,10 +55,19 @@ async def unserved(app: Tether) -> Unserved:
     return Unserved(waiting, workers)
 
 
-async def database_ready(app: Tether, timeout: float) -> bool:
-    """The database answers within `timeout` seconds."""
+async def database_unready(app: Tether, timeout: float) -> str | None:
+    """Why the database cannot be used now, or None when it answers within `timeout`
+    seconds. Known to be unreachable (a store operation found it so and nothing has
+    succeeded since: ADR 71), it says so without asking; the reasons name no host."""
+    availability = app.store.availability
+    if not availability.reachable:
+        return f"the database is unavailable: {availability.reason}"
     try:
         await asyncio.wait_for(app.store.schema_version(), timeout)
-    except Exception:
-        return False
-    return True
+    except StoreUnavailable as exc:
+        return f"the database is unavailable: {exc.reason}"
+    except TimeoutError:
+        return f"the database did not answer within {timeout:g}s"
+    except Exception as exc:
+        return f"the database answered with an error ({type(exc).__name__})"
+    return None

@@ -29,6 +29,7 @@ from tether.models import (
     WaitReason,
 )
 from tether.models.webhooks import WebhookSubscription
+from tether.store.availability import Availability
 from tether.store.hub import Hub
 from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
@@ -246,6 +247,10 @@ class Store(OutboxStore, NotificationStore, abc.ABC):
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""
 
     url_for_display: str = ""
+
+    availability: Availability
+    """Whether the database can be used now, as this store's operations found it; an
+    operation that cannot reach it raises `tether.errors.StoreUnavailable` (ADR 71)."""
 
     # life cycle -----------------------------------------------------------------------
     @abc.abstractmethod

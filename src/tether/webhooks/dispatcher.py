@@ -32,6 +32,7 @@ from tether.errors import TetherError
 from tether.ids import new_id
 from tether.models.webhooks import WebhookSubscription
 from tether.retry import RetryPolicy
+from tether.store.availability import failure_level
 from tether.store.base import Store
 from tether.store.outbox import ClaimedDelivery, DeliveryOutcome
 from tether.webhooks import fanout, signing
@@ -211,7 +212,7 @@ class Dispatcher:
                 while page >= FANOUT_PAGE:  # a backlog: page through it at once
                     page = await self.fan_out_once()
             except Exception as exc:  # the database is away: polling retries
-                log.warning("webhook fan-out failed: %s", exc)
+                log.log(failure_level(exc), "webhook fan-out failed: %s", exc)
             self._first_pass.set()
             if woken and read == 0 and self._subscribed:
                 # Woken by a commit but nothing to read: on PostgreSQL the event may be
@@ -263,7 +264,7 @@ class Dispatcher:
                     self.owner, free, now, now + self.config.lease_ttl
                 )
             except Exception as exc:
-                log.warning("claiming webhook deliveries failed: %s", exc)
+                log.log(failure_level(exc), "claiming webhook deliveries failed: %s", exc)
             for item in claimed:
                 send = asyncio.create_task(self._send(item), name="tether-webhook-send")
                 self._sends.add(send)
@@ -343,7 +344,7 @@ class Dispatcher:
                     self.owner, batch, self.clock.now(), self.config.disable_after
                 )
             except Exception as exc:  # keep them: a lost outcome means a resend only
-                log.warning("recording webhook outcomes failed: %s", exc)
+                log.log(failure_level(exc), "recording webhook outcomes failed: %s", exc)
                 self._outcomes = batch + self._outcomes
                 if self._stopping.is_set():
                     return

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tether.engine.run.state import LeaseLost, RunState, Stop
-from tether.errors import NonDeterminismError
+from tether.errors import NonDeterminismError, StoreUnavailable
 from tether.models import StepKind, StepRecord, StepStatus
 from tether.store.base import ExpireApproval, Op, OpenApproval, StepWrite
 
@@ -88,7 +88,7 @@ class RunLog(RunState):
         result) is not blocked yet, so the workflow must not be suspended without it."""
         self._in_flight += 1
         try:
-            ok = await self._submit(op)
+            ok = await _outcome(self._submit(op))
         finally:
             self._in_flight -= 1
             self._check_quiescent()
@@ -143,7 +143,7 @@ class RunLog(RunState):
         callers (branches of a gather) all wait for the same commits."""
         self.release_held()
         for fut in list(self._unconfirmed):
-            if not await fut:
+            if not await _outcome(fut):
                 self._lost = True
         if self._lost:
             raise LeaseLost(self.task.id)
@@ -178,6 +178,16 @@ class RunLog(RunState):
                 self._quiescent.set_result(None)
 
         loop.call_soon(confirm, 3)
+
+
+async def _outcome(fut: asyncio.Future[bool]) -> bool:
+    """Whether a commit applied; False too when the database stayed unreachable past
+    the worker's shutdown (the committer gave up): the run then holds its task no
+    longer, and the workflow's code never sees the store's error."""
+    try:
+        return await fut
+    except StoreUnavailable:
+        return False
 
 
 def _applied(fut: asyncio.Future[bool]) -> bool:

@@ -7,9 +7,11 @@
 - Triggers `NOTIFY` on new work and task changes; one listener connection per store
   republishes them on the in-process `Hub`, so an idle worker in another process starts
   a new task within milliseconds. Polling stays as the fallback.
-- A dropped connection (server restart, failover) surfaces as `OperationalError`, which
-  the engine retries with backoff; work that failed before its commit is retried here at
-  once on a fresh connection, since it cannot have taken effect.
+- A dropped connection (server restart, failover): work that failed before its commit
+  is retried here at once on a fresh connection, since it cannot have taken effect.
+  When the server cannot be reached, operations raise `StoreUnavailable` (the API
+  answers 503, the engine waits and carries on) and a probe brings the pool back
+  within a fraction of a second of the server's return (`pool.Connections`, ADR 71).
 """
 
 from __future__ import annotations
@@ -17,25 +19,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import TransactionRollback
-from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg.rows import DictRow
+from psycopg_pool import PoolClosed
 
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.store import sql
+from tether.store.availability import Availability
 from tether.store.base import Claimed, Op
 from tether.store.migrations import load_migrations
 from tether.store.postgres import batch
 from tether.store.postgres.conn import PgConn
+from tether.store.postgres.pool import (
+    Connections,
+    connection_failure,
+    reason,
+    retry_now,
+    rolled_back,
+)
 from tether.store.sqlbase import SQLStore, Work
 
 T = TypeVar("T")
@@ -50,6 +58,8 @@ MIGRATION_LOCK = 0x7E7E_0001
 """Advisory lock key that serializes concurrent `tether migrate` runs."""
 RETRIES_BEFORE_COMMIT = 3
 """Immediate retries, on a fresh connection, of work whose connection broke before commit."""
+LISTEN_RETRY_MAX = 1.0
+"""Longest wait, in seconds, between the listener's attempts to reconnect."""
 
 _TETHER_PARAMS = ("pool_min", "pool_max", "pool_timeout", "listen", "prepare_threshold")
 
@@ -115,7 +125,11 @@ class PostgresStore(SQLStore):
         super().__init__()
         self.options = PgOptions(url)
         self.url_for_display = self.options.display
-        self._pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None = None
+        self.availability = Availability(self.options.display, log)
+        self._conns = Connections(
+            self.options, self.availability, self._remember_backend, self._back_again
+        )
+        self._opened = False
         self._listener: asyncio.Task[None] | None = None
         self._own_connections: weakref.WeakSet[AsyncConnection[DictRow]] = weakref.WeakSet()
         """Our pool's connections: NOTIFY echoes of their server processes are skipped."""
@@ -124,7 +138,7 @@ class PostgresStore(SQLStore):
 
     # life cycle -----------------------------------------------------------------------
     async def open(self, *, check_schema: bool = True) -> None:
-        if self._pool is not None:
+        if self._opened:
             return
         o = self.options
         # One direct attempt first, so a wrong host, a refused connection or a missing
@@ -134,28 +148,12 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {o.where}, database {o.dbname!r}: "
-                f"{_reason(exc, o.password)}"
+                f"{reason(exc, o.password)}"
             ) from None
         await probe.close()
-        pool: AsyncConnectionPool[AsyncConnection[DictRow]] = AsyncConnectionPool(
-            o.conninfo,
-            connection_class=AsyncConnection[DictRow],
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "prepare_threshold": o.prepare_threshold,
-                "connect_timeout": 10,
-            },
-            min_size=o.pool_min,
-            max_size=o.pool_max,
-            timeout=o.pool_timeout,
-            reconnect_timeout=3600.0,  # keep trying through long outages
-            name="tether",
-            configure=self._remember_backend,
-            open=False,
-        )
-        await pool.open(wait=True, timeout=30)
-        self._pool = pool
+        await self._conns.open()
+        self._opened = True
+        self.availability.restored()  # reopened after an outage: it answers now
         if check_schema:
             version = await self.schema_version()
             if version < LATEST:
@@ -174,9 +172,9 @@ class PostgresStore(SQLStore):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        if self._opened:
+            self._opened = False
+            await self._conns.close()
 
     async def schema_version(self) -> int:
         async def work(conn: sql.Conn) -> int:
@@ -218,11 +216,9 @@ class PostgresStore(SQLStore):
 
     # running work ---------------------------------------------------------------------
     async def _run(self, work: Work[T], *, write: bool = True) -> T:
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("the store is not open")
         attempt = 0
         while True:
+            pool = self._conns.pool()  # StoreUnavailable at once while the database is lost
             attempt += 1
             committing = False
             try:
@@ -233,19 +229,41 @@ class PostgresStore(SQLStore):
                         result = await work(PgConn(conn))
                         committing = True
                     return result
-            except PoolTimeout:
-                raise
+            except PoolClosed as exc:
+                # The probe replaced the pool while we waited for it: use the new one.
+                replaced = self._opened and not self._conns.current(pool)
+                if replaced and attempt <= RETRIES_BEFORE_COMMIT:
+                    continue
+                raise self._conns.failed(exc) from None
             except psycopg.OperationalError as exc:
                 # Before COMMIT was sent, nothing took effect: retry at once on a fresh
                 # connection. A failed COMMIT is in doubt: the caller decides (the
                 # engine's operations are fenced, so its retry is safe).
-                if committing or attempt > RETRIES_BEFORE_COMMIT or not _retry_now(exc):
+                if committing or attempt > RETRIES_BEFORE_COMMIT or not retry_now(exc):
+                    if connection_failure(exc):
+                        raise self._conns.failed(exc) from exc
                     raise
-                log.info("retrying after %s: %s", type(exc).__name__, exc)
-                if isinstance(exc, TransactionRollback):
+                log.info("retrying after %s: %s", type(exc).__name__, reason(exc, None))
+                if rolled_back(exc):
                     await asyncio.sleep(0.01 * attempt)
-                else:
+                    continue
+                # Is the server there? If not, the retry fails at once (StoreUnavailable).
+                self._conns.suspect()
+                await self._conns.verdict()
+                if self._conns.current(pool):
                     await pool.check()  # drop every connection the outage broke
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[DictRow]]:
+        """A pooled connection for one autocommit statement or a transaction the caller
+        runs itself; a failure to reach the server raises `StoreUnavailable`."""
+        try:
+            async with self._conns.pool().connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            if connection_failure(exc):
+                raise self._conns.failed(exc) from exc
+            raise
 
     async def claim(
         self,
@@ -260,10 +278,7 @@ class PostgresStore(SQLStore):
         """One autocommit statement (`batch.claim`). Not retried here: a statement whose
         connection broke is in doubt; the worker claims again, and a claim that did
         commit unseen expires with its lease."""
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("the store is not open")
-        async with pool.connection() as conn:
+        async with self._connection() as conn:
             outcome = await batch.claim(
                 PgConn(conn), worker, queues, limit, now, lease_until, workflows, max_lease_expiries
             )
@@ -275,31 +290,39 @@ class PostgresStore(SQLStore):
         its own transaction only when it needs more than one statement (a single
         statement in autocommit is atomic), so no immediate retry here: a statement
         whose connection broke is in doubt, and the committer retries (fenced ops)."""
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("the store is not open")
-        async with pool.connection() as conn:
+        async with self._connection() as conn:
             return await batch.apply_ops(PgConn(conn), ops, worker, now)
+
+    def _back_again(self) -> None:
+        """The database is back after an outage: whatever was announced meanwhile is
+        lost, so every waiting worker and follower looks again now."""
+        self.hub.notify_all_work()
+        self._tasks_changed_elsewhere()
 
     # cross-process wake-ups -----------------------------------------------------------
     async def _listen(self) -> None:
         """Hold one connection LISTENing and republish what it hears on `self.hub`;
         reconnect with backoff when it drops."""
         delay = 0.1
+        failing = False
         while True:
             try:
                 conn = await AsyncConnection.connect(
                     self.options.conninfo, autocommit=True, connect_timeout=10
                 )
             except psycopg.Error as exc:
-                log.warning("listener cannot connect (%s); retrying in %.1fs", exc, delay)
+                # Said once (a lost connection was said already): polling covers for
+                # the listener meanwhile.
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "listener cannot connect (%s); retrying", reason(exc, None))
+                failing = True
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, LISTEN_RETRY_MAX)
                 continue
             try:
                 await conn.execute(f"LISTEN {WORK_CHANNEL}")
                 await conn.execute(f"LISTEN {TASK_CHANNEL}")
-                delay = 0.1
+                delay, failing = 0.1, False
                 self.listening.set()
                 # Whatever was announced while we were away is lost: look again.
                 self.hub.notify_all_work()
@@ -307,7 +330,8 @@ class PostgresStore(SQLStore):
                 async for note in conn.notifies():
                     self._dispatch(note.channel, note.payload, note.pid)
             except psycopg.Error as exc:
-                log.warning("listener connection lost (%s); reconnecting", exc)
+                log.warning("listener connection lost (%s); reconnecting", reason(exc, None))
+                failing = True
             finally:
                 self.listening.clear()
                 with contextlib.suppress(Exception):
@@ -330,25 +354,6 @@ class PostgresStore(SQLStore):
             # ended task's outcome). Another process's carry no task ids (one per
             # transaction, migration 6): read the tasks our waiters wait for.
             self._tasks_changed_elsewhere()
-
-
-def _retry_now(exc: psycopg.OperationalError) -> bool:
-    """Worth an immediate retry: the connection broke, or a deadlock/serialization loss."""
-    if isinstance(exc, TransactionRollback):
-        return True
-    return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
-
-
-def _reason(exc: psycopg.Error, password: str | None) -> str:
-    """The useful line of a libpq error, without the password."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    # libpq says "connection failed: connection to server at ... failed: <reason>".
-    reason = lines[-1] if lines else type(exc).__name__
-    reason = re.sub(r"^(connection failed: )?connection to server at [^:]*:?\s*", "", reason)
-    reason = re.sub(r"^.*?failed: ", "", reason) if "failed: " in reason else reason
-    reason = reason.removeprefix("FATAL:").strip()
-    return _scrub(reason, password) or type(exc).__name__
 
 
 __all__ = ["LATEST", "MIGRATIONS", "PgOptions", "PostgresStore"]

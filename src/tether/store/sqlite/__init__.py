@@ -5,27 +5,34 @@ queue up while the previous transaction commits, and the thread runs everything 
 as one transaction (each unit inside its own savepoint, so one failing unit rolls back
 alone): many tasks' step records share one fsync. That is group commit, and it is what
 makes a durable step cost microseconds instead of a disk flush each.
+
+A file that cannot be opened or written (read-only, a full or failing disk) fails the
+units of work with `StoreUnavailable`, and the database counts as *lost* until a write
+succeeds again; meanwhile the thread probes it with a harmless write every
+`PROBE_EVERY` seconds, so it is found writable again without waiting for traffic
+(ADR 71).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlparse
 
-from tether.errors import ConfigError, SchemaOutOfDate
+from tether.errors import ConfigError, SchemaOutOfDate, StoreUnavailable
 from tether.store import sql
+from tether.store.availability import Availability
 from tether.store.base import Op
 from tether.store.migrations import load_migrations
 from tether.store.sqlbase import SQLStore, Work
 from tether.store.sqlite import batch
+from tether.store.sqlite.conn import SyncConn, parse_sqlite_url, run_sync, split_sql
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store.sqlite")
@@ -36,48 +43,18 @@ WATCH_EVERY = 0.02
 MAX_BATCH = 512
 """Units of work committed together at most; bounds the latency one commit adds."""
 
+PROBE_EVERY = 0.25
+"""Seconds between the database thread's write probes while the file cannot be written."""
+
+UNAVAILABLE_CODES = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
+)
+"""SQLite's primary result codes that say the file cannot be used now (read-only, a
+failing or full disk, cannot be opened), not that a statement was wrong."""
+
 
 MIGRATIONS = load_migrations("tether.store.sqlite")
 LATEST = MIGRATIONS[-1][0]
-
-
-class _SyncConn:
-    """`sql.Conn` over a sqlite3 connection; its coroutines complete without suspending."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._cache: dict[str, str] = {}
-
-    def _sql(self, text: str) -> str:
-        out = self._cache.get(text)
-        if out is None:
-            out = self._cache[text] = text.replace("%s", "?")
-        return out
-
-    async def fetchall(self, text: str, params: Sequence[Any] = ()) -> list[sql.Row]:
-        return self._conn.execute(self._sql(text), params).fetchall()
-
-    async def fetchone(self, text: str, params: Sequence[Any] = ()) -> sql.Row | None:
-        row: sql.Row | None = self._conn.execute(self._sql(text), params).fetchone()
-        return row
-
-    async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
-        return self._conn.execute(self._sql(text), params).rowcount
-
-    async def insert_rows(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            marks = ", ".join("?" * len(rows[0]))
-            self._conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
-
-
-def _run_sync(work: Work[T], conn: _SyncConn) -> T:
-    coro = work(conn)
-    try:
-        coro.send(None)  # type: ignore[attr-defined]
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    coro.close()  # type: ignore[attr-defined]
-    raise RuntimeError("SQLite work must not await anything but the connection")
 
 
 class _Job:
@@ -91,21 +68,6 @@ class _Job:
         self.error: BaseException | None = None
 
 
-def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
-    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite://:memory:`; options
-    as query parameters (`?synchronous=normal`)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "sqlite":
-        raise ConfigError(f"not a SQLite URL: {url!r}")
-    options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    if parsed.netloc == ":memory:" or parsed.path in ("/:memory:", ":memory:"):
-        return ":memory:", options
-    path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-    if not path:
-        raise ConfigError(f"SQLite URL has no file path: {url!r} (try sqlite:///tether.db)")
-    return path, options
-
-
 class SQLiteStore(SQLStore):
     """The `Store` on a SQLite file (WAL mode)."""
 
@@ -115,6 +77,9 @@ class SQLiteStore(SQLStore):
         super().__init__()
         self.path, options = parse_sqlite_url(url)
         self.url_for_display = url
+        self.availability = Availability(self.path, log)
+        self._lost = False
+        """The database thread's view: the last unit of work found the file unusable."""
         synchronous = options.get("synchronous", "full").upper()
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"invalid SQLite synchronous mode {synchronous!r}")
@@ -184,7 +149,7 @@ class SQLiteStore(SQLStore):
             for version, script in MIGRATIONS:
                 if version <= current:
                     continue
-                for statement in _split_sql(script):
+                for statement in split_sql(script):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO tether_schema (version, applied_at) VALUES (?, unixepoch())",
@@ -225,7 +190,7 @@ class SQLiteStore(SQLStore):
         """Run `fn(sqlite3.Connection)` in the database thread, outside any batch."""
 
         async def work(conn: sql.Conn) -> Any:
-            assert isinstance(conn, _SyncConn)
+            assert isinstance(conn, SyncConn)
             return fn(conn._conn)
 
         if self._loop is None:
@@ -272,12 +237,15 @@ class SQLiteStore(SQLStore):
             loop.call_soon_threadsafe(_settle, [_outcome(ready, None, exc)])
             return
         loop.call_soon_threadsafe(_settle, [_outcome(ready, None, None)])
-        adapter = _SyncConn(conn)
+        adapter = SyncConn(conn)
         watch = self.path != ":memory:"
         seen_version = _data_version(conn, 0) if watch else 0
-        checked = time.monotonic()
+        checked = probed = time.monotonic()
         try:
             while True:
+                if self._lost and time.monotonic() - probed >= PROBE_EVERY:
+                    self._probe(conn)
+                    probed = time.monotonic()
                 if watch and time.monotonic() - checked >= WATCH_EVERY:
                     # Other processes' commits (a CLI submit, another worker finishing a
                     # task) change data_version: wake our workers and waiters now
@@ -310,11 +278,59 @@ class SQLiteStore(SQLStore):
         finally:
             conn.close()
 
-    def _execute(self, conn: sqlite3.Connection, adapter: _SyncConn, batch: list[_Job]) -> None:
+    def _execute(self, conn: sqlite3.Connection, adapter: SyncConn, batch: list[_Job]) -> None:
+        """Run `batch`; a unit that found the file unusable fails with `StoreUnavailable`,
+        and the database counts as lost until a write changes something again."""
+        before = conn.total_changes
+        self._execute_batch(conn, adapter, batch)
+        lost = None
+        for job in batch:
+            why = _unusable(job.error)
+            if why is not None:
+                lost = why
+                error = StoreUnavailable(f"the database {self.path} is unavailable: {why}", why)
+                error.__cause__ = job.error
+                job.error = error
+        if lost is not None:
+            self._mark(lost)
+        elif self._lost and conn.total_changes > before:
+            self._mark(None)
+
+    def _probe(self, conn: sqlite3.Connection) -> None:
+        """While lost: a write that changes nothing (the header's user version, set to
+        itself), briefly, so a busy file does not hold up the thread."""
+        try:
+            conn.execute("PRAGMA busy_timeout = 100")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+        except sqlite3.Error as exc:
+            if (why := _unusable(exc)) is not None:
+                self._mark(why)
+            return
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        self._mark(None)
+
+    def _mark(self, lost: str | None) -> None:
+        """Record (in the database thread) that the file is unusable (`lost`: why) or
+        usable again, and tell the store's availability on the event loop."""
+        loop = self._loop
+        assert loop is not None
+        if lost is not None:
+            self._lost = True
+            loop.call_soon_threadsafe(self.availability.lost, lost)
+        elif self._lost:
+            self._lost = False
+            loop.call_soon_threadsafe(self.availability.restored)
+
+    def _execute_batch(
+        self, conn: sqlite3.Connection, adapter: SyncConn, batch: list[_Job]
+    ) -> None:
         raw = [j for j in batch if j.write is None]
         for job in raw:
             try:
-                job.result = _run_sync(job.work, adapter)
+                job.result = run_sync(job.work, adapter)
             except BaseException as exc:
                 job.error = exc
         jobs = [j for j in batch if j.write is not None]
@@ -332,7 +348,7 @@ class SQLiteStore(SQLStore):
             if not single:
                 conn.execute(f"SAVEPOINT j{i}")
             try:
-                job.result = _run_sync(job.work, adapter)
+                job.result = run_sync(job.work, adapter)
                 if not single:
                     conn.execute(f"RELEASE j{i}")
             except BaseException as exc:
@@ -351,7 +367,8 @@ class SQLiteStore(SQLStore):
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            log.error("commit failed: %s", exc)
+            if _unusable(exc) is None:  # else the availability says it, once
+                log.error("commit failed: %s", exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for job in jobs:
@@ -363,6 +380,14 @@ Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 def _outcome(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> Outcome:
     return (fut, result, error)
+
+
+def _unusable(exc: BaseException | None) -> str | None:
+    """Why `exc` says the file cannot be used now (`UNAVAILABLE_CODES`), or None."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in UNAVAILABLE_CODES:
+        return str(exc)
+    return None
 
 
 def _data_version(conn: sqlite3.Connection, last: int) -> int:
@@ -385,25 +410,4 @@ def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
             fut.set_result(result)
 
 
-def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
-    statements: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for line in script.splitlines():
-        stripped = line.strip()
-        if not current and (not stripped or stripped.startswith("--")):
-            continue
-        current.append(line)
-        upper = stripped.upper()
-        if upper == "BEGIN" or upper.endswith(" BEGIN"):
-            depth += 1
-        if stripped.endswith(";"):
-            if depth and upper.startswith("END"):
-                depth -= 1
-            if depth == 0:
-                statements.append("\n".join(current))
-                current = []
-    if current and "".join(current).strip():
-        statements.append("\n".join(current))
-    return statements
+__all__ = ["LATEST", "MIGRATIONS", "SQLiteStore", "parse_sqlite_url"]
