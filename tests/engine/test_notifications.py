@@ -237,10 +237,17 @@ async def test_a_webhook_subscription_disabled_by_410_is_announced(
             await app.submit("quick", {}, tenant="t2")  # not this tenant's: no delivery
             handle = await app.submit("quick", {}, tenant="t1")
             (mail,) = await smtp.wait_for(lambda m: len(m) >= 1)
+            # The mail arrives before its outbox row is settled: wait for that too,
+            # while the notifier still runs.
+            (record,) = await _until(lambda: _settled(app, "t1"))
         assert (await app.get(handle.id, tenant="t1")).status == TaskStatus.SUCCEEDED
         body = mail.get_content()
         assert "Webhook subscription disabled (127.0.0.1)" in mail["Subject"]
         assert sub.id in body and "410" in body
         assert "abc123" not in body  # the URL is named by its host only
-        (record,) = await app.store.list_notifications(tenant="t1")
         assert (record.trigger, record.status, record.task_id) == ("webhook.disabled", "sent", None)
+
+
+async def _settled(app: Tether, tenant: str) -> list[Any]:
+    found = await app.store.list_notifications(tenant=tenant)
+    return found if found and all(r.status != "pending" for r in found) else []
