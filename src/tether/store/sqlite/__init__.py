@@ -33,12 +33,17 @@ from tether.store.migrations import load_migrations
 from tether.store.sqlbase import SQLStore, Work
 from tether.store.sqlite import batch
 from tether.store.sqlite.conn import SyncConn, parse_sqlite_url, run_sync, split_sql
+from tether.store.sqlite.doorbell import Doorbell
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store.sqlite")
 
 WATCH_EVERY = 0.02
-"""Seconds between checks for commits by other processes (`PRAGMA data_version`)."""
+"""Seconds between checks for commits by other processes (`PRAGMA data_version`); a
+ring of the doorbell makes the database thread check at once (`doorbell`)."""
+
+_LOOK = object()
+"""Put on the database thread's queue when the doorbell rang: check `data_version` now."""
 
 MAX_BATCH = 512
 """Units of work committed together at most; bounds the latency one commit adds."""
@@ -85,7 +90,8 @@ class SQLiteStore(SQLStore):
             raise ConfigError(f"invalid SQLite synchronous mode {synchronous!r}")
         self._synchronous = synchronous
         self._busy_timeout_ms = int(options.get("busy_timeout_ms", "30000"))
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | object | None] = queue.SimpleQueue()
+        self._doorbell: Doorbell | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -98,6 +104,10 @@ class SQLiteStore(SQLStore):
             if not os.path.isdir(folder):
                 raise ConfigError(f"SQLite database folder does not exist: {folder}")
         self._loop = asyncio.get_running_loop()
+        if self.path != ":memory:":
+            self._doorbell = Doorbell.open(self.path)
+            if self._doorbell is not None:
+                self._loop.add_reader(self._doorbell.fileno(), self._rung)
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
             target=self._serve, args=(ready,), name="tether-sqlite", daemon=True
@@ -120,6 +130,14 @@ class SQLiteStore(SQLStore):
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+        self._close_doorbell()
+
+    def _close_doorbell(self) -> None:
+        if self._doorbell is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._doorbell.fileno())
+            self._doorbell.close()
+            self._doorbell = None
 
     async def schema_version(self) -> int:
         async def work(conn: sql.Conn) -> int:
@@ -163,6 +181,12 @@ class SQLiteStore(SQLStore):
             raise
 
     # other processes ---------------------------------------------------------------
+    def _rung(self) -> None:
+        """Another process rang after committing: have the database thread look now."""
+        if self._doorbell is not None:
+            self._doorbell.drain()
+            self._queue.put(_LOOK)
+
     def _external_change(self) -> None:
         """Another process committed: new work may be there, a watched task may have
         ended. Runs on the event loop."""
@@ -260,6 +284,10 @@ class SQLiteStore(SQLStore):
                     continue
                 if first is None:
                     break
+                if first is _LOOK:
+                    checked = 0.0
+                    continue
+                assert isinstance(first, _Job)
                 batch = [first]
                 stop = False
                 while len(batch) < MAX_BATCH:
@@ -270,17 +298,23 @@ class SQLiteStore(SQLStore):
                     if nxt is None:
                         stop = True
                         break
+                    if nxt is _LOOK:
+                        checked = 0.0
+                        continue
+                    assert isinstance(nxt, _Job)
                     batch.append(nxt)
-                self._execute(conn, adapter, batch)
+                if self._execute(conn, adapter, batch) and self._doorbell is not None:
+                    self._doorbell.ring()
                 loop.call_soon_threadsafe(_settle, [(j.fut, j.result, j.error) for j in batch])
                 if stop:
                     break
         finally:
             conn.close()
 
-    def _execute(self, conn: sqlite3.Connection, adapter: SyncConn, batch: list[_Job]) -> None:
-        """Run `batch`; a unit that found the file unusable fails with `StoreUnavailable`,
-        and the database counts as lost until a write changes something again."""
+    def _execute(self, conn: sqlite3.Connection, adapter: SyncConn, batch: list[_Job]) -> bool:
+        """Run `batch`, and say whether it changed the database; a unit that found the
+        file unusable fails with `StoreUnavailable`, and the database counts as lost
+        until a write changes something again."""
         before = conn.total_changes
         self._execute_batch(conn, adapter, batch)
         lost = None
@@ -291,10 +325,12 @@ class SQLiteStore(SQLStore):
                 error = StoreUnavailable(f"the database {self.path} is unavailable: {why}", why)
                 error.__cause__ = job.error
                 job.error = error
+        changed = conn.total_changes > before
         if lost is not None:
             self._mark(lost)
-        elif self._lost and conn.total_changes > before:
+        elif self._lost and changed:
             self._mark(None)
+        return changed
 
     def _probe(self, conn: sqlite3.Connection) -> None:
         """While lost: a write that changes nothing (the header's user version, set to
