@@ -1,7 +1,8 @@
-"""Submit-to-start latency at idle (issue 3): how long after `submit` is called the
-first step of the task starts on an idle worker in
-ANOTHER process — the path a multi-machine deployment takes (PostgreSQL: LISTEN/NOTIFY;
-SQLite: the worker's poll, as there is no cross-process notification).
+"""W4 across processes (issues 3 and 14): how long after `submit` is called the first
+step of the task starts on an idle worker in ANOTHER process, and the whole round trip
+(submit, run there, result back here) — the path a multi-machine deployment takes
+(PostgreSQL: LISTEN/NOTIFY; SQLite: the doorbell, ADR 74). The W4 of `python -m bench`
+is in-process (an idle worker in the submitter's own process runs the task at once).
 
 usage: python -m bench.start_latency [sqlite|pg] [N]      (default: both, N=200)
 
@@ -56,7 +57,12 @@ def _fresh(backend: str, folder: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0] + "/tether_bench_start"
 
 
-async def measure(backend: str, n: int) -> tuple[float, float]:
+def _p50_p99(samples: list[float]) -> tuple[float, float]:
+    return statistics.median(samples), statistics.quantiles(samples, n=100)[98]
+
+
+async def measure(backend: str, n: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(p50, p99) of submit-to-start and of the round trip, in ms."""
     with tempfile.TemporaryDirectory() as folder:
         url = _fresh(backend, folder)
         app = build_app(url)
@@ -73,21 +79,22 @@ async def measure(backend: str, n: int) -> tuple[float, float]:
         try:
             assert worker.stdout is not None
             assert (await worker.stdout.readline()).strip() == b"ready"
-            latencies = []
+            to_start, round_trip = [], []
             for i in range(n + 5):
                 await asyncio.sleep(0.02)  # idle between tasks
                 t0 = time.time()
                 handle = await app.submit("stamp", i)
                 started = float(await handle.result(timeout=30))
+                back = time.time()
                 if i >= 5:  # warm-up
-                    latencies.append((started - t0) * 1000)
+                    to_start.append((started - t0) * 1000)
+                    round_trip.append((back - t0) * 1000)
         finally:
             if worker.stdin is not None:
                 worker.stdin.close()
             await asyncio.wait_for(worker.wait(), 30)
             await app.close()
-    qs = statistics.quantiles(latencies, n=100)
-    return statistics.median(latencies), qs[98]
+    return _p50_p99(to_start), _p50_p99(round_trip)
 
 
 def main() -> None:
@@ -97,10 +104,10 @@ def main() -> None:
     backends = [a for a in sys.argv[1:2] if a in ("sqlite", "pg")] or ["sqlite", "pg"]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     for backend in backends:
-        p50, p99 = asyncio.run(measure(backend, n))
+        (s50, s99), (r50, r99) = asyncio.run(measure(backend, n))
         print(
-            f"{backend}: submit-to-start at idle, worker in another process, n={n}: "
-            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            f"{backend}: W4 across processes, idle worker, n={n}: submit-to-start p50 "
+            f"{s50:.2f} ms, p99 {s99:.2f} ms; round trip p50 {r50:.2f} ms, p99 {r99:.2f} ms",
             flush=True,
         )
 

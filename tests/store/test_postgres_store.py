@@ -409,6 +409,24 @@ async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
     assert len(plans) == 2
 
 
+async def test_a_claim_commits_without_waiting_for_the_disk(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """ADR 75: the claim's transaction turns `synchronous_commit` off for itself only
+    (seen inside a transaction that holds the claim; the connection's setting after it
+    is untouched)."""
+    app = _app(pg_url)
+    await store.submit(_tasks(app, 1), 1000.0)
+    async with await psycopg.AsyncConnection.connect(pg_url, row_factory=dict_row) as conn:
+        async with conn.transaction():
+            outcome = await batch.claim(PgConn(conn), "w", ["default"], 1, 2000.0, 3000.0, None)
+            assert len(outcome.claimed) == 1
+            row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+            assert row is not None and row["synchronous_commit"] == "off"
+        row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+        assert row is not None and row["synchronous_commit"] == "on"
+
+
 async def test_purge_in_batches(store: PostgresStore, pg_url: str) -> None:
     app = _app(pg_url)
     subs = await store.submit(_tasks(app, 7), 1000.0)

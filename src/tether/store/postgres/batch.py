@@ -305,6 +305,14 @@ def _json_rows(columns: str, table: str, where: str, order: str) -> str:
     return f"(SELECT json_agg(r{order}) FROM (SELECT {columns} FROM {table} WHERE {where}) r)"
 
 
+ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
+"""Makes the statement's transaction commit without waiting for its WAL to reach the
+disk (ADR 75). A claim needs no flush of its own: whatever a claimed task does next
+that counts (a step's record, the task's end) commits with a flush, and the WAL is one
+sequence, so that flush takes the claim with it; a claim lost in a database crash only
+puts the task back in the queue, as a lost worker would."""
+
+
 async def claim(
     conn: PgConn,
     worker: str,
@@ -370,7 +378,7 @@ async def claim(
         )
         + " AS j_signals, "
         + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = u.id", "")
-        + " AS j_approvals FROM u"
+        + f" AS j_approvals FROM u CROSS JOIN ({ASYNC_COMMIT}) AS async_commit"
     )
     params += [now, qs, *extra, limit, cap, now, qs, *extra, limit, limit]
     params += [worker, lease_until, now, now, error, digest, now]
