@@ -198,3 +198,37 @@ async def test_the_one_statement_claim_does_what_the_shared_claim_does(pg_url: s
         }
     finally:
         await app.close()
+
+
+async def test_a_sqlite_claim_commits_without_a_flush_and_a_submit_with_one(tmp_path: Any) -> None:
+    """ADR 75 on SQLite: a transaction of claims only commits with `synchronous =
+    NORMAL` (no fsync; the next flushed commit syncs the WAL with it), anything else
+    with the configured FULL, which the claim leaves in place."""
+    app = Tether(f"sqlite:///{tmp_path / 'a.db'}")
+
+    @app.workflow("echo")
+    async def echo(ctx: Context, value: int) -> int:
+        return value
+
+    await app.open()
+    store: Any = app.store
+    statements: list[str] = []
+    await store._run_raw(lambda conn: conn.set_trace_callback(statements.append))
+    try:
+        await store.submit([app.new_task("echo", 1)], 1000.0)
+        submitted = list(statements)
+        statements.clear()
+        claimed = await store.claim("w", ["default"], 1, 2000.0, 3000.0, None)
+        assert len(claimed) == 1
+        claiming = list(statements)
+        sync = await store._run_raw(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
+    finally:
+        await store._run_raw(lambda conn: conn.set_trace_callback(None))
+        await app.close()
+    assert "COMMIT" in submitted and "PRAGMA synchronous = NORMAL" not in submitted
+    relax, begin, commit = (
+        claiming.index(s) for s in ("PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE", "COMMIT")
+    )
+    assert relax < begin < commit  # the level cannot change inside a transaction
+    assert claiming[commit + 1] == "PRAGMA synchronous = FULL"
+    assert sync == 2  # FULL again

@@ -66,8 +66,10 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
         self._refresh_again = False
 
     @abc.abstractmethod
-    async def _run(self, work: Work[T], *, write: bool = True) -> T:
-        """Run `work` in a transaction of its own (drivers may group-commit writes)."""
+    async def _run(self, work: Work[T], *, write: bool = True, durable: bool = True) -> T:
+        """Run `work` in a transaction of its own (drivers may group-commit writes).
+        `durable=False`: a write that needs no flush of its own, committed without
+        waiting for the disk where the driver can (ADR 75)."""
 
     async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         """Apply worker ops in one transaction. Drivers may override to batch further."""
@@ -228,7 +230,8 @@ class SQLStore(SQLOutbox, Store, abc.ABC):
         outcome = await self._run(
             lambda c: sql.claim(
                 c, d, worker, queues, limit, now, lease_until, workflows, max_lease_expiries
-            )
+            ),
+            durable=False,
         )
         self._announce_lost(outcome.lost)
         if outcome.claimed or outcome.lost:

@@ -215,7 +215,7 @@ class PostgresStore(SQLStore):
         return await self._run(work)
 
     # running work ---------------------------------------------------------------------
-    async def _run(self, work: Work[T], *, write: bool = True) -> T:
+    async def _run(self, work: Work[T], *, write: bool = True, durable: bool = True) -> T:
         attempt = 0
         while True:
             pool = self._conns.pool()  # StoreUnavailable at once while the database is lost
@@ -226,6 +226,8 @@ class PostgresStore(SQLStore):
                     if not write:
                         return await work(PgConn(conn))
                     async with conn.transaction():
+                        if not durable:
+                            await conn.execute(batch.ASYNC_COMMIT)
                         result = await work(PgConn(conn))
                         committing = True
                     return result

@@ -306,11 +306,12 @@ def _json_rows(columns: str, table: str, where: str, order: str) -> str:
 
 
 ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
-"""Makes the statement's transaction commit without waiting for its WAL to reach the
-disk (ADR 75). A claim needs no flush of its own: whatever a claimed task does next
-that counts (a step's record, the task's end) commits with a flush, and the WAL is one
-sequence, so that flush takes the claim with it; a claim lost in a database crash only
-puts the task back in the queue, as a lost worker would."""
+"""Makes the transaction it runs in commit without waiting for its WAL to reach the
+disk (ADR 75; the claim's statement, and the store's `_run(durable=False)`). A claim
+needs no flush of its own: whatever a claimed task does next that counts (a step's
+record, the task's end) commits with a flush, and the WAL is one sequence, so that
+flush takes the claim with it; a claim lost in a database crash only puts the task
+back in the queue, as a lost worker would."""
 
 
 async def claim(

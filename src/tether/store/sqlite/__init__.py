@@ -63,11 +63,15 @@ LATEST = MIGRATIONS[-1][0]
 
 
 class _Job:
-    __slots__ = ("error", "fut", "result", "work", "write")
+    __slots__ = ("durable", "error", "fut", "result", "work", "write")
 
-    def __init__(self, work: Work[Any], write: bool, fut: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, work: Work[Any], write: bool, fut: asyncio.Future[Any], durable: bool = True
+    ) -> None:
         self.work = work
         self.write = write
+        self.durable = durable
+        """False for a write that needs no flush of its own (a claim, ADR 75)."""
         self.fut = fut
         self.result: Any = None
         self.error: BaseException | None = None
@@ -203,11 +207,11 @@ class SQLiteStore(SQLStore):
 
         return await self._run(work)
 
-    async def _run(self, work: Work[T], *, write: bool = True) -> T:
+    async def _run(self, work: Work[T], *, write: bool = True, durable: bool = True) -> T:
         if self._thread is None or self._loop is None:
             raise RuntimeError("the store is not open")
         fut: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Job(work, write, fut))
+        self._queue.put(_Job(work, write, fut, durable))
         return await fut
 
     async def _run_raw(self, fn: Any) -> Any:
@@ -372,6 +376,21 @@ class SQLiteStore(SQLStore):
         jobs = [j for j in batch if j.write is not None]
         if not jobs:
             return
+        # Writes that need no flush of their own (claims, ADR 75) commit without one when
+        # nothing else in the transaction needs it: the next flushed commit syncs the WAL
+        # with them in it. (The level cannot change inside a transaction.)
+        relaxed = self._synchronous in ("FULL", "EXTRA") and any(j.write for j in jobs)
+        relaxed = relaxed and not any(j.write and j.durable for j in jobs)
+        if relaxed:
+            conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._transaction(conn, adapter, jobs)
+        finally:
+            if relaxed:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+
+    def _transaction(self, conn: sqlite3.Connection, adapter: SyncConn, jobs: list[_Job]) -> None:
+        """Run `jobs` in one transaction, each in a savepoint of its own when not alone."""
         writes = any(j.write for j in jobs)
         try:
             conn.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
