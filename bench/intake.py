@@ -1,9 +1,10 @@
 """HTTP intake under load: POST /v1/tasks driven by wrk (32 connections, auth on).
 
     .venv/bin/python bench/intake.py [--seconds 30] [--connections 32] [--workers]
+                                     [--processes N] [--batch 100]
 
 Starts a real `tether` API server (uvicorn, in a subprocess, API only unless
-`--workers`) on a fresh SQLite database, and on PostgreSQL when TETHER_BENCH_PG_URL is
+`--workers`; `--processes N` server processes on the port) on a fresh SQLite database, and on PostgreSQL when TETHER_BENCH_PG_URL is
 set, then runs Debian's `wrk` against it with a Lua script that submits a no-op task per
 request with a bearer token. Prints submits/s, p50/p99 latency and non-202 answers, and,
 with `--workers`, how many submitted tasks had succeeded when the load stopped. wrk is a
@@ -36,7 +37,7 @@ wrk.body = '{"workflow": "noop", "input": {"n": 1}}'
 """
 
 
-def serve(database_url: str, port: int, workers: bool) -> None:
+def serve(database_url: str, port: int, workers: bool, processes: int) -> None:
     """Child process: the API of an app with one no-op workflow."""
     from tether.api.server import serve as run
     from tether.config import load_settings
@@ -48,7 +49,9 @@ def serve(database_url: str, port: int, workers: bool) -> None:
     async def noop(ctx: Context, n: int) -> int:
         return n
 
-    run(app, "127.0.0.1", port, settings, workers=workers, log_level="warning")
+    run(
+        app, "127.0.0.1", port, settings, workers=workers, log_level="warning", processes=processes
+    )
 
 
 def wait_ready(url: str, timeout: float = 30) -> None:
@@ -124,7 +127,15 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", database_url, str(port), str(int(args.workers))]
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            database_url,
+            str(port),
+            str(int(args.workers)),
+            str(args.processes),
+        ]
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -134,7 +145,8 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         run_wrk(f"{url}/v1/tasks", token, 4, 1, script)  # warm-up
         f = run_wrk(f"{url}/v1/tasks", token, args.connections, args.seconds, script)
         line = (
-            f"{label:<10} {'workers' if args.workers else 'api-only':<8} c={args.connections}  "
+            f"{label:<10} {'workers' if args.workers else 'api-only':<8} x{args.processes} "
+            f"c={args.connections}  "
             f"{f['rps']:8.0f} submits/s   p50 {f['p50']:6.2f} ms   p99 {f['p99']:6.2f} ms   "
             f"non-202 {f['errors']:.0f}"
         )
@@ -147,13 +159,14 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
 
 
 def main() -> None:
-    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", action="store_true", help="embedded workers run the tasks")
+    parser.add_argument("--processes", type=int, default=1, help="server processes on the port")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("intake: needs wrk (apt-get install wrk)")

@@ -4,7 +4,9 @@ the server in a subprocess on a free port, driven with HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -176,3 +178,81 @@ def test_dev_mode_prints_a_ready_token_and_no_workers_runs_nothing(workdir: Path
     printed = re.search(r"(eyJ[\w-]+\.[\w-]+\.[\w-]+)", out + err)
     assert printed, out + err
     assert jwt.decode(printed.group(1), options={"verify_signature": False})["roles"] == ["admin"]
+
+
+def _children(parent: int) -> set[int]:
+    """The live child processes of `parent` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def _wait_children(parent: int, count: int, not_in: set[int] = frozenset()) -> set[int]:  # type: ignore[assignment]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = _children(parent)
+        if len(found) == count and not (found & not_in):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"children of {parent}: {_children(parent)}, wanted {count} new")
+
+
+def test_several_server_processes_share_the_port_and_one_that_dies_is_replaced(
+    workdir: Path,
+) -> None:
+    env = _env(workdir, TETHER_JWT_SECRET=SECRET)
+    token = run_cli(
+        "token", "create", "--tenant", "acme", "-r", "submitter", "-r", "viewer", env=env
+    ).stdout.strip()  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    server = Server(
+        workdir, "--processes", "2", **{k: v for k, v in env.items() if k.startswith("TETHER_")}
+    )
+    try:
+        server.wait_ready()
+        first = _wait_children(server.proc.pid, 2)
+
+        def submit_all(n: int) -> list[str]:
+            ids = []
+            for i in range(n):  # a new connection each: the kernel picks a process
+                answer = httpx.post(
+                    f"{server.base}/v1/tasks",
+                    json={"workflow": "greet", "input": {"name": f"n{i}"}},
+                    headers=auth,
+                )
+                assert answer.status_code == 202, answer.text
+                ids.append(answer.json()["id"])
+            return ids
+
+        ids = submit_all(10)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        replaced = _wait_children(server.proc.pid, 2, not_in={victim})
+        assert len(replaced & first) == 1  # the other one kept serving
+        server.wait_ready()
+        ids += submit_all(10)
+        deadline = time.monotonic() + 30
+        while True:  # the embedded workers of the processes run them all
+            listed = httpx.get(
+                f"{server.base}/v1/tasks",
+                params={"status": "succeeded", "limit": 100},
+                headers=auth,
+            ).json()["items"]
+            if {t["id"] for t in listed} >= set(ids) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert {t["id"] for t in listed} >= set(ids)
+    finally:
+        _out, err = server.stop()
+    assert server.proc.returncode == 0, err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in first | replaced)  # none orphaned
+    assert "exited (signal 9); starting another" in err

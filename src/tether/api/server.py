@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 
 from tether.api.app import create_app
+from tether.api.processes import bind, supervise
 from tether.app import Tether
 from tether.auth import auth_configured, create_token, dev_secret, require_auth
 from tether.config import Settings
@@ -58,8 +59,11 @@ def serve(
     *,
     worker_options: dict[str, Any] | None = None,
     log_level: str = "info",
+    processes: int = 1,
 ) -> None:
     """Serve the API until interrupted (blocking). `workers=False` is an API-only node.
+    `processes > 1`: that many server processes share the port, each with its own
+    store connection and embedded worker (`tether.api.processes`; POSIX only).
 
     Raises `ConfigError` when no authentication is configured and not in dev mode; in
     dev mode without a secret, a local one is created and a ready token printed.
@@ -83,4 +87,13 @@ def serve(
             file=sys.stderr,
             flush=True,
         )
-    server.run()
+    if processes <= 1:
+        server.run()
+        return
+    sock = bind(host, port)
+    try:
+        code = supervise(processes, sock, lambda shared: server.run(sockets=[shared]))
+    finally:
+        sock.close()
+    if code:
+        sys.exit(code)

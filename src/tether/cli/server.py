@@ -52,6 +52,14 @@ def server(
         int | None, typer.Option("--concurrency", "-c", min=1, help="Embedded worker slots.")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Server processes sharing the port (one core each; POSIX only).",
+        ),
+    ] = 1,
     app: AppOpt = None,
     database_url: DatabaseOpt = None,
     tenant: TenantOpt = None,
@@ -71,6 +79,7 @@ def server(
         workers=not no_workers,
         worker_options=options,
         log_level=log_level,
+        processes=processes,
     )
 
 

@@ -55,11 +55,18 @@ class Doorbell:
     def __init__(self, folder: str) -> None:
         self.folder = folder
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}.sock"
-        os.makedirs(folder, mode=0o700, exist_ok=True)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._path = os.path.join(folder, self.name)
-        self._sock.bind(self._path)
+        for last_try in (False, True):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            try:
+                self._sock.bind(self._path)
+                break
+            except FileNotFoundError:  # the last process to close removed the folder
+                if last_try:
+                    self._sock.close()
+                    raise
         self._peers: list[str] = []
         self._listed_at: int | None = None
         """The folder's modification time when `_peers` was listed, if it had settled:
@@ -113,6 +120,9 @@ class Doorbell:
         return self._peers
 
     def close(self) -> None:
+        """Remove this process's socket, and the folder when it was the last one."""
         self._sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self._path)
+        with contextlib.suppress(OSError):  # not empty: others still have the file open
+            os.rmdir(self.folder)
