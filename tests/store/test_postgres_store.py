@@ -17,9 +17,9 @@ from psycopg.rows import dict_row
 from helpers import all_events
 from tether import Context, Tether
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
-from tether.models import TaskStatus, WaitReason
+from tether.models import StepKind, StepRecord, StepStatus, TaskStatus, WaitReason
 from tether.store import open_store
-from tether.store.base import Finish, NewTask, Suspend
+from tether.store.base import Finish, NewTask, StepWrite, Suspend
 from tether.store.postgres import LATEST, MIGRATIONS, TASK_CHANNEL, PostgresStore, batch
 from tether.store.postgres.conn import PgConn
 from tether.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -425,6 +425,49 @@ async def test_a_claim_commits_without_waiting_for_the_disk(
             assert row is not None and row["synchronous_commit"] == "off"
         row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
         assert row is not None and row["synchronous_commit"] == "on"
+
+
+async def test_completions_with_their_last_steps_are_one_statement(
+    store: PostgresStore, pg_url: str
+) -> None:
+    """ADR 78: a batch of completions that carry their last step results is one
+    autocommit statement (no BEGIN/COMMIT round trips); the steps go in before any task
+    ends (else the step-log trigger would refuse them), a stale attempt's not at all."""
+    app = _app(pg_url)
+    await store.submit(_tasks(app, 20), 1000.0)
+    claimed = await store.claim("w", ["default"], 20, 2000.0, 3000.0, None)
+    assert len(claimed) == 20
+
+    def finish(task_id: str, attempt: int) -> Finish:
+        step = StepRecord(task_id, 1, "one", StepKind.STEP, StepStatus.SUCCEEDED, result=7)
+        return Finish(
+            task_id, attempt, TaskStatus.SUCCEEDED, "7", steps=(StepWrite(task_id, attempt, step),)
+        )
+
+    ops = [finish(c.task.id, c.task.attempt) for c in claimed[:19]]
+    ops.append(finish(claimed[19].task.id, claimed[19].task.attempt + 1))  # stale: fenced
+    seen: list[str] = []
+
+    class Recording(PgConn):
+        async def fetchall(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+            seen.append(text)
+            return await super().fetchall(text, params)
+
+        async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
+            seen.append(text)
+            return await super().execute(text, params)
+
+    async with await psycopg.AsyncConnection.connect(
+        pg_url, row_factory=dict_row, autocommit=True
+    ) as conn:
+        applied = await batch.apply_ops(Recording(conn), ops, "w", 2500.0)
+    assert applied == [True] * 19 + [False]
+    assert len(seen) == 1
+    for c in claimed[:19]:
+        assert [s.result for s in await store.get_steps(c.task.id)] == [7]
+        task = await store.get_task(c.task.id)
+        assert task is not None and task.status == TaskStatus.SUCCEEDED
+    assert await store.get_steps(claimed[19].task.id) == []
 
 
 async def test_purge_in_batches(store: PostgresStore, pg_url: str) -> None:

@@ -16,14 +16,14 @@ runs it in autocommit: a single statement is its own atomic transaction, so BEGI
 COMMIT would be two round trips for nothing. A batch that needs more runs them in one
 explicit transaction.
 
-Order: steps are applied first, then the rare operations, then the step results that
-completions carry (`Finish.steps`), then completions, which keeps each task's order when
-its step records come before at most one other operation, its last
-(`sql.in_task_order_by_kind`); other batches go through the shared logic. Steps and the
-completion of one task cannot share a statement: the step-log trigger that protects
-terminal tasks would see the completion of the same statement. So a completion's steps
-are fenced by locking the task row, not updating it, and the completion's UPDATE adds
-their progress: a task that ends is written once (ADR 56).
+Order: steps are applied first, then the rare operations, then completions with the
+step results they carry (`Finish.steps`), which keeps each task's order when its step
+records come before at most one other operation, its last (`sql.in_task_order_by_kind`);
+other batches go through the shared logic. A completion's steps are fenced by locking
+the task row, not updating it, and written in the completion's own statement before
+any task of it ends (the step-log trigger protects terminal tasks); the completion's
+UPDATE adds their progress: a task that ends is written once, in one statement (ADR 56,
+ADR 78).
 """
 
 from __future__ import annotations
@@ -169,9 +169,8 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
     results = [False] * len(ops)
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]
-    carrying = [op for _, op in finishes if op.steps]
     others = [(i, op) for i, op in enumerate(ops) if not isinstance(op, StepWrite | Finish)]
-    if not others and not carrying and not (steps and finishes):
+    if not others and not (steps and finishes):
         if steps:
             await _step_writes(conn, steps, worker, now, results)
         elif finishes:
@@ -184,8 +183,6 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
             applied = await sql.apply_ops(conn, sql.POSTGRES, [op for _, op in others], worker, now)
             for (i, _), ok in zip(others, applied, strict=True):
                 results[i] = ok
-        if carrying:
-            await _carried_steps(conn, carrying)
         if finishes:
             await _finishes(conn, finishes, worker, now, results)
     return results
@@ -226,31 +223,18 @@ async def _step_writes(
         results[i] = op.task_id in accepted
 
 
-async def _carried_steps(conn: PgConn, finishes: list[Finish]) -> None:
-    """The step results completions carry (`Finish.steps`, ADR 44), written just before
-    them in their transaction. Fenced like them, with the task rows locked instead of
-    updated: each completion's own fenced UPDATE then decides for its steps and adds
-    their progress, so a task that ends is updated once, not twice (ADR 56)."""
-    fences = sorted({(op.task_id, op.attempt) for op in finishes})
-    v, v_params = _rows("v", ("text", "int"), ("id", "attempt"), fences)
-    s, s_params = _step_rows_ctes([step for op in finishes for step in op.steps])
-    await conn.execute(
-        "WITH u AS MATERIALIZED (SELECT t.id FROM tasks t JOIN "
-        f"{v} ON t.id = v.id AND t.attempt = v.attempt WHERE t.status = 'running' "
-        f"ORDER BY t.id FOR NO KEY UPDATE OF t){s} SELECT count(*) FROM u",  # id: lock order
-        [*v_params, *s_params],
-    )
-
-
-def _step_rows_ctes(writes: list[StepWrite]) -> tuple[str, list[Any]]:
+def _step_rows_ctes(
+    writes: list[StepWrite], fence: str = "u", returning: bool = False
+) -> tuple[str, list[Any]]:
     """`, s AS (...)` inserting the step rows of `writes` and, when some consume a
-    signal, `, c AS (...)` marking those signals, both only for the tasks the CTE `u`
-    returned (the fence); and their parameters."""
+    signal, `, c AS (...)` marking those signals, both only for the tasks the CTE
+    `fence` returned; and their parameters. `returning`: `s` returns a row per step."""
     x, params = _rows("x", _STEP_TYPES, _STEP_NAMES, _one_row_per_step(writes))
     text = (
         f", s AS (INSERT INTO steps ({sql.STEP_COLUMNS}) "
         f"SELECT {', '.join('x.' + c for c in _STEP_NAMES)} FROM {x} "
-        f"WHERE x.task_id IN (SELECT id FROM u) {sql.STEP_UPSERT})"
+        f"WHERE x.task_id IN (SELECT id FROM {fence}) {sql.STEP_UPSERT}"
+        + (" RETURNING 1)" if returning else ")")
     )
     consumed = [
         (op.consume_signal, op.record.seq, op.task_id)
@@ -261,7 +245,7 @@ def _step_rows_ctes(writes: list[StepWrite]) -> tuple[str, list[Any]]:
         w, w_params = _rows("w", ("bigint", "int", "text"), ("id", "seq", "task_id"), consumed)
         text += (
             f", c AS (UPDATE signals g SET consumed_seq = w.seq FROM {w} WHERE g.id = w.id "
-            "AND g.consumed_seq IS NULL AND w.task_id IN (SELECT id FROM u))"
+            f"AND g.consumed_seq IS NULL AND w.task_id IN (SELECT id FROM {fence}))"
         )
         params += w_params
     return text, params
@@ -287,18 +271,41 @@ async def _finishes(
     e, e_params = _events_cte(
         [e for _, op in finishes for e in sql.events.finish_events(op, "", worker, now)]
     )
+    carried, carried_params, wait_for_steps = _carried_steps([op for _, op in ordered])
     done = await conn.fetchall(
-        "WITH u AS (UPDATE tasks t SET status = v.status, result = v.result, error = v.error, "
-        "error_fingerprint = v.fingerprint, finished_at = %s, updated_at = %s, "
-        "lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, "
+        f"WITH {carried}u AS (UPDATE tasks t SET status = v.status, result = v.result, "
+        "error = v.error, error_fingerprint = v.fingerprint, finished_at = %s, "
+        "updated_at = %s, lease_owner = NULL, lease_expires_at = NULL, run_at = NULL, "
         "steps_done = t.steps_done + v.done, current_step = COALESCE(v.name, t.current_step) "
-        f"FROM {v} WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running' "
-        f"RETURNING t.id, t.tenant){e}{_RETURN}",
-        (now, now, *v_params, *e_params),
+        f"FROM {v}{wait_for_steps} WHERE t.id = v.id AND t.attempt = v.attempt "
+        f"AND t.status = 'running' RETURNING t.id, t.tenant){e}{_RETURN}",
+        (*carried_params, now, now, *v_params, *e_params),
     )
     accepted = {r["id"] for r in done}
     for i, op in finishes:
         results[i] = op.task_id in accepted
+
+
+def _carried_steps(finishes: list[Finish]) -> tuple[str, list[Any], str]:
+    """The CTEs that write the step results completions carry (`Finish.steps`, ADR 44)
+    in the completions' own statement (ADR 78), their parameters, and what joins the
+    completions' UPDATE to them. The tasks are fenced like the completions (same
+    attempt, still running) and locked (`l`), so the completion's fence agrees with
+    theirs; the UPDATE waits for `k`, a count over every step row written, so the
+    step-log trigger (no steps for a terminal task) runs before any task ends. The
+    completion's UPDATE adds their progress: a task that ends is written once (ADR 56)."""
+    writes = [step for op in finishes for step in op.steps]
+    if not writes:
+        return "", [], ""
+    fences = sorted({(op.task_id, op.attempt) for op in finishes if op.steps})
+    f, f_params = _rows("f", ("text", "int"), ("id", "attempt"), fences)
+    s, s_params = _step_rows_ctes(writes, fence="l", returning=True)
+    text = (
+        "l AS MATERIALIZED (SELECT t.id FROM tasks t JOIN "
+        f"{f} ON t.id = f.id AND t.attempt = f.attempt WHERE t.status = 'running' "
+        f"ORDER BY t.id FOR NO KEY UPDATE OF t){s}, k AS (SELECT count(*) FROM s), "
+    )  # id: lock order
+    return text, [*f_params, *s_params], ", k"
 
 
 def _json_rows(columns: str, table: str, where: str, order: str) -> str:
