@@ -104,6 +104,24 @@ def run_wrk(
     return figures
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its live children (the server processes), from
+    /proc: CPU per request is the figure a loaded machine distorts least."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def succeeded(url: str, token: str) -> int:
     """How many tasks of this run's tenant have succeeded (counted by the API's list)."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -143,12 +161,14 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         tenant = f"bench-{os.getpid()}-{time.time_ns()}"  # a fresh tenant: only this run counted
         token = create_token(SECRET, tenant, ["submitter", "viewer"], ttl=3600)
         run_wrk(f"{url}/v1/tasks", token, 4, 1, script)  # warm-up
+        cpu = cpu_seconds(child.pid)
         f = run_wrk(f"{url}/v1/tasks", token, args.connections, args.seconds, script)
+        cpu_ms = (cpu_seconds(child.pid) - cpu) * 1000 / max(1.0, f["rps"] * args.seconds)
         line = (
             f"{label:<10} {'workers' if args.workers else 'api-only':<8} x{args.processes} "
             f"c={args.connections}  "
             f"{f['rps']:8.0f} submits/s   p50 {f['p50']:6.2f} ms   p99 {f['p99']:6.2f} ms   "
-            f"non-202 {f['errors']:.0f}"
+            f"non-202 {f['errors']:.0f}   server CPU {cpu_ms:.3f} ms/submit"
         )
         if args.workers:
             line += f"   succeeded {succeeded(url, token)}"

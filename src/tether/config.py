@@ -97,6 +97,11 @@ class Settings(BaseModel):
     )
     submit_burst: float = Field(default=200.0, ge=1, description="Submission burst per tenant")
     dev: bool = Field(default=False, description="Dev mode: API with a generated local secret")
+    api_telemetry: bool = Field(
+        default=False,
+        description="FastAPI's OpenTelemetry spans and metrics for API requests (needs a "
+        "configured OpenTelemetry provider; off: not even the check, ADR 80)",
+    )
     # The CLI driving a server (tether.cli) -------------------------------------------------
     server: str | None = Field(
         default=None, description="URL of a Tether server the CLI drives over HTTP"
