@@ -114,7 +114,7 @@ async def submit_task(
 ) -> Response:
     """Validate and store a task, and answer at once: the work runs on workers."""
     # The hottest route: the app from the request, not a dependency, and the answer
-    # serialized once here, not validated again against `response_model` (ADR 80).
+    # serialized once here, not validated again against `response_model`.
     app = _app_of(request)
     new = _new_task(app, submission, who, idempotency_key)
     _rate_limit(request, who, 1)
