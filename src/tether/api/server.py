@@ -44,6 +44,8 @@ def build_server(
         port=port,
         log_level=log_level,
         lifespan="on",
+        # The C parser: h11 (pure Python) cost 10-25% more CPU per request (ADR 81).
+        http="httptools",
         proxy_headers=False,
         server_header=False,
     )
