@@ -4,11 +4,13 @@
                                      [--processes N] [--batch 100]
 
 Starts a real `tether` API server (uvicorn, in a subprocess, API only unless
-`--workers`; `--processes N` server processes on the port) on a fresh SQLite database, and on PostgreSQL when TETHER_BENCH_PG_URL is
-set, then runs Debian's `wrk` against it with a Lua script that submits a no-op task per
-request with a bearer token. Prints submits/s, p50/p99 latency and non-202 answers, and,
-with `--workers`, how many submitted tasks had succeeded when the load stopped. wrk is a
-C load generator: on a 2-core machine a Python client would cost the server its CPU.
+`--workers`; `--processes N`: N server processes on the port) on a fresh SQLite
+database, and on PostgreSQL when TETHER_BENCH_PG_URL is set, then runs Debian's `wrk`
+against it with a Lua script that submits a no-op task per request (or `--batch N` per
+`POST /v1/tasks:batch`) with a bearer token. Prints tasks/s, p50/p99 latency, non-202
+answers and the server's CPU time per task, and, with `--workers`, how many submitted
+tasks had succeeded when the load stopped. wrk is a C load generator: on a 2-core
+machine a Python client would cost the server its CPU.
 A script, not a test.
 """
 
@@ -33,8 +35,15 @@ LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TETHER_BENCH_TOKEN")
-wrk.body = '{"workflow": "noop", "input": {"n": 1}}'
+wrk.body = '%s'
 """
+ONE = '{"workflow": "noop", "input": {"n": 1}}'
+
+
+def lua(batch: int) -> str:
+    """The wrk script: one task per request, or `batch` per `POST /v1/tasks:batch`."""
+    body = ONE if batch <= 1 else '{"tasks": [' + ", ".join([ONE] * batch) + "]}"
+    return LUA % body
 
 
 def serve(database_url: str, port: int, workers: bool, processes: int) -> None:
@@ -49,9 +58,7 @@ def serve(database_url: str, port: int, workers: bool, processes: int) -> None:
     async def noop(ctx: Context, n: int) -> int:
         return n
 
-    run(
-        app, "127.0.0.1", port, settings, workers=workers, log_level="warning", processes=processes
-    )
+    run(app, "127.0.0.1", port, settings, workers=workers, log_level="warning", processes=processes)
 
 
 def wait_ready(url: str, timeout: float = 30) -> None:
@@ -160,15 +167,18 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         wait_ready(url)
         tenant = f"bench-{os.getpid()}-{time.time_ns()}"  # a fresh tenant: only this run counted
         token = create_token(SECRET, tenant, ["submitter", "viewer"], ttl=3600)
-        run_wrk(f"{url}/v1/tasks", token, 4, 1, script)  # warm-up
+        route = f"{url}/v1/tasks" + (":batch" if args.batch > 1 else "")
+        run_wrk(route, token, 4, 1, script)  # warm-up
         cpu = cpu_seconds(child.pid)
-        f = run_wrk(f"{url}/v1/tasks", token, args.connections, args.seconds, script)
-        cpu_ms = (cpu_seconds(child.pid) - cpu) * 1000 / max(1.0, f["rps"] * args.seconds)
+        f = run_wrk(route, token, args.connections, args.seconds, script)
+        tasks = f["rps"] * max(1, args.batch)
+        cpu_ms = (cpu_seconds(child.pid) - cpu) * 1000 / max(1.0, tasks * args.seconds)
+        shape = f"batch={args.batch} " if args.batch > 1 else ""
         line = (
             f"{label:<10} {'workers' if args.workers else 'api-only':<8} x{args.processes} "
-            f"c={args.connections}  "
-            f"{f['rps']:8.0f} submits/s   p50 {f['p50']:6.2f} ms   p99 {f['p99']:6.2f} ms   "
-            f"non-202 {f['errors']:.0f}   server CPU {cpu_ms:.3f} ms/submit"
+            f"{shape}c={args.connections}  {tasks:8.0f} tasks/s ({f['rps']:.0f} requests/s)   "
+            f"p50 {f['p50']:6.2f} ms   p99 {f['p99']:6.2f} ms   "
+            f"non-202 {f['errors']:.0f}   server CPU {cpu_ms:.3f} ms/task"
         )
         if args.workers:
             line += f"   succeeded {succeeded(url, token)}"
@@ -187,12 +197,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", action="store_true", help="embedded workers run the tasks")
     parser.add_argument("--processes", type=int, default=1, help="server processes on the port")
+    parser.add_argument("--batch", type=int, default=1, help="tasks per POST /v1/tasks:batch")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("intake: needs wrk (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "submit.lua"
-        script.write_text(LUA)
+        script.write_text(lua(args.batch))
         bench("sqlite", f"sqlite:///{folder}/bench.db", args, script)
         pg = os.environ.get("TETHER_BENCH_PG_URL")
         if pg:
