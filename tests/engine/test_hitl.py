@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helpers import event_where
+from helpers import all_events, event_where
 from tether import Context, InvalidTransition, TaskStatus, Tether, WaitReason
 from tether.engine.approvals import Requirement, RiskPolicy
 from tether.errors import ApprovalClosed
@@ -140,7 +140,7 @@ async def test_a_decision_racing_its_timeout_has_exactly_one_outcome(
             "resolution": stored.resolution,
             "reviewers": [d["reviewer"] for d in stored.decisions],
         }
-        events = await app.store.list_events(task_id=handle.id)
+        events = await all_events(app.store, handle.id)  # the horizon of ADR 13
         assert [e.type for e in events].count("approval.decided") == 1
         # one approver suffices: at most one call succeeded, the others saw the outcome
         accepted = [o for o in outcomes[stored.id] if isinstance(o, Approval)]

@@ -470,6 +470,47 @@ async def test_completions_with_their_last_steps_are_one_statement(
     assert await store.get_steps(claimed[19].task.id) == []
 
 
+async def test_a_few_plain_submits_are_one_statement(
+    store: PostgresStore, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADR 78: plain tasks (no idempotency key, no callback) and their `task.created`
+    events go in one autocommit statement; a keyed one takes the shared transaction."""
+    import tether.store.postgres as pg_store
+
+    seen: list[str] = []
+
+    class Recording(PgConn):
+        async def execute(self, text: str, params: Sequence[Any] = ()) -> int:
+            seen.append(text)
+            return await super().execute(text, params)
+
+        async def fetchone(self, text: str, params: Sequence[Any] = ()) -> Any:
+            seen.append(text)
+            return await super().fetchone(text, params)
+
+        async def insert_rows(self, table: str, columns: str, rows: Sequence[Any]) -> None:
+            seen.append(f"insert {table}")
+            await super().insert_rows(table, columns, rows)
+
+    monkeypatch.setattr(pg_store, "PgConn", Recording)
+    app = _app(pg_url)
+    plain = await store.submit(_tasks(app, 3), 1000.0)
+    assert len(seen) == 1 and seen[0].startswith("WITH t AS (INSERT INTO tasks")
+    for s in plain:
+        task = await store.get_task(s.task.id)
+        assert task is not None and task.status == TaskStatus.QUEUED and task == s.task
+        (created,) = await all_events(store, s.task.id)
+        assert (created.type, created.new_status, created.data["workflow"]) == (
+            "task.created",
+            "queued",
+            "echo",
+        )
+    seen.clear()
+    keyed = app.new_task("echo", 9, idempotency_key="k-1")
+    await store.submit([keyed], 1001.0)
+    assert "insert tasks" in seen and not any(t.startswith("WITH t AS") for t in seen)
+
+
 async def test_purge_in_batches(store: PostgresStore, pg_url: str) -> None:
     app = _app(pg_url)
     subs = await store.submit(_tasks(app, 7), 1000.0)

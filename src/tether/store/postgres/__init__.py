@@ -33,7 +33,7 @@ from psycopg_pool import PoolClosed
 from tether.errors import ConfigError, DatabaseUnavailable, SchemaOutOfDate
 from tether.store import sql
 from tether.store.availability import Availability
-from tether.store.base import Claimed, Op
+from tether.store.base import Claimed, Eager, NewTask, Op, Submitted
 from tether.store.migrations import load_migrations
 from tether.store.postgres import batch
 from tether.store.postgres.conn import PgConn
@@ -266,6 +266,18 @@ class PostgresStore(SQLStore):
             if connection_failure(exc):
                 raise self._conns.failed(exc) from exc
             raise
+
+    async def _write_submits(
+        self, tasks: list[NewTask], now: float, eager: Eager | None = None
+    ) -> list[Submitted]:
+        """A few plain tasks (the intake's usual group) in one autocommit statement
+        (`batch.submit`); anything else in the shared logic's transaction. Not retried
+        here: a broken connection leaves the statement in doubt, and the task ids are
+        the caller's, so writing them again could only fail on the primary key."""
+        if eager is not None or not batch.one_statement_submit(tasks):
+            return await super()._write_submits(tasks, now, eager)
+        async with self._connection() as conn:
+            return await batch.submit(PgConn(conn), tasks, now)
 
     async def claim(
         self,

@@ -47,7 +47,7 @@ from tether.store.sql.core import (
 )
 from tether.store.sql.hooks import receive_hook
 from tether.store.sql.housekeeping import purge
-from tether.store.sql.intake import submit
+from tether.store.sql.intake import NEW_TASK_COLUMNS, new_task_record, new_task_row, submit
 from tether.store.sql.notifications import (
     add_notifications,
     advance_notify_cursor,
@@ -82,6 +82,7 @@ from tether.store.sql.workers import live_workers, queued_by_version, worker_gon
 
 __all__ = [
     "APPROVAL_COLUMNS",
+    "NEW_TASK_COLUMNS",
     "NEXT_EXPIRIES",
     "NO_LIMIT",
     "POSTGRES",
@@ -125,6 +126,8 @@ __all__ = [
     "list_notifications",
     "list_tasks",
     "live_workers",
+    "new_task_record",
+    "new_task_row",
     "next_wake",
     "notify_position",
     "oldest_queued",

@@ -65,27 +65,7 @@ async def submit(
             and run_at <= now
             and t.forked_from is None
         )
-        task = Task(
-            id=t.id,
-            tenant=t.tenant,
-            workflow=t.workflow,
-            workflow_version=t.workflow_version,
-            queue=t.queue,
-            priority=t.priority,
-            status=TaskStatus.RUNNING if claim else TaskStatus.QUEUED,
-            input=serde.loads(t.input),
-            created_at=now,
-            updated_at=now,
-            idempotency_key=t.idempotency_key,
-            correlation_id=t.correlation_id or t.id,
-            created_by=t.created_by,
-            attempt=1 if claim else 0,
-            run_at=run_at,
-            started_at=now if claim else None,
-            deadline=t.deadline,
-            forked_from=t.forked_from,
-            fork_from_seq=t.fork_from_seq,
-        )
+        task = new_task_record(t, now, claim)
         if claim:
             started.add(t.id)
             out.append(Submitted(task, True, Claimed(task, {}, [], {}), callback=t.callback))
@@ -95,39 +75,74 @@ async def submit(
         owner, lease = (eager.worker, eager.lease_until) if eager is not None else (None, None)
         await conn.insert_rows(
             "tasks",
-            "id, tenant, workflow, workflow_version, queue, priority, status, input, "
-            "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
-            "fork_from_seq, created_at, updated_at, attempt, lease_owner, lease_expires_at, "
-            "started_at",
-            [
-                (
-                    t.id,
-                    t.tenant,
-                    t.workflow,
-                    t.workflow_version,
-                    t.queue,
-                    t.priority,
-                    "running" if t.id in started else "queued",
-                    t.input,
-                    t.idempotency_key,
-                    t.correlation_id or t.id,
-                    t.created_by,
-                    now if t.run_at is None else t.run_at,
-                    t.deadline,
-                    t.forked_from,
-                    t.fork_from_seq,
-                    now,
-                    now,
-                    *((1, owner, lease, now) if t.id in started else (0, None, None, None)),
-                )
-                for t in fresh
-            ],
+            NEW_TASK_COLUMNS,
+            [new_task_row(t, now, (owner, lease) if t.id in started else None) for t in fresh],
         )
         await _new_task_events(conn, d, fresh, started, now, owner)
         for t in fresh:
             if t.callback is not None:  # in the task's transaction: no event can miss it
                 await create_subscription(conn, t.callback)
     return out
+
+
+NEW_TASK_COLUMNS = (
+    "id, tenant, workflow, workflow_version, queue, priority, status, input, "
+    "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
+    "fork_from_seq, created_at, updated_at, attempt, lease_owner, lease_expires_at, "
+    "started_at"
+)
+
+
+def new_task_row(
+    t: NewTask, now: float, claimed_by: tuple[str | None, float | None] | None = None
+) -> tuple[object, ...]:
+    """The `tasks` row (`NEW_TASK_COLUMNS`) of a new task; `claimed_by`: (worker, lease
+    expiry) of a task created claimed."""
+    return (
+        t.id,
+        t.tenant,
+        t.workflow,
+        t.workflow_version,
+        t.queue,
+        t.priority,
+        "queued" if claimed_by is None else "running",
+        t.input,
+        t.idempotency_key,
+        t.correlation_id or t.id,
+        t.created_by,
+        now if t.run_at is None else t.run_at,
+        t.deadline,
+        t.forked_from,
+        t.fork_from_seq,
+        now,
+        now,
+        *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
+    )
+
+
+def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
+    """The `Task` a new task is once stored (`claimed`: created claimed)."""
+    return Task(
+        id=t.id,
+        tenant=t.tenant,
+        workflow=t.workflow,
+        workflow_version=t.workflow_version,
+        queue=t.queue,
+        priority=t.priority,
+        status=TaskStatus.RUNNING if claimed else TaskStatus.QUEUED,
+        input=serde.loads(t.input),
+        created_at=now,
+        updated_at=now,
+        idempotency_key=t.idempotency_key,
+        correlation_id=t.correlation_id or t.id,
+        created_by=t.created_by,
+        attempt=1 if claimed else 0,
+        run_at=now if t.run_at is None else t.run_at,
+        started_at=now if claimed else None,
+        deadline=t.deadline,
+        forked_from=t.forked_from,
+        fork_from_seq=t.fork_from_seq,
+    )
 
 
 async def _new_task_events(
