@@ -1,19 +1,23 @@
 """HTTP intake under load: POST /v1/tasks driven by wrk (32 connections, auth on).
 
-    .venv/bin/python bench/intake.py [--seconds 30] [--connections 32] [--workers]
+    .venv/bin/python -m bench.intake [--seconds 30] [--connections 32] [--workers]
+        [--backend sqlite,pg]
 
 Starts a real `tether` API server (uvicorn, in a subprocess, API only unless
-`--workers`) on a fresh SQLite database, and on PostgreSQL when TETHER_BENCH_PG_URL is
-set, then runs Debian's `wrk` against it with a Lua script that submits a no-op task per
-request with a bearer token. Prints submits/s, p50/p99 latency and non-202 answers, and,
-with `--workers`, how many submitted tasks had succeeded when the load stopped. wrk is a
-C load generator: on a 2-core machine a Python client would cost the server its CPU.
+`--workers`) on a fresh database of each backend (PostgreSQL: on the server of
+TETHER_BENCH_PG_URL, bench/common.py; exit status 1 when it cannot be reached, unless
+`--backend sqlite`), then runs Debian's `wrk` against it with a Lua script that submits
+a no-op task per request with a bearer token. Prints submits/s, p50/p99 latency and
+non-202 answers, and, with `--workers`, how many submitted tasks had succeeded when the
+load stopped. wrk is a C load generator: on a 2-core machine a Python client would cost
+the server its CPU.
 A script, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import HERE, fresh_database, unavailable
 from tether import Context, Tether
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -123,8 +128,10 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
+    flag = str(int(args.workers))
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", database_url, str(port), str(int(args.workers))]
+        [sys.executable, "-m", "bench.intake", "--serve", database_url, str(port), flag],
+        cwd=HERE.parent,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -146,27 +153,33 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         child.wait(30)
 
 
-def main() -> None:
+def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
-        return
+        return 0
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", action="store_true", help="embedded workers run the tasks")
+    parser.add_argument("--backend", default="sqlite,pg", help="comma-separated: sqlite,pg")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("intake: needs wrk (apt-get install wrk)")
+    status = 0
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "submit.lua"
         script.write_text(LUA)
-        bench("sqlite", f"sqlite:///{folder}/bench.db", args, script)
-        pg = os.environ.get("TETHER_BENCH_PG_URL")
-        if pg:
-            bench("postgresql", pg, args, script)
-        else:
-            print("postgresql: skipped (set TETHER_BENCH_PG_URL)")
+        for backend in [b.strip() for b in args.backend.split(",") if b.strip()]:
+            label = {"sqlite": "sqlite", "pg": "postgresql"}[backend]
+            reason = asyncio.run(unavailable(backend))
+            if reason is not None:
+                print(f"{label}: unavailable: {reason}", flush=True)
+                status = 1
+                continue
+            with fresh_database(backend) as url:
+                bench(label, url, args, script)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
