@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import HERE
-from bench.gate import Verdict
+from bench.gate import Change, Verdict
 
 PEER_RESULTS = HERE.parent.parent / "shared" / "peerbench" / "results"
 PEERS_NOT_DURABLE = {"celery", "arq_default", "arq_tuned", "temporal_mem"}
@@ -118,6 +118,15 @@ def print_tables(
         console.print(hooks)
 
 
+_NUMERIC = {"baseline", "now", "worse by", "ceiling"}
+
+
+def _verdict(change: Change) -> str:
+    if not change.regressed:
+        return "ok"
+    return "over the ceiling" if change.ceiling is not None else "REGRESSED"
+
+
 def print_verdict(verdict: Verdict, *, compared: bool) -> None:
     """What the run failed to measure, then (with a baseline) every judged metric."""
     console = _console()
@@ -134,8 +143,8 @@ def print_verdict(verdict: Verdict, *, compared: bool) -> None:
             title=f"Against the baseline (regression: more than {threshold:.0%} worse, "
             "or over the ceiling)"
         )
-        for column in ("backend", "metric", "baseline", "now", "worse by", "ceiling"):
-            table.add_column(column, justify="left" if column in ("backend", "metric") else "right")
+        for column in ("backend", "metric", "baseline", "now", "worse by", "ceiling", "verdict"):
+            table.add_column(column, justify="right" if column in _NUMERIC else "left")
         for c in verdict.changes:
             table.add_row(
                 c.backend,
@@ -144,6 +153,7 @@ def print_verdict(verdict: Verdict, *, compared: bool) -> None:
                 f"{c.current:.4g}",
                 f"{c.worse_by:+.0%}" if math.isfinite(c.worse_by) else "inf",
                 "-" if c.ceiling is None else f"{c.ceiling:g}",
+                _verdict(c),
                 style="bold red" if c.regressed else None,
             )
         console.print(table)
