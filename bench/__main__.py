@@ -1,12 +1,15 @@
 """`python -m bench [WORKLOAD ...] [--backend sqlite,pg] [--quick] [--runs N]
 [--compare BASELINE.json] [--save-baseline [PATH]]`
 
-Workloads: w1 w2 w3 w4 w5 (all of W5) or a W5 part (w5_claim, w5_procs, w5_rss), and
-wh (webhooks: wh_rate, wh_latency, wh_w1; bench/webhooks.py).
-Default: all workloads on both backends. A backend that cannot be opened (PostgreSQL
-not reachable, or its store not installed) is reported as unavailable and skipped.
-Environment: BENCH_RUNS, BENCH_PG_URL (admin URL; a fresh database is created and
-dropped per run), BENCH_DATA_DIR (where SQLite files go), BENCH_RESULTS, BENCH_N_W1...
+Workloads: w1 w2 w3 w4 w5 (all of W5) or a W5 part (w5_claim, w5_procs, w5_parked),
+and wh (webhooks: wh_rate, wh_latency, wh_w1; bench/webhooks.py).
+Default: all workloads on both backends. The exit status is 1 when the run did not
+measure everything it was asked to (a backend that cannot be opened, a run that
+raised, a metric without a value) and, with `--compare`, when a metric regressed or
+cannot be judged (bench/gate.py); run `--backend sqlite` where there is no PostgreSQL.
+Environment: TETHER_BENCH_PG_URL (the PostgreSQL server's admin URL; a fresh database
+is created and dropped per run), BENCH_RUNS, BENCH_DATA_DIR (where SQLite files go),
+BENCH_RESULTS, BENCH_N_W1 ...
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import gate, scale, webhooks, workloads
-from bench.common import HERE, RESULTS_DIR, Results, Sizes, fresh_database, log, write_combined
+from bench import gate, parked, scale, webhooks, workloads
+from bench.common import (
+    HERE,
+    RESULTS_DIR,
+    Results,
+    Sizes,
+    fresh_database,
+    log,
+    unavailable,
+    write_combined,
+)
 
 Fn = Callable[[str, Sizes, int, str], Awaitable[dict[str, float]]]
 
@@ -35,30 +47,81 @@ def _plain(fn: Callable[[str, Sizes], Awaitable[dict[str, float]]]) -> Fn:
 
 @dataclass
 class Part:
-    """One measured piece of a workload."""
+    """One measured piece of a workload, and the metrics it promises to produce (the
+    gate fails a run in which a declared metric has no value, bench/gate.py)."""
 
     name: str
     workload: str
     fn: Fn
+    metrics: tuple[str, ...]
+    sqlite_metrics: tuple[str, ...] = ()
+    """Declared on SQLite only."""
     shared_db: bool = False
     """One database for all runs (set up once: the 1M-task history)."""
+    once: bool = False
+    """One run, whatever `--runs` says: the figure is a slope of bytes, not a time."""
+
+    def declared(self, backend: str) -> tuple[str, ...]:
+        return self.metrics + (self.sqlite_metrics if backend == "sqlite" else ())
 
 
 def parts_for(sizes: Sizes) -> list[Part]:
     parts = [
-        Part("w1", "w1", _plain(workloads.w1)),
-        Part("w2", "w2", _plain(workloads.w2)),
-        Part("w3", "w3", _plain(workloads.w3)),
-        Part("w4", "w4", _plain(workloads.w4)),
-        Part("w5_claim_empty", "w5", scale.claim_empty),
-        Part("w5_claim_1m", "w5", scale.claim_history, shared_db=True),
+        Part(
+            "w1",
+            "w1",
+            _plain(workloads.w1),
+            ("w1_enqueue_s", "w1_drain_s", "w1_tasks_per_s", "w1_settle_ms"),
+        ),
+        Part("w2", "w2", _plain(workloads.w2), ("w2_ms_per_step", "w2_async_ms_per_step")),
+        Part("w3", "w3", _plain(workloads.w3), ("w3_total_s",)),
+        Part("w4", "w4", _plain(workloads.w4), ("w4_p50_ms", "w4_p99_ms")),
+        Part("w5_claim_empty", "w5", scale.claim_empty, ("w5_claim_empty_per_s",)),
+        Part(
+            "w5_claim_1m",
+            "w5",
+            scale.claim_history,
+            ("w5_claim_1m_per_s", "w5_history_build_s"),
+            shared_db=True,
+        ),
     ]
-    parts += [Part(f"w5_procs_{n}", "w5", scale.procs_workload(n)) for n in sizes.w5_procs]
-    parts.append(Part("w5_rss", "w5", scale.waiting_rss))
     parts += [
-        Part("wh_rate", "wh", _plain(webhooks.wh_rate)),
-        Part("wh_latency", "wh", _plain(webhooks.wh_latency)),
-        Part("wh_w1", "wh", _plain(webhooks.wh_w1)),
+        Part(
+            f"w5_procs_{n}",
+            "w5",
+            scale.procs_workload(n),
+            (f"w1_drain_s_procs_{n}", f"w1_tasks_per_s_procs_{n}"),
+        )
+        for n in sizes.w5_procs
+    ]
+    parts.append(
+        Part(
+            "w5_parked",
+            "w5",
+            parked.parked,
+            (
+                "w5_idle_rss_mb",
+                "w5_parked_heap_bytes_per_task",
+                "w5_parked_rss_bytes_per_task",
+                "w5_parked_held_tasks",
+            ),
+            sqlite_metrics=("w5_parked_sqlite_bytes_per_task",),
+            once=True,
+        )
+    )
+    parts += [
+        Part("wh_rate", "wh", _plain(webhooks.wh_rate), ("wh_deliveries_per_s", "wh_rate_s")),
+        Part(
+            "wh_latency", "wh", _plain(webhooks.wh_latency), ("wh_delay_p50_ms", "wh_delay_p99_ms")
+        ),
+        Part(
+            "wh_w1",
+            "wh",
+            _plain(webhooks.wh_w1),
+            tuple(f"wh_w1_{m}_tasks_per_s" for m in ("base", "same", "split"))
+            + tuple(f"wh_w1_{m}_all_delivered_s" for m in ("same", "split"))
+            + tuple(f"wh_w1_{m}_cost_pct" for m in ("same", "split")),
+        ),
     ]
     return parts
 
@@ -74,48 +137,36 @@ def select(parts: list[Part], names: list[str]) -> list[Part]:
     return chosen
 
 
-async def probe(backend: str, url: str) -> str | None:
-    """None when Tether can open a store at `url`, else the reason it cannot."""
-    from tether.store import open_store
-
-    try:
-        store = open_store(url)
-        await store.open(check_schema=False)
-        await store.close()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".strip()
-    return None
-
-
-def run_backend(backend: str, parts: list[Part], sizes: Sizes) -> tuple[list[Results], str | None]:
+def run_backend(backend: str, parts: list[Part], sizes: Sizes) -> gate.Measured:
+    """Every run of every part on `backend`, each on a fresh database; what was measured,
+    what raised, or why the backend could not be opened."""
     config = {
         "api": f"in-process app.worker(concurrency={sizes.concurrency}) unless noted",
-        "completion": "in-memory counter in the step (W1); handle.result (W2-W4); "
-        "COUNT polled every 10 ms (W1 with worker processes)",
+        "completion": "W1: the step's in-memory counter, then the store's count of "
+        "succeeded tasks polled every 1 ms until it is N (10 ms with worker processes); "
+        "handle.result (W2-W4)",
         "sizes": sizes.as_dict(),
     }
+    declared = frozenset(m for part in parts for m in part.declared(backend))
     results: dict[str, Results] = {}
     for part in parts:
         if part.workload not in results:
             results[part.workload] = Results(backend, part.workload, config)
-    try:
-        with fresh_database(backend) as url:
-            reason = asyncio.run(probe(backend, url))
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".strip()
+    reason = asyncio.run(unavailable(backend))
     if reason is not None:
-        reason = reason.splitlines()[0][:300]
         log(f"tether_{backend}: unavailable: {reason}")
         for res in results.values():
             res.error("unavailable", reason)
-        return list(results.values()), reason
+        return gate.Measured(declared, unavailable=reason)
+    errors: dict[str, str] = {}
     for part in parts:
         res = results[part.workload]
+        runs = 1 if part.once else sizes.runs
         shared = fresh_database(backend) if part.shared_db else None
         shared_url = shared.__enter__() if shared is not None else None
         try:
-            for run in range(sizes.runs):
-                log(f"tether_{backend} {part.name} run {run + 1}/{sizes.runs}")
+            for run in range(runs):
+                log(f"tether_{backend} {part.name} run {run + 1}/{runs}")
                 try:
                     if shared_url is not None:
                         metrics = asyncio.run(part.fn(shared_url, sizes, run, backend))
@@ -124,7 +175,9 @@ def run_backend(backend: str, parts: list[Part], sizes: Sizes) -> tuple[list[Res
                             metrics = asyncio.run(part.fn(url, sizes, run, backend))
                 except Exception as exc:
                     traceback.print_exc()
-                    res.error(f"{part.name}:run{run + 1}", f"{type(exc).__name__}: {exc}")
+                    key = f"{part.name}:run{run + 1}"
+                    errors[key] = f"{type(exc).__name__}: {exc}"
+                    res.error(key, errors[key])
                     continue
                 for metric, value in metrics.items():
                     res.add(metric, value)
@@ -134,7 +187,8 @@ def run_backend(backend: str, parts: list[Part], sizes: Sizes) -> tuple[list[Res
                 shared.__exit__(None, None, None)
     out = list(results.values())
     write_combined(backend, out, config)
-    return out, None
+    medians = {k: v for r in out for k, v in r.median.items()}
+    return gate.Measured(declared, medians, errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench", description="Tether benchmarks W1-W5 (see docs/performance.md)"
     )
     parser.add_argument(
-        "workloads", nargs="*", help="w1 w2 w3 w4 w5 wh, or a part (w5_rss, wh_rate); default all"
+        "workloads",
+        nargs="*",
+        help="w1 w2 w3 w4 w5 wh, or a part (w5_parked, wh_rate); default all",
     )
     parser.add_argument("--backend", default="sqlite,pg", help="comma-separated: sqlite,pg")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run (smoke)")
@@ -168,36 +224,36 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"unknown backend {b!r} (sqlite, pg)")
     log(f"sizes: {json.dumps(sizes.as_dict())}")
 
-    medians: dict[str, dict[str, float]] = {}
-    unavailable: dict[str, str] = {}
-    for backend in backends:
-        results, reason = run_backend(backend, parts, sizes)
-        if reason is not None:
-            unavailable[backend] = reason
-            continue
-        merged: dict[str, float] = {}
-        for r in results:
-            merged.update(r.median)
-        medians[backend] = merged
+    from bench.report import print_tables, print_verdict
 
-    from bench.report import print_tables
+    baseline = None
+    if args.compare is not None:
+        # Before anything runs: a gate that cannot judge should not take 20 minutes to say so.
+        try:
+            baseline = gate.Baseline.load(args.compare)
+        except ValueError as exc:
+            log(f"gate: {exc}")
+            return 1
+        early = gate.size_problems(baseline, sizes.as_dict())
+        if early:
+            print_verdict(gate.Verdict(early, [], args.threshold), compared=False)
+            return 1
 
+    measured = {backend: run_backend(backend, parts, sizes) for backend in backends}
+    medians = {b: dict(m.medians) for b, m in measured.items() if m.unavailable is None}
+    unavailable = {b: m.unavailable for b, m in measured.items() if m.unavailable is not None}
     print_tables(medians, unavailable, peers=not args.no_peers)
     log(f"results in {RESULTS_DIR}")
 
-    status = 0
-    if args.compare is not None:
-        from bench.report import print_comparison
-
-        changes = gate.compare(args.compare, medians)
-        bad = gate.regressions(changes, args.threshold)
-        print_comparison(changes, bad, args.threshold)
-        if bad:
-            status = 1
+    verdict = gate.judge(measured, baseline, args.threshold, sizes.as_dict())
+    print_verdict(verdict, compared=baseline is not None)
     if args.save_baseline is not None:
-        gate.save_baseline(args.save_baseline, medians)
-        log(f"baseline saved to {args.save_baseline}")
-    return status
+        if gate.judge(measured).ok:
+            gate.save_baseline(args.save_baseline, medians, sizes.as_dict())
+            log(f"baseline saved to {args.save_baseline}")
+        else:
+            log(f"baseline NOT saved to {args.save_baseline}: the run did not measure everything")
+    return 0 if verdict.ok else 1
 
 
 if __name__ == "__main__":

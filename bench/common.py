@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS") or HERE / "results")
-PG_BASE_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-"""Admin connection used to create (and drop) one fresh database per run."""
+PG_BASE_URL = os.environ.get("TETHER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""The PostgreSQL server of every benchmark in bench/: an admin URL, used to create (and
+drop) one fresh database per run."""
 
 
 @dataclass
@@ -34,7 +36,8 @@ class Sizes:
     w5_history: int = 1_000_000
     w5_claim: int = 5000
     w5_claim_batch: int = 100
-    w5_waiting: int = 10_000
+    w5_parked_low: int = 10_000
+    w5_parked_high: int = 50_000
     w5_procs: tuple[int, ...] = (1, 2, 4)
 
     @classmethod
@@ -49,7 +52,8 @@ class Sizes:
                 w4=20,
                 w5_history=20_000,
                 w5_claim=500,
-                w5_waiting=500,
+                w5_parked_low=1000,
+                w5_parked_high=5000,
                 w5_procs=(1, 2),
             )
         env_runs = os.environ.get("BENCH_RUNS")
@@ -57,7 +61,7 @@ class Sizes:
             s.runs = runs
         elif env_runs:
             s.runs = int(env_runs)
-        for name in ("w1", "w2", "w3", "w4", "w5_history", "w5_waiting"):
+        for name in ("w1", "w2", "w3", "w4", "w5_history", "w5_parked_low", "w5_parked_high"):
             env = os.environ.get(f"BENCH_N_{name.upper()}")
             if env:
                 setattr(s, name, int(env))
@@ -102,7 +106,7 @@ def fresh_database(backend: str) -> Iterator[str]:
         name = f"tether_bench_{os.getpid()}_{next(_counter)}"
         _pg_admin(f'CREATE DATABASE "{name}"')
         try:
-            yield PG_BASE_URL.rsplit("/", 1)[0] + "/" + name
+            yield urlunsplit(urlsplit(PG_BASE_URL)._replace(path=f"/{name}"))
         finally:
             _pg_admin(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -111,6 +115,31 @@ def fresh_database(backend: str) -> Iterator[str]:
             _pg_admin(f'DROP DATABASE IF EXISTS "{name}"')
         return
     raise ValueError(f"unknown backend {backend!r}")
+
+
+async def unavailable(backend: str) -> str | None:
+    """None when a fresh database can be created on `backend` and Tether can open a
+    store on it, else the reason (one line)."""
+    from tether.store import open_store
+
+    try:
+        with fresh_database(backend) as url:
+            store = open_store(url)
+            await store.open(check_schema=False)
+            await store.close()
+    except Exception as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+        reason = f"{type(exc).__name__}: {first}".strip()[:300]
+        if backend == "pg":
+            reason += f" (TETHER_BENCH_PG_URL: {pg_where()}; or run --backend sqlite)"
+        return reason
+    return None
+
+
+def pg_where() -> str:
+    """host:port of the PostgreSQL server (for messages: never the URL's password)."""
+    parts = urlsplit(PG_BASE_URL)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
 
 
 def _pg_admin(statement: str) -> None:

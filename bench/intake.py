@@ -1,11 +1,12 @@
 """HTTP intake under load: POST /v1/tasks driven by wrk (32 connections, auth on).
 
-    .venv/bin/python bench/intake.py [--seconds 30] [--connections 32] [--workers]
-                                     [--processes N] [--batch 100]
+    .venv/bin/python -m bench.intake [--seconds 30] [--connections 32] [--workers]
+        [--processes N] [--batch 100] [--backend sqlite,pg]
 
 Starts a real `tether` API server (uvicorn, in a subprocess, API only unless
-`--workers`; `--processes N`: N server processes on the port) on a fresh SQLite
-database, and on PostgreSQL when TETHER_BENCH_PG_URL is set, then runs Debian's `wrk`
+`--workers`; `--processes N`: N server processes on the port) on a fresh database of
+each backend (PostgreSQL: on the server of TETHER_BENCH_PG_URL, bench/common.py; exit
+status 1 when it cannot be reached, unless `--backend sqlite`), then runs Debian's `wrk`
 against it with a Lua script that submits a no-op task per request (or `--batch N` per
 `POST /v1/tasks:batch`) with a bearer token. Prints tasks/s, p50/p99 latency, non-202
 answers and the server's CPU time per task, and, with `--workers`, how many submitted
@@ -17,6 +18,7 @@ A script, not a test.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import HERE, fresh_database, unavailable
 from tether import Context, Tether
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -154,13 +157,15 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
     child = subprocess.Popen(
         [
             sys.executable,
-            __file__,
+            "-m",
+            "bench.intake",
             "--serve",
             database_url,
             str(port),
             str(int(args.workers)),
             str(args.processes),
-        ]
+        ],
+        cwd=HERE.parent,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -188,29 +193,35 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         child.wait(30)
 
 
-def main() -> None:
+def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--serve":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]))
-        return
+        return 0
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", action="store_true", help="embedded workers run the tasks")
     parser.add_argument("--processes", type=int, default=1, help="server processes on the port")
     parser.add_argument("--batch", type=int, default=1, help="tasks per POST /v1/tasks:batch")
+    parser.add_argument("--backend", default="sqlite,pg", help="comma-separated: sqlite,pg")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("intake: needs wrk (apt-get install wrk)")
+    status = 0
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "submit.lua"
         script.write_text(lua(args.batch))
-        bench("sqlite", f"sqlite:///{folder}/bench.db", args, script)
-        pg = os.environ.get("TETHER_BENCH_PG_URL")
-        if pg:
-            bench("postgresql", pg, args, script)
-        else:
-            print("postgresql: skipped (set TETHER_BENCH_PG_URL)")
+        for backend in [b.strip() for b in args.backend.split(",") if b.strip()]:
+            label = {"sqlite": "sqlite", "pg": "postgresql"}[backend]
+            reason = asyncio.run(unavailable(backend))
+            if reason is not None:
+                print(f"{label}: unavailable: {reason}", flush=True)
+                status = 1
+                continue
+            with fresh_database(backend) as url:
+                bench(label, url, args, script)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

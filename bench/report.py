@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import HERE
-from bench.gate import Change
+from bench.gate import Change, Verdict
 
 PEER_RESULTS = HERE.parent.parent / "shared" / "peerbench" / "results"
 PEERS_NOT_DURABLE = {"celery", "arq_default", "arq_tuned", "temporal_mem"}
@@ -31,8 +31,10 @@ SCALE = [
     ("W1 2 procs", "w1_tasks_per_s_procs_2", "{:,.0f}"),
     ("W1 4 procs", "w1_tasks_per_s_procs_4", "{:,.0f}"),
     ("idle RSS MB", "w5_idle_rss_mb", "{:.0f}"),
-    ("RSS MB, 10k waiting", "w5_waiting_10k_rss_mb", "{:.0f}"),
-    ("tasks held", "w5_waiting_10k_held_tasks", "{:.0f}"),
+    ("heap B/parked task", "w5_parked_heap_bytes_per_task", "{:.1f}"),
+    ("RSS B/parked task", "w5_parked_rss_bytes_per_task", "{:.0f}"),
+    ("of which SQLite", "w5_parked_sqlite_bytes_per_task", "{:.0f}"),
+    ("tasks held", "w5_parked_held_tasks", "{:.0f}"),
 ]
 
 WEBHOOKS = [
@@ -116,25 +118,49 @@ def print_tables(
         console.print(hooks)
 
 
-def print_comparison(changes: list[Change], bad: list[Change], threshold: float) -> None:
+_NUMERIC = {"baseline", "now", "worse by", "ceiling"}
+
+
+def _verdict(change: Change) -> str:
+    if not change.regressed:
+        return "ok"
+    return "over the ceiling" if change.ceiling is not None else "REGRESSED"
+
+
+def print_verdict(verdict: Verdict, *, compared: bool) -> None:
+    """What the run failed to measure, then (with a baseline) every judged metric."""
     console = _console()
-    table = Table(title=f"Against the baseline (regression: more than {threshold:.0%} worse)")
-    for column in ("backend", "metric", "baseline", "now", "worse by"):
-        table.add_column(
-            column, justify="right" if column in ("baseline", "now", "worse by") else "left"
+    if verdict.problems:
+        problems = Table(title="Not measured or not judged (each fails the run)")
+        for column in ("backend", "what", "why"):
+            problems.add_column(column)
+        for p in verdict.problems:
+            problems.add_row(p.backend or "-", p.subject, p.reason, style="bold red")
+        console.print(problems)
+    if compared:
+        threshold = verdict.threshold
+        table = Table(
+            title=f"Against the baseline (regression: more than {threshold:.0%} worse, "
+            "or over the ceiling)"
         )
-    for c in changes:
-        style = "bold red" if c in bad else None
-        table.add_row(
-            c.backend,
-            c.metric,
-            f"{c.baseline:.4g}",
-            f"{c.current:.4g}",
-            f"{c.worse_by:+.0%}" if math.isfinite(c.worse_by) else "inf",
-            style=style,
-        )
-    console.print(table)
-    if bad:
-        console.print(f"[bold red]{len(bad)} regression(s) over {threshold:.0%}[/]")
-    else:
-        console.print(f"no regression over {threshold:.0%}")
+        for column in ("backend", "metric", "baseline", "now", "worse by", "ceiling", "verdict"):
+            table.add_column(column, justify="right" if column in _NUMERIC else "left")
+        for c in verdict.changes:
+            table.add_row(
+                c.backend,
+                c.metric,
+                "-" if c.baseline is None else f"{c.baseline:.4g}",
+                f"{c.current:.4g}",
+                f"{c.worse_by:+.0%}" if math.isfinite(c.worse_by) else "inf",
+                "-" if c.ceiling is None else f"{c.ceiling:g}",
+                _verdict(c),
+                style="bold red" if c.regressed else None,
+            )
+        console.print(table)
+        bad = verdict.regressions
+        if bad:
+            console.print(f"[bold red]{len(bad)} regression(s)[/]")
+        else:
+            console.print(f"no regression over {threshold:.0%} and no ceiling crossed")
+    if verdict.problems:
+        console.print(f"[bold red]{len(verdict.problems)} problem(s): the run fails[/]")

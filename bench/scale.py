@@ -1,5 +1,5 @@
-"""W5 scale: claim throughput against a large history, W1 across worker processes, and
-the memory a worker needs for tasks that wait."""
+"""W5 scale: claim throughput against a large history, and W1 across worker processes
+(the memory of parked tasks is `bench/parked.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 from bench.apps import build_app
 from bench.common import HERE, RESULTS_DIR, Sizes, log
+from bench.completion import until_status
 from tether import Tether
 from tether.models import TaskStatus
 from tether.store.base import Finish
@@ -172,7 +173,8 @@ class Child:
         self.proc = proc
 
     @classmethod
-    async def start(cls, url: str, concurrency: int) -> Child:
+    async def start(cls, url: str, concurrency: int, *, trace: bool = False) -> Child:
+        """Start one and wait for its `ready`; `trace`: tracemalloc from its start."""
         with _worker_log() as errors:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -180,6 +182,7 @@ class Child:
                 "bench.proc_worker",
                 url,
                 str(concurrency),
+                *(["--trace"] if trace else []),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=errors,
@@ -203,9 +206,10 @@ class Child:
             )
         return line
 
-    async def stat(self) -> dict[str, Any]:
-        await self.send("stat")
-        data: dict[str, Any] = json.loads(await self.expect("{"))
+    async def memory(self) -> dict[str, Any]:
+        """The worker's `memory` line (bench/proc_worker.py), once it is idle."""
+        await self.send("memory")
+        data: dict[str, Any] = json.loads(await self.expect("{", timeout=120))
         return data
 
     async def stop(self) -> None:
@@ -216,19 +220,6 @@ class Child:
             except (TimeoutError, ConnectionError):
                 self.proc.kill()
                 await self.proc.wait()
-
-
-async def _count(app: Tether, status: str) -> int:
-    counts = await app.store.count_by_status()
-    return sum(n for (_, s), n in counts.items() if s == status)
-
-
-async def _until_count(app: Tether, status: str, target: int, interval: float) -> None:
-    deadline = time.perf_counter() + 600
-    while await _count(app, status) < target:
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"fewer than {target} tasks became {status} in 600 s")
-        await asyncio.sleep(interval)
 
 
 async def w1_procs(url: str, sizes: Sizes, procs: int) -> dict[str, float]:
@@ -244,7 +235,7 @@ async def w1_procs(url: str, sizes: Sizes, procs: int) -> dict[str, float]:
         t_enq = time.perf_counter() - t0
         t1 = time.perf_counter()
         await asyncio.gather(*(c.send("go") for c in children))
-        await _until_count(app, "succeeded", sizes.w1, 0.01)
+        await until_status(app.store, TaskStatus.SUCCEEDED, sizes.w1, interval=0.01)
         t_drain = time.perf_counter() - t1
         return {
             f"w1_drain_s_procs_{procs}": t_drain,
@@ -260,30 +251,3 @@ def procs_workload(procs: int) -> Any:
         return await w1_procs(url, sizes, procs)
 
     return run
-
-
-async def waiting_rss(url: str, sizes: Sizes, run: int, backend: str) -> dict[str, float]:
-    """RSS of one worker process after it has parked `w5_waiting` tasks that wait for a
-    signal (each was claimed, ran to its wait, and was suspended)."""
-    app = build_app(url)
-    await app.open()
-    child = await Child.start(url, sizes.concurrency)
-    try:
-        await child.send("go")
-        await child.expect("started")
-        idle = await child.stat()
-        t0 = time.perf_counter()
-        await app.submit_many("waiter", list(range(sizes.w5_waiting)))
-        await _until_count(app, "waiting", sizes.w5_waiting, 0.05)
-        t_park = time.perf_counter() - t0
-        busy = await child.stat()
-        return {
-            "w5_idle_rss_mb": idle["rss_kb"] / 1024,
-            "w5_waiting_10k_rss_mb": busy["rss_kb"] / 1024,
-            "w5_waiting_10k_peak_rss_mb": busy["hwm_kb"] / 1024,
-            "w5_waiting_10k_held_tasks": float(busy["active"]),
-            "w5_waiting_10k_park_s": t_park,
-        }
-    finally:
-        await child.stop()
-        await app.close()

@@ -6,23 +6,22 @@ is in-process (an idle worker in the submitter's own process runs the task at on
 
 usage: python -m bench.start_latency [sqlite|pg] [N]      (default: both, N=200)
 
-Prints p50/p99 in ms per backend. The worker runs in a subprocess of this script; the
-step records `time.time()` when it starts, on the same machine clock as the submitter.
+Prints p50/p99 in ms per backend, each on a fresh database (PostgreSQL: on the server
+of TETHER_BENCH_PG_URL, bench/common.py). The worker runs in a subprocess of this
+script; the step records `time.time()` when it starts, on the same machine clock as the
+submitter.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
+from bench.common import fresh_database
 from tether import Context, Tether
-
-PG_ADMIN = os.environ.get("TETHER_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def build_app(url: str) -> Tether:
@@ -46,25 +45,13 @@ async def _worker(url: str) -> None:
     await app.close()
 
 
-def _fresh(backend: str, folder: str) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{folder}/start.db"
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS tether_bench_start WITH (FORCE)")
-        conn.execute("CREATE DATABASE tether_bench_start")
-    return PG_ADMIN.rsplit("/", 1)[0] + "/tether_bench_start"
-
-
 def _p50_p99(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), statistics.quantiles(samples, n=100)[98]
 
 
 async def measure(backend: str, n: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """(p50, p99) of submit-to-start and of the round trip, in ms."""
-    with tempfile.TemporaryDirectory() as folder:
-        url = _fresh(backend, folder)
+    with fresh_database(backend) as url:
         app = build_app(url)
         await app.open()  # creates the schema before the worker starts
         worker = await asyncio.create_subprocess_exec(

@@ -6,11 +6,11 @@
 - `wh_latency`: at idle, sequential tasks on a worker with its dispatcher; the delay
   from the task's end (`finished_at` in the body, the time of its finishing commit)
   to the receiver reading the request (same machine clock), p50 and p99.
-- `wh_w1`: W1 as `workloads.w1` (enqueue N, drain), with a subscription matching
-  every task and the receiver in another process; tasks/s beside W1 without any
-  subscription in the same run, with the dispatcher in the worker's process (`same`)
-  and in a process of its own (`split`), and the seconds until every delivery was
-  recorded.
+- `wh_w1`: W1 as `workloads.w1` (enqueue N, drain until the store counts all N
+  succeeded), with a subscription matching every task and the receiver in another
+  process; tasks/s beside W1 without any subscription in the same run, with the
+  dispatcher in the worker's process (`same`) and in a process of its own (`split`),
+  and the seconds until every delivery was recorded.
 
 The receiver is `tests/receiver.py` (the one the fault tests use), in a subprocess:
 `python -m bench.webhooks --receiver` prints its port and serves until stdin closes.
@@ -28,8 +28,10 @@ from contextlib import asynccontextmanager
 
 from bench.apps import Counter, build_app
 from bench.common import HERE, Sizes, pct
+from bench.completion import until_status
 from tether import Tether
 from tether.egress import EgressPolicy
+from tether.models import TaskStatus
 from tether.services import webhooks
 
 LOCAL = EgressPolicy(allow=["127.0.0.1"])
@@ -88,6 +90,7 @@ async def wh_rate(url: str, sizes: Sizes) -> dict[str, float]:
             await app.submit_many("noop", list(range(n)))
             async with app.worker(concurrency=sizes.concurrency, webhooks=False):
                 await asyncio.wait_for(counter.event.wait(), 600)
+                await until_status(app.store, TaskStatus.SUCCEEDED, n, interval=0.001)
             dispatcher = app.dispatcher()
             t0 = time.perf_counter()
             async with dispatcher:
@@ -147,6 +150,9 @@ async def wh_w1(url: str, sizes: Sizes) -> dict[str, float]:
                     worker = app.worker(concurrency=sizes.concurrency, webhooks=mode == "same")
                     async with worker:
                         await asyncio.wait_for(counter.event.wait(), 600)
+                        await until_status(
+                            app.store, TaskStatus.SUCCEEDED, sizes.w1, interval=0.001
+                        )
                         out[f"wh_w1_{mode}_tasks_per_s"] = sizes.w1 / (time.perf_counter() - t0)
                         if mode != "base":
                             await _wait_all_delivered(app, sizes.w1, 600)

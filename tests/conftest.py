@@ -15,6 +15,7 @@ from tether import Tether
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(1, str(ROOT))  # bench/: its gate and completion checks have unit tests
 
 import pg  # noqa: E402  (tests/ is on the path from here on)
 from events_check import catalogue_problems  # noqa: E402
