@@ -74,6 +74,11 @@ async def test_every_error_names_its_kind(start_server: Callable[..., LiveServer
         assert r.status_code == 202, r.text
         task_id = r.json()["id"]
         assert (await http.post(f"/v1/tasks/{task_id}/cancel")).status_code == 202
+        # A worker may have started it: then it ends cancelled at its next step boundary.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await http.get(f"/v1/tasks/{task_id}")).json()["status"] != "cancelled":
+            assert asyncio.get_running_loop().time() < deadline, "the task was not cancelled"
+            await asyncio.sleep(0.01)
         assert_problem(await http.post(f"/v1/tasks/{task_id}/cancel"), kinds.INVALID_TRANSITION)
         r = await http.post(
             "/v1/tasks",
