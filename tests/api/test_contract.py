@@ -291,3 +291,27 @@ def test_openapi_says_what_is_served(server: LiveServer) -> None:
         "anyOf"
     ][0].items()
     assert "cursor" in {p["name"] for p in schema["paths"]["/v1/approvals"]["get"]["parameters"]}
+
+
+def test_openapi_states_the_input_rules(server: LiveServer) -> None:
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            if path.startswith("/v1/"):  # the input rules and an outage apply everywhere
+                assert {"422", "503"} <= set(op["responses"]), (method, path)
+            for parameter in op.get("parameters", ()):
+                # absent or a value: FastAPI's `anyOf: [T, null]` is not what is read
+                assert {"type": "null"} not in parameter["schema"].get("anyOf", ()), parameter
+    events = schema["paths"]["/v1/tasks/{task_id}/events"]["get"]["parameters"]
+    resume = next(p for p in events if p["name"] == "Last-Event-ID")["schema"]
+    assert (resume["type"], resume["maximum"]) == ("integer", 2**53 - 1)
+    submission = components["TaskSubmission"]["properties"]
+    assert submission["workflow"]["pattern"] == "^[^\\u0000]*$"
+    assert submission["input"]["$ref"] == "#/components/schemas/JsonValue"
+    integer = next(b for b in components["JsonValue"]["anyOf"] if b.get("type") == "integer")
+    assert (integer["minimum"], integer["maximum"]) == (-(2**63), 2**64 - 1)
+    decision = components["DecisionIn"]["properties"]
+    assert decision["reason"]["pattern"] == "^[^\\u0000]*$"
+    # Response models are not input: their strings carry no pattern.
+    assert "pattern" not in components["TaskOut"]["properties"]["workflow"]
