@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from tether import egress, serde
+from tether import egress, storable
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
@@ -227,9 +227,23 @@ class Tether(Registration):
         """Validate a submission and build the row to store (no I/O; the callback URL's
         address is checked by `submit_batch`). `version` picks a registered version of
         the workflow (None: the newest); `created_by` defaults to this app's
-        `identity`."""
+        `identity`. Raises `UnknownWorkflow`, `InputValidationError` (the input, held
+        to its signature and to `tether.storable`'s rules) or `NotStorable` (another
+        field: a NUL in a string, a priority beyond 32 bits, a non-finite time)."""
         wf = self.registry_lookup(workflow, version)
         encoded = wf.encode_input(input)
+        for name, text in (
+            ("idempotency_key", idempotency_key),
+            ("tenant", tenant),
+            ("queue", queue),
+            ("correlation_id", correlation_id),
+            ("created_by", created_by),
+            ("callback_url", callback_url),
+        ):
+            storable.check_text(text, name)
+        storable.check_int(priority, "priority", storable.INT32_MIN, storable.INT32_MAX)
+        storable.check(_timestamp(deadline), "deadline")
+        storable.check(_timestamp(run_at), "run_at")
         digest = ""
         if idempotency_key is not None:
             digest = submission_hash(
@@ -383,11 +397,12 @@ class Tether(Registration):
     async def signal(
         self, task_id: str, name: str, payload: Any = None, *, tenant: str | None = None
     ) -> SignalRecord:
-        """Send a signal; kept until the workflow waits for it, in order per name."""
+        """Send a signal; kept until the workflow waits for it, in order per name.
+        Raises `NotStorable` for a payload or name `tether.storable` refuses."""
+        storable.check_text(name, "name")
+        encoded = storable.encode(payload, "payload")
         await self.open()
-        return await self.store.send_signal(
-            task_id, tenant, name, serde.dumps(payload), self.clock.now()
-        )
+        return await self.store.send_signal(task_id, tenant, name, encoded, self.clock.now())
 
     async def approvals(self, flt: ApprovalFilter | None = None) -> list[Approval]:
         """Approval requests, newest first: of `flt.tenant` (None: every tenant's), and
@@ -407,7 +422,11 @@ class Tether(Registration):
         changes: dict[str, Any] | None = None,
         tenant: str | None = None,
     ) -> Approval:
-        """Record a reviewer's decision on an approval request."""
+        """Record a reviewer's decision on an approval request. Raises `NotStorable`
+        for a reviewer, reason or changes `tether.storable` refuses."""
+        storable.check_text(reviewer, "reviewer")
+        storable.check_text(reason, "reason")
+        storable.check(changes, "changes")
         await self.open()
         return await self.store.decide(
             approval_id,

@@ -46,6 +46,7 @@ from tether.config import Settings, check_secret
 from tether.errors import ConfigError, TetherError
 from tether.ids import new_id
 from tether.models import ApiKey
+from tether.storable import text_violation
 from tether.store.base import Store
 
 
@@ -229,6 +230,12 @@ class TokenVerifier:
         tenant, subject, roles = claims.get("tenant"), claims.get("sub"), claims.get("roles", [])
         if not isinstance(tenant, str) or not tenant or not isinstance(subject, str):
             raise AuthError("token lacks a tenant or subject")
+        for claim, value in (("tenant", tenant), ("sub", subject)):
+            # Both are stored (a task's tenant, its created_by): refused here, as a bad
+            # credential, rather than by the database later (ADR 73).
+            found = text_violation(value)
+            if found is not None:
+                raise AuthError(f"the token's {claim} claim {found.reason}")
         if isinstance(roles, str):
             roles = roles.split()
         if not isinstance(roles, list):
@@ -272,6 +279,8 @@ async def verify_api_key(store: Store, plaintext: str) -> Principal:
     """The principal of an API key; raises `AuthError` when unknown, wrong or revoked."""
     parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not parts[1] or not parts[2]:
+        raise AuthError("malformed API key")
+    if text_violation(parts[1]) is not None:  # the id is looked up in a text column
         raise AuthError("malformed API key")
     key = await store.get_api_key(parts[1])
     # Compare even when the key is unknown, so timing does not tell ids apart.

@@ -73,6 +73,24 @@ class InputValidationError(TetherError):
         super().__init__(f"invalid input for workflow {workflow!r}: {detail}")
 
 
+class NotStorable(TetherError, ValueError):
+    """A value given to Tether breaks the rules of what it stores (`tether.storable`): a
+    NUL character or a lone surrogate in a string, a NaN or infinite number, an integer
+    outside -2**63 .. 2**64 - 1, or nesting deeper than 128.
+
+    `field` names the argument (`payload`, `changes`, `correlation_id`, ...), `loc` the
+    place inside it (keys and list indexes; empty for the argument itself), `reason` what
+    is wrong there and `kind` a short code (`string_nul`, `int_range`, ...)."""
+
+    def __init__(self, field: str, loc: tuple[str | int, ...], reason: str, kind: str) -> None:
+        self.field = field
+        self.loc = loc
+        self.reason = reason
+        self.kind = kind
+        where = ".".join(str(p) for p in (field, *loc))
+        super().__init__(f"{where}: {reason}")
+
+
 class IdempotencyConflict(TetherError):
     """The idempotency key was already used, within its retention window, for other input."""
 

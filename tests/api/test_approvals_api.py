@@ -139,6 +139,11 @@ async def test_inbox_detail_and_an_approval_with_changes(http: httpx.AsyncClient
         "sam",
     )
 
+    async def task() -> dict[str, Any]:
+        return dict((await http.get(f"/v1/tasks/{task_id}", headers=VERA)).json())
+
+    # The request is listed as soon as its step is stored; the task parks a moment later.
+    await _poll(task, lambda t: t["status"] == "waiting", "the task to wait for its approval")
     r = await http.get(f"/v1/approvals/{listed['id']}", headers=VERA)
     assert r.status_code == 200, r.text
     detail = r.json()

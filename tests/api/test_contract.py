@@ -74,6 +74,11 @@ async def test_every_error_names_its_kind(start_server: Callable[..., LiveServer
         assert r.status_code == 202, r.text
         task_id = r.json()["id"]
         assert (await http.post(f"/v1/tasks/{task_id}/cancel")).status_code == 202
+        # A worker may have started it: then it ends cancelled at its next step boundary.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await http.get(f"/v1/tasks/{task_id}")).json()["status"] != "cancelled":
+            assert asyncio.get_running_loop().time() < deadline, "the task was not cancelled"
+            await asyncio.sleep(0.01)
         assert_problem(await http.post(f"/v1/tasks/{task_id}/cancel"), kinds.INVALID_TRANSITION)
         r = await http.post(
             "/v1/tasks",
@@ -286,3 +291,27 @@ def test_openapi_says_what_is_served(server: LiveServer) -> None:
         "anyOf"
     ][0].items()
     assert "cursor" in {p["name"] for p in schema["paths"]["/v1/approvals"]["get"]["parameters"]}
+
+
+def test_openapi_states_the_input_rules(server: LiveServer) -> None:
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            if path.startswith("/v1/"):  # the input rules and an outage apply everywhere
+                assert {"422", "503"} <= set(op["responses"]), (method, path)
+            for parameter in op.get("parameters", ()):
+                # absent or a value: FastAPI's `anyOf: [T, null]` is not what is read
+                assert {"type": "null"} not in parameter["schema"].get("anyOf", ()), parameter
+    events = schema["paths"]["/v1/tasks/{task_id}/events"]["get"]["parameters"]
+    resume = next(p for p in events if p["name"] == "Last-Event-ID")["schema"]
+    assert (resume["type"], resume["maximum"]) == ("integer", 2**53 - 1)
+    submission = components["TaskSubmission"]["properties"]
+    assert submission["workflow"]["pattern"] == "^[^\\u0000]*$"
+    assert submission["input"]["$ref"] == "#/components/schemas/JsonValue"
+    integer = next(b for b in components["JsonValue"]["anyOf"] if b.get("type") == "integer")
+    assert (integer["minimum"], integer["maximum"]) == (-(2**63), 2**64 - 1)
+    decision = components["DecisionIn"]["properties"]
+    assert decision["reason"]["pattern"] == "^[^\\u0000]*$"
+    # Response models are not input: their strings carry no pattern.
+    assert "pattern" not in components["TaskOut"]["properties"]["workflow"]

@@ -23,6 +23,11 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
         after = await ctx.step("after", _tag, label)
         return {"before": before, "after": after, "payload": payload}
 
+    @app.workflow("anything")
+    async def anything(ctx: Context, value: Any = None) -> Any:
+        """Takes any JSON input (schemathesis submits what it generates)."""
+        return value
+
     return app
 
 

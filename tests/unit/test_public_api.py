@@ -33,6 +33,7 @@ PUBLIC = {
     "InvalidTransition",
     "InvalidWebhook",
     "NonDeterminismError",
+    "NotStorable",
     "Permanent",
     "PolicyBook",
     "Requirement",

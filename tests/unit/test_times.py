@@ -73,7 +73,12 @@ def test_parse_accepts_offsets_and_epoch_seconds(text: str | float, expected: fl
         ("3000-01-01T00:00:00Z", "out of range"),
         (-1, "out of range"),
         (float("nan"), "out of range"),
-        ("inf", "out of range"),
+        ("inf", "not an RFC 3339 time"),
+        # epoch seconds as text are digits and a fraction, nothing float() reads besides
+        ("1e9", "not an RFC 3339 time"),
+        ("1_718_000_000", "not an RFC 3339 time"),
+        (" 1718000000", "not an RFC 3339 time"),
+        ("-5", "not an RFC 3339 time"),
         (1e300, "out of range"),
         (True, "RFC 3339 text"),
     ],

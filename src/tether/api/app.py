@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
-from tether.api import events, health, problems, tasks
+from tether.api import contract, events, health, problems, tasks
 from tether.api.limits import GuardMiddleware, Metrics, RateLimiter
 from tether.app import Tether
 from tether.auth import TokenVerifier, dev_secret, require_auth
@@ -122,7 +122,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            api.openapi_schema = problems.document(
+            api.openapi_schema = contract.document(
                 get_openapi(
                     title=api.title,
                     version=api.version,

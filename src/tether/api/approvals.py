@@ -165,6 +165,7 @@ class DecisionIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"approve": True, "reason": "checked the refund", "changes": {"amount": 30}}
@@ -209,10 +210,7 @@ async def list_approvals(
         str | None, Query(min_length=1, max_length=100, description="Only this task's")
     ] = None,
     short_id: ShortId = None,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
-    ] = None,
+    cursor: cursors.Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ApprovalList:
     """The caller's tenant's approval requests, newest first, filtered by status, risk,

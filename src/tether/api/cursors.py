@@ -12,15 +12,29 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
+from fastapi import Query
 
 from tether.api import problem_types
 from tether.api.problems import ProblemError
+from tether.storable import text_violation
 
 MAX_LENGTH = 200
 """Longest cursor the list endpoints accept (theirs are well under it)."""
+
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_LENGTH,
+        description="`next_cursor` of the previous page (opaque: base64url)",
+        # Stated, not checked by the parameter: any cursor this list did not hand out,
+        # malformed or not, answers the same `invalid-cursor` problem (`decode`).
+        json_schema_extra={"minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
+    ),
+]
+"""The `cursor` query parameter of every paged list."""
 
 
 T = TypeVar("T")
@@ -59,6 +73,8 @@ def decode(listing: str, cursor: str, shape: tuple[type, ...]) -> tuple[Any, ...
         ok = isinstance(part, int | float) if kind is float else isinstance(part, kind)
         if not ok or isinstance(part, bool):
             raise _invalid()
+        if isinstance(part, str) and text_violation(part) is not None:
+            raise _invalid()  # decoded from `\u0000` in the JSON: no id of ours holds it
     return tuple(float(p) if k is float else p for p, k in zip(position, shape, strict=True))
 
 

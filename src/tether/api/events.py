@@ -25,6 +25,7 @@ from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.errors import StoreUnavailable, TaskNotFound
 from tether.follow import follow_task
+from tether.storable import SAFE_INT_MAX
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -33,6 +34,7 @@ SSE_POLL = 0.5
 SSE_KEEPALIVE = 15.0
 """Seconds of silence after which a comment line is sent, so proxies keep the stream."""
 PAGE = 500
+After = Annotated[int, Query(ge=0, le=SAFE_INT_MAX, description="Only events after this id")]
 
 
 def sse_frame(event: EventOut) -> bytes:
@@ -87,11 +89,11 @@ async def task_events(
     task_id: Annotated[str, Path(min_length=1, max_length=100)],
     who: Annotated[Principal, Depends(require(Permission.READ))],
     app: Annotated[Tether, Depends(tether_app)],
-    after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this id")] = 0,
+    after: After = 0,
     limit: Annotated[int, Query(ge=1, le=PAGE)] = PAGE,
     last_event_id: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, le=2**62, description="SSE resume point"),
+        Header(alias="Last-Event-ID", ge=0, le=SAFE_INT_MAX, description="SSE resume point"),
     ] = None,
 ) -> EventList | StreamingResponse:
     """The events of one task. With `Accept: text/event-stream`, a live stream that ends
@@ -120,7 +122,7 @@ async def task_events(
 async def tenant_events(
     who: Annotated[Principal, Depends(require(Permission.READ))],
     app: Annotated[Tether, Depends(tether_app)],
-    after: Annotated[int, Query(ge=0, le=2**62, description="Only events after this id")] = 0,
+    after: After = 0,
     limit: Annotated[int, Query(ge=1, le=PAGE)] = PAGE,
 ) -> EventList:
     """Every event of the caller's tenant after `after`, oldest first: catch up after a

@@ -1,10 +1,11 @@
-"""Request limits: the body cap and media type check (an ASGI middleware), per-tenant
-submission rate limits (token buckets), and request metrics.
+"""Request limits: the body cap, the media type check and the input rules (an ASGI
+middleware), per-tenant submission rate limits (token buckets), and request metrics.
 
 The middleware buffers request bodies up to the cap before the application sees them:
 an oversized body is refused with 413 without being read further, and no route has to
-think about it. Only `/v1/` paths are held to JSON; other mounts (the console) may post
-forms.
+think about it. Only `/v1/` paths are held to JSON, and to the rules of what Tether
+stores (`tether.api.inputs`: 422 naming the field); other mounts (the console) may
+post forms.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import orjson
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tether.api import problem_types
+from tether import storable
+from tether.api import inputs, problem_types
 from tether.api.problem_types import ProblemType
 from tether.api.problems import PROBLEM_TYPE, problem_body, retry_after
 
@@ -114,7 +116,8 @@ def _body_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str]:
 
 
 class GuardMiddleware:
-    """Body cap (413), JSON-only bodies under /v1 (415), request metrics."""
+    """Body cap (413), JSON-only bodies under /v1 (415), the input rules under /v1
+    (422), request metrics."""
 
     def __init__(self, app: ASGIApp, max_body: int, metrics: Metrics) -> None:
         self.app = app
@@ -154,7 +157,15 @@ class GuardMiddleware:
             self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") not in _BODY_METHODS:
+        path: str = scope.get("path", "")
+        api = path.startswith("/v1/")
+        has_body = scope.get("method") in _BODY_METHODS
+        if api:
+            errors = inputs.request_errors(scope)
+            if errors:  # a body left unread closes the connection
+                await self._refuse_fields(scope, send, errors, close=has_body)
+                return
+        if not has_body:
             await self.app(scope, receive, send)
             return
         declared, content_type = _body_headers(scope["headers"])
@@ -187,15 +198,19 @@ class GuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        path: str = scope.get("path", "")
-        if body and path.startswith("/v1/") and not _is_json(content_type):
-            await self._refuse(
-                scope,
-                send,
-                problem_types.UNSUPPORTED_MEDIA_TYPE,
-                "send the request body as application/json",
-            )
-            return
+        if body and api:
+            if not _is_json(content_type):
+                await self._refuse(
+                    scope,
+                    send,
+                    problem_types.UNSUPPORTED_MEDIA_TYPE,
+                    "send the request body as application/json",
+                )
+                return
+            errors = inputs.body_errors(body)
+            if errors:
+                await self._refuse_fields(scope, send, errors, close=False)
+                return
         sent = False
 
         async def replay() -> Message:
@@ -207,19 +222,40 @@ class GuardMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(
-        self, scope: Scope, send: Send, kind: ProblemType, detail: str | None
+    async def _refuse_fields(
+        self, scope: Scope, send: Send, errors: list[inputs.FieldError], *, close: bool
     ) -> None:
-        body = orjson.dumps(problem_body(kind, detail, scope.get("path")))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": kind.status,
-                "headers": [
-                    (b"content-type", PROBLEM_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+        await self._refuse(
+            scope,
+            send,
+            problem_types.INVALID_REQUEST,
+            "the request holds a value Tether does not accept",
+            errors=errors,
+            close=close,
         )
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        kind: ProblemType,
+        detail: str | None,
+        *,
+        errors: list[inputs.FieldError] | None = None,
+        close: bool = True,
+    ) -> None:
+        body = orjson.dumps(problem_body(kind, detail, _instance(scope), errors))
+        headers = [
+            (b"content-type", PROBLEM_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": kind.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _instance(scope: Scope) -> str | None:
+    """The problem's `instance`: the request's path, fit to encode."""
+    path: str | None = scope.get("path")
+    return None if path is None else storable.printable(path)

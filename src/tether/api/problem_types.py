@@ -128,7 +128,8 @@ INVALID_REQUEST = ProblemType(
     "invalid-request",
     422,
     "Invalid request",
-    "A field of the body, a query parameter, a path segment or a header is invalid; "
+    "A field of the body, a query parameter, a path segment or a header is invalid, or "
+    "breaks the input rules (a NUL, `NaN`, an integer beyond 64 bits: see Input rules); "
     "`errors` names each one.",
 )
 UNKNOWN_WORKFLOW = ProblemType(

@@ -27,6 +27,7 @@ from tether.errors import (
     IdempotencyConflict,
     InputValidationError,
     InvalidTransition,
+    NotStorable,
     StoreUnavailable,
     TaskNotFound,
     UnknownWorkflow,
@@ -192,6 +193,13 @@ def input_errors(
     return out
 
 
+def not_storable_error(exc: NotStorable, at: tuple[str | int, ...] | None = None) -> dict[str, Any]:
+    """The field error of a value `tether.storable` refused: located under `at`, or
+    (None) under `body` and the argument's name."""
+    where = ("body", exc.field) if at is None else at
+    return {"loc": [*where, *exc.loc], "msg": exc.reason, "type": exc.kind}
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that make every error a problem."""
 
@@ -274,6 +282,17 @@ def install(app: FastAPI) -> None:
             problem_types.INVALID_INPUT, "invalid input", request=request, errors=input_errors(exc)
         )
 
+    @app.exception_handler(NotStorable)
+    async def _not_storable(request: Request, exc: NotStorable) -> JSONResponse:
+        # Mostly refused earlier, by the input rules of every request (tether.api.inputs);
+        # what reaches here is a stored value nested too deep, or a route's own check.
+        return problem(
+            problem_types.INVALID_REQUEST,
+            "the request holds a value Tether does not accept",
+            request=request,
+            errors=[not_storable_error(exc)],
+        )
+
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         # Not logged here: the store logs the outage once, not once per request.
@@ -298,28 +317,12 @@ def retry_after(seconds: float) -> dict[str, str]:
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problems an operation may answer."""
-    return {s: _problem_response(s) for s in statuses}
+    return {s: problem_response(s) for s in statuses}
 
 
-def _problem_response(status: int) -> dict[str, Any]:
+def problem_response(status: int, description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI response of a problem with `status`."""
     return {
-        "description": HTTPStatus(status).phrase,
+        "description": description or HTTPStatus(status).phrase,
         "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
-
-
-def document(schema: dict[str, Any]) -> dict[str, Any]:
-    """Make an OpenAPI document say what is served: the `Problem` component, and every
-    422 (FastAPI declares its own `HTTPValidationError` as `application/json` on each
-    operation with parameters) as a problem."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(components["Problem"].pop("$defs", {}))
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            answers = operation.get("responses", {})
-            if "422" in answers:
-                answers["422"] = _problem_response(422)
-    for unused in ("HTTPValidationError", "ValidationError"):
-        components.pop(unused, None)
-    return schema

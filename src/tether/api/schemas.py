@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from tether.failures import ATTEMPTS_KEPT, MESSAGE_CHARS, TRACEBACK_CHARS, TRACEBACK_FRAMES
 from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskStatus
-from tether.models.times import format_time, parse_time
+from tether.models.times import EPOCH_TEXT, LATEST, format_time, parse_time
 from tether.models.webhooks import WebhookSubscription
 
 MAX_BATCH = 1000
@@ -30,6 +30,36 @@ Time = Annotated[
 ]
 """A time: epoch seconds in Python, RFC 3339 UTC in JSON (epoch seconds read too)."""
 
+TimeIn = Annotated[
+    float,
+    BeforeValidator(parse_time),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time", "examples": [TIME_EXAMPLE]},
+                # The older forms, still read (ADR 65): epoch seconds, as a number or text.
+                {"type": "number", "minimum": 0, "exclusiveMaximum": LATEST},
+                {"type": "string", "pattern": f"^{EPOCH_TEXT.pattern}$"},
+            ]
+        }
+    ),
+]
+"""A time a request gives: RFC 3339 with an offset, or epoch seconds (1970 to 2999)."""
+
+
+def _whole(value: object) -> object:
+    # JSON Schema counts 2.0 as an integer (and Python's parser reads 1e3 as a float):
+    # a whole float is that integer; anything else is left to the strict check.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WHOLE = BeforeValidator(_whole)
+"""Marks an integer field of a request body, after its bounds (`Annotated[int,
+Field(ge=1), WHOLE]`: before them, pydantic could not state them in the schema).
+Request models are strict: `"5"` and `true` are not integers; `5.0` is."""
+
 NAME = r"^[A-Za-z0-9_.:\-]{1,200}$"
 
 
@@ -38,6 +68,7 @@ class TaskSubmission(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -53,11 +84,13 @@ class TaskSubmission(BaseModel):
     workflow: str = Field(min_length=1, max_length=200, description="Registered workflow name")
     input: Any = Field(default=None, description="The workflow's input (any JSON)")
     queue: str | None = Field(default=None, pattern=NAME, description="Override the queue")
-    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
+    priority: Annotated[int, Field(ge=-1000, le=1000), WHOLE] = Field(
+        default=0, description="Higher runs first"
+    )
     correlation_id: str | None = Field(
         default=None, min_length=1, max_length=200, description="Your id (default: task id)"
     )
-    deadline: Time | None = Field(
+    deadline: TimeIn | None = Field(
         default=None,
         description="Absolute deadline, RFC 3339 with an offset (epoch seconds also accepted)",
     )
@@ -75,6 +108,7 @@ class BatchSubmission(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [{"tasks": [{"workflow": "research", "input": {"topic": "tides"}}]}]
         },
@@ -86,12 +120,12 @@ class BatchSubmission(BaseModel):
 class RerunRequest(BaseModel):
     """How to re-run an ended task (the body is optional)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"from_step": 2}]})
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"from_step": 2}]}
+    )
 
-    from_step: int | None = Field(
+    from_step: Annotated[int, Field(ge=1, le=2**31 - 1), WHOLE] | None = Field(
         default=None,
-        ge=1,
-        le=2**31 - 1,
         description="Run this step (its sequence number, `seq`) and every later one again; "
         "omitted: reuse every step that succeeded",
     )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from tether.api import cursors, problem_types
 from tether.api.deps import _app_of, require, tether_app
 from tether.api.limits import RateLimiter, retry_after_header
-from tether.api.problems import ProblemError, input_errors, responses
+from tether.api.problems import ProblemError, input_errors, not_storable_error, responses
 from tether.api.schemas import (
     BatchOut,
     BatchSubmission,
@@ -24,13 +24,13 @@ from tether.api.schemas import (
     TaskList,
     TaskOut,
     TaskSubmission,
-    Time,
+    TimeIn,
 )
 from tether.api.webhooks import refused
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.egress import EgressRefused
-from tether.errors import InputValidationError, UnknownWorkflow
+from tether.errors import InputValidationError, NotStorable, UnknownWorkflow
 from tether.models import TaskFilter, TaskStatus
 from tether.models.times import earliest_shown_as
 from tether.store.base import NewTask
@@ -172,6 +172,8 @@ async def submit_batch(
             )
         except InputValidationError as exc:
             errors += input_errors(exc, ("body", "tasks", i))
+        except NotStorable as exc:
+            errors.append(not_storable_error(exc, ("body", "tasks", i, exc.field)))
     if errors:
         raise ProblemError(
             problem_types.INVALID_REQUEST, "the batch is invalid; nothing was stored", errors=errors
@@ -214,15 +216,12 @@ async def list_tasks(
     workflow: Annotated[str | None, Query(max_length=200)] = None,
     correlation_id: Annotated[str | None, Query(max_length=200)] = None,
     created_after: Annotated[
-        Time | None, Query(description="RFC 3339 with an offset, inclusive")
+        TimeIn | None, Query(description="RFC 3339 with an offset, inclusive")
     ] = None,
     created_before: Annotated[
-        Time | None, Query(description="RFC 3339 with an offset, exclusive")
+        TimeIn | None, Query(description="RFC 3339 with an offset, exclusive")
     ] = None,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
-    ] = None,
+    cursor: cursors.Cursor = None,
     short_id: ShortId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> TaskList:
@@ -294,7 +293,14 @@ async def send_signal(
     payload: Annotated[Any, Body(description="Any JSON value (optional)")] = None,
 ) -> SignalOut:
     """Deliver `payload` to the workflow's `ctx.wait_for_signal(name)`; kept until then."""
-    sig = await app.signal(task_id, name, payload, tenant=who.tenant)
+    try:
+        sig = await app.signal(task_id, name, payload, tenant=who.tenant)
+    except NotStorable as exc:  # the body is the payload
+        raise ProblemError(
+            problem_types.INVALID_REQUEST,
+            "the request holds a value Tether does not accept",
+            errors=[not_storable_error(exc, ("body",))],
+        ) from None
     return SignalOut(id=sig.id, task_id=sig.task_id, name=sig.name, created_at=sig.created_at)
 
 

@@ -3,18 +3,29 @@ are RFC 3339 in responses, as everywhere in the API (`tether.api.schemas.Time`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from tether.api.schemas import Time
+from tether.api.schemas import WHOLE, Time, TimeIn
+from tether.models import EVENT_CATALOGUE
 from tether.models.webhooks import (
+    ALL_EVENTS,
     DeliveryStatus,
     SubscriptionStatus,
     WebhookDelivery,
     WebhookSubscription,
 )
+from tether.storable import SAFE_INT_MAX
+
+EventTypeName = Annotated[
+    str,
+    # Stated here; checked by the service (`InvalidWebhook`), which keeps the message.
+    WithJsonSchema({"type": "string", "enum": [*(str(t) for t in EVENT_CATALOGUE), ALL_EVENTS]}),
+]
+"""An event type of the catalogue (docs/events.md), or `*` for all."""
+WorkflowName = Annotated[str, Field(min_length=1, max_length=200)]
 
 URL_FIELD = Field(
     min_length=1,
@@ -37,6 +48,7 @@ class SubscriptionIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -50,8 +62,8 @@ class SubscriptionIn(BaseModel):
     )
 
     url: str = URL_FIELD
-    event_types: list[str] = TYPES_FIELD
-    workflows: list[str] | None = WORKFLOWS_FIELD
+    event_types: list[EventTypeName] = TYPES_FIELD
+    workflows: list[WorkflowName] | None = WORKFLOWS_FIELD
     task_id: str | None = Field(
         default=None, min_length=1, max_length=100, description="Only this task's events"
     )
@@ -61,11 +73,11 @@ class SubscriptionIn(BaseModel):
 class SubscriptionPatch(BaseModel):
     """Fields to change; absent ones stay. `workflows: null` means every workflow."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     url: str | None = Field(default=None, min_length=1, max_length=2000)
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=64)
-    workflows: list[str] | None = WORKFLOWS_FIELD
+    event_types: list[EventTypeName] | None = Field(default=None, min_length=1, max_length=64)
+    workflows: list[WorkflowName] | None = WORKFLOWS_FIELD
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = Field(
         default=None, description="false disables (pending deliveries fail); true enables"
@@ -75,7 +87,7 @@ class SubscriptionPatch(BaseModel):
 class RotateIn(BaseModel):
     """How long the old secret keeps signing next to the new one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     overlap_seconds: float | None = Field(
         default=None, ge=0, le=30 * 86400, description="Default: `webhook_secret_overlap`"
@@ -86,12 +98,23 @@ class ReplayIn(BaseModel):
     """Which of the subscription's events to send again: since a time and/or after an
     event id (at least one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["since"], "properties": {"since": {"type": "string"}}},
+                {"required": ["after_event"], "properties": {"after_event": {"type": "integer"}}},
+            ]
+        },
+    )
 
-    since: Time | None = Field(
+    since: TimeIn | None = Field(
         default=None, description="RFC 3339 with an offset (epoch seconds also accepted)"
     )
-    after_event: int | None = Field(default=None, ge=0, le=2**62, description="Event id")
+    after_event: Annotated[int, Field(ge=0, le=SAFE_INT_MAX), WHOLE] | None = Field(
+        default=None, description="Event id"
+    )
 
 
 class SubscriptionOut(BaseModel):

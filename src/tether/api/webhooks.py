@@ -91,12 +91,6 @@ def _delivery_found(found: WebhookDelivery | None) -> WebhookDelivery:
     return found
 
 
-Cursor = Annotated[
-    str | None,
-    Query(max_length=cursors.MAX_LENGTH, description="`next_cursor` of the previous page"),
-]
-
-
 @router.post(
     "/webhooks",
     status_code=201,
@@ -133,7 +127,7 @@ async def list_subscriptions(
     who: Read,
     app: App,
     task_id: Annotated[str | None, Query(max_length=100)] = None,
-    cursor: Cursor = None,
+    cursor: cursors.Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> SubscriptionList:
     """The tenant's subscriptions, newest first; page with `cursor`."""
@@ -250,7 +244,7 @@ async def list_deliveries(
     subscription_id: Annotated[str | None, Query(max_length=100)] = None,
     status: Annotated[list[DeliveryStatus] | None, Query(description="Any of these")] = None,
     task_id: Annotated[str | None, Query(max_length=100)] = None,
-    cursor: Cursor = None,
+    cursor: cursors.Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeliveryList:
     """The tenant's deliveries, newest first: by subscription, status (e.g. `failed`)

@@ -17,8 +17,8 @@ from typing import Any, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from tether import serde
-from tether.errors import InputValidationError, UnknownWorkflow
+from tether import storable
+from tether.errors import InputValidationError, NotStorable, UnknownWorkflow
 from tether.retry import DEFAULT_RETRY, RetryBudget, RetryPolicy
 
 WorkflowFn = Callable[..., Awaitable[Any]]
@@ -140,7 +140,11 @@ class WorkflowDef:
             value = value.model_dump(mode="json")
         self.binding.bind(self.name, value)
         try:
-            return serde.dumps(value)
+            return storable.encode(value, "input")
+        except NotStorable as exc:
+            raise InputValidationError(
+                self.name, [{"loc": ("input", *exc.loc), "msg": exc.reason, "type": exc.kind}]
+            ) from None
         except TypeError as exc:
             raise InputValidationError(
                 self.name, [{"loc": ("input",), "msg": f"not JSON serializable: {exc}"}]

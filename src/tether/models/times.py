@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import overload
 
 LATEST = 32503680000.0
 """3000-01-01T00:00:00Z: times from here on are refused as out of range."""
+EPOCH_TEXT = re.compile(
+    # Whole seconds below LATEST (32503680000), digit by digit, then any fraction.
+    r"(?:[0-9]{1,10}|[12][0-9]{10}|3[01][0-9]{9}|32[0-4][0-9]{8}|3250[0-2][0-9]{6}"
+    r"|32503[0-5][0-9]{5}|325036[0-7][0-9]{4})(?:\.[0-9]+)?"
+)
+"""Epoch seconds written as text: up to 11 digits below `LATEST`, and a fraction (no
+sign, exponent or space). One pattern for the parser and the OpenAPI document."""
 
 
 @overload
@@ -74,21 +82,18 @@ def earliest_shown_as(ts: float) -> float:
 
 def parse_time(value: str | float | int) -> float:
     """Epoch seconds from an RFC 3339 time with an offset (`Z`, `+00:00`, `-05:00`) or
-    from a number of epoch seconds (as a number or as text). Raises `ValueError` with a
-    message fit to show the caller."""
+    from a number of epoch seconds (a number, or text of digits with an optional
+    fraction: `EPOCH_TEXT`). Raises `ValueError` with a message fit to show the
+    caller."""
     if isinstance(value, bool):
         raise ValueError("a time is RFC 3339 text, e.g. 2030-01-01T00:00:00Z")
     if isinstance(value, int | float):
         return _in_range(float(value))
     if not isinstance(value, str):
         raise ValueError("a time is RFC 3339 text, e.g. 2030-01-01T00:00:00Z")
-    text = value.strip()
-    if ":" not in text:  # RFC 3339 has a colon in its time; epoch seconds have none
-        try:
-            return _in_range(float(text))  # epoch seconds, the older form
-        except ValueError as exc:
-            if "out of range" in str(exc):
-                raise
+    text = value
+    if EPOCH_TEXT.fullmatch(text):  # epoch seconds, the older form
+        return _in_range(float(text))
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import orjson
 from standardwebhooks import WebhookVerificationError
 
-from tether import serde
+from tether import storable
 from tether.errors import TetherError
 from tether.inbound import HookMappingError
 from tether.models import HookReceipt
@@ -32,7 +32,7 @@ async def receive(app: Tether, name: str, body: bytes, headers: Mapping[str, str
     """Act on a delivery to the hook `name` (headers with lower-case names): start its
     workflow or signal its task, once per `webhook-id`. Raises `UnknownHook`,
     `BadSignature`, `HookMappingError` (a verified body without what the mapping
-    needs), `InputValidationError`, `TaskNotFound` or `InvalidTransition`."""
+    needs), `InputValidationError`, `NotStorable`, `TaskNotFound` or `InvalidTransition`."""
     hook = app.hooks.get(name)
     if hook is None:
         raise UnknownHook(f"no inbound hook named {name!r}")
@@ -44,6 +44,7 @@ async def receive(app: Tether, name: str, body: bytes, headers: Mapping[str, str
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise HookMappingError("the body is not JSON") from None
+    storable.check_text(headers["webhook-id"], "webhook-id")
     tenant = hook.tenant or app.settings.tenant
     inbound = InboundHook(
         hook=name,
@@ -57,7 +58,7 @@ async def receive(app: Tether, name: str, body: bytes, headers: Mapping[str, str
     else:
         inbound.signal_task = hook.target_task(payload, headers)
         inbound.signal_name = hook.signal
-        inbound.signal_payload = serde.dumps(hook.signal_payload(payload))
+        inbound.signal_payload = storable.encode(hook.signal_payload(payload), "payload")
     await app.open()
     return await app.store.receive_hook(inbound, app.clock.now())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tether import egress
+from tether import egress, storable
 from tether.errors import InvalidWebhook
 from tether.ids import new_id
 from tether.models import EVENT_CATALOGUE
@@ -52,6 +52,7 @@ def event_types(values: Sequence[str]) -> list[str]:
 def _workflows(values: Sequence[str] | None) -> list[str] | None:
     if values is None:
         return None
+    storable.check(list(values), "workflows")
     names = [v for v in dict.fromkeys(values) if v]
     if not names:
         raise InvalidWebhook("workflows", "give at least one workflow, or none to mean all")
@@ -70,7 +71,9 @@ async def create(
     created_by: str | None = None,
 ) -> WebhookSubscription:
     """A new subscription; its `secret` is in the returned record and nowhere else
-    the API shows it again. Raises `EgressRefused`, `InvalidWebhook`, `TaskNotFound`."""
+    the API shows it again. Raises `EgressRefused`, `InvalidWebhook`, `NotStorable`,
+    `TaskNotFound`."""
+    storable.check_text(description, "description")
     chosen = event_types(types)
     only = _workflows(workflows)
     checked = await egress.check_url(url, app.egress_policy)
@@ -140,6 +143,7 @@ async def update(
     if workflows is not UNSET:
         changes["workflows"] = _workflows(workflows)
     if description is not UNSET:
+        storable.check_text(description, "description")
         changes["description"] = description
     if enabled is not None:
         changes["status"] = SubscriptionStatus.ACTIVE if enabled else SubscriptionStatus.DISABLED
