@@ -22,10 +22,13 @@ from tether.errors import (
     DeadlineExceeded,
     IdempotencyConflict,
     InputValidationError,
+    InvalidSchedule,
     InvalidTransition,
     InvalidWebhook,
     NonDeterminismError,
     Permanent,
+    ScheduleExists,
+    ScheduleNotFound,
     SchemaOutOfDate,
     StepFailed,
     StoreUnavailable,
@@ -59,6 +62,7 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.schedules import MissedTicks, Schedule
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
 from tether.notify import EmailChannel, SlackChannel
 from tether.retry import RetryBudget, RetryPolicy
@@ -87,8 +91,10 @@ __all__ = [
     "HookReceipt",
     "IdempotencyConflict",
     "InputValidationError",
+    "InvalidSchedule",
     "InvalidTransition",
     "InvalidWebhook",
+    "MissedTicks",
     "NonDeterminismError",
     "Notification",
     "NotificationRecord",
@@ -99,6 +105,9 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "RiskPolicy",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SchemaOutOfDate",
     "Settings",
     "SignalRecord",

@@ -31,7 +31,7 @@ from tether.models.schedules import Schedule
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
 from tether.registration import DeclaredSchedule, Registration
-from tether.schedules import Scheduler, SchedulerOptions
+from tether.schedules.scheduler import Scheduler, SchedulerOptions
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import batch_item_key, submission_hash
@@ -127,7 +127,7 @@ class Tether(Registration):
         `notify` trigger of `tenant`'s `workflow`); what `ctx.notify` runs in its step."""
         return await self.notifications.send_now(tenant, workflow, notification, channels, key)
 
-    # what a scheduler fires (`tether.schedules.ScheduleSource`) ------------------------
+    # what a scheduler fires (`tether.schedules.scheduler.ScheduleSource`) --------------
     def schedule_workflows(self) -> list[str]:
         """The workflows whose schedules this app's schedulers fire: those registered."""
         return sorted({name for name, _ in self.workflows.versions()})

@@ -30,7 +30,7 @@ from types import TracebackType
 
 from tether.app import Tether
 from tether.engine.worker import Worker
-from tether.schedules import Scheduler
+from tether.schedules.scheduler import Scheduler
 from tether.store.sqlite import SQLiteStore
 
 

@@ -63,3 +63,14 @@ def tick_key(name: str, tick: float) -> str:
 def trigger_key(name: str, key: str) -> str:
     """The idempotency key of a task started by hand (`trigger`) with the caller's `key`."""
     return f"schedule:{name}:trigger:{key}"
+
+
+def upcoming(cron: Cron, first: float | None, count: int) -> list[float]:
+    """The next `count` ticks from `first` on (the schedule's `next_at`; None: paused,
+    no ticks)."""
+    out: list[float] = []
+    t = first
+    while t is not None and len(out) < count:
+        out.append(t)
+        t = cron.next_after(t)
+    return out
