@@ -13,5 +13,6 @@ Managing schedules (create, list, pause, resume, delete, trigger) is
 
 from tether.schedules.cron import Cron
 from tether.schedules.spec import ScheduleSpec
+from tether.schedules.ticks import scheduled_tick
 
-__all__ = ["Cron", "ScheduleSpec"]
+__all__ = ["Cron", "ScheduleSpec", "scheduled_tick"]

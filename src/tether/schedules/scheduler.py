@@ -12,13 +12,12 @@ tick starts one task however many schedulers run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tether.clock import Clock
+from tether.clock import Clock, wait_event
 from tether.errors import IdempotencyConflict, TetherError
 from tether.models.schedules import Schedule
 from tether.schedules.cron import Cron
@@ -160,19 +159,10 @@ class Scheduler:
                 log.log(
                     failure_level(exc), "scheduler pass failed (%s); again in %.1fs", exc, backoff
                 )
-                await _wait(hub.schedules_changed, backoff)
+                await wait_event(hub.schedules_changed, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             # Real time, not the clock's: a test's manual clock wakes this loop with
             # `notify_schedules` when it moves (and `run_until_idle` fires by itself).
             delay = poll if upcoming is None else min(poll, upcoming - self.clock.now())
-            await _wait(hub.schedules_changed, max(0.0, delay))
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """Until `event` is set (True) or `timeout` passes (False)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
-            return True
-    return False
+            await wait_event(hub.schedules_changed, max(0.0, delay))

@@ -12,14 +12,11 @@ import math
 from dataclasses import dataclass
 
 from tether.models.schedules import MissedTicks
-from tether.models.times import format_time
+from tether.models.times import format_time, parse_time
 from tether.schedules.cron import Cron
 
 ON_TIME = 60.0
 """Seconds after its time within which a tick is late, not missed."""
-
-MAX_TICKS = 100
-"""On-time ticks one pass fires at most for one schedule (the rest in the next pass)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,7 @@ def plan(cron: Cron, first: float, now: float, missed: MissedTicks, max_missed: 
     on_time_from = first if first >= cutoff else cron.next_after(cutoff - 1)
     ticks: list[float] = []
     t = on_time_from
-    while t <= now and len(ticks) < MAX_TICKS:
+    while t <= now:  # at most ON_TIME + 1 of them: ticks are whole seconds apart
         ticks.append(t)
         t = cron.next_after(t)
     if first >= cutoff:
@@ -58,6 +55,20 @@ def tick_key(name: str, tick: float) -> str:
     """The idempotency key of the task of schedule `name`'s tick at `tick`:
     `schedule:NAME:2024-06-10T07:00:00.000000Z`."""
     return f"schedule:{name}:{format_time(tick)}"
+
+
+def scheduled_tick(idempotency_key: str | None) -> float | None:
+    """The tick a task was started for, from its idempotency key (`tick_key`): what a
+    scheduled workflow reads to know which run it is, the same on every replay
+    (`scheduled_tick(ctx.task.idempotency_key)`). None for any other task, and for a
+    task started by `trigger`."""
+    parts = (idempotency_key or "").split(":", 2)  # names have no ':'
+    if len(parts) != 3 or parts[0] != "schedule" or parts[2].startswith("trigger:"):
+        return None
+    try:
+        return parse_time(parts[2])
+    except ValueError:
+        return None
 
 
 def trigger_key(name: str, key: str) -> str:
