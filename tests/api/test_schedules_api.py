@@ -5,6 +5,7 @@ per-second schedule firing on the server's embedded worker, on time."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,7 +46,7 @@ def test_a_schedule_life_cycle(shared_server: LiveServer) -> None:
         upcoming = [parse_time(t) for t in body["upcoming"]]
         assert len(upcoming) == 5 and upcoming[0] == parse_time(body["next_run_at"])
         assert upcoming[0] > time.time()
-        assert all(b - a in (82800, 86400, 90000) for a, b in zip(upcoming, upcoming[1:]))
+        assert all(b - a in (82800, 86400, 90000) for a, b in itertools.pairwise(upcoming))
         assert _create(http).json()["type"] == problem_types.SCHEDULE_EXISTS.uri
         listed = http.get("/v1/schedules").json()
         assert [s["name"] for s in listed["items"]] == ["morning"]
@@ -199,7 +200,7 @@ async def test_a_per_second_schedule_fires_on_time_and_stops_when_paused(
         tasks = await ticked()
         ticks = sorted(scheduled_tick(t.idempotency_key) or 0 for t in tasks)
         assert len(set(ticks)) == len(ticks), "one task per tick"
-        assert all(b - a == 1 for a, b in zip(ticks, ticks[1:])), ticks
+        assert all(b - a == 1 for a, b in itertools.pairwise(ticks)), ticks
         for t in tasks:  # each task was made within a second of its tick
             tick = scheduled_tick(t.idempotency_key)
             assert tick is not None and 0 <= t.created_at - tick < 1.0, (t.created_at, tick)
