@@ -49,9 +49,7 @@ def serve(database_url: str, port: int, workers: bool, processes: int) -> None:
     async def noop(ctx: Context, n: int) -> int:
         return n
 
-    run(
-        app, "127.0.0.1", port, settings, workers=workers, log_level="warning", processes=processes
-    )
+    run(app, "127.0.0.1", port, settings, workers=workers, log_level="warning", processes=processes)
 
 
 def wait_ready(url: str, timeout: float = 30) -> None:

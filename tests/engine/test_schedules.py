@@ -258,3 +258,25 @@ async def test_bad_declarations_fail_the_start(make_app: Callable[[], Tether]) -
 
     with pytest.raises(InputValidationError):
         typed.declared_schedules(START)
+
+
+async def test_a_pass_says_when_the_next_tick_is(make_app: Callable[[], Tether]) -> None:
+    """The loop sleeps until the tick a pass returns: the one it just moved the
+    schedule on to included (else it would sleep a whole poll interval after each
+    firing, and fire later and later)."""
+    from tether.testing import ManualClock
+
+    app = _app(make_app)
+    app.clock = ManualClock(START)
+    scheduler = app.scheduler()
+    await app.open()
+    await scheduler.declare()
+    assert await scheduler.run_once() == (0, START + 30)
+    app.clock.set(START + 30)
+    assert await scheduler.run_once() == (1, START + 30 + HOUR)
+    # A scheduler that comes after another fired the tick still knows the next one.
+    rival = app.scheduler()
+    app.clock.set(START + 30 + HOUR)
+    first, second = await scheduler.run_once(), await rival.run_once()
+    assert first == (1, START + 30 + 2 * HOUR)
+    assert second == (0, START + 30 + 2 * HOUR)

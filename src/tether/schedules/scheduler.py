@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tether.clock import Clock, wait_event
-from tether.errors import IdempotencyConflict, TetherError
+from tether.errors import IdempotencyConflict, InvalidSchedule, TetherError
 from tether.models.schedules import Schedule
 from tether.schedules.cron import Cron
 from tether.schedules.ticks import plan, tick_key
@@ -111,21 +111,30 @@ class Scheduler:
 
     # firing ---------------------------------------------------------------------------
     async def run_once(self) -> tuple[int, float | None]:
-        """Fire every schedule due now; the tasks created, and the next tick after."""
-        created = 0
+        """Fire every schedule due now; the tasks created, and the next tick after (of
+        every schedule this scheduler fires, the ones it just moved on included)."""
+        created, soonest = 0, None
         while True:
             now = self.clock.now()
             workflows = self.source.schedule_workflows()
             agenda = await self.store.schedule_agenda(now, workflows, AGENDA_BATCH)
             for schedule in agenda.due:
-                created += await self._fire(schedule, now)
+                made, next_at = await self._fire(schedule, now)
+                created += made
+                soonest = _earliest(soonest, next_at)
             if len(agenda.due) < AGENDA_BATCH:
                 self.fired += created
-                return created, agenda.next_at
+                return created, _earliest(soonest, agenda.next_at)
 
-    async def _fire(self, schedule: Schedule, now: float) -> int:
+    async def _fire(self, schedule: Schedule, now: float) -> tuple[int, float | None]:
+        """Fire `schedule`'s due ticks: the tasks created, and its next tick (also when
+        another scheduler fired them first: it planned the same)."""
         assert schedule.next_at is not None  # the agenda holds active schedules only
-        cron = Cron.of(schedule.cron, schedule.timezone)
+        try:
+            cron = Cron.of(schedule.cron, schedule.timezone)
+        except InvalidSchedule as exc:  # stored by an older version that accepted it
+            log.error("schedule %s/%s cannot fire: %s", schedule.tenant, schedule.name, exc)
+            return 0, None
         chosen = plan(cron, schedule.next_at, now, schedule.missed, schedule.max_missed)
         if chosen.skipped:
             log.info("schedule %s/%s: missed ticks skipped", schedule.tenant, schedule.name)
@@ -144,7 +153,7 @@ class Scheduler:
         except IdempotencyConflict as exc:  # a key reused by another submission
             firing.tasks, firing.error = [], f"{type(exc).__name__}: {exc}"
             done = await self.store.fire_schedule(firing, now)
-        return sum(1 for s in done or () if s.created)
+        return sum(1 for s in done or () if s.created), firing.next_at
 
     async def _run(self) -> None:
         hub = self.store.hub
@@ -166,3 +175,7 @@ class Scheduler:
             # `notify_schedules` when it moves (and `run_until_idle` fires by itself).
             delay = poll if upcoming is None else min(poll, upcoming - self.clock.now())
             await wait_event(hub.schedules_changed, max(0.0, delay))
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
