@@ -22,11 +22,14 @@ from tether.errors import (
     DeadlineExceeded,
     IdempotencyConflict,
     InputValidationError,
+    InvalidSchedule,
     InvalidTransition,
     InvalidWebhook,
     NonDeterminismError,
     NotStorable,
     Permanent,
+    ScheduleExists,
+    ScheduleNotFound,
     SchemaOutOfDate,
     StepFailed,
     StoreUnavailable,
@@ -60,6 +63,7 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.schedules import MissedTicks, Schedule
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
 from tether.notify import EmailChannel, SlackChannel
 from tether.retry import RetryBudget, RetryPolicy
@@ -88,8 +92,10 @@ __all__ = [
     "HookReceipt",
     "IdempotencyConflict",
     "InputValidationError",
+    "InvalidSchedule",
     "InvalidTransition",
     "InvalidWebhook",
+    "MissedTicks",
     "NonDeterminismError",
     "NotStorable",
     "Notification",
@@ -101,6 +107,9 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "RiskPolicy",
+    "Schedule",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SchemaOutOfDate",
     "Settings",
     "SignalRecord",

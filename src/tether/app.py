@@ -27,9 +27,11 @@ from tether.models import (
     TaskFilter,
     TaskStatus,
 )
+from tether.models.schedules import Schedule
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
-from tether.registration import Registration
+from tether.registration import DeclaredSchedule, Registration
+from tether.schedules.scheduler import Scheduler, SchedulerOptions
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
 from tether.submission import batch_item_key, submission_hash
@@ -85,6 +87,7 @@ class Tether(Registration):
         """The registered workflows, by name and version; as a mapping, each name's
         newest version."""
         self.step_defs: dict[str, StepDef] = {}
+        self.schedule_decls: list[DeclaredSchedule] = []
         self.workers: list[Worker] = []
         self.on_webhook_disabled: list[DisabledHook] = []
         """Called when a dispatcher of this app disables a webhook subscription (410
@@ -123,6 +126,27 @@ class Tether(Registration):
         """Send `notification` now on `channels` (None: those the routes give the
         `notify` trigger of `tenant`'s `workflow`); what `ctx.notify` runs in its step."""
         return await self.notifications.send_now(tenant, workflow, notification, channels, key)
+
+    # what a scheduler fires (`tether.schedules.scheduler.ScheduleSource`) --------------
+    def schedule_workflows(self) -> list[str]:
+        """The workflows whose schedules this app's schedulers fire: those registered."""
+        return sorted({name for name, _ in self.workflows.versions()})
+
+    def declared_schedules(self, now: float) -> list[Schedule]:
+        """The `@app.schedule` declarations as rows (see `resolve_schedules`)."""
+        return self.resolve_schedules(self.settings.tenant, now)
+
+    def schedule_task(self, schedule: Schedule, tick: float | None, key: str) -> NewTask:
+        """The task a tick of `schedule` starts (`tick` None: started by hand): the
+        schedule's workflow and input, created by `schedule:NAME`, due at the tick."""
+        return self.new_task(
+            schedule.workflow,
+            schedule.input,
+            idempotency_key=key,
+            tenant=schedule.tenant,
+            created_by=f"schedule:{schedule.name}",
+            run_at=tick,
+        )
 
     # life cycle -----------------------------------------------------------------------
     async def open(self) -> None:
@@ -168,11 +192,13 @@ class Tether(Registration):
         retention: bool = True,
         eager: bool = True,
         webhooks: bool | None = None,
+        schedules: bool | None = None,
     ) -> Worker:
         """A worker for this app; use as `async with app.worker(...)`. With `retention`
         it also purges ended tasks older than `settings.retention_days`; with `eager`
         it runs tasks submitted in this process at once while it has free slots; with
-        `webhooks` (default: `settings.webhooks`) a webhook dispatcher runs with it."""
+        `webhooks` (default: `settings.webhooks`) a webhook dispatcher runs with it, and
+        with `schedules` (default: `settings.schedules`) a scheduler."""
         s = self.settings
         run_webhooks = s.webhooks if webhooks is None else webhooks
         worker = Worker(
@@ -192,8 +218,17 @@ class Tether(Registration):
         notifier = self.notifications.notifier(self.store, self.clock, worker.id)
         if notifier is not None:
             worker.companions.append(notifier)
+        if s.schedules if schedules is None else schedules:
+            worker.companions.append(self.scheduler())
         self.workers.append(worker)
         return worker
+
+    def scheduler(self) -> Scheduler:
+        """A scheduler for this app (`async with app.scheduler():`): stores the
+        `@app.schedule` declarations, then fires due schedules of the workflows this app
+        registers. Workers and servers run one each (ADR 77)."""
+        options = SchedulerOptions(poll_interval=self.settings.schedule_poll_interval)
+        return Scheduler(self.store, self.clock, self, options, open=self.open)
 
     def dispatcher(self) -> Dispatcher:
         """A webhook dispatcher for this app (`async with app.dispatcher():`): fans events

@@ -21,6 +21,12 @@ Permission matrix (what each role may do; `admin` may do everything):
 | webhooks:read      |        |           |          |    x     |   x   |
 | webhooks:replay    |        |           |          |    x     |   x   |
 | webhooks:manage    |        |           |          |          |   x   |
+| schedules:read     |   x    |           |          |    x     |   x   |
+| schedules:run      |        |           |          |    x     |   x   |
+| schedules:manage   |        |           |          |          |   x   |
+
+`schedules:run` pauses, resumes and triggers a schedule; `schedules:manage` creates and
+deletes one (a schedule starts tasks for ever: like a standing submission).
 
 `metrics:read` shows the caller's own tenant's figures only; the deployment-wide
 `/metrics` needs the `metrics_token` setting instead (ADR 66).
@@ -75,11 +81,14 @@ class Permission(StrEnum):
     WEBHOOKS_READ = "webhooks:read"
     WEBHOOKS_REPLAY = "webhooks:replay"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    SCHEDULES_READ = "schedules:read"
+    SCHEDULES_RUN = "schedules:run"
+    SCHEDULES_MANAGE = "schedules:manage"
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ}),
+    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ, P.SCHEDULES_READ}),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
     Role.OPERATOR: frozenset(
@@ -92,6 +101,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.METRICS_READ,
             P.WEBHOOKS_READ,
             P.WEBHOOKS_REPLAY,
+            P.SCHEDULES_READ,
+            P.SCHEDULES_RUN,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_schedules import SchedulesClient
 from tether.client_webhooks import WebhooksClient
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
 from tether.models import Approval, Event, StepRecord, Task
@@ -99,6 +100,9 @@ class Client:
         self.max_retry_after = max_retry_after
         self.webhooks = WebhooksClient(self._request, self._post_task)
         """Webhook subscriptions, deliveries, retry and replay (`tether.client_webhooks`)."""
+        self.schedules = SchedulesClient(self._request)
+        """Cron schedules: create, list, pause, resume, delete, trigger
+        (`tether.client_schedules`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )

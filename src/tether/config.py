@@ -190,6 +190,18 @@ class Settings(BaseModel):
         default=86400.0, ge=0, description="Seconds the old secret still signs after rotation"
     )
 
+    # Schedules (tether.schedules) -------------------------------------------------------
+    schedules: bool = Field(
+        default=True, description="Run a scheduler (cron schedules) in workers and servers"
+    )
+    schedule_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between a scheduler's looks at the schedules at most (it "
+        "sleeps until the next tick it knows of; other processes' new schedules are seen "
+        "within this)",
+    )
+
     @field_validator("egress_allow", mode="before")
     @classmethod
     def _allow_list(cls, value: Any) -> Any:

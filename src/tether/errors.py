@@ -337,3 +337,20 @@ class WebhookDisabled(InvalidTransition):
 
 class DeliveryInFlight(InvalidTransition):
     """A webhook delivery is being sent right now (a retry must wait for its outcome)."""
+
+
+class InvalidSchedule(TetherError):
+    """A schedule is invalid (a cron expression, time zone, name, policy or input that
+    does not fit); `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class ScheduleNotFound(TetherError):
+    """No schedule of that name for the tenant (another tenant's does not exist)."""
+
+
+class ScheduleExists(TetherError):
+    """A schedule of that name exists already for the tenant (delete it first)."""

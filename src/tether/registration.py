@@ -1,19 +1,24 @@
-"""What an application registers: workflows (several versions each), steps and inbound
-hooks. `Tether` is a `Registration`; the decorators live here so the facade's module
-stays about submitting, running and querying."""
+"""What an application registers: workflows (several versions each), steps, cron
+schedules and inbound hooks. `Tether` is a `Registration`; the decorators live here so
+the facade's module stays about submitting, running and querying."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
+from tether import serde
 from tether.engine.context import current_context
 from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn
+from tether.errors import ConfigError
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
+from tether.models.schedules import DEFAULT_MAX_MISSED, MissedTicks, Schedule, ScheduleOrigin
 from tether.retry import RetryBudget, RetryPolicy
+from tether.schedules.spec import ScheduleSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,8 +29,19 @@ def seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+@dataclass(frozen=True)
+class DeclaredSchedule:
+    """A schedule `@app.schedule` declared on workflow function `fn`: `spec` (with the
+    workflow name left empty until `fn` is found registered) for `tenant`."""
+
+    fn: WorkflowFn
+    spec: ScheduleSpec
+    tenant: str | None
+
+
 class Registration:
-    """The registration half of `Tether`: `@app.workflow`, `@app.step`, `app.hook`."""
+    """The registration half of `Tether`: `@app.workflow`, `@app.step`, `@app.schedule`,
+    `app.hook`."""
 
     workflows: Registry
     """The registered workflows, by name and version; as a mapping, each name's newest
@@ -34,6 +50,8 @@ class Registration:
     """Steps declared with `@app.step`, by name."""
     hooks: HookBook
     """Inbound signed webhooks by name (config file, then `hook`)."""
+    schedule_decls: list[DeclaredSchedule]
+    """Schedules declared with `@app.schedule`, in declaration order."""
 
     def workflow(
         self,
@@ -126,6 +144,77 @@ class Registration:
             return wrapper
 
         return register(fn) if fn is not None else register
+
+    def schedule(
+        self,
+        cron: str,
+        *,
+        tz: str = "UTC",
+        input: Any = None,
+        name: str | None = None,
+        missed: MissedTicks | str = MissedTicks.ONCE,
+        max_missed: int = DEFAULT_MAX_MISSED,
+        tenant: str | None = None,
+    ) -> Callable[[WorkflowFn], WorkflowFn]:
+        """Start the decorated workflow with `input` at every tick of `cron` in the IANA
+        time zone `tz`, one task per tick however many workers and servers run.
+
+            @app.schedule("0 7 * * *", tz="Europe/Lisbon", input={"region": "pt"})
+            @app.workflow("report")
+            async def report(ctx: Context, region: str) -> None: ...
+
+        `cron` has five fields, or six with seconds last (`* * * * * *`: every second),
+        or is `@daily` and the like. `name` (default: the workflow's name) is unique per
+        `tenant` (default: the `tenant` setting). `missed` says what happens to ticks
+        that passed while no scheduler ran: `skip` them, run `once` for the latest (the
+        default), or run `all` of them, the newest `max_missed`. The schedule is stored
+        when a worker or server of this app starts; pausing it (API, CLI) holds across
+        restarts. Raises `InvalidSchedule` for a bad expression, zone, name or policy.
+        See docs/schedules.md.
+        """
+        spec = ScheduleSpec(
+            name=name or "",  # empty: the workflow's name, once `fn` is registered
+            workflow="",
+            cron=cron,
+            timezone=tz,
+            input=input,
+            missed=missed,
+            max_missed=max_missed,
+        ).check(named=name is not None)
+
+        def register(fn: WorkflowFn) -> WorkflowFn:
+            self.schedule_decls.append(DeclaredSchedule(fn, spec, tenant))
+            return fn
+
+        return register
+
+    def resolve_schedules(self, tenant: str, now: float) -> list[Schedule]:
+        """The schedules declared with `@app.schedule`, as rows to store at `now` (of
+        `tenant` unless they name theirs). Raises `ConfigError` for a declaration on a
+        function no `@app.workflow` registered, or two of one name; `InputValidationError`
+        for an input the workflow refuses."""
+        rows: dict[tuple[str, str], Schedule] = {}
+        for decl in self.schedule_decls:
+            names = {wf.name for wf in self.workflows.definitions() if wf.fn is decl.fn}
+            if len(names) != 1:
+                what = getattr(decl.fn, "__qualname__", repr(decl.fn))
+                raise ConfigError(
+                    f"@app.schedule({decl.spec.cron!r}) is on {what}, which is registered "
+                    f"as {len(names)} workflows (it must be one, with @app.workflow)"
+                )
+            (workflow,) = names
+            encoded = self.workflows.lookup(workflow).encode_input(decl.spec.input)
+            spec = replace(
+                decl.spec,
+                workflow=workflow,
+                name=decl.spec.name or workflow,
+                input=serde.loads(encoded),
+            )
+            row = spec.row(decl.tenant or tenant, now, origin=ScheduleOrigin.CODE, created_by=None)
+            if (row.tenant, row.name) in rows:
+                raise ConfigError(f"two @app.schedule declarations are named {row.name!r}")
+            rows[row.tenant, row.name] = row
+        return list(rows.values())
 
     def hook(self, name: str, *, secret: str, **options: Unpack[HookOptions]) -> HookDef:
         """Accept signed deliveries at `POST /v1/hooks/{name}` (Standard Webhooks,

@@ -1,5 +1,7 @@
 """Test your workflows in milliseconds: a throwaway store, a clock you control, and
-`run_until_idle`, which skips time forward to the next timer when nothing else is due.
+`run_until_idle`, which skips time forward to the next timer when nothing else is due
+(and fires the cron schedules due at the clock's time, never skipping time to a tick:
+move the clock past one with `env.clock.advance`).
 
     from tether.testing import TestEnvironment
 
@@ -28,6 +30,7 @@ from types import TracebackType
 
 from tether.app import Tether
 from tether.engine.worker import Worker
+from tether.schedules.scheduler import Scheduler
 from tether.store.sqlite import SQLiteStore
 
 
@@ -66,6 +69,7 @@ class ManualClock:
                 fut.set_result(None)
         for app in self._apps:
             app.store.hub.notify_all_work()
+            app.store.hub.notify_schedules()
 
     def advance(self, seconds: float) -> None:
         """Move forward by `seconds`."""
@@ -110,6 +114,16 @@ class TestEnvironment:
     ) -> None:
         await self.app.close()
 
+    async def _fire_schedules(self) -> int:
+        """Fire the schedules due at the clock's time now (time is never skipped to a
+        tick: a schedule always has one more). The tasks created."""
+        assert self.worker is not None
+        created = 0
+        for companion in self.worker.companions:
+            if isinstance(companion, Scheduler):
+                created += (await companion.run_once())[0]
+        return created
+
     def _queues(self) -> list[str]:
         return sorted({wf.queue for wf in self.app.workflows.definitions()} | {"default"})
 
@@ -135,6 +149,8 @@ class TestEnvironment:
                     stalled = 0
                 continue
             stalled = 0
+            if await self._fire_schedules():
+                continue
             due = await self.app.store.next_wake(queues)
             if due is not None and due <= self.clock.now():
                 self.app.store.hub.notify_all_work()

@@ -30,6 +30,7 @@ OPTIONAL_ROUTERS = (
     "tether.api.dlq",
     "tether.api.webhooks",
     "tether.api.hooks",
+    "tether.api.schedules",
 )
 """Modules other features add; each exposes `router`. Missing ones are skipped."""
 
@@ -64,8 +65,9 @@ def create_app(
 
     Raises `ConfigError` when no authentication is configured and `settings.dev` is off.
     With `workers`, an embedded worker (`tether.worker(**worker_options)`, with its
-    webhook dispatcher) runs for the server's lifetime; without, a webhook dispatcher
-    alone (unless `settings.webhooks` is off). The store opens at start-up and closes
+    webhook dispatcher and scheduler) runs for the server's lifetime; without, a webhook
+    dispatcher and a scheduler alone (unless `settings.webhooks` / `settings.schedules`
+    is off). The store opens at start-up and closes
     at shutdown.
     """
     settings = settings or tether.settings
@@ -78,8 +80,11 @@ def create_app(
             async with AsyncExitStack() as stack:
                 if workers:
                     await stack.enter_async_context(tether.worker(**(worker_options or {})))
-                elif settings.webhooks:  # an API-only node still delivers webhooks
-                    await stack.enter_async_context(tether.dispatcher())
+                else:  # an API-only node still delivers webhooks and fires schedules
+                    if settings.webhooks:
+                        await stack.enter_async_context(tether.dispatcher())
+                    if settings.schedules:
+                        await stack.enter_async_context(tether.scheduler())
                 yield
         finally:
             if close_on_shutdown:

@@ -77,6 +77,12 @@ DELIVERY_NOT_FOUND = ProblemType(
     "Webhook delivery not found",
     "No such webhook delivery for the caller's tenant (another tenant's answers the same).",
 )
+SCHEDULE_NOT_FOUND = ProblemType(
+    "schedule-not-found",
+    404,
+    "Schedule not found",
+    "No schedule of that name for the caller's tenant (another tenant's answers the same).",
+)
 METHOD_NOT_ALLOWED = ProblemType(
     "method-not-allowed",
     405,
@@ -114,6 +120,12 @@ DELIVERY_IN_FLIGHT = ProblemType(
     409,
     "Delivery in flight",
     "The webhook delivery is being sent right now; its outcome decides what comes next.",
+)
+SCHEDULE_EXISTS = ProblemType(
+    "schedule-exists",
+    409,
+    "Schedule exists",
+    "The tenant has a schedule of that name already: delete it first, or pick another name.",
 )
 BODY_TOO_LARGE = ProblemType(
     "body-too-large", 413, "Body too large", "The request body is over `max_body_bytes`."
@@ -192,12 +204,14 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     APPROVAL_NOT_FOUND,
     WEBHOOK_NOT_FOUND,
     DELIVERY_NOT_FOUND,
+    SCHEDULE_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     INVALID_TRANSITION,
     ALREADY_DECIDED,
     APPROVAL_CLOSED,
     WEBHOOK_DISABLED,
     DELIVERY_IN_FLIGHT,
+    SCHEDULE_EXISTS,
     BODY_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,
     INVALID_REQUEST,

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "tether.cli.approvals",
     "tether.cli.server",
     "tether.cli.webhooks",
+    "tether.cli.schedules",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 

@@ -26,6 +26,7 @@ from tether.errors import (
     ConfigError,
     IdempotencyConflict,
     InputValidationError,
+    InvalidSchedule,
     InvalidTransition,
     SchemaOutOfDate,
     TaskNotFound,
@@ -122,7 +123,13 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-_USAGE_ERRORS = (ConfigError, UnknownWorkflow, InputValidationError, IdempotencyConflict)
+_USAGE_ERRORS = (
+    ConfigError,
+    UnknownWorkflow,
+    InputValidationError,
+    IdempotencyConflict,
+    InvalidSchedule,
+)
 
 
 def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:

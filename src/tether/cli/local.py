@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import Any
 
 from tether.app import Tether
+from tether.cli.schedule_ops import LocalSchedules
 from tether.follow import follow_task
 from tether.models import (
     Approval,
@@ -31,6 +32,7 @@ class LocalOperations:
         self.app = app
         self.tenant = tenant
         self.identity = identity
+        self.schedules = LocalSchedules(app, tenant, identity)
 
     async def submit(
         self,

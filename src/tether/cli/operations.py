@@ -1,4 +1,5 @@
-"""`Operations`: what the task and approval commands do, and the two ways to do it.
+"""`Operations`: what the task, approval and schedule commands do, and the two ways to
+do it.
 
 Each command has one code path: it talks to an `Operations`, which is either the local
 facade on the database (`LocalOperations`, `tether.cli.local`) or a Tether server over
@@ -18,13 +19,20 @@ from typing import Any, Protocol, TypeVar
 
 from tether.cli.common import EXIT_USAGE, CLIError, build_app, run
 from tether.cli.options import Env
+from tether.cli.schedule_ops import ScheduleOperations
 from tether.models import Approval, Event, StepRecord, Task, TaskStatus
 
 T = TypeVar("T")
 
 
 class Operations(Protocol):
-    """The operations of the task and approval commands, for one tenant and identity."""
+    """The operations of the task, approval and schedule commands, for one tenant and
+    identity."""
+
+    @property
+    def schedules(self) -> ScheduleOperations:
+        """`tether schedules ...` (`tether.cli.schedule_ops`)."""
+        ...
 
     async def submit(
         self,

@@ -46,6 +46,9 @@ class Hub:
         """Set when webhook deliveries became due here (fan-out, retry, replay)."""
         self.subscriptions_changed = asyncio.Event()
         """Set when a webhook subscription was created or changed here."""
+        self.schedules_changed = asyncio.Event()
+        """Set when a schedule was created, changed or deleted here: the scheduler's
+        wake-up (it polls for other processes' changes)."""
 
     def notify_events(self) -> None:
         self.events_written.set()
@@ -56,6 +59,9 @@ class Hub:
     def notify_subscriptions(self) -> None:
         self.subscriptions_changed.set()
         self.events_written.set()
+
+    def notify_schedules(self) -> None:
+        self.schedules_changed.set()
 
     def work_event(self, queue: str) -> asyncio.Event:
         """The event set when `queue` may have runnable work; clear it before claiming."""

@@ -46,13 +46,14 @@ from tether.store.base import (
 from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
 from tether.store.sqloutbox import SQLOutbox
+from tether.store.sqlschedules import SQLSchedules
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, Store, abc.ABC):
+class SQLStore(SQLOutbox, SQLSchedules, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import httpx
 
 from tether import egress
-from tether.clock import Clock
+from tether.clock import Clock, wait_event
 from tether.config import Settings
 from tether.errors import TetherError
 from tether.ids import new_id
@@ -220,13 +220,13 @@ class Dispatcher:
                 # again soon instead of at the next poll.
                 await self._recheck_held_back()
             wake = hub.events_written if self._subscribed else hub.subscriptions_changed
-            woken = await _wait(wake, self.config.poll_interval)
+            woken = await wait_event(wake, self.config.poll_interval)
             await asyncio.sleep(FANOUT_GAP)
 
     async def _recheck_held_back(self) -> None:
         delay = 0.005
         while delay < self.config.poll_interval:
-            if await _wait(self.store.hub.events_written, delay):
+            if await wait_event(self.store.hub.events_written, delay):
                 return  # more news: the main loop reads it all
             try:
                 if await self.fan_out_once():
@@ -254,7 +254,7 @@ class Dispatcher:
                 free = self.config.concurrency - len(self._sends)
             if not self._subscribed and not hub.deliveries_due.is_set():
                 # No active subscription, so nothing can be due: no claim each interval.
-                await _wait(hub.deliveries_due, self.config.poll_interval)
+                await wait_event(hub.deliveries_due, self.config.poll_interval)
                 continue
             hub.deliveries_due.clear()
             claimed: list[ClaimedDelivery] = []
@@ -271,7 +271,7 @@ class Dispatcher:
                 send.add_done_callback(self._sent)
             if len(claimed) == free:
                 continue
-            await _wait(hub.deliveries_due, self.config.poll_interval)
+            await wait_event(hub.deliveries_due, self.config.poll_interval)
 
     def _sent(self, send: asyncio.Task[None]) -> None:
         self._sends.discard(send)
@@ -362,17 +362,6 @@ class Dispatcher:
                         await hook(sub)
                     except Exception:
                         log.exception("a webhook disabled hook failed")
-
-
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """Until `event` is set (True) or `timeout` passes (False). Not `asyncio.wait_for`: on
-    3.11 it can swallow a cancellation that arrives as the event fires, and the loop
-    would not stop."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
-            return True
-    return False
 
 
 @functools.lru_cache(maxsize=4096)
