@@ -31,9 +31,10 @@ def _app(url: str) -> Tether:
 
 
 async def _runs_a_task(app: Tether) -> None:
-    # No webhook dispatcher: its transactions, beside the worker's, may open connections
-    # past `pool_min` (up to `pool_max`), which is not what these tests count.
-    async with app.worker(poll_interval=0.05, webhooks=False):
+    # No webhook dispatcher nor scheduler: their transactions, beside the worker's, may
+    # open connections past `pool_min` (up to `pool_max`), which is not what these tests
+    # count.
+    async with app.worker(poll_interval=0.05, webhooks=False, schedules=False):
         handle = await app.submit("echo", 21)
         assert await handle.result(timeout=10) == 42
     assert (await app.get(handle.id)).status == TaskStatus.SUCCEEDED
