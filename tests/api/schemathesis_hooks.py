@@ -52,6 +52,17 @@ def _task(body: Any) -> None:
         body["callback_url"] = URL
 
 
+def _schedule(body: Any) -> None:
+    """A schedule names a registered workflow, a cron expression and an IANA time zone:
+    rules croniter and the tz database hold, not the schema."""
+    _task(body)
+    if isinstance(body, dict):
+        if isinstance(body.get("cron"), str):
+            body["cron"] = "0 7 * * *"
+        if isinstance(body.get("timezone"), str):
+            body["timezone"] = "UTC"
+
+
 def _subscription(body: Any) -> None:
     if not isinstance(body, dict):
         return
@@ -64,6 +75,8 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     operation = f"{case.operation.method.upper()} {case.operation.path}"
     if operation == "POST /v1/tasks":
         _task(case.body)
+    elif operation == "POST /v1/schedules":
+        _schedule(case.body)
     elif operation == "POST /v1/tasks:batch" and isinstance(case.body, dict):
         tasks = case.body.get("tasks")
         for task in tasks if isinstance(tasks, list) else ():
