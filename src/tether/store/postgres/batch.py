@@ -36,7 +36,7 @@ from tether import serde
 from tether.models import StepStatus, Task
 from tether.store import sql
 from tether.store.base import Claimed, ClaimOutcome, Finish, NewTask, Op, StepWrite, Submitted
-from tether.store.postgres.conn import COPY_FROM, PgConn
+from tether.store.postgres.conn import COPY_FROM, PgConn, values_list
 
 _STEP_TYPES: tuple[str, ...] = ("text", "int", "text", "text", "text", "int", "text", "text")
 _STEP_TYPES += ("float8", "float8", "float8", "text", "text")
@@ -325,17 +325,12 @@ async def submit(conn: PgConn, tasks: Sequence[NewTask], now: float) -> list[Sub
     shared `sql.submit` takes BEGIN, two INSERTs and COMMIT): for `one_statement_submit`
     batches, the intake's usual case (ADR 78). The events reference no row of the
     tasks' INSERT, so the two INSERTs need no order between them."""
-    one = "(" + ", ".join(["%s"] * 21) + ")"
-    event_rows = [sql.events.created(t, now) for t in tasks]
-    ev = "(" + ", ".join(["%s"] * 12) + ")"
+    task_values, task_params = values_list([sql.new_task_row(t, now) for t in tasks])
+    event_values, event_params = values_list([sql.events.created(t, now) for t in tasks])
     await conn.execute(
-        f"WITH t AS (INSERT INTO tasks ({sql.NEW_TASK_COLUMNS}) VALUES "
-        f"{', '.join([one] * len(tasks))}) "
-        f"INSERT INTO events ({sql.events.EVENT_COLUMNS}) VALUES {', '.join([ev] * len(tasks))}",
-        [
-            *(v for t in tasks for v in sql.new_task_row(t, now)),
-            *(v for row in event_rows for v in row),
-        ],
+        f"WITH t AS (INSERT INTO tasks ({sql.NEW_TASK_COLUMNS}) VALUES {task_values}) "
+        f"INSERT INTO events ({sql.events.EVENT_COLUMNS}) VALUES {event_values}",
+        [*task_params, *event_params],
     )
     return [Submitted(sql.new_task_record(t, now), created=True) for t in tasks]
 

@@ -15,6 +15,12 @@ COPY_FROM = 16
 """Row count from which `insert_rows` streams with COPY instead of a multi-row INSERT."""
 
 
+def values_list(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """`(%s, ...), (%s, ...)` for `rows` (all of one width), and their parameters."""
+    one = "(" + ", ".join(["%s"] * len(rows[0])) + ")"
+    return ", ".join([one] * len(rows)), [v for row in rows for v in row]
+
+
 class PgConn:
     """The shared logic's connection interface, on one checked-out psycopg connection."""
 
@@ -43,12 +49,8 @@ class PgConn:
             return
         if len(rows) <= COPY_FROM:
             # A few rows: one multi-row INSERT is one round trip; COPY costs three.
-            width = len(rows[0])
-            one = "(" + ", ".join(["%s"] * width) + ")"
-            await self._conn.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(rows))}",
-                [v for row in rows for v in row],
-            )
+            values, params = values_list(rows)
+            await self._conn.execute(f"INSERT INTO {table} ({columns}) VALUES {values}", params)
             return
         # COPY: one stream for any number of rows (row triggers still fire).
         async with (
