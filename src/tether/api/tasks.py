@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 
 from tether.api import cursors, problem_types
-from tether.api.deps import _app_of, require, tether_app
+from tether.api.deps import app_of, require, tether_app
 from tether.api.limits import RateLimiter, retry_after_header
 from tether.api.problems import ProblemError, input_errors, not_storable_error, responses
 from tether.api.schemas import (
@@ -115,7 +115,7 @@ async def submit_task(
     """Validate and store a task, and answer at once: the work runs on workers."""
     # The hottest route: the app from the request, not a dependency, and the answer
     # serialized once here, not validated again against `response_model`.
-    app = _app_of(request)
+    app = app_of(request)
     new = _new_task(app, submission, who, idempotency_key)
     _rate_limit(request, who, 1)
     try:
