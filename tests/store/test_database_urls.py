@@ -131,7 +131,8 @@ async def _backends(dbname: str, application_name: str, want: int) -> int:
         rows = await asyncio.to_thread(
             _admin,
             dbname,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database()",
             application_name,
         )
         count = int(rows[0][0])
@@ -189,7 +190,9 @@ async def test_postgres_pool_and_libpq_options(pg_url: str, pg_database: str) ->
     finally:
         await app.close()
 
-    quiet = _app(_with(pg_url, application_name="worker-1", pool_min="2", pool_max="2", listen="off"))
+    quiet = _app(
+        _with(pg_url, application_name="worker-1", pool_min="2", pool_max="2", listen="off")
+    )
     try:
         await _runs_a_task(quiet)  # found by polling: nothing listens
         assert isinstance(quiet.store, PostgresStore) and not quiet.store.listening.is_set()
@@ -198,6 +201,7 @@ async def test_postgres_pool_and_libpq_options(pg_url: str, pg_database: str) ->
             _admin,
             pg_database,
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'worker-1' "
+            "AND datname = current_database() "
             "AND query ILIKE 'LISTEN%%'",
         )
         assert listening == [(0,)]
