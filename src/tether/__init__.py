@@ -39,6 +39,7 @@ from tether.errors import (
     TaskNotFound,
     TetherError,
     Transient,
+    UnknownStep,
     UnknownWorkflow,
     UnserializableResult,
 )
@@ -60,6 +61,7 @@ from tether.models import (
     Task,
     TaskError,
     TaskFilter,
+    TaskPhase,
     TaskStatus,
     WaitReason,
 )
@@ -127,10 +129,12 @@ __all__ = [
     "TaskFilter",
     "TaskHandle",
     "TaskNotFound",
+    "TaskPhase",
     "TaskStatus",
     "Tether",
     "TetherError",
     "Transient",
+    "UnknownStep",
     "UnknownWorkflow",
     "UnserializableResult",
     "WaitReason",

@@ -14,7 +14,7 @@ from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowVersion
 from tether.engine.worker import Worker
-from tether.errors import Classifier, TaskNotFound
+from tether.errors import Classifier, InvalidTransition, TaskNotFound, UnknownStep
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.inbound import HookBook
@@ -25,6 +25,7 @@ from tether.models import (
     StepRecord,
     Task,
     TaskFilter,
+    TaskPhase,
     TaskStatus,
 )
 from tether.models.schedules import Schedule
@@ -105,6 +106,13 @@ class Tether(Registration):
         """Version `version` of the registered workflow `workflow` (None: its newest);
         raises `UnknownWorkflow` otherwise."""
         return self.workflows.lookup(workflow, version)
+
+    def step_lookup(self, name: str) -> StepDef:
+        """The step declared with `@app.step` as `name`; raises `UnknownStep` otherwise."""
+        definition = self.step_defs.get(name)
+        if definition is None:
+            raise UnknownStep(f"no step is declared with @app.step as {name!r}")
+        return definition
 
     def workflow_versions(self) -> list[WorkflowVersion]:
         """The registered (workflow, version) pairs, sorted: what this app's workers
@@ -420,14 +428,51 @@ class Tether(Registration):
         return await self.store.get_steps(task_id)
 
     async def cancel(
-        self, task_id: str, *, tenant: str | None = None, by: str | None = None
+        self,
+        task_id: str,
+        *,
+        tenant: str | None = None,
+        by: str | None = None,
+        compensate: bool = False,
     ) -> Task:
-        """Cancel a task: queued and waiting ones at once, running ones cooperatively."""
+        """Cancel a task: queued and waiting ones at once, running ones cooperatively.
+        With `compensate`, a run first undoes its completed steps (their compensations,
+        latest first; docs/sagas.md): a task not running is queued for that run."""
         await self.open()
-        task = await self.store.cancel(task_id, tenant, by, self.clock.now())
+        task = await self.store.cancel(task_id, tenant, by, self.clock.now(), compensate)
         for worker in self.workers:
             worker.cancel_local(task_id)
         return task
+
+    async def compensate(
+        self, task_id: str, *, tenant: str | None = None, created_by: str | None = None
+    ) -> TaskHandle:
+        """Undo a failed or cancelled task's completed steps: a new task, linked to it
+        (`forked_from`), in phase `compensation`, runs the compensations of the steps it
+        reuses, latest first, and ends as the original did, with the steps undone
+        listed on its error. Compensations the original already ran are not run again.
+        Raises `InvalidTransition` for a task that has not ended or that succeeded."""
+        old = await self.get(task_id, tenant=tenant)
+        if old.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            raise InvalidTransition(
+                f"task {task_id} is {old.status}; only failed or cancelled tasks are compensated"
+            )
+        version = (
+            old.workflow_version if self.workflows.has(old.workflow, old.workflow_version) else None
+        )
+        new = self.new_task(
+            old.workflow,
+            old.input,
+            tenant=old.tenant,
+            queue=old.queue,
+            priority=old.priority,
+            correlation_id=old.correlation_id,
+            created_by=created_by,
+            version=version,
+        )
+        new.phase = TaskPhase.COMPENSATION
+        task = await self.store.fork(task_id, tenant, new, None, self.clock.now())
+        return TaskHandle(self, task)
 
     async def signal(
         self, task_id: str, name: str, payload: Any = None, *, tenant: str | None = None

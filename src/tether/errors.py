@@ -60,6 +60,11 @@ class UnknownWorkflow(TetherError):
     """No workflow is registered under the requested name."""
 
 
+class UnknownStep(TetherError):
+    """No step is declared with `@app.step` under the requested name (a compensation
+    names one)."""
+
+
 class InputValidationError(TetherError):
     """A task's input does not match its workflow's declared input."""
 

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from tether import serde
 from tether.engine.context import current_context
-from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn
+from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn, compensation_name
 from tether.errors import ConfigError
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
 from tether.models.schedules import DEFAULT_MAX_MISSED, MissedTicks, Schedule, ScheduleOrigin
@@ -104,6 +104,7 @@ class Registration:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | timedelta | None = None,
+        compensate: Callable[..., Any] | str | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
 
     def step(
@@ -114,16 +115,20 @@ class Registration:
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | timedelta | None = None,
+        compensate: Callable[..., Any] | str | None = None,
     ) -> Any:
         """Declare a function as a durable step.
 
         Called inside a workflow, it runs as `ctx.step(name, fn, ...)` (sequence number
-        taken at the call); called anywhere else, it is simply run.
+        taken at the call); called anywhere else, it is simply run. `compensate` names
+        the `@app.step` that undoes it, called with its result if the task fails or is
+        cancelled with compensation (docs/sagas.md).
         """
+        undo = None if compensate is None else compensation_name(compensate)
 
         def register(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             step_name = name or func.__name__
-            definition = StepDef(step_name, func, retry, seconds(timeout))
+            definition = StepDef(step_name, func, retry, seconds(timeout), compensate=undo)
             self.step_defs[step_name] = definition
 
             @functools.wraps(func)
@@ -136,6 +141,7 @@ class Registration:
                         *args,
                         retry=definition.retry,
                         timeout=definition.timeout,
+                        compensate=definition.compensate,
                         **kwargs,
                     )
                 return _call_plain(func, args, kwargs)

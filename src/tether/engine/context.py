@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from tether.engine.registry import compensation_name
 from tether.models import Notification, StepKind, Task
 from tether.retry import RetryPolicy
 
@@ -107,6 +108,7 @@ class Context:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         meta: dict[str, Any] | None = None,
+        compensate: Callable[..., Any] | str | None = None,
         **kwargs: Any,
     ) -> Awaitable[T]:
         """Run `fn(*args, **kwargs)` as a durable step named `name`.
@@ -114,7 +116,16 @@ class Context:
         The sequence number is taken now, at the call, so steps started together with
         `asyncio.gather` replay in the same order. The outcome is committed before the
         returned awaitable completes. Sync functions run in a thread.
+
+        `compensate` (an `@app.step` function or its name) undoes the step: if the task
+        fails, or is cancelled with compensation, the compensations of its succeeded
+        steps run latest first, each called with its step's recorded result, each a
+        durable step (docs/sagas.md).
         """
+        if compensate is not None:
+            undo = compensation_name(compensate)
+            self._run.runtime.step_lookup(undo)  # unknown: an error here, not when undoing
+            meta = {**(meta or {}), "compensate": undo}
         seq = self._run.next_seq()
         return self._run.run_step(seq, name, fn, args, kwargs, retry, timeout, meta)
 

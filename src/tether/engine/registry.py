@@ -221,6 +221,23 @@ class StepDef:
     retry: RetryPolicy | None = None
     timeout: float | None = None
     queue: str | None = None
+    compensate: str | None = None
+    """The name of the `@app.step` that undoes this one (ADR 83)."""
+
+
+def compensation_name(compensate: Callable[..., Any] | str) -> str:
+    """The step name a `compensate=` argument designates: an `@app.step` function, or
+    the name it was declared under. Raises TypeError for anything else, at the call:
+    a compensation must be found by name by whichever worker runs it, maybe days later."""
+    if isinstance(compensate, str):
+        return compensate
+    definition = getattr(compensate, "__tether_step__", None)
+    if isinstance(definition, StepDef):
+        return definition.name
+    raise TypeError(
+        f"compensate= takes an @app.step function or its name, not {compensate!r}: "
+        "the worker that undoes the step finds its compensation by name"
+    )
 
 
 @functools.lru_cache(maxsize=4096)

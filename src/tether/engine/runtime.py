@@ -15,7 +15,7 @@ from typing import Protocol
 
 from tether.clock import Clock
 from tether.engine.approvals import RiskPolicy
-from tether.engine.registry import WorkflowDef, WorkflowVersion
+from tether.engine.registry import StepDef, WorkflowDef, WorkflowVersion
 from tether.errors import Classifier
 from tether.models import Notification
 from tether.store.base import Store
@@ -48,6 +48,11 @@ class Runtime(Protocol):
     def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:
         """Version `version` of `workflow` (None: the newest); raises `UnknownWorkflow`
         when it is not known."""
+        ...
+
+    def step_lookup(self, name: str) -> StepDef:
+        """The step declared with `@app.step` as `name` (a compensation is found so);
+        raises `UnknownStep` when none is."""
         ...
 
     def workflow_versions(self) -> list[WorkflowVersion]:

@@ -20,6 +20,7 @@ from tether.models.tasks import (
     Task,
     TaskError,
     TaskFilter,
+    TaskPhase,
     TaskStatus,
     WaitReason,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskFilter",
+    "TaskPhase",
     "TaskStatus",
     "WaitReason",
 ]

@@ -145,22 +145,27 @@ _KINDS = (
         "`retries_exhausted`, `step_failed_permanent`, `workflow_error`, "
         "`non_determinism`, `deadline_exceeded`, `budget_exceeded`, `invalid_input`, or "
         "`worker_lost` (error class `WorkerLost`; with `lease_expiries`, the expiries "
-        "in a row, and `lost_worker`, the worker whose lease expired last)",
-        ("message", "lease_expiries", "lost_worker"),
+        "in a row, and `lost_worker`, the worker whose lease expired last); for a task "
+        "whose compensations ran, its cause's, `compensated` for an operator's "
+        "compensation fork, or `compensation_failed` (error class `CompensationFailed`) "
+        "when one failed for good; `compensated` lists the steps undone",
+        ("message", "lease_expiries", "lost_worker", "compensated"),
     ),
     EventKind(
         EventType.TASK_CANCEL_REQUESTED,
-        "a cancellation is asked for while the task runs (its run ends it)",
+        "a cancellation is asked for while the task runs, or with `compensate` (a run "
+        "ends it, after undoing its completed steps: a task not running is queued)",
         ("prior_status", "new_status", "attempt", "decision"),
         "`cancel_requested`",
-        ("by",),
+        ("by", "compensate"),
     ),
     EventKind(
         EventType.TASK_CANCELLED,
         "a task that was not running is cancelled, or a run ends on a cancellation",
         _FINISHED,
-        "`cancel_requested`",
-        ("by", "message"),
+        "`cancel_requested`, or `compensated` for an operator's compensation fork of a "
+        "cancelled task; `compensated` lists the steps undone",
+        ("by", "message", "compensated"),
     ),
     EventKind(
         EventType.TASK_FORKED,

@@ -20,6 +20,10 @@ class StepKind(StrEnum):
     SLEEP = "sleep"
     SIGNAL = "signal"
     APPROVAL = "approval"
+    COMPENSATING = "compensating"
+    """The run entered its compensating phase; the record's result is why (ADR 83)."""
+    COMPENSATION = "compensation"
+    """A compensation that ran to undo an earlier step (its `meta` names which)."""
 
 
 class StepStatus(StrEnum):

@@ -38,6 +38,15 @@ class WaitReason(StrEnum):
     RATE_LIMIT = "rate_limit"
 
 
+class TaskPhase(StrEnum):
+    """Which part of its life a task is in (or ended in)."""
+
+    EXECUTION = "execution"
+    """Running its workflow (every task begins here)."""
+    COMPENSATION = "compensation"
+    """Undoing its completed steps, latest first: a saga's compensations (ADR 83)."""
+
+
 @dataclass
 class TaskError:
     """Why a task or step failed."""
@@ -47,15 +56,20 @@ class TaskError:
     fingerprint: str
     step: str | None = None
     permanent: bool = True
+    compensated: list[str] | None = None
+    """For a task whose compensations ran: the steps they undid, in the order undone."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "type": self.type,
             "message": self.message,
             "fingerprint": self.fingerprint,
             "step": self.step,
             "permanent": self.permanent,
         }
+        if self.compensated is not None:
+            data["compensated"] = self.compensated
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> TaskError | None:
@@ -67,6 +81,7 @@ class TaskError:
             fingerprint=data["fingerprint"],
             step=data.get("step"),
             permanent=data.get("permanent", True),
+            compensated=data.get("compensated"),
         )
 
 
@@ -103,6 +118,7 @@ class Task:
     steps_done: int = 0
     current_step: str | None = None
     cancel_requested: bool = False
+    phase: TaskPhase = TaskPhase.EXECUTION
 
     def to_json(self) -> dict[str, Any]:
         """The task as the HTTP API shows it (and the client reads it back): `to_dict`
@@ -118,6 +134,7 @@ class Task:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["status"] = str(self.status)
         data["wait_reason"] = None if self.wait_reason is None else str(self.wait_reason)
+        data["phase"] = str(self.phase)
         data["error"] = None if self.error is None else self.error.to_json()
         data["progress"] = {
             "current_step": data.pop("current_step"),
@@ -142,6 +159,7 @@ class Task:
         values["wait_reason"] = WaitReason(reason) if reason else None
         values["error"] = TaskError.from_json(data.get("error"))
         values["cancel_requested"] = bool(data.get("cancel_requested", False))
+        values["phase"] = TaskPhase(data.get("phase") or TaskPhase.EXECUTION)
         return cls(**values)
 
 

@@ -25,6 +25,7 @@ from tether.models import (
     Task,
     TaskError,
     TaskFilter,
+    TaskPhase,
     TaskStatus,
     WaitReason,
 )
@@ -58,6 +59,9 @@ class NewTask:
     fork_from_seq: int | None = None
     callback: WebhookSubscription | None = None
     """The task's own webhook subscription (`callback_url`), created with it."""
+    phase: TaskPhase = TaskPhase.EXECUTION
+    """A fork's phase: `compensation` for an operator's compensate (ADR 83); a new
+    task's is always `execution`."""
 
 
 @dataclass
@@ -373,9 +377,18 @@ class Store(OutboxStore, NotificationStore, ScheduleStore, abc.ABC):
 
     # control --------------------------------------------------------------------------
     @abc.abstractmethod
-    async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
+    async def cancel(
+        self,
+        task_id: str,
+        tenant: str | None,
+        by: str | None,
+        now: float,
+        compensate: bool = False,
+    ) -> Task:
         """Cancel a queued or waiting task now, or ask its worker to cancel a running one.
-        Raises `TaskNotFound` or `InvalidTransition` (terminal task)."""
+        With `compensate`, a run ends it after undoing its completed steps (a task not
+        running is queued for that run). Raises `TaskNotFound` or `InvalidTransition`
+        (terminal task)."""
 
     @abc.abstractmethod
     async def send_signal(

@@ -291,11 +291,20 @@ class SQLStore(SQLOutbox, SQLSchedules, Store, abc.ABC):
         return await self._run(lambda c: sql.queued_by_version(c, now), write=False)
 
     # control --------------------------------------------------------------------------
-    async def cancel(self, task_id: str, tenant: str | None, by: str | None, now: float) -> Task:
+    async def cancel(
+        self,
+        task_id: str,
+        tenant: str | None,
+        by: str | None,
+        now: float,
+        compensate: bool = False,
+    ) -> Task:
         d = self.dialect
-        task = await self._run(lambda c: sql.cancel(c, d, task_id, tenant, by, now))
+        task = await self._run(lambda c: sql.cancel(c, d, task_id, tenant, by, now, compensate))
         self.hub.notify_events()
         self.hub.task_changed(task_id, str(task.status))
+        if task.status == TaskStatus.QUEUED:
+            self.hub.notify_work(task.queue)
         return task
 
     async def send_signal(

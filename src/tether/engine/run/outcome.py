@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from tether import failures, serde
+from tether.engine.run.saga import RunSaga
 from tether.engine.run.state import LeaseLost, Stop
-from tether.engine.run.steps import RunSteps
 from tether.engine.run.waits import suspension
 from tether.errors import (
     BudgetExceeded,
@@ -22,14 +23,14 @@ from tether.errors import (
     UnserializableResult,
     fingerprint,
 )
-from tether.models import TaskError, TaskStatus
+from tether.models import TaskError, TaskPhase, TaskStatus
 from tether.store.base import Finish, Suspend
 
 log = logging.getLogger("tether.run")
 
 
-class RunOutcome(RunSteps):
-    """Concluding a run: suspension or the task's end."""
+class RunOutcome(RunSaga):
+    """Concluding a run: suspension, compensation or the task's end."""
 
     async def _conclude(self) -> None:
         wf_task = self._wf_task
@@ -93,7 +94,8 @@ class RunOutcome(RunSteps):
             await self._finish_error(exc, None)
 
     async def _suspend(self) -> None:
-        reason, run_at, signals = suspension(self._waits.values(), self.task.deadline)
+        deadline = None if self._compensating else self.task.deadline
+        reason, run_at, signals = suspension(self._waits.values(), deadline)
         self.release_held()
         if not await self._settle_unconfirmed():
             return
@@ -129,6 +131,14 @@ class RunOutcome(RunSteps):
         decision: str,
         traceback: str | None = None,
     ) -> None:
+        if not self._compensating and await self._compensates(status):
+            cause = {
+                "status": str(status),
+                "decision": decision,
+                "error": None if error is None else error.to_json(),
+            }
+            await self.compensate(cause)  # the end is logged once, when it comes
+            return
         if status == TaskStatus.FAILED and error is not None:
             self._log_failure(error, decision, traceback)
         if self._unconfirmed and not await self._settle_unconfirmed():
@@ -139,6 +149,64 @@ class RunOutcome(RunSteps):
         )
         self.worker.concluding(self)
         await done
+
+    async def _compensates(self, status: TaskStatus) -> bool:
+        """Whether ending with `status` must compensate first: a failure with steps to
+        undo, or a cancellation that asked for it (read from the task: it may have
+        been asked while this run ran)."""
+        if status not in (TaskStatus.FAILED, TaskStatus.CANCELLED) or not self._compensable():
+            return False
+        if status == TaskStatus.FAILED:
+            return True
+        task = await self.runtime.store.get_task(self.task.id)
+        return task is not None and task.phase == TaskPhase.COMPENSATION
+
+    async def compensate(self, cause: dict[str, Any] | None) -> None:
+        """Run the compensation program to its next stop (`RunSaga`) and conclude:
+        `cause` is the end the workflow reached, None when compensation was asked for
+        from outside (or the log already records it)."""
+        self._compensating = True
+        self._fatal = None
+        self._waits.clear()  # the workflow's blocked branches are over
+        loop = asyncio.get_running_loop()
+        quiescent: asyncio.Future[None] = loop.create_future()
+        self._quiescent = quiescent  # also resolved when a compensation blocks on a wait
+        self._wf_task = loop.create_task(self._compensation(cause))
+        self._wf_task.add_done_callback(lambda _: _resolve(quiescent))
+        await quiescent
+        program = self._wf_task
+        if self._released or not program.done():
+            program.cancel()
+            await asyncio.gather(program, return_exceptions=True)
+            if not (self._released or self._lost):
+                await self._suspend()  # a long retry backoff of a compensation
+            return
+        if self._lost or program.cancelled():
+            return
+        exc = program.exception()
+        if exc is None:
+            status, error, decision = self._compensated_end()
+            await self._finish(status, error=error, decision=decision)
+        elif isinstance(exc, LeaseLost):
+            return
+        elif isinstance(exc, StepFailed):
+            error = self._compensation_failed(exc.step, exc.error_type, exc.message)
+            await self._finish(
+                TaskStatus.FAILED,
+                error=error,
+                decision="compensation_failed",
+                traceback=exc.traceback,
+            )
+        else:
+            cause_exc = self._fatal or exc
+            described = failures.describe(cause_exc)
+            error = self._compensation_failed(None, type(cause_exc).__name__, str(cause_exc))
+            await self._finish(
+                TaskStatus.FAILED,
+                error=error,
+                decision="compensation_failed",
+                traceback=described.traceback,
+            )
 
     def _log_failure(self, error: TaskError, decision: str, traceback: str | None) -> None:
         """The task's failure at WARNING, with the failing step's (or workflow's)
@@ -168,3 +236,8 @@ class RunOutcome(RunSteps):
                 "traceback": traceback,
             },
         )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -66,5 +66,9 @@ class RunState:
         self._released = False
         self.lease_renewed = 0.0
         """Event-loop time at which this worker last knew its lease good (claim, heartbeat)."""
+        self._compensating = False
+        """The run drives the saga's compensation program, not the workflow (ADR 83)."""
+        self._undone: list[str] = []
+        """Steps whose compensation this run saw done (recorded or run), in order."""
         self._cancel_requested = claimed.task.cancel_requested
         self._retries_used = sum(max(0, r.attempts - 1) for r in claimed.steps.values())

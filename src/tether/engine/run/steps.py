@@ -54,9 +54,11 @@ class RunSteps(RunWaits):
         retry: RetryPolicy | None,
         timeout: float | None,
         meta: dict[str, Any] | None,
+        kind: StepKind = StepKind.STEP,
     ) -> Any:
-        """A durable call of `fn`: its recorded outcome on replay, else run and record."""
-        rec = self._replayed(seq, name, StepKind.STEP)
+        """A durable call of `fn`: its recorded outcome on replay, else run and record.
+        `kind` is `compensation` for a saga's compensations (`RunSaga`)."""
+        rec = self._replayed(seq, name, kind)
         attempts_done = 0
         history: tuple[AttemptError, ...] = ()
         if rec is not None:
@@ -103,7 +105,7 @@ class RunSteps(RunWaits):
                                 task_id=self.task.id,
                                 seq=seq,
                                 name=name,
-                                kind=StepKind.STEP,
+                                kind=kind,
                                 status=StepStatus.FAILED,
                                 attempts=attempt,
                                 error=error,
@@ -127,7 +129,7 @@ class RunSteps(RunWaits):
                             task_id=self.task.id,
                             seq=seq,
                             name=name,
-                            kind=StepKind.STEP,
+                            kind=kind,
                             status=StepStatus.PENDING,
                             attempts=attempt,
                             error=error,
@@ -150,7 +152,7 @@ class RunSteps(RunWaits):
                     task_id=self.task.id,
                     seq=seq,
                     name=name,
-                    kind=StepKind.STEP,
+                    kind=kind,
                     status=StepStatus.SUCCEEDED,
                     attempts=attempt,
                     result=serde.loads(encoded),

@@ -23,11 +23,13 @@ class TaskRun(RunOutcome):
     """Runs one claimed task to its next stop: done, failed, cancelled or waiting.
 
     Its behaviour is layered by concern: `RunLog` (commits, replay), `RunWaits`,
-    `RunSteps`, `RunOutcome`; this class starts and drives the workflow."""
+    `RunSteps`, `RunSaga`, `RunOutcome`; this class starts and drives the workflow."""
 
     def cancel(self) -> None:
         """Cancel the task cooperatively: the running step sees CancelledError."""
         self._cancel_requested = True
+        if self._compensating:
+            return  # a saga undoing its steps runs to its end (ADR 83)
         if self._wf_task is not None and not self._wf_task.done():
             self._wf_task.cancel()
 
@@ -42,7 +44,12 @@ class TaskRun(RunOutcome):
         """Start the workflow's asyncio task now, if it can start: it then runs before
         whatever the event loop queued after the claim (a crowd of result waiters, say).
         `run` does the rest, and starts it itself if `begin` was not called."""
-        if self._wf_task is not None or self._cancel_requested or self._past_deadline():
+        if (
+            self._wf_task is not None
+            or self._cancel_requested
+            or self._past_deadline()
+            or self.compensation_due()
+        ):
             return
         try:
             args, kwargs = self.wf.binding.bind(self.wf.name, self.task.input)
@@ -65,7 +72,11 @@ class TaskRun(RunOutcome):
         return self.task.deadline is not None and self.clock.now() >= self.task.deadline
 
     async def run(self) -> None:
-        """Drive the workflow to its next stop and commit that outcome."""
+        """Drive the workflow (or its compensation) to its next stop and commit that
+        outcome."""
+        if self.compensation_due():
+            await self.compensate(None)
+            return
         if self._wf_task is None and self._start_error is None:
             self.begin()
         if self._wf_task is None or self._quiescent is None:

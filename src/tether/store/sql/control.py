@@ -20,15 +20,31 @@ from tether.store.sql.queries import get_task
 
 
 async def cancel(
-    conn: Conn, d: Dialect, task_id: str, tenant: str | None, by: str | None, now: float
+    conn: Conn,
+    d: Dialect,
+    task_id: str,
+    tenant: str | None,
+    by: str | None,
+    now: float,
+    compensate: bool = False,
 ) -> Task:
     row = await task_for_update(conn, d, task_id, tenant)
     status = row["status"]
     if status in TERMINAL:
         raise InvalidTransition(f"task {task_id} is already {status}")
+    # With `compensate` a run ends the task, after undoing its completed steps (ADR 83):
+    # a running task learns it when its run ends; another goes back to the queue.
+    phase = ", phase = 'compensation'" if compensate else ""
     if status == "running":
         await conn.execute(
-            "UPDATE tasks SET cancel_requested = 1, updated_at = %s WHERE id = %s", (now, task_id)
+            f"UPDATE tasks SET cancel_requested = 1{phase}, updated_at = %s WHERE id = %s",
+            (now, task_id),
+        )
+    elif compensate:
+        await conn.execute(
+            "UPDATE tasks SET status = 'queued', cancel_requested = 1, phase = 'compensation', "
+            "run_at = %s, wait_reason = NULL, wait_signals = NULL, updated_at = %s WHERE id = %s",
+            (now, now, task_id),
         )
     else:
         await conn.execute(
@@ -37,6 +53,7 @@ async def cancel(
             "WHERE id = %s",
             (now, now, task_id),
         )
+    if status != "running":
         # Its open approvals leave the inbox: nobody may decide for a cancelled task.
         await conn.execute(
             "UPDATE approvals SET status = 'rejected', resolution = 'cancelled', "
@@ -45,7 +62,7 @@ async def cancel(
         )
     await conn.execute(
         events.INSERT_EVENT,
-        events.cancellation(task_id, row["tenant"], status, row["attempt"], by, now),
+        events.cancellation(task_id, row["tenant"], status, row["attempt"], by, now, compensate),
     )
     task = await get_task(conn, task_id, None)
     assert task is not None
@@ -111,8 +128,8 @@ async def fork(
     root = row["fork_root"] or task_id
     await conn.execute(
         "UPDATE tasks SET steps_done = (SELECT COUNT(*) FROM steps WHERE task_id = %s), "
-        "fork_root = %s WHERE id = %s",
-        (new.id, root, new.id),
+        "fork_root = %s, phase = %s WHERE id = %s",
+        (new.id, root, str(new.phase), new.id),
     )
     await conn.execute(
         events.INSERT_EVENT,

@@ -20,6 +20,7 @@ from tether.models import (
     StepStatus,
     Task,
     TaskError,
+    TaskPhase,
     TaskStatus,
     WaitReason,
 )
@@ -146,6 +147,7 @@ def task_from_row(row: Row) -> Task:
         steps_done=row["steps_done"],
         current_step=row["current_step"],
         cancel_requested=bool(row["cancel_requested"]),
+        phase=TaskPhase(row["phase"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import Approval, StepStatus, TaskStatus
+from tether.models import Approval, StepStatus, TaskError, TaskStatus
 from tether.models.events import EventType
 from tether.store.base import Finish, NewTask, Release, StepWrite, Suspend
 from tether.store.sql.core import Conn, Dialect
@@ -249,8 +249,15 @@ def finished(op: Finish, tenant: str, worker: str, now: float) -> EventRow:
         step=None if err is None else err.step,
         error_class=None if err is None else err.type,
         decision=op.decision,
-        data=None if err is None else {"message": err.message},
+        data=None if err is None else _failure_data(err),
     )
+
+
+def _failure_data(err: TaskError) -> dict[str, Any]:
+    data: dict[str, Any] = {"message": err.message}
+    if err.compensated is not None:
+        data["compensated"] = err.compensated
+    return data
 
 
 _STEP_TYPES = {
@@ -354,17 +361,36 @@ def approval_decided(a: Approval, prior: str, new: str, attempt: int, now: float
 
 
 def cancellation(
-    task_id: str, tenant: str, prior: str, attempt: int, by: str | None, now: float
+    task_id: str,
+    tenant: str,
+    prior: str,
+    attempt: int,
+    by: str | None,
+    now: float,
+    compensate: bool = False,
 ) -> EventRow:
-    """`task.cancel_requested` for a running task (its run ends it), else `task.cancelled`."""
-    running = prior == "running"
+    """`task.cancel_requested` for a running task or one to compensate first (a run ends
+    it), else `task.cancelled`."""
+    if prior == "running" or compensate:
+        new = "running" if prior == "running" else "queued"
+        return _row(
+            task_id,
+            tenant,
+            now,
+            EventType.TASK_CANCEL_REQUESTED,
+            prior=prior,
+            new=new,
+            attempt=attempt,
+            decision="cancel_requested",
+            data={"by": by, "compensate": compensate},
+        )
     return _row(
         task_id,
         tenant,
         now,
-        EventType.TASK_CANCEL_REQUESTED if running else EventType.TASK_CANCELLED,
+        EventType.TASK_CANCELLED,
         prior=prior,
-        new="running" if running else "cancelled",
+        new="cancelled",
         attempt=attempt,
         decision="cancel_requested",
         data={"by": by},

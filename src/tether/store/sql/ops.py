@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import Approval, StepStatus
+from tether.models import Approval, StepKind, StepStatus
 from tether.store.base import (
     ExpireApproval,
     Finish,
@@ -87,11 +87,13 @@ def in_task_order_by_kind(ops: Sequence[Op]) -> bool:
     always are so; not, for instance, a completion followed by the hand-back of a
     stopping worker, a record written after a hand-back, or two attempts of a task (a
     stale run's late write). Such batches go through `apply_ops`, and so do batches with
-    an approval's expiry (rare, and it locks and reads rows the set-based paths do not
-    know about)."""
+    an approval's expiry or a run's entry into compensation (rare, and they touch rows or
+    columns the set-based paths do not know about)."""
     seen: dict[str, tuple[int, bool]] = {}  # task -> (attempt, has its last operation)
     for op in ops:
-        if isinstance(op, ExpireApproval):
+        if isinstance(op, ExpireApproval) or (
+            isinstance(op, StepWrite) and op.record.kind == StepKind.COMPENSATING
+        ):
             return False
         prior = seen.get(op.task_id)
         if prior is not None and (prior[0] != op.attempt or prior[1]):
@@ -102,7 +104,8 @@ def in_task_order_by_kind(ops: Sequence[Op]) -> bool:
 
 async def _fenced_task(conn: Conn, d: Dialect, task_id: str, attempt: int) -> Row | None:
     return await conn.fetchone(
-        f"SELECT tenant, status, queue, cancel_requested FROM tasks WHERE id = %s AND attempt = %s "
+        "SELECT tenant, status, queue, cancel_requested, phase FROM tasks "
+        "WHERE id = %s AND attempt = %s "
         f"AND status = 'running'{d.lock_rows}",
         (task_id, attempt),
     )
@@ -126,8 +129,10 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
         await expire_approval(conn, d, op.approval_id, now)
     elif isinstance(op, Suspend):
         # A cancellation requested while the task ran must not be parked with it: wake
-        # it, and its next run ends it as cancelled.
-        woken, cause = bool(row["cancel_requested"]), "cancel_requested"
+        # it, and its next run ends it as cancelled; unless it is compensating, which a
+        # cancellation does not stop (it waits out its backoff like any other).
+        woken = bool(row["cancel_requested"]) and row["phase"] != "compensation"
+        cause = "cancel_requested"
         if not woken and op.signals:
             cause = "signal_arrived"
             woken = (
@@ -284,6 +289,8 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
     )
     if row is None:
         return False
+    if rec.kind == StepKind.COMPENSATING:  # the run begins undoing its steps (ADR 83)
+        await conn.execute("UPDATE tasks SET phase = 'compensation' WHERE id = %s", (op.task_id,))
     await conn.execute(
         f"INSERT INTO steps ({STEP_COLUMNS}) VALUES ({_STEP_PLACEHOLDERS}) {STEP_UPSERT}",
         step_params(op),
