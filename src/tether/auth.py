@@ -14,6 +14,7 @@ Permission matrix (what each role may do; `admin` may do everything):
 | tasks:cancel       |        |     x     |          |    x     |   x   |
 | tasks:signal       |        |     x     |          |    x     |   x   |
 | tasks:rerun        |        |           |          |    x     |   x   |
+| tasks:compensate   |        |           |          |    x     |   x   |
 | approvals:read     |   x    |           |    x     |    x     |   x   |
 | approvals:decide   |        |           |    x     |          |   x   |
 | apikeys:manage     |        |           |          |          |   x   |
@@ -74,6 +75,7 @@ class Permission(StrEnum):
     CANCEL = "tasks:cancel"
     SIGNAL = "tasks:signal"
     RERUN = "tasks:rerun"
+    COMPENSATE = "tasks:compensate"
     APPROVALS_READ = "approvals:read"
     APPROVALS_DECIDE = "approvals:decide"
     KEYS_MANAGE = "apikeys:manage"
@@ -97,6 +99,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.CANCEL,
             P.SIGNAL,
             P.RERUN,
+            P.COMPENSATE,
             P.APPROVALS_READ,
             P.METRICS_READ,
             P.WEBHOOKS_READ,

@@ -279,9 +279,13 @@ class Client:
         data = response.json()
         return [task_from_json(t) for t in data["items"]], data.get("next_cursor")
 
-    async def cancel(self, task_id: str) -> Task:
-        """Cancel a task (409 `ApiError` when it has ended already)."""
-        response = await self._request("POST", f"/v1/tasks/{task_id}/cancel", retry=False)
+    async def cancel(self, task_id: str, *, compensate: bool = False) -> Task:
+        """Cancel a task (409 `ApiError` when it has ended already); with `compensate`,
+        a run first undoes its completed steps (docs/sagas.md)."""
+        body = {"compensate": True} if compensate else None
+        response = await self._request(
+            "POST", f"/v1/tasks/{task_id}/cancel", retry=False, json=body
+        )
         return task_from_json(response.json())
 
     async def signal(self, task_id: str, name: str, payload: Any = None) -> int:
@@ -302,6 +306,14 @@ class Client:
         the task has not ended. Not retried: each call that arrives creates a task."""
         body = None if from_step is None else {"from_step": from_step}
         response = await self._request("POST", f"/v1/tasks/{task_id}/rerun", retry=False, json=body)
+        return task_from_json(response.json())
+
+    async def compensate(self, task_id: str) -> Task:
+        """Undo a failed or cancelled task's completed steps: returns the new linked task
+        (phase `compensation`) that runs their compensations, latest first.
+        `ConflictError` (409) for a task that has not ended or that succeeded. Not
+        retried: each call that arrives creates a task."""
+        response = await self._request("POST", f"/v1/tasks/{task_id}/compensate", retry=False)
         return task_from_json(response.json())
 
     # approvals --------------------------------------------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether import Context, Tether
+from tether import Context, Permanent, Tether
+
+UNDONE: list[str] = []
+"""What the `saga` workflow's compensation undid, in order (the server runs in-process)."""
 
 
 def build_app(database_url: str, settings: Any = None) -> Tether:
@@ -23,6 +26,18 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
         after = await ctx.step("after", _tag, label)
         return {"before": before, "after": after, "payload": payload}
 
+    @app.step
+    def release(held: str) -> None:
+        UNDONE.append(held)
+
+    @app.workflow("saga")
+    async def saga(ctx: Context, label: str = "") -> str:
+        """Holds `label` (undone by `release`), then fails if the `go` signal says so."""
+        await ctx.step("hold", _tag, label, compensate=release)
+        if await ctx.wait_for_signal("go") == "fail":
+            await ctx.step("write", _refuse)
+        return label
+
     @app.workflow("anything")
     async def anything(ctx: Context, value: Any = None) -> Any:
         """Takes any JSON input (schemathesis submits what it generates)."""
@@ -37,3 +52,7 @@ async def _double(x: int) -> int:
 
 async def _tag(label: str) -> str:
     return f"tag:{label}"
+
+
+def _refuse() -> None:
+    raise Permanent("the CRM refused the write")

@@ -159,3 +159,28 @@ async def boom(ctx: Context) -> None:
 
 
 not_an_app = object()
+
+
+@app.step
+async def unbook(booking: dict[str, Any]) -> None:
+    """The compensation of `book`: slow on worker w1 for booking 2 (to be killed)."""
+    record(booking["log"], "start", undoes=booking["n"])
+    slow = booking["n"] == 2 and os.environ.get("TETHER_TEST_WORKER") == "w1"
+    await asyncio.sleep(60 if slow else 0.02)
+    record(booking["log"], "end", undoes=booking["n"])
+
+
+async def book(log: str, n: int) -> dict[str, Any]:
+    """A booking step; the fourth is refused for good."""
+    record(log, "start")
+    if n == 4:
+        raise ValueError("booking 4 refused")
+    record(log, "end")
+    return {"log": log, "n": n}
+
+
+@app.workflow("saga")
+async def saga(ctx: Context, log: str) -> None:
+    """Four bookings, each undone by `unbook`; the fourth fails (the saga crash test)."""
+    for n in range(1, 5):
+        await ctx.step(f"book-{n}", book, log, n, compensate=unbook)

@@ -12,7 +12,7 @@ from apps.crashy import app as crashy
 from apps.crashy import read_log
 from apps.procs import WorkerProcess, wait_until
 from helpers import event_where
-from tether import TaskStatus, Tether
+from tether import TaskPhase, TaskStatus, Tether
 from tether.models import StepStatus
 
 pytestmark = pytest.mark.slow
@@ -142,3 +142,53 @@ async def test_a_task_that_kills_its_worker_every_time_fails_once_the_cap_is_rea
         ("task.failed", "worker_lost", f"w{MAX_LEASE_EXPIRIES}"),
     ]
     assert events[-1].data is not None and events[-1].data["lost_worker"] == "w1"
+
+
+async def test_sigkill_mid_compensation_undoes_each_step_once_in_reverse(
+    db: tuple[Tether, str], tmp_path: Path
+) -> None:
+    """A saga whose fourth step fails undoes the first three latest first; its worker
+    SIGKILLed while undoing the second, a new worker finishes the compensation without
+    undoing the third again (ADR 83)."""
+    app, url = db
+    log = str(tmp_path / "effects.jsonl")
+    (handle,) = await app.submit_batch([crashy.new_task("saga", {"log": log})])
+    workers: list[WorkerProcess] = []
+    try:
+        w1 = WorkerProcess(url, "w1", tmp_path, "--lease-ttl", "1")
+        workers.append(w1)
+
+        def undoing_second() -> bool:
+            return any(e.get("undoes") == 2 for e in read_log(log))
+
+        await wait_until(undoing_second, 30, "w1 to undo booking 2", alive=[w1])
+        w1.kill()
+        task = await app.get(handle.id)
+        assert task.status == TaskStatus.RUNNING and task.phase == TaskPhase.COMPENSATION
+
+        w2 = WorkerProcess(url, "w2", tmp_path, "--lease-ttl", "1")
+        workers.append(w2)
+
+        async def ended() -> bool:
+            return (await app.get(handle.id)).status.terminal
+
+        await wait_until(ended, 30, "the task to end on w2", alive=[w2])
+        w2.proc.terminate()
+        assert await w2.wait_exit(15) == 0, w2.output
+    finally:
+        for w in workers:
+            w.close()
+
+    task = await app.get(handle.id)
+    assert task.status == TaskStatus.FAILED and task.error is not None
+    assert (task.error.type, task.error.step) == ("ValueError", "book-4")
+    assert task.error.compensated == ["book-3", "book-2", "book-1"]
+    undos = [e for e in read_log(log) if "undoes" in e]
+    ends = [e["undoes"] for e in undos if e["event"] == "end"]
+    assert ends == [3, 2, 1], "each booking undone once, latest first"
+    starts = [(e["undoes"], e["worker"]) for e in undos if e["event"] == "start"]
+    assert starts == [(3, "w1"), (2, "w1"), (2, "w2"), (1, "w2")]
+    keys = {e["undoes"]: {u["key"] for u in undos if u["undoes"] == e["undoes"]} for e in undos}
+    assert all(len(k) == 1 for k in keys.values()), "a re-run undo presents the same key"
+    bookings = [e["seq"] for e in read_log(log) if "undoes" not in e and e["event"] == "start"]
+    assert bookings == [1, 2, 3, 4], "no booking ran again"

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from tether.failures import ATTEMPTS_KEPT, MESSAGE_CHARS, TRACEBACK_CHARS, TRACEBACK_FRAMES
-from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskStatus
+from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskPhase, TaskStatus
 from tether.models.times import EPOCH_TEXT, LATEST, format_time, parse_time
 from tether.models.webhooks import WebhookSubscription
 
@@ -131,6 +131,20 @@ class RerunRequest(BaseModel):
     )
 
 
+class CancelRequest(BaseModel):
+    """How to cancel a task (the body is optional)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"compensate": True}]}
+    )
+
+    compensate: bool = Field(
+        default=False,
+        description="Undo the task's completed steps first (their compensations, latest "
+        "first): the task ends `cancelled` after a run has done so",
+    )
+
+
 class ErrorOut(BaseModel):
     """Why a task or step failed."""
 
@@ -139,6 +153,10 @@ class ErrorOut(BaseModel):
     fingerprint: str
     step: str | None = None
     permanent: bool = True
+    compensated: list[str] | None = Field(
+        default=None,
+        description="For a task whose compensations ran: the steps undone, in that order",
+    )
 
     @classmethod
     def of(cls, err: TaskError | None) -> ErrorOut | None:
@@ -150,6 +168,7 @@ class ErrorOut(BaseModel):
             fingerprint=err.fingerprint,
             step=err.step,
             permanent=err.permanent,
+            compensated=err.compensated,
         )
 
 
@@ -199,6 +218,7 @@ class TaskOut(BaseModel):
                     "deadline": None,
                     "run_at": "2024-06-10T06:13:20.000000Z",
                     "cancel_requested": False,
+                    "phase": "execution",
                     "forked_from": None,
                 }
             ]
@@ -228,6 +248,10 @@ class TaskOut(BaseModel):
     deadline: Time | None = None
     run_at: Time | None = None
     cancel_requested: bool = False
+    phase: TaskPhase = Field(
+        default=TaskPhase.EXECUTION,
+        description="`execution`, or `compensation` once its saga undoes its completed steps",
+    )
     forked_from: str | None = Field(default=None, description="The task this one re-runs")
     fork_from_seq: int | None = Field(
         default=None, description="The step it re-ran from (null: only unfinished steps)"

@@ -17,6 +17,7 @@ from tether.api.problems import ProblemError, input_errors, not_storable_error, 
 from tether.api.schemas import (
     BatchOut,
     BatchSubmission,
+    CancelRequest,
     RerunRequest,
     SignalOut,
     StepList,
@@ -250,16 +251,21 @@ async def list_tasks(
     status_code=202,
     response_model=TaskOut,
     summary="Cancel a task",
-    responses=responses(*AUTH, 404, 409),
+    responses=responses(400, *AUTH, 404, 409, 413, 415, 422),
 )
 async def cancel_task(
     task_id: TaskId,
     who: Annotated[Principal, Depends(require(Permission.CANCEL))],
     app: Annotated[Tether, Depends(tether_app)],
+    cancel: Annotated[CancelRequest | None, Body()] = None,
 ) -> TaskOut:
     """Queued and waiting tasks end `cancelled` at once; a running task is asked to stop
-    (`cancel_requested`) and ends `cancelled` at its next step boundary. 409 when ended."""
-    return TaskOut.of(await app.cancel(task_id, tenant=who.tenant, by=who.subject))
+    (`cancel_requested`) and ends `cancelled` at its next step boundary. With
+    `{"compensate": true}` a run first undoes the task's completed steps (a task not
+    running is queued for it; phase `compensation`). 409 when ended."""
+    compensate = cancel is not None and cancel.compensate
+    task = await app.cancel(task_id, tenant=who.tenant, by=who.subject, compensate=compensate)
+    return TaskOut.of(task)
 
 
 @router.get(
@@ -332,5 +338,36 @@ async def rerun_task(
     creates another task."""
     from_seq = rerun.from_step if rerun is not None else None
     handle = await app.rerun(task_id, from_seq=from_seq, tenant=who.tenant, created_by=who.subject)
+    response.headers["Location"] = f"/v1/tasks/{handle.id}"
+    return TaskOut.of(handle.initial)
+
+
+@router.post(
+    "/tasks/{task_id}/compensate",
+    status_code=202,
+    response_model=TaskOut,
+    summary="Undo a failed or cancelled task's completed steps",
+    responses={
+        202: {
+            "description": "The compensation task",
+            "headers": {
+                "Location": {"description": "URL of the new task", "schema": {"type": "string"}}
+            },
+        },
+        **responses(*AUTH, 404, 409),
+    },
+)
+async def compensate_task(
+    task_id: TaskId,
+    response: Response,
+    who: Annotated[Principal, Depends(require(Permission.COMPENSATE))],
+    app: Annotated[Tether, Depends(tether_app)],
+) -> TaskOut:
+    """Create a new task, linked to this one (`forked_from`), in phase `compensation`:
+    it runs the compensations of this task's completed steps, latest first (those this
+    task already ran are not run again), and ends as this task did, the steps undone
+    listed on its error (`error.compensated`). 409 unless the task failed or was
+    cancelled."""
+    handle = await app.compensate(task_id, tenant=who.tenant, created_by=who.subject)
     response.headers["Location"] = f"/v1/tasks/{handle.id}"
     return TaskOut.of(handle.initial)
