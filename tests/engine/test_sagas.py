@@ -271,3 +271,36 @@ async def _until(app: Tether, task_id: str, ok: Callable[[Any], bool]) -> None:
     while not ok(await app.get(task_id)):
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+async def test_a_long_compensation_backoff_suspends_and_a_cancel_does_not_stop_it(
+    make_app: Callable[[], Tether],
+) -> None:
+    """A compensation in a long backoff parks the task (its slot freed, phase
+    `compensation`); a cancellation then is only noted: the saga finishes undoing and
+    the task ends as its cause says (failed)."""
+    app = make_app()
+    tries: list[str] = []
+
+    @app.step
+    def release(ref: str) -> None:
+        tries.append(ref)
+        if len(tries) == 1:
+            raise Transient("the provider is busy", retry_after=2.5)
+
+    @app.workflow("one")
+    async def one(ctx: Context) -> None:
+        await ctx.step("take", lambda: "a", compensate=release)
+        await ctx.step("boom", _raise)
+
+    async with app.worker(poll_interval=0.05):
+        handle = await app.submit("one")
+        await _until(app, handle.id, lambda t: t.status == TaskStatus.WAITING)
+        parked = await app.get(handle.id)
+        assert (parked.phase, str(parked.wait_reason)) == (TaskPhase.COMPENSATION, "retry_backoff")
+        noted = await app.cancel(handle.id, by="ops")
+        assert noted.status == TaskStatus.WAITING and noted.cancel_requested
+        task = await handle.wait(timeout=15)
+    assert tries == ["a", "a"]
+    assert task.status == TaskStatus.FAILED and task.error is not None
+    assert (task.error.type, task.error.compensated) == ("Permanent", ["take"])

@@ -153,8 +153,9 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_CANCEL_REQUESTED,
-        "a cancellation is asked for while the task runs, or with `compensate` (a run "
-        "ends it, after undoing its completed steps: a task not running is queued)",
+        "a cancellation is asked for while the task runs, with `compensate` (a run "
+        "ends it, after undoing its completed steps: a task not running is queued), or "
+        "while it compensates (its run ends it as its cause says)",
         ("prior_status", "new_status", "attempt", "decision"),
         "`cancel_requested`",
         ("by", "compensate"),

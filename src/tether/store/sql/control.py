@@ -33,20 +33,25 @@ async def cancel(
     if status in TERMINAL:
         raise InvalidTransition(f"task {task_id} is already {status}")
     # With `compensate` a run ends the task, after undoing its completed steps (ADR 83):
-    # a running task learns it when its run ends; another goes back to the queue.
-    phase = ", phase = 'compensation'" if compensate else ""
-    if status == "running":
+    # a running task learns it when its run ends; another goes back to the queue. A task
+    # already compensating (maybe waiting out a backoff) is left to finish doing so: its
+    # run ends it as its cause says.
+    if status == "running" or row["phase"] == "compensation":
+        new = status
+        phase = ", phase = 'compensation'" if compensate else ""
         await conn.execute(
             f"UPDATE tasks SET cancel_requested = 1{phase}, updated_at = %s WHERE id = %s",
             (now, task_id),
         )
     elif compensate:
+        new = "queued"
         await conn.execute(
             "UPDATE tasks SET status = 'queued', cancel_requested = 1, phase = 'compensation', "
             "run_at = %s, wait_reason = NULL, wait_signals = NULL, updated_at = %s WHERE id = %s",
             (now, now, task_id),
         )
     else:
+        new = "cancelled"
         await conn.execute(
             "UPDATE tasks SET status = 'cancelled', cancel_requested = 1, finished_at = %s, "
             "updated_at = %s, run_at = NULL, lease_owner = NULL, lease_expires_at = NULL "
@@ -62,7 +67,9 @@ async def cancel(
         )
     await conn.execute(
         events.INSERT_EVENT,
-        events.cancellation(task_id, row["tenant"], status, row["attempt"], by, now, compensate),
+        events.cancellation(
+            task_id, row["tenant"], status, new, row["attempt"], by, now, compensate
+        ),
     )
     task = await get_task(conn, task_id, None)
     assert task is not None

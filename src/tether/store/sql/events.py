@@ -364,36 +364,37 @@ def cancellation(
     task_id: str,
     tenant: str,
     prior: str,
+    new: str,
     attempt: int,
     by: str | None,
     now: float,
-    compensate: bool = False,
+    compensate: bool,
 ) -> EventRow:
-    """`task.cancel_requested` for a running task or one to compensate first (a run ends
-    it), else `task.cancelled`."""
-    if prior == "running" or compensate:
-        new = "running" if prior == "running" else "queued"
+    """`task.cancelled` for a task cancelled at once (`new` is `cancelled`), else
+    `task.cancel_requested`: a run ends it (a running one, one queued to compensate
+    first, or one compensating already)."""
+    if new == "cancelled":
         return _row(
             task_id,
             tenant,
             now,
-            EventType.TASK_CANCEL_REQUESTED,
+            EventType.TASK_CANCELLED,
             prior=prior,
             new=new,
             attempt=attempt,
             decision="cancel_requested",
-            data={"by": by, "compensate": compensate},
+            data={"by": by},
         )
     return _row(
         task_id,
         tenant,
         now,
-        EventType.TASK_CANCELLED,
+        EventType.TASK_CANCEL_REQUESTED,
         prior=prior,
-        new="cancelled",
+        new=new,
         attempt=attempt,
         decision="cancel_requested",
-        data={"by": by},
+        data={"by": by, "compensate": compensate},
     )
 
 
