@@ -29,7 +29,9 @@ async def server(store_url: str) -> AsyncIterator[LiveServer]:
 
 async def _waiting(client: Client, task_id: str) -> None:
     async with asyncio.timeout(20):
-        while (await client.get(task_id)).status != TaskStatus.WAITING:
+        while True:
+            if (await client.get(task_id)).status == TaskStatus.WAITING:
+                return
             await asyncio.sleep(0.02)
 
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tether
+from apps.crashy import read_log
 from apps.procs import WorkerProcess, cli_env, run_cli
 from tether.cli import cli as main_cli
 from tether.store.sqlite import MIGRATIONS
@@ -228,6 +229,32 @@ def test_cancel_and_watch_a_cancelled_task(cli: CLI) -> None:
     assert "cancelled" in watched.stdout
     again = cli("cancel", task_id)
     assert_one_line_error(again)
+
+
+def test_a_saga_compensates_and_an_operator_compensates_again(
+    cli: CLI, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "saga.jsonl")
+    failing = cli.submit("saga", {"log": log})
+    assert cli("watch", failing).returncode == 1
+    status = cli.ok("status", failing)
+    assert "compensation" in status and "book-3, book-2, book-1" in status
+    out = cli("compensate", failing[-12:], "--json", USER="dave")  # a short id
+    assert out.returncode == 0, out.stderr
+    fork = json.loads(out.stdout)
+    assert (fork["forked_from"], fork["phase"], fork["created_by"]) == (
+        failing,
+        "compensation",
+        "dave",
+    )
+    assert cli("watch", fork["id"]).returncode == 1
+    undone = [e["undoes"] for e in read_log(log) if e.get("undoes") and e["event"] == "end"]
+    assert undone == [3, 2, 1], "the fork found everything undone already"
+    assert "compensating" in cli.ok("compensate", failing)
+    waiting = cli.submit("wait_signal", {"name": "never"})
+    assert_one_line_error(cli("compensate", waiting), "only failed or cancelled")
+    assert "undoes its completed steps" in cli.ok("cancel", waiting, "--compensate")
+    assert cli("watch", waiting).returncode == 3
 
 
 def test_worker_without_an_app_is_refused(cli: CLI) -> None:

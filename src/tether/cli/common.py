@@ -204,6 +204,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "steps_done": task.steps_done,
         "current_step": task.current_step,
         "cancel_requested": task.cancel_requested,
+        "phase": str(task.phase),
         "forked_from": task.forked_from,
         "fork_from_seq": task.fork_from_seq,
         "fork_root": task.fork_root,

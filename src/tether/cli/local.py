@@ -74,8 +74,14 @@ class LocalOperations:
         )
         return await self.app.list_tasks(flt)
 
-    async def cancel(self, task_id: str) -> Task:
-        return await self.app.cancel(task_id, tenant=self.tenant, by=self.identity)
+    async def cancel(self, task_id: str, compensate: bool = False) -> Task:
+        return await self.app.cancel(
+            task_id, tenant=self.tenant, by=self.identity, compensate=compensate
+        )
+
+    async def compensate(self, task_id: str) -> Task:
+        handle = await self.app.compensate(task_id, tenant=self.tenant, created_by=self.identity)
+        return handle.initial
 
     async def signal(self, task_id: str, name: str, payload: Any) -> int:
         record = await self.app.signal(task_id, name, payload, tenant=self.tenant)

@@ -66,8 +66,13 @@ class Operations(Protocol):
         """Tasks newest first, filtered (`short_id`: the id begins or ends with it)."""
         ...
 
-    async def cancel(self, task_id: str) -> Task:
-        """Cancel a task (queued and waiting at once, running cooperatively)."""
+    async def cancel(self, task_id: str, compensate: bool = False) -> Task:
+        """Cancel a task (queued and waiting at once, running cooperatively); with
+        `compensate`, after undoing its completed steps."""
+        ...
+
+    async def compensate(self, task_id: str) -> Task:
+        """Undo a failed or cancelled task's completed steps; the new linked task."""
         ...
 
     async def signal(self, task_id: str, name: str, payload: Any) -> int:

@@ -78,8 +78,11 @@ class RemoteOperations:
                 break
         return found
 
-    async def cancel(self, task_id: str) -> Task:
-        return await self.client.cancel(task_id)
+    async def cancel(self, task_id: str, compensate: bool = False) -> Task:
+        return await self.client.cancel(task_id, compensate=compensate)
+
+    async def compensate(self, task_id: str) -> Task:
+        return await self.client.compensate(task_id)
 
     async def signal(self, task_id: str, name: str, payload: Any) -> int:
         return await self.client.signal(task_id, name, payload)

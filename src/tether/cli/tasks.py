@@ -33,7 +33,7 @@ from tether.cli.options import JsonOpt, resolve, takes_global_options
 from tether.cli.root import cli
 from tether.cli.step_errors import failed_attempts_hint, print_attempt_errors, step_json
 from tether.client import ApiError
-from tether.models import Approval, StepRecord, Task, TaskStatus
+from tether.models import Approval, StepRecord, Task, TaskPhase, TaskStatus
 
 TaskRef = Annotated[
     str, typer.Argument(metavar="ID", help="Task id (or a unique beginning or end of it).")
@@ -162,6 +162,8 @@ def _task_grid(task: Task) -> Table:
     grid.add_row("task", task.id)
     grid.add_row("workflow", f"{task.workflow} v{task.workflow_version}")
     grid.add_row("status", status_text)
+    if task.phase != TaskPhase.EXECUTION:
+        grid.add_row("phase", str(task.phase))
     grid.add_row("tenant / queue", f"{task.tenant} / {task.queue}")
     grid.add_row("attempt", str(task.attempt))
     grid.add_row("created", local_time(task.created_at))
@@ -175,6 +177,8 @@ def _task_grid(task: Task) -> Table:
     if task.error is not None:
         where = f" in step {task.error.step!r}" if task.error.step else ""
         grid.add_row("error", f"[red]{task.error.type}{where}: {task.error.message}[/]")
+        if task.error.compensated is not None:
+            grid.add_row("undone", ", ".join(task.error.compensated) or "nothing")
     if task.status == TaskStatus.SUCCEEDED:
         grid.add_row("result", _short_json(task.result))
     return grid
@@ -283,18 +287,34 @@ def list_(
 @cli.command()
 @takes_global_options
 @handle_errors
-def cancel(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None:
-    """Cancel a task: queued and waiting ones at once, running ones cooperatively."""
+def cancel(
+    ctx: typer.Context,
+    task_ref: TaskRef,
+    compensate: Annotated[
+        bool,
+        typer.Option("--compensate", help="Undo its completed steps first (their compensations)."),
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Cancel a task: queued and waiting ones at once, running ones cooperatively.
+
+    With --compensate a worker first runs the compensations of its completed steps,
+    latest first, then ends it cancelled."""
     env = resolve(ctx)
 
     async def go(ops: Operations) -> Task:
-        return await ops.cancel((await refs.find_task(ops, task_ref)).id)
+        return await ops.cancel((await refs.find_task(ops, task_ref)).id, compensate)
 
     task = run_with(env, go)
     if json:
         print_json(task_json(task))
     elif task.status == TaskStatus.CANCELLED:
         console.print(f"{task.id} {styled_status('cancelled')}")
+    elif compensate or task.phase == TaskPhase.COMPENSATION:
+        console.print(
+            f"{task.id} is {styled_status(str(task.status))}: cancellation requested, "
+            "a worker undoes its completed steps, then ends it"
+        )
     else:
         console.print(
             f"{task.id} is {styled_status(str(task.status))}: cancellation requested, "
@@ -361,4 +381,26 @@ def rerun(
     console.print(
         f"re-running {task.forked_from} as [bold]{task.id}[/] "
         f"({styled_status(str(task.status))}{reused})"
+    )
+
+
+@cli.command()
+@takes_global_options
+@handle_errors
+def compensate(ctx: typer.Context, task_ref: TaskRef, json: JsonOpt = False) -> None:
+    """Undo a failed or cancelled task's completed steps.
+
+    A new task, linked to it, runs the compensations of its completed steps, latest
+    first (those it already ran are not run again), and ends as the original did."""
+    env = resolve(ctx)
+
+    async def go(ops: Operations) -> Task:
+        return await ops.compensate((await refs.find_task(ops, task_ref)).id)
+
+    task = run_with(env, go, needs_app=True)  # locally: the fork's input is validated
+    if json:
+        print_json(task_json(task))
+        return
+    console.print(
+        f"compensating {task.forked_from} as [bold]{task.id}[/] ({styled_status(str(task.status))})"
     )
