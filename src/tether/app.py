@@ -32,6 +32,7 @@ from tether.models.schedules import Schedule
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
 from tether.registration import DeclaredSchedule, Registration
+from tether.rollouts import RolloutBook, route
 from tether.schedules.scheduler import Scheduler, SchedulerOptions
 from tether.store import open_store
 from tether.store.base import Claimed, Eager, NewTask, Store
@@ -98,6 +99,8 @@ class Tether(Registration):
         )
         self.egress_policy = egress.EgressPolicy.from_settings(self.settings)
         """What outbound HTTP (webhooks) may reach: `egress_allow` and the limits."""
+        self.rollouts = RolloutBook()
+        """The workflow rollouts new tasks are routed by (`tether.services.rollouts`)."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -172,12 +175,14 @@ class Tether(Registration):
             else:
                 await self.store.close()
                 await self.store.open(check_schema=True)
+            await self.rollouts.start(self.store)
             self._opened = True
 
     async def close(self) -> None:
         """Stop workers started with `worker()` and close the store."""
         for worker in list(self.workers):
             await worker.stop()
+        await self.rollouts.stop()
         await self.store.close()
         self._opened = False
 
@@ -272,7 +277,12 @@ class Tether(Registration):
         the workflow (None: the newest); `created_by` defaults to this app's
         `identity`. Raises `UnknownWorkflow`, `InputValidationError` (the input, held
         to its signature and to `tether.storable`'s rules) or `NotStorable` (another
-        field: a NUL in a string, a priority beyond 32 bits, a non-finite time)."""
+        field: a NUL in a string, a priority beyond 32 bits, a non-finite time). Without
+        `version`, the workflow's rollout for the tenant (`rollouts`) may pick one."""
+        task_id = new_id()
+        tenant = tenant or self.settings.tenant
+        if version is None and (rollout := self.rollouts.lookup(tenant, workflow)) is not None:
+            version = route(rollout, task_id, self.workflows.versions_of(workflow))
         wf = self.registry_lookup(workflow, version)
         encoded = wf.encode_input(input)
         for name, text in (
@@ -302,8 +312,6 @@ class Tether(Registration):
         absolute_deadline = _timestamp(deadline)
         if absolute_deadline is None and wf.deadline is not None:
             absolute_deadline = self.clock.now() + wf.deadline
-        task_id = new_id()
-        tenant = tenant or self.settings.tenant
         callback = None
         if callback_url is not None:
             now = self.clock.now()
@@ -347,6 +355,7 @@ class Tether(Registration):
         with the same input returns the existing task (`handle.created` is False); with
         another input it raises `IdempotencyConflict`.
         """
+        await self.open()  # the rollouts are read: the task's version may depend on them
         (handle,) = await self.submit_batch([self.new_task(workflow, input, **options)])
         return handle
 
@@ -359,6 +368,7 @@ class Tether(Registration):
         of the HTTP batch route): the same batch again returns the same tasks.
         """
         key = options.pop("idempotency_key", None)
+        await self.open()
         return await self.submit_batch(
             [
                 self.new_task(workflow, item, idempotency_key=batch_item_key(key, i), **options)

@@ -189,6 +189,10 @@ class Registry(Mapping[str, WorkflowDef]):
             )
         return wf
 
+    def versions_of(self, name: str) -> list[int]:
+        """The registered versions of workflow `name`, oldest first (none: empty)."""
+        return sorted(self._by_name.get(name, {}))
+
     def has(self, name: str, version: int) -> bool:
         """Whether version `version` of `name` is registered."""
         return version in self._by_name.get(name, {})

@@ -34,6 +34,7 @@ from tether.store.availability import Availability
 from tether.store.hub import Hub
 from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
+from tether.store.rollouts import RolloutStore
 from tether.store.schedules import ScheduleStore
 
 
@@ -243,7 +244,7 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(OutboxStore, NotificationStore, ScheduleStore, abc.ABC):
+class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, abc.ABC):
     """One database, seen through the operations Tether needs (the webhook outbox's
     among them: `tether.store.outbox`; the notification outbox's:
     `tether.store.notifications`; the schedules': `tether.store.schedules`)."""

@@ -46,6 +46,7 @@ from tether.store.base import (
 from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
 from tether.store.sqloutbox import SQLOutbox
+from tether.store.sqlrollouts import SQLRollouts
 from tether.store.sqlschedules import SQLSchedules
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, Store, abc.ABC):
+class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect

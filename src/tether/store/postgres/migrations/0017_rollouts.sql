@@ -1,0 +1,18 @@
+-- Tether schema v17: workflow rollouts (ADR 84). Mirrors
+-- store/sqlite/migrations/0017_rollouts.sql.
+
+-- Which version new tasks of `workflow` start on, for `tenant` ('*': every tenant
+-- without a row of its own): `stable` (NULL: the newest registered but the canary),
+-- and `canary` for a `share` of them, chosen by task id.
+CREATE TABLE workflow_rollouts (
+    tenant      TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    stable      INTEGER,
+    canary      INTEGER,
+    share       DOUBLE PRECISION NOT NULL DEFAULT 0 CHECK (share >= 0 AND share <= 1),
+    started_at  DOUBLE PRECISION,
+    updated_by  TEXT,
+    updated_at  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (tenant, workflow)
+);
+
