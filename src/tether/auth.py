@@ -25,9 +25,13 @@ Permission matrix (what each role may do; `admin` may do everything):
 | schedules:read     |   x    |           |          |    x     |   x   |
 | schedules:run      |        |           |          |    x     |   x   |
 | schedules:manage   |        |           |          |          |   x   |
+| workflows:read     |   x    |           |          |    x     |   x   |
+| workflows:manage   |        |           |          |          |   x   |
 
 `schedules:run` pauses, resumes and triggers a schedule; `schedules:manage` creates and
 deletes one (a schedule starts tasks for ever: like a standing submission).
+`workflows:manage` starts, promotes and rolls back a canary version of a workflow for
+the caller's tenant (docs/rollouts.md); `workflows:read` shows it, with the figures.
 
 `metrics:read` shows the caller's own tenant's figures only; the deployment-wide
 `/metrics` needs the `metrics_token` setting instead (ADR 66).
@@ -86,11 +90,13 @@ class Permission(StrEnum):
     SCHEDULES_READ = "schedules:read"
     SCHEDULES_RUN = "schedules:run"
     SCHEDULES_MANAGE = "schedules:manage"
+    WORKFLOWS_READ = "workflows:read"
+    WORKFLOWS_MANAGE = "workflows:manage"
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ, P.SCHEDULES_READ}),
+    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ, P.SCHEDULES_READ, P.WORKFLOWS_READ}),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
     Role.OPERATOR: frozenset(
@@ -106,6 +112,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WEBHOOKS_REPLAY,
             P.SCHEDULES_READ,
             P.SCHEDULES_RUN,
+            P.WORKFLOWS_READ,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_rollouts import RolloutsClient
 from tether.client_schedules import SchedulesClient
 from tether.client_webhooks import WebhooksClient
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
@@ -103,6 +104,9 @@ class Client:
         self.schedules = SchedulesClient(self._request)
         """Cron schedules: create, list, pause, resume, delete, trigger
         (`tether.client_schedules`)."""
+        self.rollouts = RolloutsClient(self._request)
+        """Workflow rollouts: canary, promote, rollback, clear, figures per version
+        (`tether.client_rollouts`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )

@@ -38,6 +38,17 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
             await ctx.step("write", _refuse)
         return label
 
+    @app.workflow("triage", version=1)
+    async def triage_v1(ctx: Context, n: int = 0) -> str:
+        return "v1"
+
+    @app.workflow("triage", version=2)
+    async def triage_v2(ctx: Context, n: int = 0) -> str:
+        """The canary: refuses odd tickets."""
+        if n % 2:
+            await ctx.step("refuse", _refuse)
+        return "v2"
+
     @app.workflow("anything")
     async def anything(ctx: Context, value: Any = None) -> Any:
         """Takes any JSON input (schemathesis submits what it generates)."""

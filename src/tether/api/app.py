@@ -31,6 +31,7 @@ OPTIONAL_ROUTERS = (
     "tether.api.webhooks",
     "tether.api.hooks",
     "tether.api.schedules",
+    "tether.api.rollouts",
 )
 """Modules other features add; each exposes `router`. Missing ones are skipped."""
 

@@ -20,7 +20,8 @@ from tether.api.problems import problem, responses, retry_after
 from tether.api.schemas import Health
 from tether.app import Tether
 from tether.auth import Principal
-from tether.services import health
+from tether.models.rollouts import RolloutView
+from tether.services import health, rollouts
 
 router = APIRouter(tags=["health"])
 
@@ -50,6 +51,42 @@ class QueueGauges:
             self.oldest.labels(queue).set(queues.oldest.get(queue, 0.0))
 
 
+class RolloutGauges:
+    """A running canary beside its stable version: `tether_rollout_tasks` (tasks created
+    since the canary began, by version, role and status) and
+    `tether_rollout_failure_ratio` (failed over ended, per version; ADR 84)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["scope", "workflow", "version", "role"]
+        self.tasks = Gauge(
+            "tether_rollout_tasks",
+            "Tasks of a workflow with a canary, created since it began, by version and status",
+            [*labels, "status"],
+            registry=registry,
+        )
+        self.failures = Gauge(
+            "tether_rollout_failure_ratio",
+            "Failed over ended tasks of a workflow with a canary, per version, since it began",
+            labels,
+            registry=registry,
+        )
+
+    def show(self, views: list[RolloutView], tenant: str | None) -> None:
+        self.tasks.clear()
+        self.failures.clear()
+        for view in views:
+            r = view.rollout
+            assert r is not None
+            scope = r.tenant if tenant is None else ("all" if r.tenant == "*" else "tenant")
+            for f in view.figures:
+                role = "canary" if f.version == r.canary else "stable"
+                labels = (scope, view.workflow, str(f.version), role)
+                for status, n in f.counts.items():
+                    self.tasks.labels(*labels, status).set(n)
+                if f.failure_rate is not None:
+                    self.failures.labels(*labels).set(f.failure_rate)
+
+
 class QueueMetrics(QueueGauges):
     """The deployment's queue gauges, and the queued tasks no live worker claims (by
     workflow version: an operators' figure across tenants), refreshed from the store at
@@ -60,6 +97,7 @@ class QueueMetrics(QueueGauges):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
+        self.rollouts = RolloutGauges(registry)
         self.unserved = Gauge(
             "tether_tasks_unserved",
             "Runnable queued tasks whose (workflow, version) no live worker of their queue "
@@ -77,12 +115,14 @@ class QueueMetrics(QueueGauges):
         self.unserved.clear()
         for v in (await health.unserved(app)).waiting:
             self.unserved.labels(v.queue, v.workflow, str(v.version)).set(v.tasks)
+        self.rollouts.show(await rollouts.canaries(app, None), None)
 
 
 async def tenant_metrics(app: Tether, tenant: str) -> bytes:
     """One tenant's queue gauges, read now, on a registry of their own."""
     registry = CollectorRegistry()
     QueueGauges(registry).show(await health.queues(app, tenant))
+    RolloutGauges(registry).show(await rollouts.canaries(app, tenant), tenant)
     return generate_latest(registry)
 
 
@@ -120,10 +160,10 @@ async def metrics(
     app: Annotated[Tether, Depends(tether_app)],
     who: Annotated[Principal | None, Depends(metrics_reader)],
 ) -> Response:
-    """Queue depth per queue and status and the oldest queued age: the caller's tenant's
-    with a `metrics:read` credential; every tenant's, the queued tasks no live worker
-    claims (by workflow version) and the HTTP request counters, with the deployment's
-    scrape token (`metrics_token`)."""
+    """Queue depth per queue and status, the oldest queued age, and each running canary
+    beside its stable version: the caller's tenant's with a `metrics:read` credential;
+    every tenant's, the queued tasks no live worker claims (by workflow version) and
+    the HTTP request counters, with the deployment's scrape token (`metrics_token`)."""
     if who is not None:
         return Response(await tenant_metrics(app, who.tenant), media_type=CONTENT_TYPE_LATEST)
     queues: QueueMetrics = request.app.state.queue_metrics
@@ -133,4 +173,4 @@ async def metrics(
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["QueueGauges", "QueueMetrics", "router", "tenant_metrics"]
+__all__ = ["QueueGauges", "QueueMetrics", "RolloutGauges", "router", "tenant_metrics"]

@@ -154,6 +154,13 @@ INVALID_INPUT = ProblemType(
     "The input does not fit the workflow's signature; `errors` names every problem and "
     "nothing was stored.",
 )
+INVALID_ROLLOUT = ProblemType(
+    "invalid-rollout",
+    422,
+    "Invalid rollout",
+    "The rollout cannot be: a version the server does not register, a share outside 0 "
+    "to 1, a canary of the stable version, or no canary to promote or roll back.",
+)
 IDEMPOTENCY_CONFLICT = ProblemType(
     "idempotency-conflict",
     422,
@@ -217,6 +224,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     INVALID_REQUEST,
     UNKNOWN_WORKFLOW,
     INVALID_INPUT,
+    INVALID_ROLLOUT,
     IDEMPOTENCY_CONFLICT,
     URL_REFUSED,
     INVALID_CURSOR,

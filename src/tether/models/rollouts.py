@@ -55,3 +55,19 @@ class VersionFigures:
     def failure_rate(self) -> float | None:
         """Failed over ended (None before any ended)."""
         return self.counts.get("failed", 0) / self.ended if self.ended else None
+
+
+@dataclass
+class RolloutView:
+    """A workflow's rollout as it applies to a tenant, with its versions' figures."""
+
+    workflow: str
+    tenant: str
+    rollout: Rollout | None
+    """The rollout that applies (the tenant's, else every tenant's; None: the newest
+    version takes every new task)."""
+    registered: list[int]
+    """The versions this app registers."""
+    since: float
+    """The figures count tasks created since then: the canary's start, else a day ago."""
+    figures: list[VersionFigures]

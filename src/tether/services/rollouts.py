@@ -11,11 +11,11 @@ tenant's only; the fleet-wide one is for who holds the database (the CLI without
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tether.errors import TetherError
-from tether.models.rollouts import EVERY_TENANT, Rollout, VersionFigures
+from tether.models.rollouts import EVERY_TENANT, Rollout, RolloutView
 
 if TYPE_CHECKING:
     from tether.app import Tether
@@ -27,22 +27,6 @@ FIGURES_WINDOW = 86400.0
 class InvalidRollout(TetherError):
     """A rollout that cannot be: a version not registered, a share outside 0 to 1,
     nothing to promote."""
-
-
-@dataclass
-class RolloutView:
-    """A workflow's rollout as it applies to a tenant, with its versions' figures."""
-
-    workflow: str
-    tenant: str
-    rollout: Rollout | None
-    """The rollout that applies (the tenant's, else every tenant's; None: the newest
-    version takes every new task)."""
-    registered: list[int]
-    """The versions this app registers."""
-    since: float
-    """The figures count tasks created since then: the canary's start, else a day ago."""
-    figures: list[VersionFigures]
 
 
 def _versions(app: Tether, workflow: str) -> list[int]:
@@ -153,3 +137,29 @@ async def show(
     counted = None if tenant == EVERY_TENANT else tenant
     figures = await app.store.version_figures(counted, workflow, since)
     return RolloutView(workflow, tenant, rollout, versions, since, figures)
+
+
+async def canaries(app: Tether, tenant: str | None) -> list[RolloutView]:
+    """The running canaries with their figures: those routing `tenant`'s new tasks (its
+    own rollout of a workflow, else the fleet-wide one), counting its tasks; or (None)
+    every rollout with a canary, each counting the tasks of its tenant (every tenant's
+    for a fleet-wide one). For `/metrics`."""
+    await app.open()
+    rows = await app.store.list_rollouts()
+    chosen: list[Rollout] = []
+    if tenant is None:
+        chosen = [r for r in rows if r.canary is not None]
+    else:
+        by_key = {(r.tenant, r.workflow): r for r in rows}
+        for workflow in sorted({r.workflow for r in rows}):
+            r = by_key.get((tenant, workflow)) or by_key.get((EVERY_TENANT, workflow))
+            if r is not None and r.canary is not None:
+                chosen.append(r)
+    views = []
+    for r in chosen:
+        since = r.started_at if r.started_at is not None else app.clock.now() - FIGURES_WINDOW
+        counted = tenant if tenant is not None else (None if r.tenant == EVERY_TENANT else r.tenant)
+        figures = await app.store.version_figures(counted, r.workflow, since)
+        registered = app.workflows.versions_of(r.workflow)
+        views.append(RolloutView(r.workflow, tenant or r.tenant, r, registered, since, figures))
+    return views
