@@ -184,3 +184,14 @@ async def saga(ctx: Context, log: str) -> None:
     """Four bookings, each undone by `unbook`; the fourth fails (the saga crash test)."""
     for n in range(1, 5):
         await ctx.step(f"book-{n}", book, log, n, compensate=unbook)
+
+
+@app.workflow("triage", version=1)
+async def triage_v1(ctx: Context) -> str:
+    """Two versions of one workflow (the rollout CLI tests)."""
+    return "v1"
+
+
+@app.workflow("triage", version=2)
+async def triage_v2(ctx: Context) -> str:
+    return "v2"

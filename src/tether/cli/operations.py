@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from tether.cli.common import EXIT_USAGE, CLIError, build_app, run
 from tether.cli.options import Env
+from tether.cli.rollout_ops import RolloutOperations
 from tether.cli.schedule_ops import ScheduleOperations
 from tether.models import Approval, Event, StepRecord, Task, TaskStatus
 
@@ -32,6 +33,11 @@ class Operations(Protocol):
     @property
     def schedules(self) -> ScheduleOperations:
         """`tether schedules ...` (`tether.cli.schedule_ops`)."""
+        ...
+
+    @property
+    def rollouts(self) -> RolloutOperations:
+        """`tether rollout ...` (`tether.cli.rollout_ops`)."""
         ...
 
     async def submit(
