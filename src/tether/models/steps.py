@@ -20,6 +20,7 @@ class StepKind(StrEnum):
     SLEEP = "sleep"
     SIGNAL = "signal"
     APPROVAL = "approval"
+    CHILD = "child"
 
 
 class StepStatus(StrEnum):

@@ -88,8 +88,8 @@ async def submit(
 NEW_TASK_COLUMNS = (
     "id, tenant, workflow, workflow_version, queue, priority, status, input, "
     "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
-    "fork_from_seq, created_at, updated_at, attempt, lease_owner, lease_expires_at, "
-    "started_at"
+    "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, attempt, "
+    "lease_owner, lease_expires_at, started_at"
 )
 
 
@@ -114,6 +114,9 @@ def new_task_row(
         t.deadline,
         t.forked_from,
         t.fork_from_seq,
+        t.parent_id,
+        t.parent_seq,
+        t.parent_policy,
         now,
         now,
         *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
@@ -142,6 +145,7 @@ def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
         deadline=t.deadline,
         forked_from=t.forked_from,
         fork_from_seq=t.fork_from_seq,
+        parent_id=t.parent_id,
     )
 
 
