@@ -54,7 +54,11 @@ async def test_a_child_returns_its_result_and_is_linked(make_app: Callable[[], T
     assert child.idempotency_key == f"child:{handle.id}:1"
     assert (await app.get(child.id)).parent_id == handle.id
     (entry,) = await app.steps(handle.id)
-    assert (entry.kind, entry.status, entry.name) == (StepKind.CHILD, StepStatus.SUCCEEDED, "double")
+    assert (entry.kind, entry.status, entry.name) == (
+        StepKind.CHILD,
+        StepStatus.SUCCEEDED,
+        "double",
+    )
     assert entry.meta["child_id"] == child.id and entry.result["result"] == 40
     assert await app.list_tasks(TaskFilter(parent_id=handle.id, tenant="other")) == []
 
@@ -75,7 +79,9 @@ async def test_a_parent_fans_out_to_a_thousand_children_and_gathers(
         assert await handle.result(timeout=120) == sum(2 * i for i in range(1000))
     children = await app.list_tasks(TaskFilter(parent_id=handle.id, limit=2000))
     assert len(children) == 1000
-    assert {c.idempotency_key for c in children} == {f"child:{handle.id}:{i}" for i in range(1, 1001)}
+    assert {c.idempotency_key for c in children} == {
+        f"child:{handle.id}:{i}" for i in range(1, 1001)
+    }
     steps = await app.steps(handle.id)
     assert len(steps) == 1000 and all(s.status == StepStatus.SUCCEEDED for s in steps)
 
