@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tether import Context, Tether
@@ -22,6 +23,12 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
         payload = await ctx.wait_for_signal("go")
         after = await ctx.step("after", _tag, label)
         return {"before": before, "after": after, "payload": payload}
+
+    @app.workflow("fanout")
+    async def fanout(ctx: Context, n: int = 2) -> list[Any]:
+        """Starts up to three `echo` children and gathers them."""
+        handles = [ctx.start_child("echo", {"x": i}) for i in range(max(0, min(n, 3)))]
+        return list(await asyncio.gather(*handles))
 
     @app.workflow("anything")
     async def anything(ctx: Context, value: Any = None) -> Any:
