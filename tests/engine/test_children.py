@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from helpers import wait_status
 from tether import ChildFailed, Context, TaskFilter, TaskStatus, Tether, WaitReason
 from tether.models import StepKind, StepStatus
+from tether.testing import TestEnvironment
 
 
 class Pair(BaseModel):
@@ -223,3 +224,18 @@ async def _children(app: Tether, parent_id: str, count: int) -> list:  # type: i
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"{parent_id} has {len(found)} children, not {count}")
         await asyncio.sleep(0.02)
+
+
+async def test_children_run_under_the_test_environment() -> None:
+    app = Tether("sqlite://:memory:")
+    _family(app)
+
+    @app.workflow("tree")
+    async def tree(ctx: Context) -> list[int]:
+        await ctx.sleep(3600)
+        return list(await asyncio.gather(*(ctx.start_child("double", i) for i in range(3))))
+
+    async with TestEnvironment(app) as env:
+        handle = await app.submit("tree")
+        await env.run_until_idle()  # skips the hour, runs the children, then the parent
+        assert await handle.result(timeout=1) == [0, 2, 4]
