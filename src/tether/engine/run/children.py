@@ -129,7 +129,11 @@ class RunChildren(RunWaits):
             writes = []
             for seq, child in sorted(ended.items()):
                 rec = self.log.get(seq)
-                if rec is not None and rec.kind == StepKind.CHILD and rec.status == StepStatus.PENDING:
+                if (
+                    rec is not None
+                    and rec.kind == StepKind.CHILD
+                    and rec.status == StepStatus.PENDING
+                ):
                     writes.append(self._write(_outcome_record(rec, child, self.clock.now())))
             await asyncio.gather(*writes)
         finally:
