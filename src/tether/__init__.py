@@ -13,11 +13,13 @@ from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
 from tether.egress import EgressRefused
 from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
+from tether.engine.children import ChildHandle, ChildOptions
 from tether.engine.context import Context, Decision, StepInfo, current_step
 from tether.engine.worker import Worker
 from tether.errors import (
     ApprovalClosed,
     BudgetExceeded,
+    ChildFailed,
     ConfigError,
     DeadlineExceeded,
     IdempotencyConflict,
@@ -79,6 +81,9 @@ __all__ = [
     "ApprovalFilter",
     "AttemptError",
     "BudgetExceeded",
+    "ChildFailed",
+    "ChildHandle",
+    "ChildOptions",
     "Client",
     "Clock",
     "ConfigError",

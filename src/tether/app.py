@@ -12,7 +12,15 @@ from tether import egress, storable
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
-from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowVersion
+from tether.engine.children import ChildOptions
+from tether.engine.registry import (
+    Registry,
+    StepDef,
+    WorkflowDef,
+    WorkflowFn,
+    WorkflowVersion,
+    workflow_name,
+)
 from tether.engine.worker import Worker
 from tether.errors import Classifier, InvalidTransition, TaskNotFound, UnknownStep
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
@@ -137,6 +145,34 @@ class Tether(Registration):
         """Send `notification` now on `channels` (None: those the routes give the
         `notify` trigger of `tenant`'s `workflow`); what `ctx.notify` runs in its step."""
         return await self.notifications.send_now(tenant, workflow, notification, channels, key)
+
+    def child_task(
+        self, parent: Task, seq: int, workflow: str | WorkflowFn, input: Any, options: ChildOptions
+    ) -> NewTask:
+        """The child task `parent` starts at call site `seq` (ADR 82): validated like
+        any submission, in the parent's tenant, by the parent's submitter, with the
+        idempotency key `child:<parent id>:<seq>` (the call site's)."""
+        new = self.new_task(
+            workflow_name(workflow),
+            input,
+            idempotency_key=f"child:{parent.id}:{seq}",
+            tenant=parent.tenant,
+            queue=options.queue,
+            priority=parent.priority if options.priority is None else options.priority,
+            correlation_id=options.correlation_id or parent.correlation_id,
+            created_by=parent.created_by,
+            version=options.version,
+        )
+        # Not in the key's hash (a replay's clock differs): relative to the start.
+        if options.deadline is not None:
+            new.deadline = self.clock.now() + options.deadline
+        new.parent_id, new.parent_seq, new.parent_policy = parent.id, seq, options.on_parent_end
+        return new
+
+    async def start_children(self, tasks: list[NewTask]) -> list[Task]:
+        """Store child tasks in one transaction (`submit_batch`: a local worker with free
+        slots starts them at once); a call site's child stored before is returned."""
+        return [handle.initial for handle in await self.submit_batch(tasks)]
 
     # what a scheduler fires (`tether.schedules.scheduler.ScheduleSource`) --------------
     def schedule_workflows(self) -> list[str]:

@@ -264,22 +264,39 @@ class Client:
         workflow: str | None = None,
         correlation_id: str | None = None,
         short_id: str | None = None,
+        parent_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[Task], str | None]:
         """A page of tasks (newest first) and the cursor of the next page; `short_id`
-        keeps the tasks whose id begins or ends with it."""
+        keeps the tasks whose id begins or ends with it, `parent_id` the children of
+        that task."""
         params: list[tuple[str, str | int]] = [("limit", limit)]
         params += [("status", s) for s in status or ()]
         for name, value in (
             ("workflow", workflow),
             ("correlation_id", correlation_id),
             ("short_id", short_id),
+            ("parent_id", parent_id),
             ("cursor", cursor),
         ):
             if value is not None:
                 params.append((name, value))
         response = await self._request("GET", "/v1/tasks", retry=True, params=params)
+        data = response.json()
+        return [task_from_json(t) for t in data["items"]], data.get("next_cursor")
+
+    async def children(
+        self, task_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Task], str | None]:
+        """A page of the child tasks `task_id` started (newest first) and the cursor of
+        the next page; `NotFoundError` when the task is missing."""
+        params: list[tuple[str, str | int]] = [("limit", limit)]
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        response = await self._request(
+            "GET", f"/v1/tasks/{task_id}/children", retry=True, params=params
+        )
         data = response.json()
         return [task_from_json(t) for t in data["items"]], data.get("next_cursor")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tether.retry import RETRY_AFTER_MAX, retry_after_from_headers
 
 if TYPE_CHECKING:
-    from tether.models import Approval
+    from tether.models import Approval, TaskError
 
 
 class TetherError(Exception):
@@ -166,6 +166,25 @@ class StepFailed(Exception):
         self.traceback = traceback
         """The bounded traceback of the step's last attempt (as its record keeps it)."""
         super().__init__(f"step {step!r} failed: {error_type}: {message}")
+
+
+class ChildFailed(Permanent):
+    """A child task (`ctx.child`, `ctx.start_child`) failed or was cancelled.
+
+    Raised in the parent where the child's outcome is awaited, so the parent may catch
+    it (and compensate, or start another); uncaught, it fails the parent. `error` is the
+    child's own error (None for a cancellation)."""
+
+    def __init__(
+        self, child_id: str, workflow: str, status: str, error: TaskError | None = None
+    ) -> None:
+        self.child_id = child_id
+        self.workflow = workflow
+        self.status = status
+        """`failed` or `cancelled`."""
+        self.error = error
+        what = "was cancelled" if error is None else f"failed: {error.type}: {error.message}"
+        super().__init__(f"child task {child_id} (workflow {workflow!r}) {what}")
 
 
 class TaskCancelled(Exception):

@@ -74,8 +74,12 @@ class RolloutBook:
             self._rollouts[(tenant, workflow)] = rollout
 
     async def start(self, store: Store) -> None:
-        """Read the rollouts now, then keep reading them every `REFRESH` seconds."""
-        self.replace(await store.list_rollouts())
+        """Read the rollouts now, then keep reading them every `REFRESH` seconds (a
+        first read that fails is logged and tried again with the next)."""
+        try:
+            self.replace(await store.list_rollouts())
+        except Exception as exc:
+            log.warning("rollouts not read (tried again in %s s): %s", REFRESH, exc)
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(self._refresh(store))
 

@@ -10,6 +10,8 @@ workflow and never reach the database. So, before each call:
   the generated input itself is stored);
 - a callback or subscription URL is `TETHER_ST_URL`, an address the server's
   `egress_allow` permits (nothing is delivered: the server runs no dispatcher);
+- a workflow in a path (`/v1/workflows/{workflow}/...`) is the test app's `triage`,
+  which has two versions (a canary has something to go to);
 - a list's `cursor` is dropped (only the server's own cursors are valid);
 - an `Idempotency-Key` is made from the request it comes with (operation, path
   parameters, body), so a key is never sent with two different requests (the server
@@ -36,6 +38,8 @@ from hypothesis import strategies as st
 
 URL = os.environ.get("TETHER_ST_URL", "http://127.0.0.1:9/tether-st")
 WORKFLOW = "anything"
+ROLLED_OUT = "triage"
+"""The workflow the rollout routes name: the test app registers versions 1 and 2."""
 
 
 schemathesis.openapi.format(
@@ -86,6 +90,8 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
             _task(task)
     elif operation in ("POST /v1/webhooks", "PATCH /v1/webhooks/{subscription_id}"):
         _subscription(case.body)
+    if isinstance(case.path_parameters, dict) and "workflow" in case.path_parameters:
+        case.path_parameters["workflow"] = ROLLED_OUT
     if isinstance(case.query, dict):
         case.query.pop("cursor", None)
     if case.headers:

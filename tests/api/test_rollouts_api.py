@@ -94,21 +94,22 @@ async def test_a_canary_over_http_side_by_side_with_its_stable_version(
 async def test_rollout_refusals_roles_and_problems(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         put = "/v1/workflows/triage/rollout"
-        for body, kind in (
-            ({"canary": 3, "share": 0.1}, "invalid-rollout"),
-            ({"canary": 2, "share": 1.5}, "invalid-request"),
-            ({"canary": "2", "share": 0.1}, "invalid-request"),
-            ({"canary": 2}, "invalid-request"),
+        for body, status, kind in (
+            ({"canary": 3, "share": 0.1}, 409, "invalid-rollout"),
+            ({"canary": 2, "share": 1.5}, 422, "invalid-request"),
+            ({"canary": "2", "share": 0.1}, 422, "invalid-request"),
+            ({"canary": 2}, 422, "invalid-request"),
         ):
             r = await http.put(put, json=body, headers=auth())
-            assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+            assert r.status_code == status and r.headers["content-type"] == PROBLEM, r.text
             assert r.json()["type"].endswith(kind), r.text
         r = await http.put(
             "/v1/workflows/nope/rollout", json={"canary": 1, "share": 0.1}, headers=auth()
         )
-        assert r.status_code == 422 and r.json()["type"].endswith("unknown-workflow")
+        assert r.status_code == 404 and r.json()["type"].endswith("workflow-not-found")
+        assert (await http.get("/v1/workflows/nope/rollout", headers=auth())).status_code == 404
         r = await http.post("/v1/workflows/triage/rollout/promote", headers=auth())
-        assert r.status_code == 422 and "no canary to promote" in r.json()["detail"]
+        assert r.status_code == 409 and "no canary to promote" in r.json()["detail"]
         for role in ("viewer", "operator"):
             assert (await http.get(put, headers=auth(roles=(role,)))).status_code == 200
             denied = await http.put(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tether import Context, Permanent, Tether
@@ -48,6 +49,12 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
         if n % 2:
             await ctx.step("refuse", _refuse)
         return "v2"
+
+    @app.workflow("fanout")
+    async def fanout(ctx: Context, n: int = 2) -> list[Any]:
+        """Starts up to three `echo` children and gathers them."""
+        handles = [ctx.start_child("echo", {"x": i}) for i in range(max(0, min(n, 3)))]
+        return list(await asyncio.gather(*handles))
 
     @app.workflow("anything")
     async def anything(ctx: Context, value: Any = None) -> Any:

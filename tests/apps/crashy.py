@@ -195,3 +195,37 @@ async def triage_v1(ctx: Context) -> str:
 @app.workflow("triage", version=2)
 async def triage_v2(ctx: Context) -> str:
     return "v2"
+
+
+def child_effect(log: str, index: int, kill_marker: str | None) -> int:
+    """A child's step: record the run; with `kill_marker`, the first run anywhere
+    SIGKILLs its worker (the marker file, written first, says it happened)."""
+    record(log, "start", index=index)
+    if kill_marker is not None and not os.path.exists(kill_marker):
+        fd = os.open(kill_marker, os.O_WRONLY | os.O_CREAT, 0o644)
+        os.fsync(fd)
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return index
+
+
+@app.workflow("child_effect")
+async def child_effect_wf(
+    ctx: Context, log: str, index: int, kill_marker: str | None = None
+) -> int:
+    """A child of `fan_children`: one recorded step."""
+    return await ctx.step("effect", child_effect, log, index, kill_marker)
+
+
+@app.workflow("fan_children")
+async def fan_children(ctx: Context, log: str, count: int, kill_marker: str | None = None) -> int:
+    """Start `count` children in one go and gather them; the first one's step kills the
+    worker while the others are still being started and recorded (the crash test)."""
+    handles = [
+        ctx.start_child(
+            "child_effect",
+            {"log": log, "index": i, "kill_marker": kill_marker if i == 0 else None},
+        )
+        for i in range(count)
+    ]
+    return sum(await asyncio.gather(*handles))

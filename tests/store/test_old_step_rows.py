@@ -11,6 +11,7 @@ import tether.store.sqlite as sqlite_store
 from tether import Context, RetryPolicy, TaskStatus, Tether, services
 from tether.api.schemas import StepOut
 from tether.errors import SchemaOutOfDate
+from tether.ids import new_id
 from tether.models import RetryDecision
 
 OLD_ERROR = (
@@ -42,10 +43,18 @@ async def test_rows_from_before_attempt_errors_read_and_resume(
         monkeypatch.setattr(module, "LATEST", 6)
     old = Tether(store_url)
     _register(old)
-    handle = await old.submit("old")
+    await old.open()
     now = old.clock.now()
+    task_id = new_id()
 
     async def write_old_rows(conn: object) -> None:
+        # The task row as schema 6 has it (a submission today writes later columns).
+        await conn.execute(  # type: ignore[attr-defined]
+            "INSERT INTO tasks (id, tenant, workflow, workflow_version, queue, status, input, "
+            "correlation_id, created_by, created_at, updated_at) "
+            "VALUES (%s, 'default', 'old', 1, 'default', 'queued', 'null', %s, 'me', %s, %s)",
+            (task_id, task_id, now - 3, now - 3),
+        )
         for seq, name, status, result, error, wake_at in (
             (1, "done", "succeeded", '"done"', None, None),
             (2, "fetch", "pending", None, OLD_ERROR, now - 1),
@@ -54,12 +63,12 @@ async def test_rows_from_before_attempt_errors_read_and_resume(
                 "INSERT INTO steps (task_id, seq, name, kind, status, attempts, result, error, "
                 "started_at, finished_at, wake_at, meta) "
                 "VALUES (%s, %s, %s, 'step', %s, 1, %s, %s, %s, %s, %s, NULL)",
-                (handle.id, seq, name, status, result, error, now - 2, now - 2, wake_at),
+                (task_id, seq, name, status, result, error, now - 2, now - 2, wake_at),
             )
         await conn.execute(  # type: ignore[attr-defined]
             "UPDATE tasks SET status = 'waiting', wait_reason = 'retry_backoff', attempt = 1, "
             "started_at = %s, run_at = %s WHERE id = %s",
-            (now - 2, now - 1, handle.id),
+            (now - 2, now - 1, task_id),
         )
 
     await old.store._run(write_old_rows)  # type: ignore[attr-defined]
@@ -77,7 +86,7 @@ async def test_rows_from_before_attempt_errors_read_and_resume(
     app = Tether(store_url)
     _register(app)
     try:
-        done, fetch = await app.steps(handle.id)
+        done, fetch = await app.steps(task_id)
         assert done.attempt_errors == () and done.result == "done"
         assert fetch.attempt_errors == () and fetch.error is not None
         assert (fetch.error.type, fetch.error.message, fetch.error.permanent) == (
@@ -88,9 +97,9 @@ async def test_rows_from_before_attempt_errors_read_and_resume(
         assert StepOut.of(fetch).attempt_errors == []  # the API shows it too
 
         async with app.worker(poll_interval=0.05):
-            task = await app.handle(handle.id).wait(timeout=10)
+            task = await app.handle(task_id).wait(timeout=10)
         assert task.status == TaskStatus.FAILED
-        _, fetch = await app.steps(handle.id)
+        _, fetch = await app.steps(task_id)
         (attempt,) = fetch.attempt_errors  # attempt 1's text was never kept: 2 is the first
         assert (attempt.attempt, attempt.type, attempt.decision) == (
             2,

@@ -121,6 +121,14 @@ DELIVERY_IN_FLIGHT = ProblemType(
     "Delivery in flight",
     "The webhook delivery is being sent right now; its outcome decides what comes next.",
 )
+INVALID_ROLLOUT = ProblemType(
+    "invalid-rollout",
+    409,
+    "Rollout refused",
+    "The rollout cannot be, given the registered versions and the rollout as it stands: "
+    "a version the server does not register, a canary of the stable version, or no "
+    "canary to promote or roll back.",
+)
 SCHEDULE_EXISTS = ProblemType(
     "schedule-exists",
     409,
@@ -154,12 +162,11 @@ INVALID_INPUT = ProblemType(
     "The input does not fit the workflow's signature; `errors` names every problem and "
     "nothing was stored.",
 )
-INVALID_ROLLOUT = ProblemType(
-    "invalid-rollout",
-    422,
-    "Invalid rollout",
-    "The rollout cannot be: a version the server does not register, a share outside 0 "
-    "to 1, a canary of the stable version, or no canary to promote or roll back.",
+WORKFLOW_NOT_FOUND = ProblemType(
+    "workflow-not-found",
+    404,
+    "Workflow not found",
+    "No workflow of that name is registered on the server (a `/v1/workflows/{workflow}` path).",
 )
 IDEMPOTENCY_CONFLICT = ProblemType(
     "idempotency-conflict",
@@ -212,19 +219,20 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     WEBHOOK_NOT_FOUND,
     DELIVERY_NOT_FOUND,
     SCHEDULE_NOT_FOUND,
+    WORKFLOW_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     INVALID_TRANSITION,
     ALREADY_DECIDED,
     APPROVAL_CLOSED,
     WEBHOOK_DISABLED,
     DELIVERY_IN_FLIGHT,
+    INVALID_ROLLOUT,
     SCHEDULE_EXISTS,
     BODY_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,
     INVALID_REQUEST,
     UNKNOWN_WORKFLOW,
     INVALID_INPUT,
-    INVALID_ROLLOUT,
     IDEMPOTENCY_CONFLICT,
     URL_REFUSED,
     INVALID_CURSOR,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tether.api import problem_types
 from tether.api.deps import require, tether_app
 from tether.api.problems import ProblemError, responses
-from tether.api.schemas import Time
+from tether.api.schemas import WHOLE, Time
 from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.models.rollouts import RolloutView
@@ -42,7 +42,9 @@ class CanaryIn(BaseModel):
         extra="forbid", strict=True, json_schema_extra={"examples": [{"canary": 2, "share": 0.05}]}
     )
 
-    canary: int = Field(ge=1, le=2**31 - 1, description="The version a share of new tasks start on")
+    canary: Annotated[int, Field(ge=1, le=2**31 - 1), WHOLE] = Field(
+        description="The version a share of new tasks start on"
+    )
     share: float = Field(ge=0.0, le=1.0, description="That share, 0 to 1 (by task id)")
 
 
@@ -109,6 +111,14 @@ class RolloutOut(BaseModel):
         )
 
 
+def _registered(app: Tether, workflow: str) -> None:
+    """404 for a workflow the server does not register (the path names a resource)."""
+    if not app.workflows.versions_of(workflow):
+        raise ProblemError(
+            problem_types.WORKFLOW_NOT_FOUND, f"no workflow {workflow!r} is registered here"
+        )
+
+
 async def _shown(app: Tether, workflow: str, tenant: str, change: Awaitable[object]) -> RolloutOut:
     try:
         await change
@@ -121,13 +131,14 @@ async def _shown(app: Tether, workflow: str, tenant: str, change: Awaitable[obje
     "/workflows/{workflow}/rollout",
     response_model=RolloutOut,
     summary="A workflow's rollout and its versions' figures",
-    responses=responses(*AUTH, 422),
+    responses=responses(*AUTH, 404, 422),
 )
 async def get_rollout(workflow: Workflow, who: Read, app: App) -> RolloutOut:
     """The rollout that routes the tenant's new tasks of the workflow (its own, else the
     fleet-wide one), and per version the tenant's tasks created since the canary began
     (else in the last day) by status, with the failure rate: a bad canary shows here.
-    An unknown workflow: 422."""
+    An unknown workflow: 404."""
+    _registered(app, workflow)
     return RolloutOut.of(await rollouts.show(app, workflow, who.tenant))
 
 
@@ -135,14 +146,16 @@ async def get_rollout(workflow: Workflow, who: Read, app: App) -> RolloutOut:
     "/workflows/{workflow}/rollout",
     response_model=RolloutOut,
     summary="Start a canary or change its share",
-    responses=responses(400, *AUTH, 413, 415, 422),
+    responses=responses(400, *AUTH, 404, 409, 413, 415, 422),
 )
 async def put_canary(
     workflow: Workflow, body: Annotated[CanaryIn, Body()], who: Manage, app: App
 ) -> RolloutOut:
     """Send `share` of the tenant's new tasks to version `canary` (chosen by task id);
     the others keep the version they start on now, pinned as `stable`. Tasks already
-    started finish on their version."""
+    started finish on their version. 409 for a version not registered or the stable
+    one."""
+    _registered(app, workflow)
     change = rollouts.canary(
         app, workflow, body.canary, body.share, tenant=who.tenant, by=who.subject
     )
@@ -153,10 +166,12 @@ async def put_canary(
     "/workflows/{workflow}/rollout/promote",
     response_model=RolloutOut,
     summary="Promote the canary",
-    responses=responses(*AUTH, 422),
+    responses=responses(*AUTH, 404, 409, 422),
 )
 async def promote(workflow: Workflow, who: Manage, app: App) -> RolloutOut:
-    """The canary becomes the stable version: every new task of the tenant starts on it."""
+    """The canary becomes the stable version: every new task of the tenant starts on it.
+    409 without a canary."""
+    _registered(app, workflow)
     change = rollouts.promote(app, workflow, tenant=who.tenant, by=who.subject)
     return await _shown(app, workflow, who.tenant, change)
 
@@ -165,11 +180,12 @@ async def promote(workflow: Workflow, who: Manage, app: App) -> RolloutOut:
     "/workflows/{workflow}/rollout/rollback",
     response_model=RolloutOut,
     summary="Roll the canary back",
-    responses=responses(*AUTH, 422),
+    responses=responses(*AUTH, 404, 409, 422),
 )
 async def rollback(workflow: Workflow, who: Manage, app: App) -> RolloutOut:
     """End the canary: every new task of the tenant starts on the stable version (tasks
-    on the canary finish on it)."""
+    on the canary finish on it). 409 without a canary."""
+    _registered(app, workflow)
     change = rollouts.rollback(app, workflow, tenant=who.tenant, by=who.subject)
     return await _shown(app, workflow, who.tenant, change)
 
@@ -184,7 +200,7 @@ async def rollback(workflow: Workflow, who: Manage, app: App) -> RolloutOut:
 async def clear(workflow: Workflow, who: Manage, app: App) -> Response:
     """The tenant's new tasks start on the newest version again (or by the fleet-wide
     rollout). 404 when the tenant had none."""
-    app.registry_lookup(workflow)  # an unknown workflow: 422, as for the other routes
+    _registered(app, workflow)
     if not await rollouts.clear(app, workflow, tenant=who.tenant):
         raise ProblemError(problem_types.NOT_FOUND, "the tenant has no rollout of this workflow")
     return Response(status_code=204)

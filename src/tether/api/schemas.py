@@ -220,6 +220,7 @@ class TaskOut(BaseModel):
                     "cancel_requested": False,
                     "phase": "execution",
                     "forked_from": None,
+                    "parent_id": None,
                 }
             ]
         }
@@ -260,6 +261,11 @@ class TaskOut(BaseModel):
         default=None,
         description="The first task of its chain of re-runs: steps run again present that "
         "task's idempotency keys",
+    )
+    parent_id: str | None = Field(
+        default=None,
+        description="For a child task (`ctx.child`, `ctx.start_child`): the task that started "
+        "it; list a task's children with `GET /v1/tasks/{id}/children`",
     )
 
     callback: CallbackOut | None = Field(

@@ -222,6 +222,10 @@ async def list_tasks(
     created_before: Annotated[
         TimeIn | None, Query(description="RFC 3339 with an offset, exclusive")
     ] = None,
+    parent_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="Only the children of this task"),
+    ] = None,
     cursor: cursors.Cursor = None,
     short_id: ShortId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -239,8 +243,33 @@ async def list_tasks(
             created_before=None if created_before is None else earliest_shown_as(created_before),
             after_id=after_id,
             short_id=short_id,
+            parent_id=parent_id,
             limit=limit + 1,
         )
+    )
+    items, next_cursor = cursors.page(found, limit, lambda t: cursors.encode("tasks", t.id))
+    return TaskList(items=[TaskOut.of(t) for t in items], next_cursor=next_cursor)
+
+
+@router.get(
+    "/tasks/{task_id}/children",
+    response_model=TaskList,
+    summary="A task's children",
+    responses=responses(*AUTH, 404, 422),
+)
+async def task_children(
+    task_id: TaskId,
+    who: Annotated[Principal, Depends(require(Permission.READ))],
+    app: Annotated[Tether, Depends(tether_app)],
+    cursor: cursors.Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> TaskList:
+    """The child tasks this task started (`ctx.child`, `ctx.start_child`), newest first;
+    page with `cursor`. 404 when the task is not the caller's tenant's."""
+    await app.get(task_id, tenant=who.tenant)
+    after_id = None if cursor is None else cursors.decode("tasks", cursor, (str,))[0]
+    found = await app.list_tasks(
+        TaskFilter(tenant=who.tenant, parent_id=task_id, after_id=after_id, limit=limit + 1)
     )
     items, next_cursor = cursors.page(found, limit, lambda t: cursors.encode("tasks", t.id))
     return TaskList(items=[TaskOut.of(t) for t in items], next_cursor=next_cursor)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from tether.engine.children import ChildHandle, ChildOptions, ParentPolicy
 from tether.engine.registry import compensation_name
 from tether.models import Notification, StepKind, Task
 from tether.retry import RetryPolicy
@@ -195,6 +196,66 @@ class Context:
             "rollback": rollback,
         }
         return await self._run.approval(seq, name, risk, request, seconds, on_timeout)
+
+    def start_child(
+        self,
+        workflow: str | Callable[..., Awaitable[Any]],
+        input: Any = None,
+        *,
+        version: int | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        deadline: float | timedelta | None = None,
+        correlation_id: str | None = None,
+        on_parent_end: ParentPolicy = "cancel",
+    ) -> ChildHandle[Any]:
+        """Start `workflow` (its name, or its registered function) with `input` as a
+        child task, and return its handle at once; await the handle for the child's
+        result (`asyncio.gather(*handles)` for many), or never, to let it run.
+
+        The child runs as a task of its own, in this task's tenant, with its own steps,
+        retries and waits; awaiting it suspends this task (no worker slot held) until
+        it ends, and raises `ChildFailed` if it failed or was cancelled. The start is
+        recorded once per call site: replays, and a crash between storing the child and
+        recording it, find the same child. When this task ends first, the child is
+        cancelled (`on_parent_end="cancel"`) or left to run (`"abandon"`). Options
+        default to the child workflow's (`version`, `queue`, `deadline` in seconds
+        from now) or to this task's (`priority`, `correlation_id`). An unknown workflow
+        or a bad input raises here, at the call.
+        """
+        if on_parent_end not in ("cancel", "abandon"):
+            raise ValueError("on_parent_end must be 'cancel' or 'abandon'")
+        seconds = deadline.total_seconds() if isinstance(deadline, timedelta) else deadline
+        options = ChildOptions(version, queue, priority, seconds, correlation_id, on_parent_end)
+        seq = self._run.next_seq()
+        return self._run.start_child(seq, workflow, input, options)
+
+    async def child(
+        self,
+        workflow: str | Callable[..., Awaitable[T]],
+        input: Any = None,
+        *,
+        version: int | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        deadline: float | timedelta | None = None,
+        correlation_id: str | None = None,
+        on_parent_end: ParentPolicy = "cancel",
+    ) -> T:
+        """Run `workflow` as a child task and return its result (`start_child`, then
+        await it); raises `ChildFailed` if the child failed or was cancelled."""
+        handle = self.start_child(
+            workflow,
+            input,
+            version=version,
+            queue=queue,
+            priority=priority,
+            deadline=deadline,
+            correlation_id=correlation_id,
+            on_parent_end=on_parent_end,
+        )
+        result: T = await handle
+        return result
 
     async def notify(
         self,

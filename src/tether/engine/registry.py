@@ -9,6 +9,7 @@ build the arguments): a workflow `async def wf(ctx, a: int, b: str)` takes a JSO
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -151,6 +152,24 @@ class WorkflowDef:
             ) from None
 
 
+WORKFLOW_NAME_ATTR = "__tether_workflow__"
+"""The attribute `Registry.add` sets on a workflow function: the name it is registered
+under (empty when it is registered under several)."""
+
+
+def workflow_name(workflow: str | Callable[..., Any]) -> str:
+    """The name of a workflow given by name or by its registered function."""
+    if isinstance(workflow, str):
+        return workflow
+    name = getattr(workflow, WORKFLOW_NAME_ATTR, None)
+    what = getattr(workflow, "__qualname__", repr(workflow))
+    if name is None:
+        raise UnknownWorkflow(f"{what} is not registered as a workflow (@app.workflow)")
+    if not name:
+        raise UnknownWorkflow(f"{what} is registered under several names: pass the name")
+    return str(name)
+
+
 WorkflowVersion = tuple[str, int]
 """A (workflow name, version) pair: what a worker claims and a task runs on."""
 
@@ -172,6 +191,11 @@ class Registry(Mapping[str, WorkflowDef]):
         if wf.version in versions:
             raise ValueError(f"workflow {wf.name!r} version {wf.version} is registered twice")
         versions[wf.version] = wf
+        # So that `ctx.child(fn, ...)` can name the workflow by its function; "" when one
+        # function is registered under two names (the caller must then say which).
+        named = getattr(wf.fn, WORKFLOW_NAME_ATTR, None)
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(wf.fn, WORKFLOW_NAME_ATTR, wf.name if named in (None, wf.name) else "")
 
     def lookup(self, name: str, version: int | None = None) -> WorkflowDef:
         """Version `version` of `name` (None: the newest); raises `UnknownWorkflow`."""

@@ -2,7 +2,8 @@
 
 A worker and the runs it drives see the application only through this interface: a
 store to claim from and read, a clock, failure classifiers, approval policies, the
-workflows it may run, and a way to send notifications (`ctx.notify`). The application,
+workflows it may run, a way to send notifications (`ctx.notify`) and to start child
+tasks (`ctx.start_child`). The application,
 `Tether`, satisfies it (it passes itself to `Worker`); tests and embedders may pass
 anything else that does. The engine never imports the application, the API or the CLI
 (ADR 59).
@@ -11,14 +12,15 @@ anything else that does. The engine never imports the application, the API or th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from tether.clock import Clock
 from tether.engine.approvals import RiskPolicy
-from tether.engine.registry import StepDef, WorkflowDef, WorkflowVersion
+from tether.engine.children import ChildOptions
+from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, WorkflowVersion
 from tether.errors import Classifier
-from tether.models import Notification
-from tether.store.base import Store
+from tether.models import Notification, Task
+from tether.store.base import NewTask, Store
 
 
 class Runtime(Protocol):
@@ -71,6 +73,19 @@ class Runtime(Protocol):
         """Send `notification` now on `channels` (None: those the routes give the
         `notify` trigger of `tenant`'s `workflow`), as `ctx.notify` does from inside its
         step; `key` is the step's idempotency key. Returns the channels it went to."""
+        ...
+
+    def child_task(
+        self, parent: Task, seq: int, workflow: str | WorkflowFn, input: Any, options: ChildOptions
+    ) -> NewTask:
+        """The child task `parent` starts at call site `seq` (`ctx.start_child`),
+        validated (raises `UnknownWorkflow`, `InputValidationError`): in the parent's
+        tenant, with the idempotency key `child:<parent id>:<seq>`. No I/O."""
+        ...
+
+    async def start_children(self, tasks: list[NewTask]) -> list[Task]:
+        """Store child tasks (built by `child_task`) in one transaction; a child whose
+        key is stored already is returned as it is, not started again."""
         ...
 
     async def open(self) -> None:

@@ -112,15 +112,16 @@ _KINDS = (
         EventType.TASK_WAITING,
         "a run parks the task until a time, a signal or an approval",
         (*_RUN, "decision"),
-        "the wait reason (`timer`, `signal`, `approval`, `retry_backoff`, `rate_limit`)",
+        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, `rate_limit`)",
         ("run_at",),
     ),
     EventKind(
         EventType.TASK_QUEUED,
         "a run would park the task but what it waits for is already there: it goes "
-        "straight back to the queue",
+        "straight back to the queue; or a child of a waiting task ended (prior status "
+        "`waiting`): the task is queued to read its outcome",
         (*_RUN, "decision"),
-        "`signal_arrived`, `approval_decided` or `cancel_requested`",
+        "`signal_arrived`, `approval_decided`, `cancel_requested` or `child_ended`",
         ("run_at",),
     ),
     EventKind(
@@ -162,7 +163,8 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_CANCELLED,
-        "a task that was not running is cancelled, or a run ends on a cancellation",
+        "a task that was not running is cancelled, or a run ends on a cancellation (`by` "
+        "is `parent:<id>` for a child cancelled because its parent ended)",
         _FINISHED,
         "`cancel_requested`, or `compensated` for an operator's compensation fork of a "
         "cancelled task; `compensated` lists the steps undone",

@@ -24,6 +24,7 @@ class StepKind(StrEnum):
     """The run entered its compensating phase; the record's result is why (ADR 83)."""
     COMPENSATION = "compensation"
     """A compensation that ran to undo an earlier step (its `meta` names which)."""
+    CHILD = "child"
 
 
 class StepStatus(StrEnum):

@@ -36,6 +36,7 @@ class WaitReason(StrEnum):
     TIMER = "timer"
     RETRY_BACKOFF = "retry_backoff"
     RATE_LIMIT = "rate_limit"
+    CHILD = "child"
 
 
 class TaskPhase(StrEnum):
@@ -115,6 +116,9 @@ class Task:
     fork_root: str | None = None
     """For a re-run: the first task of its chain of re-runs, whose idempotency keys the
     steps it executes again present (None for a task that is not a re-run)."""
+    parent_id: str | None = None
+    """For a child task (`ctx.child`, `ctx.start_child`): the task that started it (of
+    the same tenant); None for a top-level task."""
     steps_done: int = 0
     current_step: str | None = None
     cancel_requested: bool = False
@@ -182,6 +186,8 @@ class TaskFilter:
     created_after: float | None = None
     created_before: float | None = None
     forked_from: str | None = None
+    parent_id: str | None = None
+    """Only the children of this task (`Task.parent_id`)."""
     error_fingerprint: str | None = None
     after_id: str | None = None
     """Cursor: return tasks with ids smaller than this one (newest first)."""

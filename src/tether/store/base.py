@@ -58,6 +58,13 @@ class NewTask:
     run_at: float | None = None
     forked_from: str | None = None
     fork_from_seq: int | None = None
+    parent_id: str | None = None
+    """A child task's parent (`ctx.start_child`), of the same tenant."""
+    parent_seq: int | None = None
+    """The parent's call site: the step-log position where it records this child's
+    outcome."""
+    parent_policy: str | None = None
+    """What happens to this child when its parent ends first: `cancel` or `abandon`."""
     callback: WebhookSubscription | None = None
     """The task's own webhook subscription (`callback_url`), created with it."""
     phase: TaskPhase = TaskPhase.EXECUTION
@@ -197,6 +204,11 @@ class Finish:
     error: TaskError | None = None
     decision: str | None = None
     steps: tuple[StepWrite, ...] = ()
+    parent_id: str | None = None
+    """The task's parent, when it is a child: its end wakes the parent if it waits."""
+    children: bool = False
+    """The task started children: its end cancels those still running whose policy is
+    `cancel` (ADR 82)."""
 
 
 @dataclass
@@ -212,6 +224,9 @@ class Suspend:
     reason: WaitReason
     run_at: float | None
     signals: list[str] = field(default_factory=list)
+    children: bool = False
+    """The task waits for children: if one ended whose outcome its log lacks (it ended
+    while the task ran), the task is queued again at once instead."""
 
 
 @dataclass
@@ -403,6 +418,11 @@ class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, abc.ABC
     ) -> Task:
         """Create `new` as a re-run of a failed or cancelled task, copying its succeeded
         step-log entries below `from_seq` (all when None) so they are not run again."""
+
+    @abc.abstractmethod
+    async def ended_children(self, parent_id: str) -> dict[int, Task]:
+        """The children of `parent_id` that ended and whose outcome the parent's step log
+        does not hold yet, by the parent's call site (`NewTask.parent_seq`)."""
 
     # approvals ------------------------------------------------------------------------
     @abc.abstractmethod

@@ -236,9 +236,25 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, Store, abc.ABC):
             durable=False,
         )
         self._announce_lost(outcome.lost)
+        await self._lost_families(outcome.lost, now)
         if outcome.claimed or outcome.lost:
             self.hub.notify_events()
         return outcome.claimed
+
+    async def _lost_families(self, lost: list[Task], now: float) -> None:
+        """What the tasks a claim failed as `WorkerLost` do to their families (wake
+        parents, cancel children; ADR 82): in a transaction after the claim's, as the
+        PostgreSQL claim is one statement of its own."""
+        if not lost:
+            return
+        d = self.dialect
+        parents = [t.parent_id for t in lost if t.parent_id is not None]
+        ended = [t.id for t in lost]
+        await self._run(lambda c: sql.family_ended(c, d, parents, ended, now))
+        self.hub.notify_all_work()
+
+    async def ended_children(self, parent_id: str) -> dict[int, Task]:
+        return await self._run(lambda c: sql.ended_children(c, parent_id), write=False)
 
     def _announce_lost(self, lost: list[Task]) -> None:
         """Tell this process's waiters of the tasks a claim failed as `WorkerLost` (the
@@ -258,6 +274,8 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, Store, abc.ABC):
             if not ok:
                 continue
             if isinstance(op, Finish):
+                if op.parent_id is not None or op.children:
+                    self.hub.notify_all_work()  # a parent it woke, children it cancelled
                 self.hub.task_changed(
                     op.task_id,
                     TaskChange(str(op.status), ended=True, result=op.result, error=op.error),
@@ -269,7 +287,7 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, Store, abc.ABC):
                 # A signal or decision that raced the suspension re-queues the task
                 # inside the commit: let local workers look at once.
                 due = op.run_at is not None and op.run_at <= now
-                if due or op.signals or op.reason == WaitReason.APPROVAL:
+                if due or op.signals or op.children or op.reason == WaitReason.APPROVAL:
                     self.hub.notify_all_work()
         return results
 

@@ -3,6 +3,7 @@
 - `state`: the run's fields, constants, `LeaseLost`;
 - `log`: sequence numbers, replay, held results, commits, quiescence;
 - `waits`: timers, signals, approvals, and the shape of a wait (`Wait`, `suspension`);
+- `children`: child tasks, started once per call site, and waiting for them (ADR 82);
 - `steps`: executing steps, retries, failure records;
 - `outcome`: concluding a run (suspend, finish);
 - `task`: `TaskRun`, which starts and drives the workflow.

@@ -23,7 +23,7 @@ from tether.errors import (
     UnserializableResult,
     fingerprint,
 )
-from tether.models import TaskError, TaskPhase, TaskStatus
+from tether.models import TaskError, TaskPhase, TaskStatus, WaitReason
 from tether.store.base import Finish, Suspend
 
 log = logging.getLogger("tether.run")
@@ -99,7 +99,10 @@ class RunOutcome(RunSaga):
         self.release_held()
         if not await self._settle_unconfirmed():
             return
-        done = self._submit(Suspend(self.task.id, self.task.attempt, reason, run_at, signals))
+        children = any(w.reason == WaitReason.CHILD for w in self._waits.values())
+        done = self._submit(
+            Suspend(self.task.id, self.task.attempt, reason, run_at, signals, children)
+        )
         self.worker.concluding(self)
         ok = await done
         if ok and run_at is not None:
@@ -112,6 +115,7 @@ class RunOutcome(RunSaga):
             "DeadlineExceeded": "deadline_exceeded",
             "BudgetExceeded": "budget_exceeded",
             "InputValidationError": "invalid_input",
+            "ChildFailed": "child_failed",
         }.get(type(exc).__name__, "workflow_error")
         if isinstance(exc, BudgetExceeded | DeadlineExceeded):
             err.permanent = True
@@ -145,7 +149,17 @@ class RunOutcome(RunSaga):
             return  # an earlier step result is not durable: this run must not end the task
         held = self._take_held()
         done = self.worker.committer.submit(
-            Finish(self.task.id, self.task.attempt, status, result, error, decision, tuple(held))
+            Finish(
+                self.task.id,
+                self.task.attempt,
+                status,
+                result,
+                error,
+                decision,
+                tuple(held),
+                parent_id=self.task.parent_id,
+                children=self._has_children,
+            )
         )
         self.worker.concluding(self)
         await done

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from tether.clock import Clock
 from tether.engine.registry import WorkflowDef
-from tether.store.base import Claimed, StepWrite
+from tether.models import StepKind
+from tether.store.base import Claimed, NewTask, StepWrite
 
 if TYPE_CHECKING:
     from tether.engine.run.waits import Wait
@@ -70,5 +71,11 @@ class RunState:
         """The run drives the saga's compensation program, not the workflow (ADR 83)."""
         self._undone: list[str] = []
         """Steps whose compensation this run saw done (recorded or run), in order."""
+        self._starts: list[tuple[int, NewTask, asyncio.Future[str]]] = []
+        """Children started in this loop turn, to store together (`RunChildren`)."""
+        self._starting: asyncio.Task[None] | None = None
+        self._ended_fetch: asyncio.Future[None] | None = None
+        self._has_children = any(r.kind == StepKind.CHILD for r in claimed.steps.values())
+        """The task started children: its end may cancel some (ADR 82)."""
         self._cancel_requested = claimed.task.cancel_requested
         self._retries_used = sum(max(0, r.attempts - 1) for r in claimed.steps.values())

@@ -18,8 +18,9 @@ from typing import Any
 from tether import failures, serde
 from tether.engine.context import StepInfo, _current_context, _current_step
 from tether.engine.registry import result_adapter
+from tether.engine.run.children import RunChildren
 from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
-from tether.engine.run.waits import RunWaits, Wait
+from tether.engine.run.waits import Wait
 from tether.errors import (
     Classification,
     StepFailed,
@@ -41,7 +42,7 @@ from tether.models import (
 from tether.retry import RetryPolicy
 
 
-class RunSteps(RunWaits):
+class RunSteps(RunChildren):
     """Running steps: execution, retry decisions and the records they leave."""
 
     async def run_step(

@@ -16,7 +16,7 @@ from typing import Any
 from tether.engine.context import Context, _current_context
 from tether.engine.run.outcome import RunOutcome
 from tether.errors import DeadlineExceeded
-from tether.models import TaskStatus
+from tether.models import StepKind, StepStatus, TaskStatus
 
 
 class TaskRun(RunOutcome):
@@ -67,6 +67,10 @@ class TaskRun(RunOutcome):
         finally:
             _current_context.reset(token)
         self._quiescent = loop.create_future()  # the task is only scheduled: it runs later
+        if self._has_children and any(
+            r.kind == StepKind.CHILD and r.status == StepStatus.PENDING for r in self.log.values()
+        ):
+            self.fetch_ended_children()  # read beside the replay, not after it
 
     def _past_deadline(self) -> bool:
         return self.task.deadline is not None and self.clock.now() >= self.task.deadline
@@ -98,6 +102,8 @@ class TaskRun(RunOutcome):
         self._wf_task.add_done_callback(self._workflow_ended)
         try:
             await self._quiescent
+            if not self._released:
+                await self.settle_starts()  # no end or suspension before its children
         finally:
             if deadline_handle is not None:
                 deadline_handle.cancel()

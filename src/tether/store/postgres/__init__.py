@@ -297,6 +297,7 @@ class PostgresStore(SQLStore):
                 PgConn(conn), worker, queues, limit, now, lease_until, workflows, max_lease_expiries
             )
         self._announce_lost(outcome.lost)
+        await self._lost_families(outcome.lost, now)
         return outcome.claimed
 
     async def _run_ops(self, ops: list[Op], worker: str, now: float) -> list[bool]:

@@ -170,7 +170,8 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
     steps = [(i, op) for i, op in enumerate(ops) if isinstance(op, StepWrite)]
     finishes = [(i, op) for i, op in enumerate(ops) if isinstance(op, Finish)]
     others = [(i, op) for i, op in enumerate(ops) if not isinstance(op, StepWrite | Finish)]
-    if not others and not (steps and finishes):
+    family = any(op.parent_id is not None or op.children for _, op in finishes)
+    if not others and not (steps and finishes) and not family:
         if steps:
             await _step_writes(conn, steps, worker, now, results)
         elif finishes:
@@ -185,6 +186,9 @@ async def apply_ops(conn: PgConn, ops: Sequence[Op], worker: str, now: float) ->
                 results[i] = ok
         if finishes:
             await _finishes(conn, finishes, worker, now, results)
+        if family:
+            ended = [op for i, op in finishes if results[i]]
+            await sql.finish_family(conn, sql.POSTGRES, ended, now)
     return results
 
 

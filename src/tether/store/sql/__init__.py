@@ -12,6 +12,7 @@ from __future__ import annotations
 from tether.store.sql import events
 from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
 from tether.store.sql.approvals import decide, get_approval, list_approvals
+from tether.store.sql.children import ended_children, family_ended
 from tether.store.sql.claims import (
     NEXT_EXPIRIES,
     NO_LIMIT,
@@ -62,6 +63,7 @@ from tether.store.sql.ops import (
     apply_op,
     apply_ops,
     consume_signal,
+    finish_family,
     finish_params,
     finish_progress,
     in_task_order_by_kind,
@@ -109,8 +111,11 @@ __all__ = [
     "count_by_status",
     "create_api_key",
     "decide",
+    "ended_children",
     "event_from_row",
     "events",
+    "family_ended",
+    "finish_family",
     "finish_params",
     "finish_progress",
     "fork",

@@ -7,6 +7,7 @@ from tether.errors import InvalidTransition
 from tether.models import SignalRecord, Task
 from tether.store.base import NewTask
 from tether.store.sql import events
+from tether.store.sql.children import family_ended
 from tether.store.sql.core import (
     STEP_COLUMNS,
     TERMINAL,
@@ -65,6 +66,9 @@ async def cancel(
             "decided_at = %s WHERE task_id = %s AND status = 'pending'",
             (now, task_id),
         )
+        # Its end is a child's end (the parent wakes) and a parent's (children cancelled).
+        parents = [row["parent_id"]] if row["parent_id"] is not None else []
+        await family_ended(conn, d, parents, [task_id], now)
     await conn.execute(
         events.INSERT_EVENT,
         events.cancellation(

@@ -144,6 +144,7 @@ def task_from_row(row: Row) -> Task:
         forked_from=row["forked_from"],
         fork_from_seq=row["fork_from_seq"],
         fork_root=row["fork_root"],
+        parent_id=row["parent_id"],
         steps_done=row["steps_done"],
         current_step=row["current_step"],
         cancel_requested=bool(row["cancel_requested"]),

@@ -213,6 +213,20 @@ def suspended(
     )
 
 
+def child_ended(task_id: str, tenant: str, attempt: int, now: float) -> EventRow:
+    """`task.queued` on a waiting parent that a child's end queued again."""
+    return _row(
+        task_id,
+        tenant,
+        now,
+        EventType.TASK_QUEUED,
+        prior="waiting",
+        new="queued",
+        attempt=attempt,
+        decision="child_ended",
+    )
+
+
 def released(op: Release, tenant: str, worker: str, now: float) -> EventRow:
     return _row(
         op.task_id,

@@ -18,21 +18,21 @@ async def submit(
     out: list[Submitted] = []
     fresh: list[NewTask] = []
     started: set[str] = set()  # created already claimed for `eager`
+    taken = await _claim_keys(conn, tasks, now)
     for t in tasks:
         if t.idempotency_key is not None:
             key = (t.tenant, t.idempotency_key)
-            # Claim the key with an upsert, not a read-then-insert: on PostgreSQL two
-            # concurrent submits cannot lock a row that does not exist yet, but the
-            # second INSERT waits for the first and then sees its key.
-            claimed = await conn.fetchone(
-                "INSERT INTO idempotency_keys (tenant, key, input_hash, task_id, expires_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, key) DO UPDATE SET "
-                "input_hash = excluded.input_hash, task_id = excluded.task_id, "
-                "expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= %s "
-                "RETURNING task_id",
-                (*key, t.input_hash, t.id, now + t.idempotency_ttl, now),
-            )
-            if claimed is None:  # a live key
+            if taken is not None:
+                live = key not in taken
+            else:
+                live = (
+                    await conn.fetchone(
+                        f"{_CLAIM_KEYS} VALUES (%s, %s, %s, %s, %s) {_CLAIM_IF_EXPIRED}",
+                        (*key, t.input_hash, t.id, now + t.idempotency_ttl, now),
+                    )
+                    is None
+                )
+            if live:
                 row = await conn.fetchone(
                     "SELECT input_hash, task_id FROM idempotency_keys "
                     f"WHERE tenant = %s AND key = %s{d.lock_rows}",
@@ -85,11 +85,55 @@ async def submit(
     return out
 
 
+# Claim a key with an upsert, not a read-then-insert: on PostgreSQL two concurrent
+# submits cannot lock a row that does not exist yet, but the second INSERT waits for the
+# first and then sees its key. A key is taken when it is new or its window has passed.
+_CLAIM_KEYS = "INSERT INTO idempotency_keys (tenant, key, input_hash, task_id, expires_at)"
+_CLAIM_IF_EXPIRED = (
+    "ON CONFLICT (tenant, key) DO UPDATE SET input_hash = excluded.input_hash, "
+    "task_id = excluded.task_id, expires_at = excluded.expires_at "
+    "WHERE idempotency_keys.expires_at <= %s RETURNING tenant, key, task_id"
+)
+_KEYS_PER_STATEMENT = 500
+
+
+async def _claim_keys(conn: Conn, tasks: list[NewTask], now: float) -> set[tuple[str, str]] | None:
+    """Claim the keys of a batch with a few statements (a fan-out of children is a
+    batch of keyed tasks: one statement per key cost a round trip each on PostgreSQL);
+    the (tenant, key) pairs taken for these tasks. None when the batch has fewer than two
+    keys or names a key twice (an upsert cannot touch one row twice): the caller then
+    claims key by key."""
+    keyed = [t for t in tasks if t.idempotency_key is not None]
+    keys = {(t.tenant, t.idempotency_key) for t in keyed}
+    if len(keyed) < 2 or len(keys) < len(keyed):
+        return None
+    taken: set[tuple[str, str]] = set()
+    for start in range(0, len(keyed), _KEYS_PER_STATEMENT):
+        chunk = keyed[start : start + _KEYS_PER_STATEMENT]
+        rows = await conn.fetchall(
+            f"{_CLAIM_KEYS} VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} "
+            f"{_CLAIM_IF_EXPIRED}",
+            [
+                v
+                for t in chunk
+                for v in (t.tenant, t.idempotency_key, t.input_hash, t.id, now + t.idempotency_ttl)
+            ]
+            + [now],
+        )
+        ids = {(t.tenant, t.idempotency_key): t.id for t in chunk}
+        taken |= {
+            (r["tenant"], r["key"])
+            for r in rows
+            if ids.get((r["tenant"], r["key"])) == r["task_id"]
+        }
+    return taken
+
+
 NEW_TASK_COLUMNS = (
     "id, tenant, workflow, workflow_version, queue, priority, status, input, "
     "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
-    "fork_from_seq, created_at, updated_at, attempt, lease_owner, lease_expires_at, "
-    "started_at"
+    "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, attempt, "
+    "lease_owner, lease_expires_at, started_at"
 )
 
 
@@ -114,6 +158,9 @@ def new_task_row(
         t.deadline,
         t.forked_from,
         t.fork_from_seq,
+        t.parent_id,
+        t.parent_seq,
+        t.parent_policy,
         now,
         now,
         *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
@@ -142,6 +189,7 @@ def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
         deadline=t.deadline,
         forked_from=t.forked_from,
         fork_from_seq=t.fork_from_seq,
+        parent_id=t.parent_id,
     )
 
 

@@ -19,6 +19,7 @@ from tether.store.base import (
 )
 from tether.store.sql import events
 from tether.store.sql.approvals import expire_approval
+from tether.store.sql.children import ended_child_unrecorded, family_ended
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
     STEP_COLUMNS,
@@ -116,7 +117,10 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
     if isinstance(op, StepWrite):
         return await _step_write(conn, op, worker, now)
     if isinstance(op, Finish):
-        return await _finish(conn, op, worker, now)
+        if not await _finish(conn, op, worker, now):
+            return False
+        await finish_family(conn, d, [op], now)
+        return True
     row = await _fenced_task(conn, d, op.task_id, op.attempt)
     if row is None:
         return False
@@ -156,6 +160,10 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
                 )
                 is not None
             )
+        if not woken and op.children:
+            # A child that ended while the task ran found it running, so woke nothing.
+            cause = "child_ended"
+            woken = await ended_child_unrecorded(conn, op.task_id)
         status, run_at = ("queued", now) if woken else ("waiting", op.run_at)
         await conn.execute(
             "UPDATE tasks SET status = %s, wait_reason = %s, wait_signals = %s, run_at = %s, "
@@ -183,6 +191,15 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
         )
         await conn.execute(events.INSERT_EVENT, events.released(op, tenant, worker, now))
     return True
+
+
+async def finish_family(conn: Conn, d: Dialect, applied: Sequence[Finish], now: float) -> None:
+    """What the completions `applied` (all applied) do to their families: wake the
+    parents of children, cancel the children of parents (`sql.children`)."""
+    parents = [f.parent_id for f in applied if f.parent_id is not None]
+    ended = [f.task_id for f in applied if f.children]
+    if parents or ended:
+        await family_ended(conn, d, parents, ended, now)
 
 
 def finish_params(op: Finish) -> tuple[Any, ...]:

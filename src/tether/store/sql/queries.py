@@ -52,6 +52,7 @@ async def list_tasks(conn: Conn, d: Dialect, flt: TaskFilter) -> list[Task]:
         ("workflow", flt.workflow),
         ("correlation_id", flt.correlation_id),
         ("forked_from", flt.forked_from),
+        ("parent_id", flt.parent_id),
         ("error_fingerprint", flt.error_fingerprint),
     ):
         if value is not None:

@@ -116,6 +116,7 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
             others[i] = (applied, buffered.events)
 
     finished: dict[tuple[str, int], str] = {}
+    family = sql.EventBuffer(conn)  # what the completions do to families; events follow theirs
     if finishes:
         rows = await conn.fetchall(
             _FINISHES,
@@ -141,6 +142,9 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
                 for step in f.steps:
                     if step.consume_signal is not None:
                         await sql.consume_signal(conn, step)
+        await sql.finish_family(
+            family, sql.SQLITE, [f for f in finishes if (f.task_id, f.attempt) in finished], now
+        )
 
     results: list[bool] = []
     events: list[tuple[Any, ...]] = []
@@ -164,6 +168,7 @@ async def apply_ops(conn: sql.Conn, ops: Sequence[Op], worker: str, now: float) 
                 events.append(event)
         if isinstance(op, Finish):
             events.append(sql.events.finished(op, tenant, worker, now))
+    events += family.events
     if events:
         await conn.execute(_EVENTS, (serde.dumps(events),))
     return results
