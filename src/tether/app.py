@@ -39,6 +39,7 @@ from tether.models import (
 from tether.models.schedules import Schedule
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
+from tether.pipelines import Subscriptions, event_key
 from tether.registration import DeclaredSchedule, Registration
 from tether.rollouts import RolloutBook, route
 from tether.schedules.scheduler import Scheduler, SchedulerOptions
@@ -98,6 +99,7 @@ class Tether(Registration):
         newest version."""
         self.step_defs: dict[str, StepDef] = {}
         self.schedule_decls: list[DeclaredSchedule] = []
+        self.subscriptions = Subscriptions()
         self.workers: list[Worker] = []
         self.on_webhook_disabled: list[DisabledHook] = []
         """Called when a dispatcher of this app disables a webhook subscription (410
@@ -168,6 +170,14 @@ class Tether(Registration):
             new.deadline = self.clock.now() + options.deadline
         new.parent_id, new.parent_seq, new.parent_policy = parent.id, seq, options.on_parent_end
         return new
+
+    async def emit_from(self, task: Task, event: str, payload: Any, key: str) -> list[str]:
+        """`ctx.emit` of `task`: the event `key` (its step's idempotency key) starts the
+        subscribers in `task`'s tenant, with its correlation id; their ids."""
+        handles = await self.emit(
+            event, payload, tenant=task.tenant, key=key, correlation_id=task.correlation_id
+        )
+        return [h.id for h in handles]
 
     async def start_children(self, tasks: list[NewTask]) -> list[Task]:
         """Store child tasks in one transaction (`submit_batch`: a local worker with free
@@ -411,6 +421,41 @@ class Tether(Registration):
                 for i, item in enumerate(inputs)
             ]
         )
+
+    async def emit(
+        self,
+        event: str,
+        payload: Any = None,
+        *,
+        tenant: str | None = None,
+        key: str | None = None,
+        correlation_id: str | None = None,
+        created_by: str | None = None,
+    ) -> list[TaskHandle]:
+        """Publish an event: start each workflow subscribed to `event` (`on=`) whose
+        `when` accepts `payload`, with `payload` as its input, in one transaction (all
+        or none: an input that fits no subscriber raises before anything is stored).
+        Each start's idempotency key is `event:<key>:<workflow>`, so emitting the same
+        `key` again (default: a new one) starts nobody twice. Subscribers are created by
+        `event:<event>`; the handles, one per subscriber started (docs/pipelines.md)."""
+        storable.check_text(event, "event")
+        key = key or new_id()
+        matching = self.subscriptions.matching(event, payload)
+        if not matching:
+            return []
+        await self.open()
+        tasks = [
+            self.new_task(
+                s.workflow,
+                payload,
+                idempotency_key=event_key(key, s.workflow),
+                tenant=tenant,
+                correlation_id=correlation_id,
+                created_by=created_by or f"event:{event}",
+            )
+            for s in matching
+        ]
+        return await self.submit_batch(tasks)
 
     async def submit_batch(self, tasks: list[NewTask]) -> list[TaskHandle]:
         """Store prepared tasks (see `new_task`) in one transaction. A worker of this

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, Unpack, overload
@@ -17,6 +17,7 @@ from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn, c
 from tether.errors import ConfigError
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
 from tether.models.schedules import DEFAULT_MAX_MISSED, MissedTicks, Schedule, ScheduleOrigin
+from tether.pipelines import Predicate, Subscriptions
 from tether.retry import RetryBudget, RetryPolicy
 from tether.schedules.spec import ScheduleSpec
 
@@ -52,6 +53,8 @@ class Registration:
     """Inbound signed webhooks by name (config file, then `hook`)."""
     schedule_decls: list[DeclaredSchedule]
     """Schedules declared with `@app.schedule`, in declaration order."""
+    subscriptions: Subscriptions
+    """Which workflows events start (`@app.workflow(on=...)`)."""
 
     def workflow(
         self,
@@ -62,6 +65,8 @@ class Registration:
         retry: RetryPolicy | None = None,
         budget: RetryBudget | None = None,
         deadline: float | timedelta | None = None,
+        on: str | Sequence[str] | None = None,
+        when: Predicate | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
 
@@ -71,7 +76,12 @@ class Registration:
         was submitted with, and a worker claims only the versions registered here
         (ADR 64). `retry` is the default policy of its steps; `budget` caps retries
         across the whole task; `deadline` is the default time limit from submission.
+        `on` subscribes it to one or more event types: each event (`app.emit`,
+        `ctx.emit`) whose payload `when` accepts starts it once, with the payload as its
+        input (docs/pipelines.md).
         """
+        if when is not None and on is None:
+            raise ValueError("when= filters the events of on=: give on= too")
 
         def register(fn: WorkflowFn) -> WorkflowFn:
             self.workflows.add(
@@ -85,6 +95,8 @@ class Registration:
                     deadline=seconds(deadline),
                 )
             )
+            if on is not None:
+                self.subscriptions.add(name or fn.__name__, on, when)
             return fn
 
         return register

@@ -257,6 +257,22 @@ class Context:
         result: T = await handle
         return result
 
+    async def emit(self, event: str, payload: Any = None, *, name: str | None = None) -> list[str]:
+        """Publish `event` with `payload`, durably, once per call site: each workflow
+        subscribed to it (`@app.workflow(on=event, when=...)`) starts with `payload` as
+        its input, in this task's tenant and with its correlation id. Returns the ids of
+        the tasks started.
+
+        The publication is a step (named `name`, default `emit:<event>`): replayed from
+        the log, and its idempotency key is the event's, so an emitter retried,
+        replayed or re-run (ADR 63) starts no subscriber twice (docs/pipelines.md)."""
+        run = self._run
+
+        async def publish() -> list[str]:
+            return await run.runtime.emit_from(run.task, event, payload, self.idempotency_key)
+
+        return await self.step(name or f"emit:{event}", publish, meta={"emit": event})
+
     async def notify(
         self,
         text: str,

@@ -83,6 +83,11 @@ class Runtime(Protocol):
         tenant, with the idempotency key `child:<parent id>:<seq>`. No I/O."""
         ...
 
+    async def emit_from(self, task: Task, event: str, payload: Any, key: str) -> list[str]:
+        """Publish `event` from `task` (`ctx.emit`): start its subscribers in the task's
+        tenant, each once per `key` (the emitting step's idempotency key); their ids."""
+        ...
+
     async def start_children(self, tasks: list[NewTask]) -> list[Task]:
         """Store child tasks (built by `child_task`) in one transaction; a child whose
         key is stored already is returned as it is, not started again."""
