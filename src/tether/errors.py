@@ -291,7 +291,7 @@ def is_transient(exc: BaseException, extra: Sequence[Classifier] | None = None) 
 _VOLATILE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
     r"|0x[0-9a-f]+"  # addresses
-    r"|\d+(\.\d+)?",  # numbers, ports, ids
+    r"|\b[\w-]*\d[\w-]*\b",  # words with a digit: numbers, ports, ids (task_01J9, cus_8Kq2)
     re.IGNORECASE,
 )
 
@@ -299,8 +299,10 @@ _VOLATILE = re.compile(
 def fingerprint(error_type: str, message: str, step: str | None) -> str:
     """A short stable hash of a failure's root cause, for grouping in the dead-letter queue.
 
-    Numbers, ids and addresses are masked so that "timeout after 30.1s on task 17" and
-    "timeout after 29.8s on task 18" land in the same group.
+    UUIDs, addresses and every word holding a digit (numbers, ports, ids such as
+    `order-8812` or `cus_N5fr2`) are masked, so that "timeout after 30.1s on task 17" and
+    "timeout after 29.8s on task 18" land in the same group; the error type and the step
+    are part of it, so the same message from another step is another group.
     """
     normalized = _VOLATILE.sub("#", message)[:300]
     raw = f"{error_type}|{step or ''}|{normalized}"
