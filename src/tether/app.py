@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from tether import egress, storable
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
+from tether.dlq import DeadLetters
 from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowVersion
 from tether.engine.worker import Worker
@@ -80,6 +81,8 @@ class Tether(Registration):
         self.policies = PolicyBook.from_config(self.settings.approval_policy)
         """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
         self.notifications = Notifications(self.settings)
+        self.dlq = DeadLetters(self)
+        """The dead-letter queue: groups of failed tasks, retry, escalate, dismiss."""
         """Notification channels and routes (config file, then `channel` / `route`)."""
         self.hooks = HookBook.from_config(self.settings.hooks)
         """Inbound signed webhooks by name (config file, then `hook`)."""
@@ -210,6 +213,7 @@ class Tether(Registration):
             poll_interval=poll_interval or s.poll_interval,
             grace=s.shutdown_grace if grace is None else grace,
             retention=s.retention_days * 86400 if retention else None,
+            dlq_retention=s.dlq_retention_days * 86400,
             eager=eager,
             gc_threshold=s.gc_threshold,
             max_lease_expiries=s.max_lease_expiries,
@@ -470,6 +474,26 @@ class Tether(Registration):
             self.clock.now(),
         )
 
+    def rerun_task(
+        self, old: Task, *, created_by: str | None = None, version: int | None = None
+    ) -> NewTask:
+        """The row of a re-run of `old` (what `rerun` and the dead-letter retry store):
+        its workflow, input, tenant, queue, priority and correlation id, on `version`;
+        by default on `old`'s version when this app still registers it (the reused steps
+        were recorded by that code), else the newest."""
+        if version is None and self.workflows.has(old.workflow, old.workflow_version):
+            version = old.workflow_version
+        return self.new_task(
+            old.workflow,
+            old.input,
+            tenant=old.tenant,
+            queue=old.queue,
+            priority=old.priority,
+            correlation_id=old.correlation_id,
+            created_by=created_by,
+            version=version,
+        )
+
     async def rerun(
         self,
         task_id: str,
@@ -484,17 +508,6 @@ class Tether(Registration):
         workflow; by default on the version of the original when this app still
         registers it (the reused steps were recorded by that code), else the newest."""
         old = await self.get(task_id, tenant=tenant)
-        if version is None and self.workflows.has(old.workflow, old.workflow_version):
-            version = old.workflow_version
-        new = self.new_task(
-            old.workflow,
-            old.input,
-            tenant=old.tenant,
-            queue=old.queue,
-            priority=old.priority,
-            correlation_id=old.correlation_id,
-            created_by=created_by,
-            version=version,
-        )
+        new = self.rerun_task(old, created_by=created_by, version=version)
         task = await self.store.fork(task_id, tenant, new, from_seq, self.clock.now())
         return TaskHandle(self, task)

@@ -356,3 +356,22 @@ class ScheduleNotFound(TetherError):
 
 class ScheduleExists(TetherError):
     """A schedule of that name exists already for the tenant (delete it first)."""
+
+
+class DlqGroupNotFound(TetherError):
+    """No dead-letter group with that fingerprint for the tenant (another tenant's does
+    not exist)."""
+
+
+class InvalidDlqAction(TetherError):
+    """A dead-letter action that cannot be taken as asked (an unknown action, an
+    escalation without an assignee, a dismissal without a reason, too many tasks);
+    `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class DlqKeyConflict(TetherError):
+    """A dead-letter action's idempotency key was used before for another request."""

@@ -45,6 +45,7 @@ from tether.store.base import (
 )
 from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
+from tether.store.sqldlq import SQLDlq
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlschedules import SQLSchedules
 
@@ -53,7 +54,7 @@ log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, Store, abc.ABC):
+class SQLStore(SQLOutbox, SQLSchedules, SQLDlq, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -407,6 +408,7 @@ class SQLStore(SQLOutbox, SQLSchedules, Store, abc.ABC):
         return receipt
 
     # housekeeping ---------------------------------------------------------------------
-    async def purge(self, finished_before: float, batch: int = 500) -> int:
+    async def purge(self, finished_before: float, batch: int = 500, now: float | None = None) -> int:
         d = self.dialect
-        return await self._run(lambda c: sql.purge(c, d, finished_before, batch))
+        at = finished_before if now is None else now
+        return await self._run(lambda c: sql.purge(c, d, finished_before, batch, at))

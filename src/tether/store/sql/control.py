@@ -6,7 +6,7 @@ from tether import serde
 from tether.errors import InvalidTransition
 from tether.models import SignalRecord, Task
 from tether.store.base import NewTask
-from tether.store.sql import events
+from tether.store.sql import dlq, events
 from tether.store.sql.core import (
     STEP_COLUMNS,
     TERMINAL,
@@ -93,6 +93,7 @@ async def fork(
     new: NewTask,
     from_seq: int | None,
     now: float,
+    action_id: str | None = None,
 ) -> Task:
     row = await task_for_update(conn, d, task_id, tenant)
     if row["status"] not in TERMINAL:
@@ -114,6 +115,9 @@ async def fork(
         "fork_root = %s WHERE id = %s",
         (new.id, root, new.id),
     )
+    # A re-run failed task leaves its dead-letter group's open members, whichever way
+    # it was re-run (`action_id`: the dead-letter retry that did it).
+    await dlq.close_retried(conn, row, new.id, action_id, now)
     await conn.execute(
         events.INSERT_EVENT,
         events.forked(
@@ -123,3 +127,25 @@ async def fork(
     task = await get_task(conn, new.id, None)  # with the copied steps counted
     assert task is not None
     return task
+
+
+async def retry_members(
+    conn: Conn,
+    d: Dialect,
+    tenant: str,
+    forks: list[tuple[str, NewTask]],
+    action_id: str,
+    now: float,
+) -> list[tuple[str, str]]:
+    """Re-run each failed task of `forks` that is still an open dead-letter member as
+    its `NewTask`, from its failed step (its succeeded steps are copied, not run
+    again); return the (task, new task) pairs done. The task's row is locked first, so
+    two retries of one member racing on PostgreSQL fork it once."""
+    done = []
+    for task_id, new in forks:
+        await task_for_update(conn, d, task_id, tenant)
+        if not await dlq.is_open(conn, task_id):
+            continue
+        await fork(conn, d, task_id, tenant, new, None, now, action_id)
+        done.append((task_id, new.id))
+    return done
