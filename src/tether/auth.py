@@ -24,9 +24,14 @@ Permission matrix (what each role may do; `admin` may do everything):
 | schedules:read     |   x    |           |          |    x     |   x   |
 | schedules:run      |        |           |          |    x     |   x   |
 | schedules:manage   |        |           |          |          |   x   |
+| dlq:read           |   x    |           |          |    x     |   x   |
+| dlq:act            |        |           |          |    x     |   x   |
 
 `schedules:run` pauses, resumes and triggers a schedule; `schedules:manage` creates and
 deletes one (a schedule starts tasks for ever: like a standing submission).
+
+`dlq:act` retries, escalates and dismisses dead-letter groups (and their tasks); a
+retry re-runs tasks, as `tasks:rerun` does.
 
 `metrics:read` shows the caller's own tenant's figures only; the deployment-wide
 `/metrics` needs the `metrics_token` setting instead (ADR 66).
@@ -84,11 +89,13 @@ class Permission(StrEnum):
     SCHEDULES_READ = "schedules:read"
     SCHEDULES_RUN = "schedules:run"
     SCHEDULES_MANAGE = "schedules:manage"
+    DLQ_READ = "dlq:read"
+    DLQ_ACT = "dlq:act"
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ, P.SCHEDULES_READ}),
+    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ, P.SCHEDULES_READ, P.DLQ_READ}),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
     Role.OPERATOR: frozenset(
@@ -103,6 +110,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WEBHOOKS_REPLAY,
             P.SCHEDULES_READ,
             P.SCHEDULES_RUN,
+            P.DLQ_READ,
+            P.DLQ_ACT,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_dlq import DlqClient
 from tether.client_schedules import SchedulesClient
 from tether.client_webhooks import WebhooksClient
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
@@ -103,6 +104,9 @@ class Client:
         self.schedules = SchedulesClient(self._request)
         """Cron schedules: create, list, pause, resume, delete, trigger
         (`tether.client_schedules`)."""
+        self.dlq = DlqClient(self._request)
+        """The dead-letter queue: groups, tasks, retry, escalate, dismiss, audit trail
+        (`tether.client_dlq`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )

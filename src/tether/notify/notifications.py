@@ -11,8 +11,8 @@ from tether.config import Settings
 from tether.errors import Permanent
 from tether.ids import new_id
 from tether.models import Notification, NotificationRecord
-from tether.models.webhooks import WebhookSubscription
 from tether.models.dlq import DlqAction, DlqGroup
+from tether.models.webhooks import WebhookSubscription
 from tether.notify.channels import (
     DLQ_ESCALATED_TRIGGER,
     NOTIFY_TRIGGER,

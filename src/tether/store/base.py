@@ -438,7 +438,9 @@ class Store(OutboxStore, NotificationStore, ScheduleStore, DlqStore, abc.ABC):
 
     # housekeeping ---------------------------------------------------------------------
     @abc.abstractmethod
-    async def purge(self, finished_before: float, batch: int = 500, now: float | None = None) -> int:
+    async def purge(
+        self, finished_before: float, batch: int = 500, now: float | None = None
+    ) -> int:
         """Delete up to `batch` terminal tasks finished before the cutoff, with their
         steps, signals, approvals and events; return how many were deleted. Failed tasks
         still open in the dead-letter queue leave their groups, with an `expire` entry

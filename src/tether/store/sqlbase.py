@@ -408,7 +408,9 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLDlq, Store, abc.ABC):
         return receipt
 
     # housekeeping ---------------------------------------------------------------------
-    async def purge(self, finished_before: float, batch: int = 500, now: float | None = None) -> int:
+    async def purge(
+        self, finished_before: float, batch: int = 500, now: float | None = None
+    ) -> int:
         d = self.dialect
         at = finished_before if now is None else now
         return await self._run(lambda c: sql.purge(c, d, finished_before, batch, at))

@@ -54,7 +54,9 @@ class SQLDlq(DlqStore, abc.ABC):
 
     async def get_dlq_group(self, tenant: str, fingerprint: str, now: float) -> DlqGroup | None:
         d = self.dialect
-        return await self._run(lambda c: sqld.get_group(c, d, tenant, fingerprint, now), write=False)
+        return await self._run(
+            lambda c: sqld.get_group(c, d, tenant, fingerprint, now), write=False
+        )
 
     async def list_dlq_members(
         self,

@@ -118,7 +118,9 @@ async def list_groups(
     return groups
 
 
-async def get_group(conn: Conn, d: Dialect, tenant: str, fingerprint: str, now: float) -> DlqGroup | None:
+async def get_group(
+    conn: Conn, d: Dialect, tenant: str, fingerprint: str, now: float
+) -> DlqGroup | None:
     """One group with its trend and its example's traceback, or None."""
     row = await conn.fetchone(
         f"SELECT {GROUP_COLUMNS} FROM dlq_groups WHERE tenant = %s AND fingerprint = %s",
@@ -281,9 +283,7 @@ async def record_action(conn: Conn, a: DlqAction) -> None:
     )
 
 
-async def _left(
-    conn: Conn, tenant: str, left: Counter[str], how: str, now: float
-) -> None:
+async def _left(conn: Conn, tenant: str, left: Counter[str], how: str, now: float) -> None:
     """`left[fp]` members of the tenant's groups left the open set, `how`."""
     for fingerprint, n in left.items():
         await conn.execute(
