@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "tether.cli.server",
     "tether.cli.webhooks",
     "tether.cli.schedules",
+    "tether.cli.dlq",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 

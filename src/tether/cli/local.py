@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import Any
 
 from tether.app import Tether
+from tether.cli.dlq_ops import LocalDlq
 from tether.cli.schedule_ops import LocalSchedules
 from tether.follow import follow_task
 from tether.models import (
@@ -33,6 +34,7 @@ class LocalOperations:
         self.tenant = tenant
         self.identity = identity
         self.schedules = LocalSchedules(app, tenant, identity)
+        self.dlq = LocalDlq(app, tenant, identity)
 
     async def submit(
         self,

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from tether.cli.common import EXIT_USAGE, CLIError, build_app, run
+from tether.cli.dlq_ops import DlqOperations
 from tether.cli.options import Env
 from tether.cli.schedule_ops import ScheduleOperations
 from tether.models import Approval, Event, StepRecord, Task, TaskStatus
@@ -32,6 +33,11 @@ class Operations(Protocol):
     @property
     def schedules(self) -> ScheduleOperations:
         """`tether schedules ...` (`tether.cli.schedule_ops`)."""
+        ...
+
+    @property
+    def dlq(self) -> DlqOperations:
+        """`tether dlq ...` (`tether.cli.dlq_ops`)."""
         ...
 
     async def submit(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
+from tether.cli.dlq_ops import RemoteDlq
 from tether.cli.schedule_ops import RemoteSchedules
 from tether.client import Client
 from tether.models import Approval, Event, StepRecord, Task, TaskStatus
@@ -25,6 +26,7 @@ class RemoteOperations:
     def __init__(self, url: str, *, token: str | None, api_key: str | None) -> None:
         self.client = Client(url, token=token, api_key=api_key, max_retries=RETRIES)
         self.schedules = RemoteSchedules(self.client)
+        self.dlq = RemoteDlq(self.client)
 
     async def aclose(self) -> None:
         """Close the connections."""
