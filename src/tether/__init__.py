@@ -11,6 +11,7 @@ from tether.app import TaskHandle, Tether
 from tether.client import Client
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
+from tether.dlq import DeadLetters
 from tether.egress import EgressRefused
 from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
 from tether.engine.context import Context, Decision, StepInfo, current_step
@@ -20,8 +21,11 @@ from tether.errors import (
     BudgetExceeded,
     ConfigError,
     DeadlineExceeded,
+    DlqGroupNotFound,
+    DlqKeyConflict,
     IdempotencyConflict,
     InputValidationError,
+    InvalidDlqAction,
     InvalidSchedule,
     InvalidTransition,
     InvalidWebhook,
@@ -62,6 +66,15 @@ from tether.models import (
     TaskFilter,
     TaskStatus,
     WaitReason,
+)
+from tether.models.dlq import (
+    DlqAction,
+    DlqActionType,
+    DlqGroup,
+    DlqGroupStatus,
+    DlqMember,
+    DlqMemberState,
+    DlqTrend,
 )
 from tether.models.schedules import MissedTicks, Schedule
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
@@ -110,6 +123,17 @@ __all__ = [
     "Schedule",
     "ScheduleExists",
     "ScheduleNotFound",
+    "DeadLetters",
+    "DlqGroupNotFound",
+    "DlqKeyConflict",
+    "InvalidDlqAction",
+    "DlqAction",
+    "DlqActionType",
+    "DlqGroup",
+    "DlqGroupStatus",
+    "DlqMember",
+    "DlqMemberState",
+    "DlqTrend",
     "SchemaOutOfDate",
     "Settings",
     "SignalRecord",

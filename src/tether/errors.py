@@ -291,7 +291,7 @@ def is_transient(exc: BaseException, extra: Sequence[Classifier] | None = None) 
 _VOLATILE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
     r"|0x[0-9a-f]+"  # addresses
-    r"|\b[\w-]*\d[\w-]*\b",  # words with a digit: numbers, ports, ids (task_01J9, cus_8Kq2)
+    r"|\b[\w-]*\d[\w.-]*\b",  # words with a digit: numbers (2.5s), ports, ids (cus_8Kq2)
     re.IGNORECASE,
 )
 
