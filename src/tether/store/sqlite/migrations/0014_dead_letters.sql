@@ -28,7 +28,9 @@ CREATE TABLE dlq_groups (
 CREATE INDEX dlq_groups_recent ON dlq_groups (tenant, status, last_seen);
 CREATE INDEX dlq_groups_quiet ON dlq_groups (updated_at) WHERE open_members <= 0;
 
--- Failures per group per UTC hour (`hour`: its first second), for the trend; kept a week.
+-- Failures per group per UTC hour (`hour`: its first second), for the trend; kept a week
+-- (the sweep that drops older hours scans the table: an index on `hour` alone would
+-- tempt SQLite's planner away from the primary key when reading a page's trends).
 CREATE TABLE dlq_hours (
     tenant      TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -36,7 +38,6 @@ CREATE TABLE dlq_hours (
     failures    INTEGER NOT NULL,
     PRIMARY KEY (tenant, fingerprint, hour)
 ) WITHOUT ROWID;
-CREATE INDEX dlq_hours_age ON dlq_hours (hour);
 
 -- Failed tasks that left their group's open members, and how (tasks are immutable once
 -- ended, so the member's state lives here). Deleted with the task by retention.
