@@ -126,7 +126,7 @@ async def measure(backend: str, url: str, n: int, groups: int) -> None:
     after = (first[49].last_seen, first[49].fingerprint)
     fp = first[0].fingerprint
     checks: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        ("GET /v1/dlq: 50 groups + trend", lambda: store.list_dlq_groups(TENANT, limit=51, now=now)),
+        ("GET /v1/dlq: 50 groups", lambda: store.list_dlq_groups(TENANT, limit=51, now=now)),
         ("the next page", lambda: store.list_dlq_groups(TENANT, after=after, limit=51, now=now)),
         ("one group + trend + example", lambda: store.get_dlq_group(TENANT, fp, now)),
         ("its first 50 tasks", lambda: store.list_dlq_members(TENANT, fp, limit=51)),
