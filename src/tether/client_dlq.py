@@ -169,7 +169,9 @@ class DlqClient:
         idempotency_key: str | None = None,
     ) -> DlqAction:
         """Take `action` on the group (or its `task_ids`); the recorded action."""
-        body: dict[str, Any] = {"action": str(action), "limit": limit}
+        body: dict[str, Any] = {"action": str(action)}
+        if str(action) == DlqActionType.RETRY:
+            body["limit"] = limit
         for name, value in (
             ("task_ids", None if task_ids is None else list(task_ids)),
             ("reason", reason),

@@ -11,8 +11,10 @@ workflow and never reach the database. So, before each call:
 - a callback or subscription URL is `TETHER_ST_URL`, an address the server's
   `egress_allow` permits (nothing is delivered: the server runs no dispatcher);
 - a list's `cursor` is dropped (only the server's own cursors are valid);
-- an `Idempotency-Key` is made from the body it comes with, so a key is never sent
-  with two different bodies (the server rightly refuses that: 422);
+- an `Idempotency-Key` is made from the request it comes with (path and body), so a
+  key is never sent with two different requests (the server rightly refuses that: 422);
+  a schedule's trigger gets a fresh one (its request is the schedule's input, which a
+  stateful run may redefine under the same name);
 - a generated RFC 3339 time lies in 1970 to 2999, the years the server takes.
 
 schemathesis checks again afterwards whether each case is still valid or invalid, and
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,5 +91,13 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if case.headers:
         for name in list(case.headers):
             if name.lower() == "idempotency-key" and isinstance(case.headers[name], str):
-                body = json.dumps(case.body, sort_keys=True, default=repr)
+                if operation == "POST /v1/schedules/{name}/trigger":
+                    # Its request is the schedule's current input, which a stateful run
+                    # may redefine under the same name: a fresh key each time.
+                    case.headers[name] = f"st-{uuid.uuid4()}"
+                    continue
+                # The key names the request: its path too (a dead-letter action's group
+                # is in its path).
+                request = [case.operation.method, case.operation.path, case.path_parameters]
+                body = json.dumps([*request, case.body], sort_keys=True, default=repr)
                 case.headers[name] = "st-" + hashlib.sha256(body.encode()).hexdigest()

@@ -20,11 +20,13 @@ from tether.api.dlq_schemas import (
     ActionIn,
     ActionList,
     ActionOut,
+    EscalateIn,
     GroupDetail,
     GroupList,
     GroupOut,
     MemberList,
     MemberOut,
+    RetryIn,
 )
 from tether.api.problems import ProblemError, responses
 from tether.api.tasks import REPLAY_HEADER, IdemKey
@@ -192,10 +194,10 @@ async def act(
         body.action,
         who.subject,
         task_ids=body.task_ids,
-        reason=body.note if body.action == "escalate" else body.reason,
-        assignee=body.assignee,
+        reason=body.note if isinstance(body, EscalateIn) else body.reason,
+        assignee=body.assignee if isinstance(body, EscalateIn) else None,
         idempotency_key=idempotency_key,
-        limit=body.limit,
+        limit=body.limit if isinstance(body, RetryIn) else 1000,
     )
     try:
         done, replayed = await dlq.act(app, fingerprint, who.tenant, request)

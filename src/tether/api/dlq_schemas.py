@@ -3,7 +3,7 @@ are RFC 3339 in responses, as everywhere in the API (`tether.api.schemas.Time`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -129,44 +129,59 @@ class GroupDetail(BaseModel):
     tasks: MemberList
 
 
-class ActionIn(BaseModel):
-    """An action on a group, or on some of its tasks."""
+_TEXT = r"\S"
+"""A reason, note or assignee holds something besides spaces."""
+TaskIds = Field(
+    default=None,
+    min_length=1,
+    max_length=service.MAX_TASKS,
+    description="Only these tasks of the group (omitted: the whole group)",
+)
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"action": "retry"},
-                {"action": "escalate", "assignee": "ana@example.com", "note": "card API?"},
-                {"action": "dismiss", "reason": "test orders", "task_ids": ["0192..."]},
-            ]
-        },
-    )
 
-    action: Literal["retry", "escalate", "dismiss"] = Field(
-        description="retry, escalate or dismiss (compensate arrives with sagas)"
-    )
-    task_ids: list[str] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=service.MAX_TASKS,
-        description="Only these tasks of the group (omitted: the whole group)",
-    )
-    reason: str | None = Field(
-        default=None, max_length=service.TEXT_LIMIT, description="Why (required to dismiss)"
-    )
-    note: str | None = Field(
-        default=None, max_length=service.TEXT_LIMIT, description="An escalation's note"
-    )
-    assignee: str | None = Field(
-        default=None, min_length=1, max_length=200, description="Who an escalation goes to"
-    )
+class RetryIn(BaseModel):
+    """Re-run open members from their failed step (finished steps are not run again)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["retry"]
+    task_ids: list[str] | None = TaskIds
+    reason: str | None = Field(default=None, max_length=service.TEXT_LIMIT, description="Why")
     limit: int = Field(
         default=1000,
         ge=1,
         le=service.MAX_TASKS,
         description="A retry of the whole group re-runs at most this many, oldest first",
     )
+
+
+class EscalateIn(BaseModel):
+    """Assign the group to someone with a note, and notify (`dlq.escalated`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["escalate"]
+    assignee: str = Field(min_length=1, max_length=200, pattern=_TEXT, description="Who")
+    note: str | None = Field(default=None, max_length=service.TEXT_LIMIT)
+    task_ids: list[str] | None = TaskIds
+
+
+class DismissIn(BaseModel):
+    """Take open members out of the queue, with a reason; nothing runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["dismiss"]
+    reason: str = Field(min_length=1, max_length=service.TEXT_LIMIT, pattern=_TEXT)
+    task_ids: list[str] | None = TaskIds
+
+
+ActionIn = Annotated[
+    RetryIn | EscalateIn | DismissIn,
+    Field(
+        discriminator="action",
+        description="An action on a group, or on some of its tasks: retry, escalate or "
+        "dismiss (compensate arrives with sagas, as one more of these)",
+    ),
+]
+"""The body of `POST /v1/dlq/{fingerprint}/actions`, by its `action`."""
 
 
 class ActionOut(BaseModel):
