@@ -11,6 +11,7 @@ from tether.app import TaskHandle, Tether
 from tether.client import Client
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings
+from tether.dlq import DeadLetters
 from tether.egress import EgressRefused
 from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
 from tether.engine.children import ChildHandle, ChildOptions
@@ -22,8 +23,11 @@ from tether.errors import (
     ChildFailed,
     ConfigError,
     DeadlineExceeded,
+    DlqGroupNotFound,
+    DlqKeyConflict,
     IdempotencyConflict,
     InputValidationError,
+    InvalidDlqAction,
     InvalidSchedule,
     InvalidTransition,
     InvalidWebhook,
@@ -67,6 +71,15 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.dlq import (
+    DlqAction,
+    DlqActionType,
+    DlqGroup,
+    DlqGroupStatus,
+    DlqMember,
+    DlqMemberState,
+    DlqTrend,
+)
 from tether.models.schedules import MissedTicks, Schedule
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
 from tether.notify import EmailChannel, SlackChannel
@@ -88,8 +101,18 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Context",
+    "DeadLetters",
     "DeadlineExceeded",
     "Decision",
+    "DlqAction",
+    "DlqActionType",
+    "DlqGroup",
+    "DlqGroupNotFound",
+    "DlqGroupStatus",
+    "DlqKeyConflict",
+    "DlqMember",
+    "DlqMemberState",
+    "DlqTrend",
     "EgressRefused",
     "EmailChannel",
     "Event",
@@ -99,6 +122,7 @@ __all__ = [
     "HookReceipt",
     "IdempotencyConflict",
     "InputValidationError",
+    "InvalidDlqAction",
     "InvalidSchedule",
     "InvalidTransition",
     "InvalidWebhook",

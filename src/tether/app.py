@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from tether import egress, storable
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
+from tether.dlq import DeadLetters
 from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.children import ChildOptions
 from tether.engine.registry import (
@@ -91,6 +92,8 @@ class Tether(Registration):
         self.policies = PolicyBook.from_config(self.settings.approval_policy)
         """Risk policies for approvals, by workflow and tenant (config file, then `set`)."""
         self.notifications = Notifications(self.settings)
+        self.dlq = DeadLetters(self)
+        """The dead-letter queue: groups of failed tasks, retry, escalate, dismiss."""
         """Notification channels and routes (config file, then `channel` / `route`)."""
         self.hooks = HookBook.from_config(self.settings.hooks)
         """Inbound signed webhooks by name (config file, then `hook`)."""
@@ -269,6 +272,7 @@ class Tether(Registration):
             poll_interval=poll_interval or s.poll_interval,
             grace=s.shutdown_grace if grace is None else grace,
             retention=s.retention_days * 86400 if retention else None,
+            dlq_retention=s.dlq_retention_days * 86400,
             eager=eager,
             gc_threshold=s.gc_threshold,
             max_lease_expiries=s.max_lease_expiries,
@@ -540,30 +544,26 @@ class Tether(Registration):
     ) -> TaskHandle:
         """Undo a failed or cancelled task's completed steps: a new task, linked to it
         (`forked_from`), in phase `compensation`, runs the compensations of the steps it
-        reuses, latest first, and ends as the original did, with the steps undone
-        listed on its error. Compensations the original already ran are not run again.
-        Raises `InvalidTransition` for a task that has not ended or that succeeded."""
+        reuses, latest first (those the original ran are not run again), and succeeds
+        with `{"compensated": [steps undone], "of": task_id}` as its result (or fails
+        `CompensationFailed`). Raises `InvalidTransition` for a task that has not ended
+        or that succeeded."""
         old = await self.get(task_id, tenant=tenant)
-        if old.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-            raise InvalidTransition(
-                f"task {task_id} is {old.status}; only failed or cancelled tasks are compensated"
-            )
-        version = (
-            old.workflow_version if self.workflows.has(old.workflow, old.workflow_version) else None
-        )
-        new = self.new_task(
-            old.workflow,
-            old.input,
-            tenant=old.tenant,
-            queue=old.queue,
-            priority=old.priority,
-            correlation_id=old.correlation_id,
-            created_by=created_by,
-            version=version,
-        )
-        new.phase = TaskPhase.COMPENSATION
+        new = self.compensation_task(old, created_by=created_by)
         task = await self.store.fork(task_id, tenant, new, None, self.clock.now())
         return TaskHandle(self, task)
+
+    def compensation_task(self, old: Task, *, created_by: str | None = None) -> NewTask:
+        """The row of the compensation of `old` (what `compensate` and the dead-letter
+        compensate store): its re-run's row (`rerun_task`) in phase `compensation`.
+        Raises `InvalidTransition` unless `old` failed or was cancelled."""
+        if old.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            raise InvalidTransition(
+                f"task {old.id} is {old.status}; only failed or cancelled tasks are compensated"
+            )
+        new = self.rerun_task(old, created_by=created_by)
+        new.phase = TaskPhase.COMPENSATION
+        return new
 
     async def signal(
         self, task_id: str, name: str, payload: Any = None, *, tenant: str | None = None
@@ -606,6 +606,26 @@ class Tether(Registration):
             self.clock.now(),
         )
 
+    def rerun_task(
+        self, old: Task, *, created_by: str | None = None, version: int | None = None
+    ) -> NewTask:
+        """The row of a re-run of `old` (what `rerun` and the dead-letter retry store):
+        its workflow, input, tenant, queue, priority and correlation id, on `version`;
+        by default on `old`'s version when this app still registers it (the reused steps
+        were recorded by that code), else the newest."""
+        if version is None and self.workflows.has(old.workflow, old.workflow_version):
+            version = old.workflow_version
+        return self.new_task(
+            old.workflow,
+            old.input,
+            tenant=old.tenant,
+            queue=old.queue,
+            priority=old.priority,
+            correlation_id=old.correlation_id,
+            created_by=created_by,
+            version=version,
+        )
+
     async def rerun(
         self,
         task_id: str,
@@ -620,17 +640,6 @@ class Tether(Registration):
         workflow; by default on the version of the original when this app still
         registers it (the reused steps were recorded by that code), else the newest."""
         old = await self.get(task_id, tenant=tenant)
-        if version is None and self.workflows.has(old.workflow, old.workflow_version):
-            version = old.workflow_version
-        new = self.new_task(
-            old.workflow,
-            old.input,
-            tenant=old.tenant,
-            queue=old.queue,
-            priority=old.priority,
-            correlation_id=old.correlation_id,
-            created_by=created_by,
-            version=version,
-        )
+        new = self.rerun_task(old, created_by=created_by, version=version)
         task = await self.store.fork(task_id, tenant, new, from_seq, self.clock.now())
         return TaskHandle(self, task)

@@ -27,11 +27,16 @@ Permission matrix (what each role may do; `admin` may do everything):
 | schedules:manage   |        |           |          |          |   x   |
 | workflows:read     |   x    |           |          |    x     |   x   |
 | workflows:manage   |        |           |          |          |   x   |
+| dlq:read           |   x    |           |          |    x     |   x   |
+| dlq:act            |        |           |          |    x     |   x   |
 
 `schedules:run` pauses, resumes and triggers a schedule; `schedules:manage` creates and
 deletes one (a schedule starts tasks for ever: like a standing submission).
 `workflows:manage` starts, promotes and rolls back a canary version of a workflow for
 the caller's tenant (docs/rollouts.md); `workflows:read` shows it, with the figures.
+
+`dlq:act` retries, escalates and dismisses dead-letter groups (and their tasks); a
+retry re-runs tasks, as `tasks:rerun` does.
 
 `metrics:read` shows the caller's own tenant's figures only; the deployment-wide
 `/metrics` needs the `metrics_token` setting instead (ADR 66).
@@ -92,11 +97,15 @@ class Permission(StrEnum):
     SCHEDULES_MANAGE = "schedules:manage"
     WORKFLOWS_READ = "workflows:read"
     WORKFLOWS_MANAGE = "workflows:manage"
+    DLQ_READ = "dlq:read"
+    DLQ_ACT = "dlq:act"
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.VIEWER: frozenset({P.READ, P.APPROVALS_READ, P.SCHEDULES_READ, P.WORKFLOWS_READ}),
+    Role.VIEWER: frozenset(
+        {P.READ, P.APPROVALS_READ, P.SCHEDULES_READ, P.WORKFLOWS_READ, P.DLQ_READ}
+    ),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
     Role.OPERATOR: frozenset(
@@ -113,6 +122,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.SCHEDULES_READ,
             P.SCHEDULES_RUN,
             P.WORKFLOWS_READ,
+            P.DLQ_READ,
+            P.DLQ_ACT,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_dlq import DlqClient
 from tether.client_rollouts import RolloutsClient
 from tether.client_schedules import SchedulesClient
 from tether.client_webhooks import WebhooksClient
@@ -107,6 +108,9 @@ class Client:
         self.rollouts = RolloutsClient(self._request)
         """Workflow rollouts: canary, promote, rollback, clear, figures per version
         (`tether.client_rollouts`)."""
+        self.dlq = DlqClient(self._request)
+        """The dead-letter queue: groups, tasks, retry, escalate, dismiss, audit trail
+        (`tether.client_dlq`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )

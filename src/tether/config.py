@@ -77,6 +77,12 @@ class Settings(BaseModel):
         "recorded since) before the task fails with WorkerLost (0: no limit)",
     )
     retention_days: float = Field(default=30.0, gt=0, description="Keep ended tasks this long")
+    dlq_retention_days: float = Field(
+        default=365.0,
+        gt=0,
+        description="Keep a dead-letter group and its audit trail this long after its last "
+        "failure or action, once it has no open members",
+    )
     gc_threshold: int = Field(
         default=10_000,
         ge=0,

@@ -315,7 +315,7 @@ def is_transient(exc: BaseException, extra: Sequence[Classifier] | None = None) 
 _VOLATILE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
     r"|0x[0-9a-f]+"  # addresses
-    r"|\d+(\.\d+)?",  # numbers, ports, ids
+    r"|\b[\w-]*\d[\w.-]*\b",  # words with a digit: numbers (2.5s), ports, ids (cus_8Kq2)
     re.IGNORECASE,
 )
 
@@ -323,8 +323,10 @@ _VOLATILE = re.compile(
 def fingerprint(error_type: str, message: str, step: str | None) -> str:
     """A short stable hash of a failure's root cause, for grouping in the dead-letter queue.
 
-    Numbers, ids and addresses are masked so that "timeout after 30.1s on task 17" and
-    "timeout after 29.8s on task 18" land in the same group.
+    UUIDs, addresses and every word holding a digit (numbers, ports, ids such as
+    `order-8812` or `cus_N5fr2`) are masked, so that "timeout after 30.1s on task 17" and
+    "timeout after 29.8s on task 18" land in the same group; the error type and the step
+    are part of it, so the same message from another step is another group.
     """
     normalized = _VOLATILE.sub("#", message)[:300]
     raw = f"{error_type}|{step or ''}|{normalized}"
@@ -378,3 +380,22 @@ class ScheduleNotFound(TetherError):
 
 class ScheduleExists(TetherError):
     """A schedule of that name exists already for the tenant (delete it first)."""
+
+
+class DlqGroupNotFound(TetherError):
+    """No dead-letter group with that fingerprint for the tenant (another tenant's does
+    not exist)."""
+
+
+class InvalidDlqAction(TetherError):
+    """A dead-letter action that cannot be taken as asked (an unknown action, an
+    escalation without an assignee, a dismissal without a reason, too many tasks);
+    `field` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class DlqKeyConflict(TetherError):
+    """A dead-letter action's idempotency key was used before for another request."""

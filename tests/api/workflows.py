@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from tether import Context, Permanent, Tether
 
 UNDONE: list[str] = []
 """What the `saga` workflow's compensation undid, in order (the server runs in-process)."""
+RUNS: Counter[str] = Counter()
+"""Executions of the `pay` workflow's steps, by step name (the dead-letter tests)."""
+BROKEN: set[str] = set()
+"""Step names of `pay` that fail (permanently) while named here."""
 
 
 def build_app(database_url: str, settings: Any = None) -> Tether:
@@ -61,7 +66,19 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
         """Takes any JSON input (schemathesis submits what it generates)."""
         return value
 
+    @app.workflow("pay")
+    async def pay(ctx: Context, order: int, at: str = "charge") -> str:
+        await ctx.step("prepare", _pay_step, "prepare", order)
+        return await ctx.step(at, _pay_step, at, order)
+
     return app
+
+
+def _pay_step(name: str, order: int) -> str:
+    RUNS[name] += 1
+    if name in BROKEN:
+        raise Permanent(f"card declined for order {order} (ref ord_{order}x)")
+    return f"{name}:{order}"
 
 
 async def _double(x: int) -> int:

@@ -221,10 +221,10 @@ async def test_an_operator_compensates_a_failed_task_by_a_fork(
         assert (await other.wait(timeout=10)).status == TaskStatus.SUCCEEDED
         with pytest.raises(InvalidTransition, match="only failed or cancelled"):
             await app.compensate(other.id)
-    assert task.status == TaskStatus.FAILED and task.forked_from == failed.id
-    assert task.phase == TaskPhase.COMPENSATION
-    assert task.error is not None
-    assert task.error.compensated == ["book_car", "book_hotel", "book_flight"]
+    assert task.status == TaskStatus.SUCCEEDED and task.forked_from == failed.id
+    assert task.phase == TaskPhase.COMPENSATION and task.error is None
+    undone = ["book_car", "book_hotel", "book_flight"]
+    assert task.result == {"compensated": undone, "of": failed.id}
 
 
 async def test_an_operator_compensates_a_task_that_had_not(make_app: Callable[[], Tether]) -> None:
@@ -247,8 +247,8 @@ async def test_an_operator_compensates_a_task_that_had_not(make_app: Callable[[]
         await app.cancel(handle.id)
         fork = await app.compensate(handle.id)
         task = await fork.wait(timeout=10)
-    assert undone == ["12A"] and task.status == TaskStatus.CANCELLED
-    assert task.error is not None and task.error.compensated == ["reserve"]
+    assert undone == ["12A"] and task.status == TaskStatus.SUCCEEDED
+    assert task.result == {"compensated": ["reserve"], "of": handle.id}
 
 
 async def test_an_unknown_compensation_fails_at_the_call(make_app: Callable[[], Tether]) -> None:
@@ -304,3 +304,19 @@ async def test_a_long_compensation_backoff_suspends_and_a_cancel_does_not_stop_i
     assert tries == ["a", "a"]
     assert task.status == TaskStatus.FAILED and task.error is not None
     assert (task.error.type, task.error.compensated) == ("Permanent", ["take"])
+
+
+async def test_a_rerun_of_a_compensated_task_runs_the_undone_steps_again(
+    make_app: Callable[[], Tether],
+) -> None:
+    """Their effects are gone: a re-run (or a dead-letter retry) reuses only the steps
+    before the first one undone, and none of the compensation records."""
+    journal: list[str] = []
+    app = _booking_app(make_app, journal, fail_at="pay")
+    async with app.worker(poll_interval=0.05):
+        failed = await (await app.submit("trip")).wait(timeout=10)
+        journal.clear()
+        again = await (await app.rerun(failed.id)).wait(timeout=10)
+    assert journal[:4] == ["book flight", "book hotel", "book car", "logged"]
+    assert again.status == TaskStatus.FAILED and again.error is not None
+    assert again.error.compensated == ["book_car", "book_hotel", "book_flight"]

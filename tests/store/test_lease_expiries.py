@@ -71,6 +71,10 @@ async def test_the_claim_after_the_last_allowed_expiry_fails_the_task(
         "lost_worker": "w2",
     }
     assert await _expire(app, t0, 4, cap=3) == []  # and it stays failed
+    # The claim's failure counts in the dead-letter queue like any other (the trigger).
+    (group,) = await app.dlq.groups()
+    assert (group.fingerprint, group.open, group.step) == (task.error.fingerprint, 1, None)
+    assert (group.error_type, group.example_task_id) == ("WorkerLost", handle.id)
 
 
 async def test_a_step_recorded_between_expiries_starts_the_count_again(

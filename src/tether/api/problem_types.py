@@ -83,6 +83,13 @@ SCHEDULE_NOT_FOUND = ProblemType(
     "Schedule not found",
     "No schedule of that name for the caller's tenant (another tenant's answers the same).",
 )
+DLQ_GROUP_NOT_FOUND = ProblemType(
+    "dlq-group-not-found",
+    404,
+    "Dead-letter group not found",
+    "No dead-letter group with that fingerprint for the caller's tenant (another tenant's "
+    "answers the same).",
+)
 METHOD_NOT_ALLOWED = ProblemType(
     "method-not-allowed",
     405,
@@ -172,7 +179,8 @@ IDEMPOTENCY_CONFLICT = ProblemType(
     "idempotency-conflict",
     422,
     "Idempotency key reused",
-    "The `Idempotency-Key` was used before with a different submission.",
+    "The `Idempotency-Key` was used before with a different submission (or another "
+    "dead-letter action).",
 )
 URL_REFUSED = ProblemType(
     "url-refused",
@@ -220,6 +228,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     DELIVERY_NOT_FOUND,
     SCHEDULE_NOT_FOUND,
     WORKFLOW_NOT_FOUND,
+    DLQ_GROUP_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     INVALID_TRANSITION,
     ALREADY_DECIDED,

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tether.cli.webhooks",
     "tether.cli.schedules",
     "tether.cli.rollouts",
+    "tether.cli.dlq",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 

@@ -26,6 +26,7 @@ from tether.errors import (
     ConfigError,
     IdempotencyConflict,
     InputValidationError,
+    InvalidDlqAction,
     InvalidSchedule,
     InvalidTransition,
     SchemaOutOfDate,
@@ -128,6 +129,7 @@ _USAGE_ERRORS = (
     UnknownWorkflow,
     InputValidationError,
     IdempotencyConflict,
+    InvalidDlqAction,
     InvalidSchedule,
 )
 

@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import Any
 
 from tether.app import Tether
+from tether.cli.dlq_ops import LocalDlq
 from tether.cli.rollout_ops import LocalRollouts
 from tether.cli.schedule_ops import LocalSchedules
 from tether.follow import follow_task
@@ -35,6 +36,7 @@ class LocalOperations:
         self.identity = identity
         self.schedules = LocalSchedules(app, tenant, identity)
         self.rollouts = LocalRollouts(app, tenant, identity)
+        self.dlq = LocalDlq(app, tenant, identity)
 
     async def submit(
         self,

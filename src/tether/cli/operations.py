@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from tether.cli.common import EXIT_USAGE, CLIError, build_app, run
+from tether.cli.dlq_ops import DlqOperations
 from tether.cli.options import Env
 from tether.cli.rollout_ops import RolloutOperations
 from tether.cli.schedule_ops import ScheduleOperations
@@ -38,6 +39,11 @@ class Operations(Protocol):
     @property
     def rollouts(self) -> RolloutOperations:
         """`tether rollout ...` (`tether.cli.rollout_ops`)."""
+        ...
+
+    @property
+    def dlq(self) -> DlqOperations:
+        """`tether dlq ...` (`tether.cli.dlq_ops`)."""
         ...
 
     async def submit(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
+from tether.cli.dlq_ops import RemoteDlq
 from tether.cli.rollout_ops import RemoteRollouts
 from tether.cli.schedule_ops import RemoteSchedules
 from tether.client import Client
@@ -27,6 +28,7 @@ class RemoteOperations:
         self.client = Client(url, token=token, api_key=api_key, max_retries=RETRIES)
         self.schedules = RemoteSchedules(self.client)
         self.rollouts = RemoteRollouts(self.client)
+        self.dlq = RemoteDlq(self.client)
 
     async def aclose(self) -> None:
         """Close the connections."""

@@ -1,4 +1,5 @@
-"""Retention: ended tasks older than the configured age are deleted with their logs.
+"""Retention: ended tasks older than the configured age are deleted with their logs,
+and dead-letter groups (with their audit trail) once quiet for theirs (docs/dlq.md).
 
 Deletion runs in small batches (one short transaction each, with a pause between) so
 it never holds locks that workers or the API wait on; on PostgreSQL concurrent
@@ -40,7 +41,7 @@ async def purge_ended(
     cutoff = clock.now() - older_than
     total, batches = 0, 0
     while max_batches is None or batches < max_batches:
-        deleted = await store.purge(cutoff, batch)
+        deleted = await store.purge(cutoff, batch, now=clock.now())
         total += deleted
         batches += 1
         if deleted < batch:
@@ -51,12 +52,35 @@ async def purge_ended(
     return total
 
 
-async def retention_loop(store: Store, clock: Clock, older_than: float) -> None:
-    """Sweep forever, about every `SWEEP_EVERY` seconds; errors are logged, not raised."""
+async def purge_dead_letters(
+    store: Store, clock: Clock, quiet_for: float, *, batch: int = BATCH, pause: float = PAUSE
+) -> int:
+    """Delete dead-letter groups without open members and with no failure or action for
+    `quiet_for` seconds, with their audit trail; return how many."""
+    now = clock.now()
+    total = 0
+    while True:
+        deleted = await store.purge_dlq(now - quiet_for, now, batch)
+        total += deleted
+        if deleted < batch:
+            break
+        await asyncio.sleep(pause)
+    if total:
+        log.info("retention: purged %d quiet dead-letter groups", total)
+    return total
+
+
+async def retention_loop(
+    store: Store, clock: Clock, older_than: float, dlq_quiet_for: float | None = None
+) -> None:
+    """Sweep forever, about every `SWEEP_EVERY` seconds; errors are logged, not raised.
+    With `dlq_quiet_for`, quiet dead-letter groups are purged too."""
     await asyncio.sleep(random.uniform(0, FIRST_SWEEP_WITHIN))
     while True:
         try:
             await purge_ended(store, clock, older_than)
+            if dlq_quiet_for is not None:
+                await purge_dead_letters(store, clock, dlq_quiet_for)
         except Exception as exc:
             log.log(failure_level(exc), "retention sweep failed: %s", exc)
         await asyncio.sleep(SWEEP_EVERY * random.uniform(0.8, 1.2))

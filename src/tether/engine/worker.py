@@ -85,6 +85,7 @@ class Worker:
         sync_threads: int = 32,
         claim_batch: int = 200,
         retention: float | None = None,
+        dlq_retention: float | None = None,
         eager: bool = True,
         gc_threshold: int = 10_000,
         max_lease_expiries: int = 0,
@@ -102,6 +103,8 @@ class Worker:
         self.claim_batch = claim_batch
         self.retention = retention
         """Purge ended tasks older than this many seconds (None: never, from this worker)."""
+        self.dlq_retention = dlq_retention
+        """With `retention`: purge dead-letter groups quiet for this many seconds."""
         self.eager = eager
         """Take tasks submitted in this process directly, while slots are free (ADR 47)."""
         self.gc_threshold = gc_threshold
@@ -157,7 +160,9 @@ class Worker:
         self._heartbeat = asyncio.create_task(self.leases.loop(), name="tether-heartbeat")
         if self.retention is not None:
             self._retention = asyncio.create_task(
-                retention_loop(self.runtime.store, self.runtime.clock, self.retention),
+                retention_loop(
+                    self.runtime.store, self.runtime.clock, self.retention, self.dlq_retention
+                ),
                 name="tether-retention",
             )
         for companion in self.companions:

@@ -133,9 +133,9 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_SUCCEEDED,
-        "the workflow returned",
+        "the workflow returned, or an operator's compensation fork undid what it had to",
         _FINISHED,
-        "`completed`",
+        "`completed`, or `compensated` for a compensation fork",
     ),
     EventKind(
         EventType.TASK_FAILED,
@@ -147,9 +147,9 @@ _KINDS = (
         "`non_determinism`, `deadline_exceeded`, `budget_exceeded`, `invalid_input`, or "
         "`worker_lost` (error class `WorkerLost`; with `lease_expiries`, the expiries "
         "in a row, and `lost_worker`, the worker whose lease expired last); for a task "
-        "whose compensations ran, its cause's, `compensated` for an operator's "
-        "compensation fork, or `compensation_failed` (error class `CompensationFailed`) "
-        "when one failed for good; `compensated` lists the steps undone",
+        "whose compensations ran, its cause's, or `compensation_failed` (error class "
+        "`CompensationFailed`) when one failed for good; `compensated` lists the steps "
+        "undone",
         ("message", "lease_expiries", "lost_worker", "compensated"),
     ),
     EventKind(
@@ -166,8 +166,7 @@ _KINDS = (
         "a task that was not running is cancelled, or a run ends on a cancellation (`by` "
         "is `parent:<id>` for a child cancelled because its parent ended)",
         _FINISHED,
-        "`cancel_requested`, or `compensated` for an operator's compensation fork of a "
-        "cancelled task; `compensated` lists the steps undone",
+        "`cancel_requested`; `compensated` lists the steps undone",
         ("by", "message", "compensated"),
     ),
     EventKind(

@@ -4,8 +4,9 @@ channels. Configured in `[tether.notifications]` and in code (`app.notifications
 
 A trigger is an event type of the catalogue (`tether.EVENT_CATALOGUE`), so a type a
 later release adds (a budget or circuit event) is announced by naming it in a route,
-`notify` for the workflows' own `ctx.notify(...)` calls, or `webhook.disabled` for a
-webhook subscription that was disabled.
+`notify` for the workflows' own `ctx.notify(...)` calls, `webhook.disabled` for a
+webhook subscription that was disabled, or `dlq.escalated` for a dead-letter group
+escalated to someone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ WEBHOOK_DISABLED_TRIGGER = "webhook.disabled"
 """The trigger of a webhook subscription being disabled (410 Gone, too many failures):
 not a task's event, so routes naming it match by tenant only."""
 
-OTHER_TRIGGERS = (NOTIFY_TRIGGER, WEBHOOK_DISABLED_TRIGGER)
+DLQ_ESCALATED_TRIGGER = "dlq.escalated"
+"""The trigger of a dead-letter group escalated to someone (docs/dlq.md): not a task's
+event, so routes naming it match by tenant only."""
+
+OTHER_TRIGGERS = (NOTIFY_TRIGGER, WEBHOOK_DISABLED_TRIGGER, DLQ_ESCALATED_TRIGGER)
 """Triggers beside the event types of the catalogue."""
 
 DEFAULT_TRIGGERS = (EventType.APPROVAL_REQUESTED.value, EventType.TASK_FAILED.value)
@@ -83,8 +88,8 @@ class NotifyRoute:
 
 
 def check_trigger(trigger: str, where: str = "trigger") -> str:
-    """`trigger` when it is an event type of the catalogue, `notify` or
-    `webhook.disabled`."""
+    """`trigger` when it is an event type of the catalogue, `notify`, `webhook.disabled`
+    or `dlq.escalated`."""
     if trigger in OTHER_TRIGGERS or trigger in EVENT_CATALOGUE:
         return trigger
     known = ", ".join([*sorted(EVENT_CATALOGUE), *OTHER_TRIGGERS])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 
 from tether.models import Approval, Event, EventType, Notification, Task
+from tether.models.dlq import DlqAction, DlqGroup
 from tether.models.webhooks import WebhookSubscription
 
 SUMMARY_LIMIT = 500
@@ -87,4 +88,24 @@ def render_webhook_disabled(sub: WebhookSubscription) -> Notification:
             "delivered; fix the receiver, re-enable the subscription "
             f"(tether webhooks update {sub.id} --enable) and replay what it missed."
         ),
+    )
+
+
+def render_dlq_escalated(
+    group: DlqGroup, action: DlqAction, console_url: str | None
+) -> Notification:
+    """What the tenant's channels are told when a dead-letter group is escalated."""
+    error = group.example_error
+    where = f" at step {group.step!r}" if group.step else ""
+    named = f" ({len(action.task_ids)} tasks named)" if action.task_ids else ""
+    return Notification(
+        subject=f"[tether] Dead letters escalated to {action.assignee}: {group.error_type}",
+        text=(
+            f"{action.actor} escalated the dead-letter group {group.fingerprint} of tenant "
+            f"{group.tenant} to {action.assignee}{named}.\n"
+            f"Note: {_clip(action.reason or '-')}\n"
+            f"{group.open} open of {group.failures} failures{where} in "
+            f"{', '.join(group.workflows) or '-'}: {group.error_type}: {_clip(error.message)}"
+        ),
+        link=console_link(console_url, "dlq", group.fingerprint),
     )

@@ -11,9 +11,15 @@ from tether.config import Settings
 from tether.errors import Permanent
 from tether.ids import new_id
 from tether.models import Notification, NotificationRecord
+from tether.models.dlq import DlqAction, DlqGroup
 from tether.models.webhooks import WebhookSubscription
-from tether.notify.channels import NOTIFY_TRIGGER, WEBHOOK_DISABLED_TRIGGER, NotificationBook
-from tether.notify.messages import render_webhook_disabled
+from tether.notify.channels import (
+    DLQ_ESCALATED_TRIGGER,
+    NOTIFY_TRIGGER,
+    WEBHOOK_DISABLED_TRIGGER,
+    NotificationBook,
+)
+from tether.notify.messages import render_dlq_escalated, render_webhook_disabled
 from tether.notify.notifier import Notifier, NotifierOptions
 from tether.notify.senders import Senders
 from tether.store.base import Store
@@ -96,3 +102,22 @@ class Notifications(NotificationBook):
             for name in channels
         ]
         await store.add_notifications(records, now)
+
+    def dlq_escalated(self, group: DlqGroup, action: DlqAction) -> list[NotificationRecord]:
+        """The notifications an escalation of `group` calls for: one per channel that
+        routes give `dlq.escalated` for its tenant. The caller stores them with the
+        action, in its transaction."""
+        channels = self.channels_for(DLQ_ESCALATED_TRIGGER, group.tenant, "")
+        message = render_dlq_escalated(group, action, self.console_url)
+        return [
+            NotificationRecord(
+                id=new_id(),
+                tenant=group.tenant,
+                channel=name,
+                trigger=DLQ_ESCALATED_TRIGGER,
+                message=message,
+                next_at=action.at,
+                created_at=action.at,
+            )
+            for name in channels
+        ]

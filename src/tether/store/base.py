@@ -31,6 +31,7 @@ from tether.models import (
 )
 from tether.models.webhooks import WebhookSubscription
 from tether.store.availability import Availability
+from tether.store.dlq import DlqStore
 from tether.store.hub import Hub
 from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
@@ -259,10 +260,11 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, abc.ABC):
+class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, abc.ABC):
     """One database, seen through the operations Tether needs (the webhook outbox's
     among them: `tether.store.outbox`; the notification outbox's:
-    `tether.store.notifications`; the schedules': `tether.store.schedules`)."""
+    `tether.store.notifications`; the schedules': `tether.store.schedules`; the
+    dead-letter queue's: `tether.store.dlq`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""
@@ -470,6 +472,10 @@ class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, abc.ABC
 
     # housekeeping ---------------------------------------------------------------------
     @abc.abstractmethod
-    async def purge(self, finished_before: float, batch: int = 500) -> int:
+    async def purge(
+        self, finished_before: float, batch: int = 500, now: float | None = None
+    ) -> int:
         """Delete up to `batch` terminal tasks finished before the cutoff, with their
-        steps, signals, approvals and events; return how many were deleted."""
+        steps, signals, approvals and events; return how many were deleted. Failed tasks
+        still open in the dead-letter queue leave their groups, with an `expire` entry
+        in each group's audit trail at `now` (default: the cutoff)."""

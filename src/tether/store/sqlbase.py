@@ -45,6 +45,7 @@ from tether.store.base import (
 )
 from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
+from tether.store.sqldlq import SQLDlq
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlrollouts import SQLRollouts
 from tether.store.sqlschedules import SQLSchedules
@@ -54,7 +55,7 @@ log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, Store, abc.ABC):
+class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -435,6 +436,9 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, Store, abc.ABC):
         return receipt
 
     # housekeeping ---------------------------------------------------------------------
-    async def purge(self, finished_before: float, batch: int = 500) -> int:
+    async def purge(
+        self, finished_before: float, batch: int = 500, now: float | None = None
+    ) -> int:
         d = self.dialect
-        return await self._run(lambda c: sql.purge(c, d, finished_before, batch))
+        at = finished_before if now is None else now
+        return await self._run(lambda c: sql.purge(c, d, finished_before, batch, at))

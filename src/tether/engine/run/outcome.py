@@ -199,8 +199,8 @@ class RunOutcome(RunSaga):
             return
         exc = program.exception()
         if exc is None:
-            status, error, decision = self._compensated_end()
-            await self._finish(status, error=error, decision=decision)
+            status, error, decision, result = self._compensated_end()
+            await self._finish(status, result=result, error=error, decision=decision)
         elif isinstance(exc, LeaseLost):
             return
         elif isinstance(exc, StepFailed):

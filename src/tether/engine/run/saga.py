@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tether import serde
 from tether.engine.run.steps import RunSteps
 from tether.errors import fingerprint
 from tether.models import StepKind, StepRecord, StepStatus, TaskError, TaskPhase, TaskStatus
@@ -99,24 +100,29 @@ class RunSaga(RunSteps):
             )
             self._undone.append(rec.name)
 
-    def _compensated_end(self) -> tuple[TaskStatus, TaskError | None, str]:
-        """(status, error, decision) the task ends with once every compensation ran: its
-        cause's, with the steps undone listed on the error."""
+    def _compensated_end(self) -> tuple[TaskStatus, TaskError | None, str, str | None]:
+        """(status, error, decision, result) the task ends with once every compensation
+        ran: its cause's, with the steps undone listed on the error; an operator's
+        compensation fork succeeds, its result naming what it undid and of which task."""
         marker = self._marker()
         assert marker is not None
         cause = marker.result
         undone = list(self._undone)
+        if cause["decision"] == "compensated":  # a fork whose whole job was to undo
+            # (`tether.store.sql.control.REQUESTED_CAUSE`, or `_requested_cause`)
+            of = {"compensated": undone, "of": self.task.forked_from}
+            return TaskStatus.SUCCEEDED, None, "compensated", serde.dumps(of)
         if cause["status"] == "cancelled":
             error = TaskError.from_json(cause["error"]) or _error(
                 "TaskCancelled", "cancelled; its completed steps were compensated", None
             )
             error.compensated = undone
-            return TaskStatus.CANCELLED, error, cause["decision"]
+            return TaskStatus.CANCELLED, error, cause["decision"], None
         error = TaskError.from_json(cause["error"]) or _error(
-            "CompensationRequested", "compensated at an operator's request", None
+            "TaskFailed", "the task failed; its completed steps were compensated", None
         )
         error.compensated = undone
-        return TaskStatus.FAILED, error, cause["decision"]
+        return TaskStatus.FAILED, error, cause["decision"], None
 
     def _compensation_failed(self, step: str | None, kind: str, message: str) -> TaskError:
         """The task's error when a compensation failed for good: which one, why, and

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from tether import serde
 from tether.errors import InvalidTransition
-from tether.models import SignalRecord, Task
+from tether.models import SignalRecord, Task, TaskPhase
 from tether.store.base import NewTask
-from tether.store.sql import events
+from tether.store.sql import dlq, events
 from tether.store.sql.children import family_ended
 from tether.store.sql.core import (
     STEP_COLUMNS,
@@ -121,6 +121,7 @@ async def fork(
     new: NewTask,
     from_seq: int | None,
     now: float,
+    action_id: str | None = None,
 ) -> Task:
     row = await task_for_update(conn, d, task_id, tenant)
     if row["status"] not in TERMINAL:
@@ -129,12 +130,20 @@ async def fork(
     new.fork_from_seq = from_seq
     await submit(conn, d, [new], now)
     limit = from_seq if from_seq is not None else 2**62
+    compensating = new.phase == TaskPhase.COMPENSATION
+    if not compensating:
+        limit = min(limit, await _first_undone(conn, task_id))
     await conn.execute(
         f"INSERT INTO steps ({STEP_COLUMNS}) SELECT %s, seq, name, kind, status, attempts, "
         "result, error, started_at, finished_at, wake_at, meta, attempt_errors FROM steps "
         "WHERE task_id = %s AND status = 'succeeded' AND seq < %s",
         (new.id, task_id, limit),
     )
+    if compensating:  # the fork's end is the compensation's, not the original's (ADR 83)
+        await conn.execute(
+            "UPDATE steps SET result = %s WHERE task_id = %s AND kind = 'compensating'",
+            (serde.dumps(REQUESTED_CAUSE), new.id),
+        )
     # The chain's first task: a step the fork executes again presents its key (ADR 63).
     root = row["fork_root"] or task_id
     await conn.execute(
@@ -142,6 +151,10 @@ async def fork(
         "fork_root = %s, phase = %s WHERE id = %s",
         (new.id, root, str(new.phase), new.id),
     )
+    # A re-run failed task leaves its dead-letter group's open members, whichever way
+    # it was re-run (`action_id`: the dead-letter retry that did it).
+    how = "compensated" if new.phase == TaskPhase.COMPENSATION else "retried"
+    await dlq.close_retried(conn, row, new.id, action_id, now, how)
     await conn.execute(
         events.INSERT_EVENT,
         events.forked(
@@ -151,3 +164,46 @@ async def fork(
     task = await get_task(conn, new.id, None)  # with the copied steps counted
     assert task is not None
     return task
+
+
+REQUESTED_CAUSE = {"status": "failed", "decision": "compensated", "error": None}
+"""The cause a compensation fork ends by: it succeeds once it has undone the steps."""
+
+
+async def _first_undone(conn: Conn, task_id: str) -> int:
+    """The first position a re-run of `task_id` must run again because a saga undid it
+    (its compensation ran, or compensating began there): the steps from it on are not
+    reused, their effects being gone (ADR 83). No saga: no limit."""
+    rows = await conn.fetchall(
+        "SELECT seq, kind, meta FROM steps WHERE task_id = %s "
+        "AND kind IN ('compensating', 'compensation')",
+        (task_id,),
+    )
+    firsts = [int(r["seq"]) for r in rows if r["kind"] == "compensating"]
+    for r in rows:
+        undone = (serde.loads(r["meta"]) or {}).get("compensates") if r["meta"] else None
+        if r["kind"] == "compensation" and undone is not None:
+            firsts.append(int(undone))
+    return min(firsts, default=2**62)
+
+
+async def retry_members(
+    conn: Conn,
+    d: Dialect,
+    tenant: str,
+    forks: list[tuple[str, NewTask]],
+    action_id: str,
+    now: float,
+) -> list[tuple[str, str]]:
+    """Re-run each failed task of `forks` that is still an open dead-letter member as
+    its `NewTask`, from its failed step (its succeeded steps are copied, not run
+    again); return the (task, new task) pairs done. The task's row is locked first, so
+    two retries of one member racing on PostgreSQL fork it once."""
+    done = []
+    for task_id, new in forks:
+        await task_for_update(conn, d, task_id, tenant)
+        if not await dlq.is_open(conn, task_id):
+            continue
+        await fork(conn, d, task_id, tenant, new, None, now, action_id)
+        done.append((task_id, new.id))
+    return done

@@ -1,11 +1,12 @@
-"""Housekeeping: purging ended tasks (with their notifications)."""
+"""Housekeeping: purging ended tasks (with their notifications and dead-letter states)."""
 
 from __future__ import annotations
 
 from tether.store.sql.core import Conn, Dialect
+from tether.store.sql.dlq import forget_members
 
 
-async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> int:
+async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int, now: float) -> int:
     rows = await conn.fetchall(
         "SELECT id FROM tasks WHERE finished_at < %s ORDER BY finished_at "
         f"LIMIT %s{d.skip_locked}",  # concurrent sweepers take disjoint batches
@@ -14,6 +15,7 @@ async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int) -> i
     if not rows:
         return 0
     ids = d.list_param([r["id"] for r in rows])
+    await forget_members(conn, d, ids, now)  # open dead letters leave their groups
     for table, column in (
         ("steps", "task_id"),
         ("signals", "task_id"),
