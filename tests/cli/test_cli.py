@@ -212,9 +212,7 @@ def test_rerun_a_failed_task(cli: CLI, worker: WorkerProcess) -> None:
         failing,
         "dave",
     )
-    assert cli("watch", fork["id"]).returncode == 0, (
-        "the compensation fork succeeds"
-    )  # it fails again: still broken
+    assert cli("watch", fork["id"]).returncode == 1  # it fails again: still broken
     again = cli.json("rerun", fork["id"], "--from-step", "1")
     assert isinstance(again, dict)
     assert (again["fork_from_seq"], again["fork_root"], again["steps_done"]) == (1, failing, 0)

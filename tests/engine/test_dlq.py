@@ -134,8 +134,8 @@ async def test_dismiss_reopen_escalate_and_the_audit_trail(store_url: str) -> No
             await app.dlq.act(fp, "dismiss")
         with pytest.raises(InvalidDlqAction, match="assignee"):
             await app.dlq.act(fp, "escalate")
-        with pytest.raises(InvalidDlqAction, match="compensate"):
-            await app.dlq.act(fp, "compensate")
+        with pytest.raises(InvalidDlqAction, match="unknown action"):
+            await app.dlq.act(fp, "undo")
         with pytest.raises(DlqGroupNotFound):
             await app.dlq.dismiss("0" * 16, "no such group")
 

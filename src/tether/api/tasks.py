@@ -339,20 +339,22 @@ async def send_signal(
     return SignalOut(id=sig.id, task_id=sig.task_id, name=sig.name, created_at=sig.created_at)
 
 
+def _forked(description: str, *codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a route that forks a task: 202 with the new task's
+    `Location`, and the problems `codes`."""
+    location = {"description": "URL of the new task", "schema": {"type": "string"}}
+    return {
+        202: {"description": description, "headers": {"Location": location}},
+        **responses(*codes),
+    }
+
+
 @router.post(
     "/tasks/{task_id}/rerun",
     status_code=202,
     response_model=TaskOut,
     summary="Re-run an ended task",
-    responses={
-        202: {
-            "description": "The new task",
-            "headers": {
-                "Location": {"description": "URL of the new task", "schema": {"type": "string"}}
-            },
-        },
-        **responses(400, *AUTH, 404, 409, 413, 415, 422),
-    },
+    responses=_forked("The new task", 400, *AUTH, 404, 409, 413, 415, 422),
 )
 async def rerun_task(
     task_id: TaskId,
@@ -376,15 +378,7 @@ async def rerun_task(
     status_code=202,
     response_model=TaskOut,
     summary="Undo a failed or cancelled task's completed steps",
-    responses={
-        202: {
-            "description": "The compensation task",
-            "headers": {
-                "Location": {"description": "URL of the new task", "schema": {"type": "string"}}
-            },
-        },
-        **responses(*AUTH, 404, 409),
-    },
+    responses=_forked("The compensation task", *AUTH, 404, 409),
 )
 async def compensate_task(
     task_id: TaskId,
