@@ -74,8 +74,8 @@ async def messages(
         sdk = client.with_options(max_retries=0)  # Tether retries, durably
         if not streamed:
             raw = await sdk.messages.with_raw_response.create(**request)
-            parsed = await raw.parse()
-            return parsed.to_dict(), raw.headers
+            answer = await call.parsed(raw)
+            return answer.to_dict(), raw.headers
         async with sdk.messages.stream(**request) as stream:
             async for event in stream:
                 await tell(on_chunk, event)

@@ -71,6 +71,13 @@ class ModelCall:
     """What must never be stored: the client's API key(s), cut out of error texts."""
 
 
+async def parsed(raw: Any) -> Any:
+    """`raw.parse()` of an SDK's raw response: sync in some SDK versions, async in
+    others."""
+    value = raw.parse()
+    return await value if inspect.isawaitable(value) else value
+
+
 def request_id(headers: Headers) -> str | None:
     """The provider's request id from the answer's headers."""
     return headers.get("x-request-id") or headers.get("request-id")

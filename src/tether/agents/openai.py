@@ -69,11 +69,11 @@ async def chat(
 
     async def send() -> tuple[dict[str, Any], Headers]:
         raw = await _sdk(client).chat.completions.with_raw_response.create(**request)
-        parsed = await raw.parse()
+        answer = await call.parsed(raw)
         if not streamed:
-            return parsed.to_dict(), raw.headers
+            return answer.to_dict(), raw.headers
         final = ChatStream()
-        async for chunk in parsed:
+        async for chunk in answer:
             final.add(chunk.to_dict())
             await tell(on_chunk, chunk)
         return final.result(), raw.headers
@@ -112,11 +112,11 @@ async def responses(
 
     async def send() -> tuple[dict[str, Any], Headers]:
         raw = await _sdk(client).responses.with_raw_response.create(**request)
-        parsed = await raw.parse()
+        answer = await call.parsed(raw)
         if not streamed:
-            return parsed.to_dict(), raw.headers
+            return answer.to_dict(), raw.headers
         final: dict[str, Any] | None = None
-        async for event in parsed:
+        async for event in answer:
             await tell(on_chunk, event)
             if getattr(event, "type", None) in _FINAL_EVENTS:
                 final = event.response.to_dict()
