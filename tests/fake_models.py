@@ -273,10 +273,14 @@ def _message_events(n: int, model: str, a: Answer, req: dict[str, Any]) -> list[
     start["usage"]["output_tokens"] = 1
     out: list[tuple[str, Any]] = [("message_start", {"type": "message_start", "message": start})]
     block = {"type": "text", "text": ""}
-    out.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
+    out.append(
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+    )
     for i, word in enumerate(whole["content"][0]["text"].split(" ")):
         delta = {"type": "text_delta", "text": word if i == 0 else " " + word}
-        out.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+        out.append(
+            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        )
     if a.mid_stream:
         error = {"type": "error", "error": {"type": a.error_type, "message": a.message}}
         return [(e, json.dumps(d)) for e, d in [*out, ("error", error)]]

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tether import egress, storable
-from tether.clock import Clock, SystemClock
 from tether.agents.prices import PriceTable
+from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
 from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.children import ChildOptions

@@ -155,7 +155,10 @@ async def test_a_chat_stream_joins_tool_calls_and_records_the_final_message(
         @app.workflow("tools")
         async def tools(ctx: Context) -> dict[str, Any]:
             reply = await llm.chat(
-                ctx, oai, model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
+                ctx,
+                oai,
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "x"}],
                 stream=True,
             )
             return reply.to_dict()

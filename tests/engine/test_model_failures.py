@@ -99,8 +99,12 @@ async def test_transient_failures_are_retried_and_retry_after_is_honoured(
     [
         (
             "chat",
-            fail(400, "invalid_request_error", error_code="context_length_exceeded",
-                 message="This model's maximum context length is 128000 tokens."),
+            fail(
+                400,
+                "invalid_request_error",
+                error_code="context_length_exceeded",
+                message="This model's maximum context length is 128000 tokens.",
+            ),
             "ContextLengthExceeded",
         ),
         (
@@ -115,8 +119,11 @@ async def test_transient_failures_are_retried_and_retry_after_is_honoured(
             fail(429, "insufficient_quota", error_code="insufficient_quota"),
             "ModelQuotaExceeded",
         ),
-        ("responses", fail(404, "invalid_request_error", message="no such model"),
-         "ModelRequestInvalid"),
+        (
+            "responses",
+            fail(404, "invalid_request_error", message="no such model"),
+            "ModelRequestInvalid",
+        ),
     ],
     ids=["openai-context", "anthropic-context", "openai-401", "anthropic-401", "quota", "404"],
 )
@@ -138,8 +145,12 @@ async def test_permanent_failures_fail_the_step_after_one_request(
 
 @pytest.mark.parametrize(
     ("api", "refusal"),
-    [("chat", "I can't help with that."), ("chat", "filter"), ("responses", "No."),
-     ("messages", "I won't do that.")],
+    [
+        ("chat", "I can't help with that."),
+        ("chat", "filter"),
+        ("responses", "No."),
+        ("messages", "I won't do that."),
+    ],
     ids=["chat-refusal", "content-filter", "responses-refusal", "anthropic-refusal"],
 )
 async def test_a_refusal_is_permanent_and_flagged_for_review(

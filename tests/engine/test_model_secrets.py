@@ -69,8 +69,10 @@ async def test_the_api_key_is_nowhere_in_the_database_or_the_logs(
         finally:
             await app.close()
         assert server.count() == 3
-        assert all(KEY in (a.headers.get("authorization") or a.headers.get("x-api-key") or "")
-                   for a in server.asked)  # the key did go to the server
+        assert all(
+            KEY in (a.headers.get("authorization") or a.headers.get("x-api-key") or "")
+            for a in server.asked
+        )  # the key did go to the server
     assert steps[2].error is not None and "[redacted]" in steps[2].error.message
     assert KEY.encode() not in database_bytes(path)
     assert KEY not in caplog.text

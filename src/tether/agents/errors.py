@@ -175,7 +175,9 @@ def model_failure(
     }
     shown = f"{status} " if status is not None and status != 200 else ""
     label = f"{provider} {shown}{code or type(exc).__name__}"
-    message = scrub(f"{label}: {text}" + (f" (request {request_id})" if request_id else ""), secrets)
+    message = scrub(
+        f"{label}: {text}" + (f" (request {request_id})" if request_id else ""), secrets
+    )
     cls = _failure_class(exc, status, code, text.lower())
     if cls is None:
         return None

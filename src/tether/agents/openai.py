@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 PROVIDER = "openai"
 _FINAL_EVENTS = {"response.completed", "response.incomplete", "response.failed"}
 
+
 async def chat(
     ctx: Context,
     client: AsyncOpenAI,

@@ -105,9 +105,9 @@ class PriceTable(Mapping[str, ModelPrice]):
     def from_config(cls, table: Mapping[str, Any] | None) -> PriceTable:
         """`DEFAULT_PRICES` with the `model_prices` setting on top:
 
-            [tether.model_prices]
-            "gpt-4o-mini" = { input = 0.15, output = 0.60, cached_input = 0.075 }
-            "llama-3.1-8b" = { input = 0.02, output = 0.05 }
+        [tether.model_prices]
+        "gpt-4o-mini" = { input = 0.15, output = 0.60, cached_input = 0.075 }
+        "llama-3.1-8b" = { input = 0.02, output = 0.05 }
         """
         prices = DEFAULT_PRICES.merged(None)
         for model, entry in (table or {}).items():

@@ -18,6 +18,7 @@ REVIEW_KEY = "review"
 """The key of a step's `meta` that flags it for a human look; its value says why
 (`model_refusal`: the model refused the request)."""
 
+
 @dataclass(frozen=True)
 class ModelUsage:
     """One model call: who served it, what it used, what it cost, how it ended."""
