@@ -25,13 +25,13 @@ from bench.common import HERE
 from tether import Context, Tether
 from tether.agents import openai as llm
 
-sys.path.insert(0, str(HERE.parent / "tests"))
-from fake_models import ModelServer  # noqa: E402
-
 HI = [{"role": "user", "content": "hi"}]
 
 
 async def measure(n: int) -> dict[str, list[float]]:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from fake_models import ModelServer  # tests/fake_models.py
+
     times: dict[str, list[float]] = {"plain": [], "wrapper": []}
     with ModelServer() as server, tempfile.TemporaryDirectory() as tmp:
         app = Tether(f"sqlite:///{Path(tmp) / 'bench.db'}")
