@@ -7,6 +7,14 @@ Workflows are `async def` functions of a `Context`; each `ctx.step(...)` (or cal
 finished steps. See the README for the concepts and DESIGN for the guarantees.
 """
 
+from tether.agents import (
+    AgentLimitExceeded,
+    AgentLimits,
+    ModelCallError,
+    ModelPrice,
+    ModelUsage,
+    PriceTable,
+)
 from tether.app import TaskHandle, Tether
 from tether.client import Client
 from tether.clock import Clock, SystemClock
@@ -89,6 +97,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EVENT_CATALOGUE",
+    "AgentLimitExceeded",
+    "AgentLimits",
     "Approval",
     "ApprovalClosed",
     "ApprovalFilter",
@@ -127,12 +137,16 @@ __all__ = [
     "InvalidTransition",
     "InvalidWebhook",
     "MissedTicks",
+    "ModelCallError",
+    "ModelPrice",
+    "ModelUsage",
     "NonDeterminismError",
     "NotStorable",
     "Notification",
     "NotificationRecord",
     "Permanent",
     "PolicyBook",
+    "PriceTable",
     "Requirement",
     "RetryBudget",
     "RetryDecision",

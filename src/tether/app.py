@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tether import egress, storable
+from tether.agents.prices import PriceTable
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
 from tether.dlq import DeadLetters
@@ -112,6 +113,9 @@ class Tether(Registration):
         )
         self.egress_policy = egress.EgressPolicy.from_settings(self.settings)
         """What outbound HTTP (webhooks) may reach: `egress_allow` and the limits."""
+        self.model_prices = PriceTable.from_config(self.settings.model_prices)
+        """What model calls (`tether.agents`) cost: the built-in prices, the
+        `model_prices` setting on top, then `set` in code."""
         self.rollouts = RolloutBook()
         """The workflow rollouts new tasks are routed by (`tether.services.rollouts`)."""
         self._opened = False

@@ -153,6 +153,11 @@ class Settings(BaseModel):
     )
 
     # Egress (tether.egress): every outbound request, webhooks first ----------------------
+    model_prices: dict[str, Any] | None = Field(
+        default=None,
+        description="Model prices, dollars per million tokens, over the built-in table "
+        "([tether.model_prices]; JSON in the environment)",
+    )
     egress_allow: list[str] = Field(
         default_factory=list,
         description="Hosts, IPs and networks outbound HTTP may reach despite the SSRF guard "
@@ -235,7 +240,7 @@ class Settings(BaseModel):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("approval_policy", "notifications", "hooks", mode="before")
+    @field_validator("approval_policy", "notifications", "hooks", "model_prices", mode="before")
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
         # From the environment the table arrives as a JSON string.

@@ -6,6 +6,12 @@ from __future__ import annotations
 import tether
 
 PUBLIC = {
+    "AgentLimitExceeded",
+    "AgentLimits",
+    "ModelCallError",
+    "ModelPrice",
+    "ModelUsage",
+    "PriceTable",
     "SlackChannel",
     "NotificationRecord",
     "Notification",

@@ -6,16 +6,18 @@ import contextvars
 import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from tether import serde
 from tether.engine.children import ChildHandle, ChildOptions, ParentPolicy
 from tether.engine.registry import compensation_name
 from tether.models import Notification, StepKind, Task
 from tether.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from tether.agents.prices import PriceTable
     from tether.engine.run import TaskRun
 
 T = TypeVar("T")
@@ -32,6 +34,17 @@ class StepInfo:
     attempt: int
     idempotency_key: str
     """Stable across retries and replays of this step: pass it to external APIs."""
+    notes: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What this attempt added with `annotate` (kept on the record if it ends the step)."""
+
+    def annotate(self, **fields: Any) -> None:
+        """Add `fields` to this step's record `meta`, and so to its `step.succeeded` or
+        `step.failed` event: what the step learnt while it ran (a model call's usage,
+        for one). The values must be JSON-able; a later call replaces a field. The
+        fields of the attempt that ends the step are kept; a retried attempt's are not.
+        Raises TypeError for a value that cannot be stored."""
+        serde.dumps(fields)  # refused here, in the step, not later in the commit
+        self.notes.update(fields)
 
 
 _current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
@@ -92,6 +105,12 @@ class Context:
     def attempt(self) -> int:
         """How many times this task has been started (claimed), this time included."""
         return self._run.task.attempt
+
+    @property
+    def model_prices(self) -> PriceTable:
+        """The prices model calls (`tether.agents`) are costed at: the built-in table,
+        the `model_prices` setting and `app.model_prices.set(...)` on top."""
+        return self._run.runtime.model_prices
 
     @property
     def idempotency_key(self) -> str:

@@ -1,7 +1,7 @@
 """`Runtime`: what the engine needs from whoever hosts it, and nothing more.
 
 A worker and the runs it drives see the application only through this interface: a
-store to claim from and read, a clock, failure classifiers, approval policies, the
+store to claim from and read, a clock, failure classifiers, approval policies, model prices, the
 workflows it may run, a way to send notifications (`ctx.notify`) and to start child
 tasks (`ctx.start_child`). The application,
 `Tether`, satisfies it (it passes itself to `Worker`); tests and embedders may pass
@@ -12,7 +12,7 @@ anything else that does. The engine never imports the application, the API or th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tether.clock import Clock
 from tether.engine.approvals import RiskPolicy
@@ -21,6 +21,9 @@ from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, WorkflowVer
 from tether.errors import Classifier
 from tether.models import Notification, Task
 from tether.store.base import NewTask, Store
+
+if TYPE_CHECKING:
+    from tether.agents.prices import PriceTable
 
 
 class Runtime(Protocol):
@@ -40,6 +43,11 @@ class Runtime(Protocol):
     @property
     def classifiers(self) -> list[Classifier]:
         """Extra failure classifiers: True (transient), False (permanent), None (no say)."""
+        ...
+
+    @property
+    def model_prices(self) -> PriceTable:
+        """The price table model calls are costed at (`tether.agents`; `ctx.model_prices`)."""
         ...
 
     def approval_policy(self, tenant: str, workflow: str) -> RiskPolicy:

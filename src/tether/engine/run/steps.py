@@ -86,8 +86,11 @@ class RunSteps(RunChildren):
                 if self._held or self._unconfirmed or self._lost:
                     await self._commit_held()
                 started = self.clock.now()
+                notes: dict[str, Any] = {}  # what the attempt adds to meta (annotate)
                 try:
-                    result = await self._execute(seq, name, attempt, fn, args, kwargs, timeout)
+                    result = await self._execute(
+                        seq, name, attempt, fn, args, kwargs, timeout, notes
+                    )
                     try:
                         encoded = serde.dumps(result)
                     except TypeError as exc:
@@ -112,7 +115,7 @@ class RunSteps(RunChildren):
                                 error=error,
                                 started_at=started,
                                 finished_at=failed.finished_at,
-                                meta=meta or {},
+                                meta={**(meta or {}), **notes},
                                 attempt_errors=history,
                             )
                         )
@@ -159,7 +162,7 @@ class RunSteps(RunChildren):
                     result=serde.loads(encoded),
                     started_at=started,
                     finished_at=self.clock.now(),
-                    meta=meta or {},
+                    meta={**(meta or {}), **notes},
                     attempt_errors=history,
                 )
                 if self._in_flight > 1:
@@ -182,9 +185,10 @@ class RunSteps(RunChildren):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         timeout: float | None,
+        notes: dict[str, Any],
     ) -> Any:
         info = StepInfo(
-            self.task.id, self.task.tenant, seq, name, attempt, self._idempotency_key(seq)
+            self.task.id, self.task.tenant, seq, name, attempt, self._idempotency_key(seq), notes
         )
         step_token = _current_step.set(info)
         ctx_token = _current_context.set(None)  # a step calling a step just calls it

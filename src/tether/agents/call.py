@@ -1,0 +1,194 @@
+"""A model call as a durable step: what every provider wrapper shares.
+
+A wrapper (`tether.agents.openai`, `tether.agents.anthropic`) describes its call as a
+`ModelCall`: how to send it (returning the answer's JSON and headers) and how to read
+an answer (`Reading`). `run` then checks the agent run's limits, runs the call as a
+step (a replay returns the recorded answer and sends nothing), turns the SDK's failure
+into a `ModelCallError`, and records the call's `ModelUsage` on the step with
+`record_spend`, the one place a model call's cost is handed on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tether.agents.errors import ModelRefused, model_failure, scrub
+from tether.agents.limits import AgentLimits, begin_turn
+from tether.agents.prices import ModelPrice, PriceTable
+from tether.agents.usage import META_KEY, REVIEW_KEY, ModelUsage
+from tether.engine.context import StepInfo, current_step
+from tether.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from tether.engine.context import Context
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What an answer says of itself (read by the wrapper of its provider)."""
+
+    served_model: str | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    finish_reason: str | None = None
+    refusal: str | None = None
+    """Why the model refused (its words or the finish reason), None if it did not."""
+
+
+Headers = Mapping[str, str]
+
+OnChunk = Callable[[Any], Any]
+"""Called with each chunk or event of a streamed answer as it arrives, inside the step
+(so never on replay); may be async."""
+
+
+async def tell(on_chunk: OnChunk | None, item: Any) -> None:
+    """Hand a stream's chunk to `on_chunk`, if there is one."""
+    if on_chunk is not None:
+        result = on_chunk(item)
+        if inspect.isawaitable(result):
+            await result
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One call, as a wrapper describes it to `run`."""
+
+    provider: str
+    operation: str
+    model: str
+    send: Callable[[], Awaitable[tuple[dict[str, Any], Headers]]]
+    """Send the request; the answer's JSON (a stream read to its end) and headers."""
+    read: Callable[[dict[str, Any]], Reading]
+    streamed: bool
+    secrets: tuple[str, ...]
+    """What must never be stored: the client's API key(s), cut out of error texts."""
+
+
+async def parsed(raw: Any) -> Any:
+    """`raw.parse()` of an SDK's raw response: sync in some SDK versions, async in
+    others."""
+    value = raw.parse()
+    return await value if inspect.isawaitable(value) else value
+
+
+def request_id(headers: Headers) -> str | None:
+    """The provider's request id from the answer's headers."""
+    return headers.get("x-request-id") or headers.get("request-id")
+
+
+def record_spend(info: StepInfo | None, usage: ModelUsage, review: str | None = None) -> None:
+    """Record a model call's usage and cost on its step (meta `model_call`, and so its
+    event), and the reason it wants review if it does.
+
+    This is the one place a model call's spend is handed on: budgets (the flow-control
+    work) charge the task's and tenant's budgets here, from `usage.cost`, the same
+    figure the step records."""
+    if info is None:  # called outside a step: nothing durable to record it on
+        return
+    notes: dict[str, Any] = {META_KEY: usage.to_meta()}
+    if review is not None:
+        notes[REVIEW_KEY] = review
+    info.annotate(**notes)
+
+
+def price_table(ctx: Context, prices: Mapping[str, ModelPrice] | None) -> PriceTable:
+    """The prices a call is costed at: the app's table, with `prices` on top."""
+    table = ctx.model_prices
+    return table if not prices else table.merged(prices)
+
+
+async def run(
+    ctx: Context,
+    call: ModelCall,
+    *,
+    name: str,
+    limits: AgentLimits | None,
+    prices: Mapping[str, ModelPrice] | None,
+    retry: RetryPolicy | None,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """Run `call` as the durable step `name` and return its answer's JSON."""
+    begin_turn(ctx, limits)
+    table = price_table(ctx, prices)
+
+    async def attempt() -> dict[str, Any]:
+        info = current_step()
+        started = time.monotonic()
+        try:
+            data, headers = await call.send()
+        except Exception as exc:
+            failure = model_failure(exc, call.provider, call.secrets)
+            if failure is None:
+                raise
+            record_spend(info, _failed(call, failure.status, failure.request_id, started))
+            raise failure from None  # its text is scrubbed; the SDK's may hold a key
+        reading = call.read(data)
+        price = table.lookup(reading.served_model) or table.lookup(call.model)
+        cost = None
+        if price is not None:
+            cost = price.cost(
+                reading.input_tokens,
+                reading.output_tokens,
+                reading.cached_input_tokens,
+                reading.cache_write_tokens,
+            )
+        usage = ModelUsage(
+            provider=call.provider,
+            operation=call.operation,
+            model=call.model,
+            served_model=reading.served_model,
+            input_tokens=reading.input_tokens,
+            output_tokens=reading.output_tokens,
+            cached_input_tokens=reading.cached_input_tokens,
+            cache_write_tokens=reading.cache_write_tokens,
+            cost=cost,
+            latency=round(time.monotonic() - started, 6),
+            request_id=request_id(headers),
+            finish_reason=reading.finish_reason,
+            streamed=call.streamed,
+        )
+        if reading.refusal is not None:
+            record_spend(info, usage, review="model_refusal")
+            text = scrub(reading.refusal, call.secrets)[:500]
+            raise ModelRefused(
+                f"{call.provider} model {reading.served_model or call.model} refused: {text}",
+                provider=call.provider,
+                code=reading.finish_reason,
+                request_id=usage.request_id,
+            )
+        record_spend(info, usage)
+        return data
+
+    result: dict[str, Any] = await ctx.step(name, attempt, retry=retry, timeout=timeout)
+    return result
+
+
+def _failed(call: ModelCall, status: int | None, rid: str | None, started: float) -> ModelUsage:
+    return ModelUsage(
+        provider=call.provider,
+        operation=call.operation,
+        model=call.model,
+        served_model=None,
+        input_tokens=0,
+        output_tokens=0,
+        cached_input_tokens=0,
+        cache_write_tokens=0,
+        cost=0.0,
+        latency=round(time.monotonic() - started, 6),
+        request_id=rid,
+        finish_reason=None,
+        streamed=call.streamed,
+        status=status,
+    )
+
+
+def count(value: Any) -> int:
+    """A token count from an answer's usage (absent or null: 0)."""
+    return value if isinstance(value, int) and value >= 0 else 0
