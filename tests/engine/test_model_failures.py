@@ -124,8 +124,21 @@ async def test_transient_failures_are_retried_and_retry_after_is_honoured(
             fail(404, "invalid_request_error", message="no such model"),
             "ModelRequestInvalid",
         ),
+        (
+            "chat",
+            fail(400, "invalid_request_error", error_code="content_policy_violation"),
+            "ModelRefused",
+        ),
     ],
-    ids=["openai-context", "anthropic-context", "openai-401", "anthropic-401", "quota", "404"],
+    ids=[
+        "openai-context",
+        "anthropic-context",
+        "openai-401",
+        "anthropic-401",
+        "quota",
+        "404",
+        "content-policy",
+    ],
 )
 async def test_permanent_failures_fail_the_step_after_one_request(
     make_app: Callable[[], Tether], api: str, answer: Answer, error_type: str
@@ -140,7 +153,8 @@ async def test_permanent_failures_fail_the_step_after_one_request(
     assert "(request req_1)" in step.error.message
     usage = ModelUsage.from_meta(step.meta)
     assert usage is not None and usage.status == answer.status and usage.cost == 0.0
-    assert REVIEW_KEY not in step.meta
+    # a refusal by status (a content-policy 400) is flagged like one in an answer
+    assert step.meta.get(REVIEW_KEY) == ("model_refusal" if error_type == "ModelRefused" else None)
 
 
 @pytest.mark.parametrize(

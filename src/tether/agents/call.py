@@ -127,7 +127,8 @@ async def run(
             failure = model_failure(exc, call.provider, call.secrets)
             if failure is None:
                 raise
-            record_spend(info, _failed(call, failure.status, failure.request_id, started))
+            usage = _failed(call, failure.status, failure.request_id, started)
+            record_spend(info, usage, review="model_refusal" if failure.review else None)
             raise failure from None  # its text is scrubbed; the SDK's may hold a key
         reading = call.read(data)
         price = table.lookup(reading.served_model) or table.lookup(call.model)
