@@ -304,6 +304,9 @@ async def test_a_long_compensation_backoff_suspends_and_a_cancel_does_not_stop_i
     assert tries == ["a", "a"]
     assert task.status == TaskStatus.FAILED and task.error is not None
     assert (task.error.type, task.error.compensated) == ("Permanent", ["take"])
+    (retrying,) = [e for e in await all_events(app.store, handle.id) if e.type == "step.retrying"]
+    assert retrying.data is not None and retrying.step == "release"
+    assert (retrying.data["compensates"], retrying.data["step"]) == (1, "take"), "with its meta"
 
 
 async def test_a_rerun_of_a_compensated_task_runs_the_undone_steps_again(

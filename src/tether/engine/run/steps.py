@@ -139,6 +139,7 @@ class RunSteps(RunChildren):
                             error=error,
                             started_at=started,
                             wake_at=wake_at,
+                            meta={**(meta or {}), **notes},  # the retry's event carries it
                             attempt_errors=history,
                         )
                     )
