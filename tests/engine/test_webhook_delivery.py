@@ -70,12 +70,18 @@ async def _events_of(app: Tether, task_ids: list[str]) -> dict[int, str]:
 
 
 async def _wait_deliveries(app: Tether, sub_id: str, done: Callable[[list[Any]], bool]) -> None:
-    for _ in range(400):
+    # 30 s: on PostgreSQL an event reaches the outbox only past the feed's horizon (up
+    # to 5 s behind an older open transaction, ADR 13), then waits out its backoff; 10 s
+    # was too short on a loaded machine (CI saw 9 of 10 deliveries).
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
         found = await app.store.list_deliveries(
             DeliveryFilter(tenant="default", subscription_id=sub_id, limit=1000)
         )
         if done(found):
             return
+        if asyncio.get_running_loop().time() > deadline:
+            break
         await asyncio.sleep(0.025)
     raise AssertionError(f"deliveries not as expected: {[(d.status, d.attempts) for d in found]}")
 
