@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tether.errors import TetherError
 from tether.models.rollouts import EVERY_TENANT, Rollout, RolloutView
+from tether.rollouts import RolloutBook
 
 if TYPE_CHECKING:
     from tether.app import Tether
@@ -129,8 +130,9 @@ async def show(
     since `since` (default: the canary's start, else a day ago)."""
     versions = _versions(app, workflow)
     await app.open()
-    rows = {(r.tenant, r.workflow): r for r in await app.store.list_rollouts()}
-    rollout = rows.get((tenant, workflow)) or rows.get((EVERY_TENANT, workflow))
+    read = RolloutBook()  # as read now, not this process's cached copy
+    read.replace(await app.store.list_rollouts())
+    rollout = read.lookup(tenant, workflow)
     if since is None:
         started = rollout.started_at if rollout is not None else None
         since = started if started is not None else app.clock.now() - FIGURES_WINDOW
@@ -150,11 +152,12 @@ async def canaries(app: Tether, tenant: str | None) -> list[RolloutView]:
     if tenant is None:
         chosen = [r for r in rows if r.canary is not None]
     else:
-        by_key = {(r.tenant, r.workflow): r for r in rows}
+        read = RolloutBook()
+        read.replace(rows)
         for workflow in sorted({r.workflow for r in rows}):
-            r = by_key.get((tenant, workflow)) or by_key.get((EVERY_TENANT, workflow))
-            if r is not None and r.canary is not None:
-                chosen.append(r)
+            found = read.lookup(tenant, workflow)
+            if found is not None and found.canary is not None:
+                chosen.append(found)
     views = []
     for r in chosen:
         since = r.started_at if r.started_at is not None else app.clock.now() - FIGURES_WINDOW
