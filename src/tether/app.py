@@ -15,6 +15,7 @@ from tether.config import Settings, load_settings, local_identity
 from tether.dlq import DeadLetters
 from tether.engine.approvals import PolicyBook, RiskPolicy
 from tether.engine.children import ChildOptions
+from tether.engine.gates import StepGate
 from tether.engine.registry import (
     Registry,
     StepDef,
@@ -118,6 +119,8 @@ class Tether(Registration):
         `model_prices` setting on top, then `set` in code."""
         self.rollouts = RolloutBook()
         """The workflow rollouts new tasks are routed by (`tether.services.rollouts`)."""
+        self.step_gates: list[StepGate] = []
+        """Flow-control policies asked before every step attempt (`tether.engine.gates`)."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 

@@ -117,6 +117,7 @@ class Registration:
         retry: RetryPolicy | None = None,
         timeout: float | timedelta | None = None,
         compensate: Callable[..., Any] | str | None = None,
+        integration: str | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
 
     def step(
@@ -128,19 +129,23 @@ class Registration:
         retry: RetryPolicy | None = None,
         timeout: float | timedelta | None = None,
         compensate: Callable[..., Any] | str | None = None,
+        integration: str | None = None,
     ) -> Any:
         """Declare a function as a durable step.
 
         Called inside a workflow, it runs as `ctx.step(name, fn, ...)` (sequence number
         taken at the call); called anywhere else, it is simply run. `compensate` names
         the `@app.step` that undoes it, called with its result if the task fails or is
-        cancelled with compensation (docs/sagas.md).
+        cancelled with compensation (docs/sagas.md). `integration` names the outside
+        system it calls, for flow control (`ctx.step`).
         """
         undo = None if compensate is None else compensation_name(compensate)
 
         def register(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             step_name = name or func.__name__
-            definition = StepDef(step_name, func, retry, seconds(timeout), compensate=undo)
+            definition = StepDef(
+                step_name, func, retry, seconds(timeout), compensate=undo, integration=integration
+            )
             self.step_defs[step_name] = definition
 
             @functools.wraps(func)
@@ -154,6 +159,7 @@ class Registration:
                         retry=definition.retry,
                         timeout=definition.timeout,
                         compensate=definition.compensate,
+                        integration=definition.integration,
                         **kwargs,
                     )
                 return _call_plain(func, args, kwargs)

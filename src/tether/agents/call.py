@@ -167,7 +167,9 @@ async def run(
         record_spend(info, usage)
         return data
 
-    result: dict[str, Any] = await ctx.step(name, attempt, retry=retry, timeout=timeout)
+    result: dict[str, Any] = await ctx.step(
+        name, attempt, retry=retry, timeout=timeout, integration=call.provider
+    )
     return result
 
 

@@ -129,6 +129,7 @@ class Context:
         timeout: float | None = None,
         meta: dict[str, Any] | None = None,
         compensate: Callable[..., Any] | str | None = None,
+        integration: str | None = None,
         **kwargs: Any,
     ) -> Awaitable[T]:
         """Run `fn(*args, **kwargs)` as a durable step named `name`.
@@ -141,7 +142,13 @@ class Context:
         fails, or is cancelled with compensation, the compensations of its succeeded
         steps run latest first, each called with its step's recorded result, each a
         durable step (docs/sagas.md).
+
+        `integration` names the outside system the step calls (`"crm"`; a model call
+        names its provider): rate limits, circuit breakers and step concurrency limits
+        key on it (docs/flow-control.md). It is kept in the step's `meta`.
         """
+        if integration is not None:
+            meta = {**(meta or {}), "integration": integration}
         if compensate is not None:
             undo = compensation_name(compensate)
             self._run.runtime.step_lookup(undo)  # unknown: an error here, not when undoing

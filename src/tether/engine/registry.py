@@ -251,6 +251,8 @@ class StepDef:
     queue: str | None = None
     compensate: str | None = None
     """The name of the `@app.step` that undoes this one (ADR 83)."""
+    integration: str | None = None
+    """The outside system the step calls (flow control keys on it; ADR 87)."""
 
 
 def compensation_name(compensate: Callable[..., Any] | str) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tether.clock import Clock
 from tether.engine.approvals import RiskPolicy
 from tether.engine.children import ChildOptions
+from tether.engine.gates import StepGate
 from tether.engine.registry import StepDef, WorkflowDef, WorkflowFn, WorkflowVersion
 from tether.errors import Classifier
 from tether.models import Notification, Task
@@ -48,6 +49,11 @@ class Runtime(Protocol):
     @property
     def model_prices(self) -> PriceTable:
         """The price table model calls are costed at (`tether.agents`; `ctx.model_prices`)."""
+        ...
+
+    @property
+    def step_gates(self) -> Sequence[StepGate]:
+        """The flow-control policies asked before and told after every step attempt."""
         ...
 
     def approval_policy(self, tenant: str, workflow: str) -> RiskPolicy:

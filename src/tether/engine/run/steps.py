@@ -17,6 +17,7 @@ from typing import Any
 
 from tether import failures, serde
 from tether.engine.context import StepInfo, _current_context, _current_step
+from tether.engine.gates import Hold, StepCall
 from tether.engine.registry import result_adapter
 from tether.engine.run.children import RunChildren
 from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
@@ -85,6 +86,16 @@ class RunSteps(RunChildren):
                 attempt = attempts_done + 1
                 if self._held or self._unconfirmed or self._lost:
                     await self._commit_held()
+                call = None
+                if self.runtime.step_gates:
+                    call = StepCall(self.task, seq, name, attempt, (meta or {}).get("integration"))
+                    hold = await self._ask_gates(call)
+                    if hold is not None:
+                        self._in_flight -= 1
+                        try:
+                            await self._block(seq, Wait(hold.reason, hold.until))
+                        finally:
+                            self._in_flight += 1
                 started = self.clock.now()
                 notes: dict[str, Any] = {}  # what the attempt adds to meta (annotate)
                 try:
@@ -101,6 +112,8 @@ class RunSteps(RunChildren):
                     raise
                 except Exception as exc:
                     failed = self._decide(exc, attempt, policy, started)
+                    if call is not None:
+                        await self._tell_gates(call, failed, notes)
                     history = failures.kept(history, failed)
                     error = failures.step_error(failed, name)
                     if failed.retry_in is None:
@@ -153,6 +166,8 @@ class RunSteps(RunChildren):
                     else:
                         await self.clock.sleep(failed.retry_in)
                     continue
+                if call is not None:
+                    await self._tell_gates(call, None, notes)
                 record = StepRecord(
                     task_id=self.task.id,
                     seq=seq,
@@ -176,6 +191,17 @@ class RunSteps(RunChildren):
         finally:
             self._in_flight -= 1
             self._check_quiescent()
+
+    async def _ask_gates(self, call: StepCall) -> Hold | None:
+        """The latest hold any step gate puts on `call`, or None if all let it start."""
+        holds = [h for g in self.runtime.step_gates if (h := await g.before(call)) is not None]
+        return max(holds, key=lambda h: h.until) if holds else None
+
+    async def _tell_gates(
+        self, call: StepCall, error: AttemptError | None, notes: dict[str, Any]
+    ) -> None:
+        for gate in self.runtime.step_gates:
+            await gate.after(call, error, notes)
 
     async def _execute(
         self,

@@ -1,0 +1,54 @@
+"""Step gates: the engine's one seam for flow control (ADR 87).
+
+Before each attempt of a step, the run asks every gate of its runtime whether the step
+may start now. A gate that says no returns a `Hold`: the branch parks with the hold's
+reason (`rate_limit`, `circuit_open`, `budget`, ...) and the task is suspended, holding
+no slot, until the hold's time; it then replays and asks again. After each attempt the
+gates hear how it went (a breaker counts failures, a budget what the attempt spent, a
+bucket the tokens a model call used). Gates keep their state in the store, so they
+hold across every worker and server; the engine knows only this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tether.models import AttemptError, Task, WaitReason
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """One attempt of a step, as a gate sees it."""
+
+    task: Task
+    seq: int
+    name: str
+    attempt: int
+    integration: str | None
+    """What outside system the step calls (`@app.step(integration=...)`; a model call's
+    provider): the key rate limits, breakers and step concurrency limits go by."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A gate's answer that a step may not start yet."""
+
+    reason: WaitReason
+    until: float
+    """When to ask again (epoch seconds): the task is suspended until then."""
+
+
+class StepGate(Protocol):
+    """A flow-control policy consulted around every attempt of every step."""
+
+    async def before(self, call: StepCall) -> Hold | None:
+        """None if the attempt may start now; else how long it must wait, and why."""
+        ...
+
+    async def after(
+        self, call: StepCall, error: AttemptError | None, notes: dict[str, Any]
+    ) -> None:
+        """The attempt ended: `error` is None when it succeeded; `notes` is what it
+        recorded with `StepInfo.annotate` (a model call's usage)."""
+        ...
