@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from tether import egress, storable
+from tether import egress, serde, storable
 from tether.agents.prices import PriceTable
 from tether.clock import Clock, SystemClock
 from tether.config import Settings, load_settings, local_identity
@@ -25,7 +25,13 @@ from tether.engine.registry import (
     workflow_name,
 )
 from tether.engine.worker import Worker
-from tether.errors import Classifier, InvalidTransition, TaskNotFound, UnknownStep
+from tether.errors import (
+    Classifier,
+    InputValidationError,
+    InvalidTransition,
+    TaskNotFound,
+    UnknownStep,
+)
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.inbound import HookBook
@@ -400,7 +406,29 @@ class Tether(Registration):
             deadline=absolute_deadline,
             run_at=_timestamp(run_at),
             callback=callback,
+            **self._fairness(wf, tenant, encoded),
         )
+
+    def _fairness(self, wf: WorkflowDef, tenant: str, encoded: str) -> dict[str, Any]:
+        """`fair_key` and `fair_weight` of a new task of `wf` (ADR 88): the workflow's
+        key from the input, within the tenant, else the tenant; weighted by the
+        `fair_weights` setting, else the workflow's weight. With `fair_claims` off
+        every task of a queue shares one key: first come, first served."""
+        if not self.settings.fair_claims:
+            return {"fair_key": ""}
+        key, weight = tenant, 1.0
+        if wf.fairness is not None:
+            weight = wf.fairness.weight
+            if wf.fairness.key is not None:
+                try:
+                    value = wf.fairness.key(serde.loads(encoded))
+                except Exception as exc:
+                    raise InputValidationError(
+                        wf.name, [{"loc": ("input",), "msg": f"no fairness key in it: {exc!r}"}]
+                    ) from None
+                key = f"{tenant}/{value}"
+                storable.check_text(key, "fairness key")
+        return {"fair_key": key, "fair_weight": self.settings.fair_weights.get(key, weight)}
 
     async def submit(self, workflow: str, input: Any = None, **options: Any) -> TaskHandle:
         """Validate and store a task; return its handle at once (nothing runs here).

@@ -66,6 +66,16 @@ class Settings(BaseModel):
         default=86400.0, gt=0, description="Seconds an idempotency key is remembered"
     )
     concurrency: int = Field(default=100, ge=1, description="Tasks in flight per worker")
+    fair_claims: bool = Field(
+        default=True,
+        description="Claims serve fairness keys (tenants) in turn; off: first come, first "
+        "served within priority",
+    )
+    fair_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weight per fairness key (tenant), default 1: a key of weight 2 gets "
+        "two turns to one ([tether.fair_weights]; JSON in the environment)",
+    )
     queues: str = Field(default="default", description="Comma-separated queues a worker serves")
     lease_ttl: float = Field(default=30.0, gt=0, description="Seconds a claim lasts unrenewed")
     poll_interval: float = Field(default=0.5, gt=0, description="Fallback poll, seconds")
@@ -240,7 +250,17 @@ class Settings(BaseModel):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("approval_policy", "notifications", "hooks", "model_prices", mode="before")
+    @field_validator("fair_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(k for k, w in value.items() if not w > 0 or w == float("inf"))
+        if bad:
+            raise ValueError(f"a fairness weight is a positive number: see {', '.join(bad)}")
+        return value
+
+    @field_validator(
+        "approval_policy", "notifications", "hooks", "model_prices", "fair_weights", mode="before"
+    )
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
         # From the environment the table arrives as a JSON string.

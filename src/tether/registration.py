@@ -13,7 +13,14 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
 from tether import serde
 from tether.engine.context import current_context
-from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn, compensation_name
+from tether.engine.registry import (
+    Fairness,
+    Registry,
+    StepDef,
+    WorkflowDef,
+    WorkflowFn,
+    compensation_name,
+)
 from tether.errors import ConfigError
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
 from tether.models.schedules import DEFAULT_MAX_MISSED, MissedTicks, Schedule, ScheduleOrigin
@@ -67,6 +74,7 @@ class Registration:
         deadline: float | timedelta | None = None,
         on: str | Sequence[str] | None = None,
         when: Predicate | None = None,
+        fairness: Fairness | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
 
@@ -78,7 +86,8 @@ class Registration:
         across the whole task; `deadline` is the default time limit from submission.
         `on` subscribes it to one or more event types: each event (`app.emit`,
         `ctx.emit`) whose payload `when` accepts starts it once, with the payload as its
-        input (docs/pipelines.md).
+        input (docs/pipelines.md). `fairness` picks the key its tasks take turns by
+        in their queue (default: the tenant; docs/flow-control.md).
         """
         if when is not None and on is None:
             raise ValueError("when= filters the events of on=: give on= too")
@@ -93,6 +102,7 @@ class Registration:
                     retry=retry or RetryPolicy(),
                     budget=budget or RetryBudget(),
                     deadline=seconds(deadline),
+                    fairness=fairness,
                 )
             )
             if on is not None:

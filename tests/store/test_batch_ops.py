@@ -304,7 +304,7 @@ async def test_batches_the_set_based_path_cannot_reorder_keep_their_order(
 
 
 async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Path) -> None:
-    """With one queue, the queued-work scan needs no sort: it reads `tasks_queued` in
+    """With one queue, the queued-work scan needs no sort: it reads `tasks_fair` in
     claim order and stops at the limit, whatever the backlog."""
     app = _hand_driven(Tether(f"sqlite:///{tmp_path}/t.db"))
     try:
@@ -338,7 +338,7 @@ async def test_a_sqlite_claim_walks_the_queue_index_in_claim_order(tmp_path: Pat
             ).fetchall()
         )
         details = [row[3] for row in plan]
-        assert any("tasks_queued" in d for d in details), details
+        assert any("tasks_fair" in d for d in details), details
         assert not any("TEMP B-TREE" in d for d in details), details
     finally:
         await app.close()

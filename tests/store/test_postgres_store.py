@@ -365,19 +365,19 @@ async def test_claim_uses_the_partial_index_with_much_history(
         )
         await conn.execute("ANALYZE tasks")
         cur = await conn.execute(
-            "EXPLAIN SELECT id, status FROM tasks WHERE status = 'queued' AND run_at <= 1e12 "
-            "AND queue = ANY(ARRAY['default']) ORDER BY priority DESC, run_at LIMIT 10 "
-            "FOR UPDATE SKIP LOCKED"
+            "EXPLAIN SELECT id, status FROM tasks WHERE status = 'queued' "
+            "AND fair_rank IS NOT NULL AND queue = 'default' AND run_at <= 1e12 "
+            "ORDER BY fair_rank LIMIT 10 FOR UPDATE SKIP LOCKED"
         )
         plan = "\n".join(r[0] for r in await cur.fetchall())
-    assert "tasks_queued" in plan, plan
+    assert "tasks_fair" in plan, plan
     assert "Seq Scan" not in plan, plan
 
 
 async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
     store: PostgresStore, pg_url: str
 ) -> None:
-    """With one queue, the queued-work scan walks `tasks_queued` in claim order and
+    """With one queue, the queued-work scan walks `tasks_fair` in claim order and
     stops at the limit, instead of reading and sorting the whole backlog every claim."""
     app = _app(pg_url)
     await store.submit(_tasks(app, 2000) + _tasks(app, 2000, queue="other"), 1000.0)
@@ -404,7 +404,7 @@ async def test_a_claim_reads_only_what_it_takes_from_a_backlog(
             yield from nodes(child)
 
     for plan in plans:
-        scans = [n for n in nodes(plan) if n.get("Index Name") == "tasks_queued"]
+        scans = [n for n in nodes(plan) if n.get("Index Name") == "tasks_fair"]
         assert scans and all(n["Actual Rows"] <= 10 for n in scans), scans
     assert len(plans) == 2
 
@@ -495,7 +495,7 @@ async def test_a_few_plain_submits_are_one_statement(
     monkeypatch.setattr(pg_store, "PgConn", Recording)
     app = _app(pg_url)
     plain = await store.submit(_tasks(app, 3), 1000.0)
-    assert len(seen) == 1 and seen[0].startswith("WITH t AS (INSERT INTO tasks")
+    assert len(seen) == 1 and seen[0].startswith("WITH c AS (INSERT INTO fair_clocks")
     for s in plain:
         task = await store.get_task(s.task.id)
         assert task is not None and task.status == TaskStatus.QUEUED and task == s.task

@@ -118,6 +118,26 @@ class InputBinding:
             ) from None
 
 
+@dataclass(frozen=True)
+class Fairness:
+    """Which fairness key a workflow's tasks are served by (ADR 88).
+
+    Claims serve the keys of a queue in turn, so one key's backlog does not hold back
+    the others'; by default a task's key is its tenant. `key` picks one from the task's
+    input (its JSON form, a dict for a keyword input), e.g.
+    `Fairness(key=lambda input: input["customer_id"])`: customers of one tenant take
+    turns (keys are always within the tenant). `weight` is the key's share: 2 gets two
+    turns to one (the `fair_weights` setting overrides it per key).
+    """
+
+    key: Callable[[Any], Any] | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.weight > 0 and self.weight != float("inf")):
+            raise ValueError(f"Fairness(weight=) is a positive number, not {self.weight!r}")
+
+
 @dataclass
 class WorkflowDef:
     """A registered workflow."""
@@ -130,6 +150,8 @@ class WorkflowDef:
     budget: RetryBudget = field(default_factory=RetryBudget)
     deadline: float | None = None
     """Default time limit in seconds from submission, or None."""
+    fairness: Fairness | None = None
+    """How its tasks take turns with others' in their queue (None: by tenant)."""
     binding: InputBinding = field(init=False)
 
     def __post_init__(self) -> None:

@@ -68,6 +68,10 @@ class NewTask:
     """What happens to this child when its parent ends first: `cancel` or `abandon`."""
     callback: WebhookSubscription | None = None
     """The task's own webhook subscription (`callback_url`), created with it."""
+    fair_key: str | None = None
+    """The key fair claiming serves this task by (None: its tenant; ADR 88)."""
+    fair_weight: float = 1.0
+    """Its key's share against other keys: a key of weight 2 gets two turns to one."""
     phase: TaskPhase = TaskPhase.EXECUTION
     """A fork's phase: `compensation` for an operator's compensate (ADR 83); a new
     task's is always `execution`."""

@@ -326,17 +326,39 @@ def one_statement_submit(tasks: Sequence[NewTask]) -> bool:
 
 async def submit(conn: PgConn, tasks: Sequence[NewTask], now: float) -> list[Submitted]:
     """New tasks and their `task.created` events as ONE autocommit statement (the
-    shared `sql.submit` takes BEGIN, two INSERTs and COMMIT): for `one_statement_submit`
-    batches, the intake's usual case (ADR 78). The events reference no row of the
-    tasks' INSERT, so the two INSERTs need no order between them."""
-    task_values, task_params = values_list([sql.new_task_row(t, now) for t in tasks])
+    shared `sql.submit` takes BEGIN, the clocks' upsert, two INSERTs and COMMIT): for
+    `one_statement_submit` batches, the intake's usual case (ADR 78). The fairness
+    clocks move on in a CTE (`c`) and each task reads its rank from it (ADR 88); the
+    events reference no row of the tasks' INSERT, so the INSERTs need no order."""
+    plan = sql.fairness.ranking(tasks, now)
+    rows = [sql.new_task_row(t, now, None) for t in tasks]
+    rank_at = _NEW_TASK_NAMES.index("fair_rank")
+    ranked = "(SELECT c.clock FROM c WHERE c.queue = %s AND c.fair_key = %s) - %s"
+    task_values: list[str] = []
+    task_params: list[Any] = []
+    for t, row in zip(tasks, rows, strict=True):
+        marks = ["%s"] * len(row)
+        values = list(row)
+        if plan is not None and t.id in plan.keys:
+            marks[rank_at] = ranked
+            values[rank_at : rank_at + 1] = [*plan.keys[t.id], plan.offsets[t.id]]
+        task_values.append("(" + ", ".join(marks) + ")")
+        task_params += values
+    clocks, clock_params = "", list[Any]()
+    if plan is not None:
+        upsert, clock_params = plan.upsert(sql.POSTGRES)
+        clocks = f"c AS ({upsert}), "
     event_values, event_params = values_list([sql.events.created(t, now) for t in tasks])
     await conn.execute(
-        f"WITH t AS (INSERT INTO tasks ({sql.NEW_TASK_COLUMNS}) VALUES {task_values}) "
+        f"WITH {clocks}t AS (INSERT INTO tasks ({sql.NEW_TASK_COLUMNS}) "
+        f"VALUES {', '.join(task_values)}) "
         f"INSERT INTO events ({sql.events.EVENT_COLUMNS}) VALUES {event_values}",
-        [*task_params, *event_params],
+        [*clock_params, *task_params, *event_params],
     )
     return [Submitted(sql.new_task_record(t, now), created=True) for t in tasks]
+
+
+_NEW_TASK_NAMES = [c.strip() for c in sql.NEW_TASK_COLUMNS.split(",")]
 
 
 ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
@@ -358,7 +380,7 @@ async def claim(
     workflows: Sequence[tuple[str, int]] | None,
     max_lease_expiries: int = 0,
 ) -> ClaimOutcome:
-    """`sql.claim` as ONE autocommit statement: pick (the same three index scans, in the
+    """`sql.claim` as ONE autocommit statement: pick (the same four index scans, in the
     same order of preference, `SKIP LOCKED`), take the lease, write the `task.started`
     events and return what replay needs (step log, unconsumed signals, approvals as
     JSON arrays). One round trip instead of about ten (ADR 45). A task whose worker was
@@ -374,6 +396,7 @@ async def claim(
     returning = ", ".join(f"t.{c.strip()}" for c in sql.TASK_COLUMNS.split(","))
     text = (
         f"WITH q AS ({queued}), "
+        f"l AS ({sql.delayed_pick(d, in_queues, only)}), "
         "w AS (SELECT id, status, NULL::int AS expiries, FALSE AS lost, NULL::text AS "
         f"lost_worker FROM tasks WHERE status = 'waiting' AND run_at <= %s AND {in_queues}"
         f"{only} ORDER BY run_at LIMIT %s FOR UPDATE SKIP LOCKED), "
@@ -383,7 +406,8 @@ async def claim(
         "LIMIT %s FOR UPDATE SKIP LOCKED), "
         # UNION ALL is evaluated arm by arm: later scans run only while room is left.
         "picked AS (SELECT * FROM (SELECT id, status, NULL::int AS expiries, FALSE AS lost, "
-        "NULL::text AS lost_worker FROM q UNION ALL SELECT * FROM w UNION ALL "
+        "NULL::text AS lost_worker FROM q UNION ALL SELECT id, status, NULL::int, FALSE, "
+        "NULL::text FROM l UNION ALL SELECT * FROM w UNION ALL "
         "SELECT * FROM x) c LIMIT %s), "
         # One UPDATE takes the leases and fails the lost (CASE on `p.lost`): a second
         # UPDATE over `picked` would cost every claim a materialized CTE and two nodes.
@@ -415,6 +439,7 @@ async def claim(
         + _json_rows(sql.APPROVAL_COLUMNS, "approvals", "task_id = u.id", "")
         + f" AS j_approvals FROM u CROSS JOIN ({ASYNC_COMMIT}) AS async_commit"
     )
+    params += [now, qs, *extra, limit]
     params += [now, qs, *extra, limit, cap, now, qs, *extra, limit, limit]
     params += [worker, lease_until, now, now, error, digest, now]
     params += [now, worker, message]

@@ -9,7 +9,7 @@ Lock order, where it matters: the task row first, then anything that hangs off i
 
 from __future__ import annotations
 
-from tether.store.sql import events
+from tether.store.sql import events, fairness
 from tether.store.sql.api_keys import create_api_key, get_api_key, revoke_api_key
 from tether.store.sql.approvals import decide, get_approval, list_approvals
 from tether.store.sql.children import ended_children, family_ended
@@ -18,6 +18,7 @@ from tether.store.sql.claims import (
     NO_LIMIT,
     WORKFLOW_KEY,
     claim,
+    delayed_pick,
     heartbeat,
     queue_match,
     queued_pick,
@@ -111,9 +112,11 @@ __all__ = [
     "count_by_status",
     "create_api_key",
     "decide",
+    "delayed_pick",
     "ended_children",
     "event_from_row",
     "events",
+    "fairness",
     "family_ended",
     "finish_family",
     "finish_params",

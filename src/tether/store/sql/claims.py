@@ -89,27 +89,37 @@ def worker_lost_params(limit: int) -> tuple[str, str, str]:
 def queued_pick(
     d: Dialect, queues: list[str], only: str, now: float, workflows: Any, limit: int
 ) -> tuple[str, list[Any]]:
-    """`SELECT id, status` of the queued tasks a claim takes, in claim order (priority,
-    then due time), and its parameters. The `tasks_queued` index yields one queue's
-    rows in that order, so the scan stops at the limit. A list of queues would make the
-    database read and sort the whole backlog of those queues for every claim (ADR 54):
-    several queues are scanned one by one, each up to the limit, and only those few
-    rows are sorted together. `workflows` is the parameter of `only`, or None."""
+    """`SELECT id, status` of the queued tasks a claim takes, in claim order (the fair
+    rank: `fairness`, ADR 88), and its parameters. The `tasks_fair` index yields one
+    queue's rows in that order, so the scan stops at the limit. A list of queues would
+    make the database read and sort the whole backlog of those queues for every claim
+    (ADR 54): several queues are scanned one by one, each up to the limit, and only
+    those few rows are sorted together. `workflows` is the parameter of `only`, or
+    None."""
     extra = [] if workflows is None else [workflows]
 
     def scan(columns: str) -> str:
         return (
-            f"SELECT {columns} FROM tasks WHERE status = 'queued' AND run_at <= %s AND "
-            f"queue = %s{only} ORDER BY priority DESC, run_at LIMIT %s{d.skip_locked}"
+            f"SELECT {columns} FROM tasks WHERE status = 'queued' AND fair_rank IS NOT NULL "
+            f"AND queue = %s AND run_at <= %s{only} ORDER BY fair_rank LIMIT %s{d.skip_locked}"
         )
 
     if len(queues) == 1:
-        return scan("id, status"), [now, queues[0], *extra, limit]
-    one = scan("id, status, priority, run_at")
+        return scan("id, status"), [queues[0], now, *extra, limit]
+    one = scan("id, status, fair_rank")
     arms = " UNION ALL ".join(f"SELECT * FROM ({one}) AS q{i}" for i in range(len(queues)))
-    params = [v for q in queues for v in (now, q, *extra, limit)]
-    text = f"SELECT id, status FROM ({arms}) AS qs ORDER BY priority DESC, run_at LIMIT %s"
+    params = [v for q in queues for v in (q, now, *extra, limit)]
+    text = f"SELECT id, status FROM ({arms}) AS qs ORDER BY fair_rank LIMIT %s"
     return text, [*params, limit]
+
+
+def delayed_pick(d: Dialect, in_queues: str, only: str) -> str:
+    """`SELECT id, status` of queued tasks with no fair rank (submitted for later),
+    due by a time, by due time (parameters: the time, the queues, `only`'s, a limit)."""
+    return (
+        "SELECT id, status FROM tasks WHERE status = 'queued' AND fair_rank IS NULL "
+        f"AND run_at <= %s AND {in_queues}{only} ORDER BY run_at LIMIT %s{d.skip_locked}"
+    )
 
 
 async def claim(
@@ -127,8 +137,12 @@ async def claim(
     only, wf = workflow_match(d, workflows)
     cap = max_lease_expiries or NO_LIMIT
     extra = () if wf is None else (wf,)
-    # Three cheap index scans: new work, due timers and backoffs, expired leases.
+    # Four cheap index scans: new work, work submitted for later, due timers and
+    # backoffs, expired leases.
     picked: list[Row] = await conn.fetchall(*queued_pick(d, queues, only, now, wf, limit))
+    room = limit - len(picked)
+    if room > 0:
+        picked += await conn.fetchall(delayed_pick(d, in_queues, only), (now, qs, *extra, room))
     room = limit - len(picked)
     if room > 0:
         picked += await conn.fetchall(

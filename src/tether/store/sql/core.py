@@ -58,6 +58,8 @@ class Dialect:
     """Appended to the claim SELECT (skip rows other workers are claiming)."""
     text_agg: str = "group_concat"
     """The aggregate joining texts with a separator (`string_agg` on PostgreSQL)."""
+    greatest: str = "MAX"
+    """The scalar function of the larger of its arguments (`GREATEST` on PostgreSQL)."""
     copy_rows: bool = False
     """Rows sent in bulk stream with COPY (cheaper than having the server derive them
     from other rows); on SQLite each sent row is a statement run bound from Python."""
@@ -81,6 +83,7 @@ POSTGRES = Dialect(
     lock_rows=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     text_agg="string_agg",
+    greatest="GREATEST",
     copy_rows=True,
     committed_events=(
         " AND (txid < pg_snapshot_xmin(pg_current_snapshot())"

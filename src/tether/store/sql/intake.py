@@ -6,7 +6,7 @@ from tether import serde
 from tether.errors import IdempotencyConflict
 from tether.models import Task, TaskStatus
 from tether.store.base import Claimed, Eager, NewTask, Submitted
-from tether.store.sql import events
+from tether.store.sql import events, fairness
 from tether.store.sql.core import Conn, Dialect
 from tether.store.sql.queries import get_task
 from tether.store.sql.webhooks import create_subscription, task_subscription
@@ -73,10 +73,14 @@ async def submit(
             out.append(Submitted(task, created=True, callback=t.callback))
     if fresh:
         owner, lease = (eager.worker, eager.lease_until) if eager is not None else (None, None)
+        rank = await fairness.ranks(conn, d, [t for t in fresh if t.id not in started], now)
         await conn.insert_rows(
             "tasks",
             NEW_TASK_COLUMNS,
-            [new_task_row(t, now, (owner, lease) if t.id in started else None) for t in fresh],
+            [
+                new_task_row(t, now, rank.get(t.id), (owner, lease) if t.id in started else None)
+                for t in fresh
+            ],
         )
         await _new_task_events(conn, d, fresh, started, now, owner)
         for t in fresh:
@@ -132,16 +136,20 @@ async def _claim_keys(conn: Conn, tasks: list[NewTask], now: float) -> set[tuple
 NEW_TASK_COLUMNS = (
     "id, tenant, workflow, workflow_version, queue, priority, status, input, "
     "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
-    "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, attempt, "
-    "lease_owner, lease_expires_at, started_at"
+    "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, "
+    "fair_key, fair_rank, attempt, lease_owner, lease_expires_at, started_at"
 )
 
 
 def new_task_row(
-    t: NewTask, now: float, claimed_by: tuple[str | None, float | None] | None = None
+    t: NewTask,
+    now: float,
+    rank: float | None,
+    claimed_by: tuple[str | None, float | None] | None = None,
 ) -> tuple[object, ...]:
-    """The `tasks` row (`NEW_TASK_COLUMNS`) of a new task; `claimed_by`: (worker, lease
-    expiry) of a task created claimed."""
+    """The `tasks` row (`NEW_TASK_COLUMNS`) of a new task; `rank`: its place in the
+    claim order (`fairness.ranks`; None when not due yet or created claimed);
+    `claimed_by`: (worker, lease expiry) of a task created claimed."""
     return (
         t.id,
         t.tenant,
@@ -163,6 +171,8 @@ def new_task_row(
         t.parent_policy,
         now,
         now,
+        fairness.fair_key(t),
+        rank,
         *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
     )
 
