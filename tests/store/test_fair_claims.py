@@ -12,7 +12,7 @@ import pytest
 
 from tether import Context, Fairness, InputValidationError, Tether
 from tether.config import load_settings
-from tether.store.sql.fairness import PRIORITY_STEP
+from tether.store.sql.fairness import IDLE_CREDIT, PRIORITY_STEP
 
 
 def _app(store_url: str, **settings: Any) -> Tether:
@@ -72,15 +72,29 @@ async def test_with_fair_claims_off_the_queue_is_first_come(store_url: str) -> N
         await app.close()
 
 
-async def test_an_idle_key_comes_back_level(store_url: str) -> None:
+async def test_an_idle_key_comes_back_level_with_a_bounded_credit(store_url: str) -> None:
     app = _app(store_url)
     try:
-        await app.submit_many("job", [{}] * 50, tenant="a")
-        assert len(await _claim(app, 50)) == 50  # a's clock ran 50 ahead; all served
-        await app.submit_many("job", [{}] * 5, tenant="b")
-        await app.submit_many("job", [{}] * 5, tenant="a")
-        served = [t for t, _ in await _claim(app, 4)]
-        assert Counter(served) == {"a": 2, "b": 2}  # no debt for having been alone
+        await app.submit_many("job", [{}] * 500, tenant="a")
+        assert len(await _claim(app, 500)) == 500  # a's clock ran 500 ahead; all served
+        await app.submit_many("job", [{}] * 200, tenant="b")
+        await app.submit_many("job", [{}] * 200, tenant="a")
+        # b, new, takes IDLE_CREDIT turns first, then they alternate: a owes nothing
+        # for having been alone.
+        credit = int(IDLE_CREDIT)
+        assert {t for t, _ in await _claim(app, credit)} == {"b"}
+        assert Counter(t for t, _ in await _claim(app, 100)) == {"a": 50, "b": 50}
+    finally:
+        await app.close()
+
+
+async def test_a_quiet_burst_goes_ahead_of_a_backlog(store_url: str) -> None:
+    app = _app(store_url)
+    try:
+        await app.submit_many("job", [{}] * 300, tenant="noisy")
+        await _claim(app, 10)
+        await app.submit_many("job", [{}] * 5, tenant="quiet")
+        assert {t for t, _ in await _claim(app, 5)} == {"quiet"}
     finally:
         await app.close()
 

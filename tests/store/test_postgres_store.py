@@ -495,7 +495,7 @@ async def test_a_few_plain_submits_are_one_statement(
     monkeypatch.setattr(pg_store, "PgConn", Recording)
     app = _app(pg_url)
     plain = await store.submit(_tasks(app, 3), 1000.0)
-    assert len(seen) == 1 and seen[0].startswith("WITH c AS (INSERT INTO fair_clocks")
+    assert len(seen) == 1 and seen[0].startswith("WITH f AS (INSERT INTO fair_queues")
     for s in plain:
         task = await store.get_task(s.task.id)
         assert task is not None and task.status == TaskStatus.QUEUED and task == s.task

@@ -326,10 +326,11 @@ def one_statement_submit(tasks: Sequence[NewTask]) -> bool:
 
 async def submit(conn: PgConn, tasks: Sequence[NewTask], now: float) -> list[Submitted]:
     """New tasks and their `task.created` events as ONE autocommit statement (the
-    shared `sql.submit` takes BEGIN, the clocks' upsert, two INSERTs and COMMIT): for
+    shared `sql.submit` takes BEGIN, the fairness upserts, two INSERTs and COMMIT): for
     `one_statement_submit` batches, the intake's usual case (ADR 78). The fairness
-    clocks move on in a CTE (`c`) and each task reads its rank from it (ADR 88); the
-    events reference no row of the tasks' INSERT, so the INSERTs need no order."""
+    floors (`f`) and clocks (`c`) move on in CTEs and each task reads its rank from
+    `c` (ADR 88); the events reference no row of the tasks' INSERT, so the INSERTs
+    need no order."""
     plan = sql.fairness.ranking(tasks, now)
     rows = [sql.new_task_row(t, now, None) for t in tasks]
     rank_at = _NEW_TASK_NAMES.index("fair_rank")
@@ -341,19 +342,24 @@ async def submit(conn: PgConn, tasks: Sequence[NewTask], now: float) -> list[Sub
         values = list(row)
         if plan is not None and t.id in plan.keys:
             marks[rank_at] = ranked
-            values[rank_at : rank_at + 1] = [*plan.keys[t.id], plan.offsets[t.id]]
+            offset = plan.offsets[t.id] + plan.priorities[t.id]
+            values[rank_at : rank_at + 1] = [*plan.keys[t.id], offset]
         task_values.append("(" + ", ".join(marks) + ")")
         task_params += values
-    clocks, clock_params = "", list[Any]()
+    ctes, cte_params = "", list[Any]()
     if plan is not None:
-        upsert, clock_params = plan.upsert(sql.POSTGRES)
-        clocks = f"c AS ({upsert}), "
+        floors, floor_params = plan.floors(sql.POSTGRES)
+        clocks, clock_params = plan.clocks(
+            sql.POSTGRES, lambda q: ("(SELECT f.floor FROM f WHERE f.queue = %s)", [q])
+        )
+        ctes = f"f AS ({floors}), c AS ({clocks}), "
+        cte_params = [*floor_params, *clock_params]
     event_values, event_params = values_list([sql.events.created(t, now) for t in tasks])
     await conn.execute(
-        f"WITH {clocks}t AS (INSERT INTO tasks ({sql.NEW_TASK_COLUMNS}) "
+        f"WITH {ctes}t AS (INSERT INTO tasks ({sql.NEW_TASK_COLUMNS}) "
         f"VALUES {', '.join(task_values)}) "
         f"INSERT INTO events ({sql.events.EVENT_COLUMNS}) VALUES {event_values}",
-        [*clock_params, *task_params, *event_params],
+        [*cte_params, *task_params, *event_params],
     )
     return [Submitted(sql.new_task_record(t, now), created=True) for t in tasks]
 

@@ -6,27 +6,36 @@ task of key `k` and weight `w` starts at `max(clock_k, floor)` and moves the clo
 by `1/w`: a key with a backlog runs ahead of the others' clocks, so a key that
 submits later is served in turn with it instead of behind it, and a key of weight 2
 gets two turns to one. The floor, where service stands, is the start of the queue's
-next task (its head in claim order), or, when nothing is queued, the furthest clock:
-a key idle for a while comes back level with the others, with no credit saved up.
+next task (its head in claim order), or, when nothing is queued, the furthest clock,
+and it never goes back (`fair_queues`): a key idle for a while comes back level with
+the others, with no more credit than `IDLE_CREDIT`.
 
 Priority is folded into the same order: a task's rank is its start less
 `PRIORITY_STEP` virtual units per priority point. A higher priority overtakes up to
 that much of other work, and no more, so a low-priority task's turn comes however
 much high-priority work keeps arriving: it ages into the front as the floor passes it.
 
+A key that was idle comes back with credit for the turns it missed, up to
+`IDLE_CREDIT`: its clock restarts that far behind the floor (as a scheduler favours a
+task that slept). A quiet tenant's burst of a few tasks then goes ahead of a noisy
+one's backlog instead of only taking turns with it; a larger burst takes turns after
+its first `IDLE_CREDIT`. Because the floor never goes back, a credited head does not
+drag it back, and newcomers cannot leapfrog each other.
+
 A task not yet due when submitted (`run_at` later) gets no rank: it is claimed by due
 time once due (its place in the fair order is unknown until then).
 
-The clocks of a batch's keys move on in one upsert, which reads each queue's floor in
-its own values and returns the new clocks; each task's rank is its clock less an
-offset known beforehand (`Ranking`). One statement per batch, whatever its size: on
-PostgreSQL the intake's one-statement submit embeds it as a CTE.
+A batch takes two upserts, whatever its size (`Ranking`): the floors of its queues
+(`RETURNING` them), then the clocks of its keys (`RETURNING` them); each task's start
+is its key's new clock less an offset known beforehand, its rank that less its
+priority's worth. On PostgreSQL the intake's one-statement submit embeds both as
+CTEs.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +44,19 @@ from tether.store.sql.core import Conn, Dialect
 
 PRIORITY_STEP = 1000.0
 """Virtual units (tasks of weight 1) a priority point is worth in the claim order."""
+IDLE_CREDIT = 50.0
+"""The most turns a key that was idle may take ahead of keys with a backlog."""
 
-FLOOR = (
-    f"COALESCE((SELECT fair_rank + priority * {PRIORITY_STEP} FROM tasks WHERE status = 'queued' "
-    "AND queue = %s AND fair_rank IS NOT NULL ORDER BY fair_rank LIMIT 1), "
-    "(SELECT MAX(clock) FROM fair_clocks WHERE queue = %s), 0)"
+SERVED = (
+    f"COALESCE((SELECT fair_rank + priority * {PRIORITY_STEP} FROM tasks "
+    "WHERE status = 'queued' AND queue = %s AND fair_rank IS NOT NULL ORDER BY fair_rank "
+    "LIMIT 1), (SELECT MAX(clock) FROM fair_clocks WHERE queue = %s), 0)"
 )
-"""Where service stands in a queue's virtual time: its head's start, else the furthest
-clock (see the module's docstring)."""
+"""Where service stands in a queue's virtual time now: its head's start, else the
+furthest clock (see the module's docstring); the floor is the most it has been."""
+
+FloorSource = Callable[[str], tuple[str, list[Any]]]
+"""The SQL of a queue's floor in the clocks' upsert, and its parameters."""
 
 
 def fair_key(task: NewTask) -> str:
@@ -52,28 +66,44 @@ def fair_key(task: NewTask) -> str:
 
 @dataclass
 class Ranking:
-    """How a batch's ranks come from its keys' new clocks: task `id`'s rank is the new
-    clock of `keys[id]` less `offsets[id]`."""
+    """How a batch's places come from its keys' new clocks: task `id` of key
+    `keys[id]` starts at the key's new clock less `offsets[id]`, and ranks
+    `priorities[id]` before its start."""
 
     totals: dict[tuple[str, str], float]
     """Virtual time each (queue, key) of the batch adds to its clock, in lock order."""
     keys: dict[str, tuple[str, str]]
     offsets: dict[str, float]
+    priorities: dict[str, float]
 
-    def upsert(self, d: Dialect) -> tuple[str, list[Any]]:
-        """The statement moving the clocks on, `RETURNING queue, fair_key, clock`."""
+    def floors(self, d: Dialect) -> tuple[str, list[Any]]:
+        """The statement moving the floors of the batch's queues on (never back),
+        `RETURNING queue, floor`."""
+        queues = sorted({q for q, _ in self.totals})
+        text = (
+            "INSERT INTO fair_queues (queue, floor) VALUES "
+            + ", ".join([f"(%s, {SERVED})"] * len(queues))
+            + " ON CONFLICT (queue) DO UPDATE SET floor = "
+            f"{d.greatest}(fair_queues.floor, excluded.floor) RETURNING queue, floor"
+        )
+        return text, [v for q in queues for v in (q, q, q)]
+
+    def clocks(self, d: Dialect, floor: FloorSource) -> tuple[str, list[Any]]:
+        """The statement moving the clocks on, `RETURNING queue, fair_key, clock`: a
+        clock it meets moves to `max(clock, floor - IDLE_CREDIT)` plus the batch."""
+        rows: list[str] = []
+        params: list[Any] = []
+        for (queue, key), total in self.totals.items():
+            text, floor_params = floor(queue)
+            rows.append(f"(%s, %s, {text} - {IDLE_CREDIT} + %s, %s)")
+            params += [queue, key, *floor_params, total, total]
         text = (
             "INSERT INTO fair_clocks (queue, fair_key, clock, batch) VALUES "
-            + ", ".join([f"(%s, %s, {FLOOR} + %s, %s)"] * len(self.totals))
+            + ", ".join(rows)
             + " ON CONFLICT (queue, fair_key) DO UPDATE SET clock = "
             f"{d.greatest}(fair_clocks.clock + excluded.batch, excluded.clock), "
             "batch = excluded.batch RETURNING queue, fair_key, clock"
         )
-        params = [
-            v
-            for (queue, key), total in self.totals.items()
-            for v in (queue, key, queue, queue, total, total)
-        ]
         return text, params
 
 
@@ -93,18 +123,22 @@ def ranking(tasks: Sequence[NewTask], now: float) -> Ranking | None:
         ahead = totals[key]  # of the clock, from this task's start
         for t in group:
             keys[t.id] = key
-            offsets[t.id] = ahead + t.priority * PRIORITY_STEP
+            offsets[t.id] = ahead
             ahead -= 1.0 / t.fair_weight
-    return Ranking(totals, keys, offsets)
+    priorities = {t.id: t.priority * PRIORITY_STEP for g in by_key.values() for t in g}
+    return Ranking(totals, keys, offsets, priorities)
 
 
 async def ranks(conn: Conn, d: Dialect, tasks: Sequence[NewTask], now: float) -> dict[str, float]:
     """The claim-order rank of each of `tasks` that is due by `now`, by task id; moves
-    the clocks of their keys on. Call in the transaction that inserts them."""
+    the floors and clocks on. Call in the transaction that inserts them."""
     plan = ranking(tasks, now)
     if plan is None:
         return {}
-    clocks = {
-        (r["queue"], r["fair_key"]): float(r["clock"]) for r in await conn.fetchall(*plan.upsert(d))
+    floors = {r["queue"]: float(r["floor"]) for r in await conn.fetchall(*plan.floors(d))}
+    rows = await conn.fetchall(*plan.clocks(d, lambda q: ("%s", [floors[q]])))
+    clocks = {(r["queue"], r["fair_key"]): float(r["clock"]) for r in rows}
+    return {
+        tid: clocks[key] - plan.offsets[tid] - plan.priorities[tid]
+        for tid, key in plan.keys.items()
     }
-    return {tid: clocks[key] - plan.offsets[tid] for tid, key in plan.keys.items()}

@@ -8,8 +8,13 @@
 ALTER TABLE tasks ADD COLUMN fair_key TEXT;
 ALTER TABLE tasks ADD COLUMN fair_rank DOUBLE PRECISION;
 
--- Where each key's virtual time stands in each queue; `batch` is what the last
--- submit added (the upsert adds it to a clock it meets).
+-- Where each queue's virtual time stands (it never goes back), and each key's clock
+-- in it; `batch` is what the last submit added (the upsert adds it to a clock it
+-- meets).
+CREATE TABLE fair_queues (
+    queue  TEXT PRIMARY KEY,
+    floor  DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE fair_clocks (
     queue     TEXT NOT NULL,
     fair_key  TEXT NOT NULL,
