@@ -44,7 +44,7 @@ from tether.store.sql.core import Conn, Dialect
 
 PRIORITY_STEP = 1000.0
 """Virtual units (tasks of weight 1) a priority point is worth in the claim order."""
-IDLE_CREDIT = 50.0
+IDLE_CREDIT = 100.0
 """The most turns a key that was idle may take ahead of keys with a backlog."""
 
 SERVED = (
