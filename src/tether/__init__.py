@@ -24,7 +24,7 @@ from tether.egress import EgressRefused
 from tether.engine.approvals import PolicyBook, Requirement, RiskPolicy
 from tether.engine.children import ChildHandle, ChildOptions
 from tether.engine.context import Context, Decision, StepInfo, current_step
-from tether.engine.registry import Fairness
+from tether.engine.registry import Concurrency, Fairness
 from tether.engine.worker import Worker
 from tether.errors import (
     ApprovalClosed,
@@ -110,6 +110,7 @@ __all__ = [
     "ChildOptions",
     "Client",
     "Clock",
+    "Concurrency",
     "ConfigError",
     "Context",
     "DeadLetters",

@@ -407,6 +407,7 @@ class Tether(Registration):
             run_at=_timestamp(run_at),
             callback=callback,
             **self._fairness(wf, tenant, encoded),
+            **_concurrency(wf, tenant, encoded),
         )
 
     def _fairness(self, wf: WorkflowDef, tenant: str, encoded: str) -> dict[str, Any]:
@@ -678,3 +679,21 @@ class Tether(Registration):
         new = self.rerun_task(old, created_by=created_by, version=version)
         task = await self.store.fork(task_id, tenant, new, from_seq, self.clock.now())
         return TaskHandle(self, task)
+
+
+def _concurrency(wf: WorkflowDef, tenant: str, encoded: str) -> dict[str, Any]:
+    """`concurrency_key` and `concurrency_max` of a new task of `wf` (ADR 89)."""
+    limit = wf.concurrency
+    if limit is None:
+        return {}
+    name: Any = wf.name if limit.key is None else limit.key
+    if callable(name):
+        try:
+            name = name(serde.loads(encoded))
+        except Exception as exc:
+            raise InputValidationError(
+                wf.name, [{"loc": ("input",), "msg": f"no concurrency key in it: {exc!r}"}]
+            ) from None
+    key = f"{'*' if limit.fleet else tenant}/{name}"
+    storable.check_text(key, "concurrency key")
+    return {"concurrency_key": key, "concurrency_max": limit.max}

@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar, Unpack, overload
 from tether import serde
 from tether.engine.context import current_context
 from tether.engine.registry import (
+    Concurrency,
     Fairness,
     Registry,
     StepDef,
@@ -75,6 +76,7 @@ class Registration:
         on: str | Sequence[str] | None = None,
         when: Predicate | None = None,
         fairness: Fairness | None = None,
+        concurrency: Concurrency | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
 
@@ -87,7 +89,8 @@ class Registration:
         `on` subscribes it to one or more event types: each event (`app.emit`,
         `ctx.emit`) whose payload `when` accepts starts it once, with the payload as its
         input (docs/pipelines.md). `fairness` picks the key its tasks take turns by
-        in their queue (default: the tenant; docs/flow-control.md).
+        in their queue (default: the tenant); `concurrency` caps how many of them
+        (per key) run at once (docs/flow-control.md).
         """
         if when is not None and on is None:
             raise ValueError("when= filters the events of on=: give on= too")
@@ -103,6 +106,7 @@ class Registration:
                     budget=budget or RetryBudget(),
                     deadline=seconds(deadline),
                     fairness=fairness,
+                    concurrency=concurrency,
                 )
             )
             if on is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tether import Context, Tether, current_step
+from tether import Concurrency, Context, Tether, current_step
 
 app = Tether()
 
@@ -77,6 +77,12 @@ async def ten_steps(ctx: Context, log: str, delay: float = 0.2) -> list[int]:
     for i in range(10):
         done.append(await ctx.step(f"step-{i + 1}", work, log, delay))
     return done
+
+
+@app.workflow("one_per_customer", concurrency=Concurrency(max=1, key=lambda i: i["customer"]))
+async def one_per_customer(ctx: Context, log: str, customer: str, delay: float = 0.1) -> int:
+    """One step at a time per customer, across every worker (the concurrency test)."""
+    return await ctx.step("work", work, log, delay)
 
 
 @app.workflow("few_steps")

@@ -138,6 +138,29 @@ class Fairness:
             raise ValueError(f"Fairness(weight=) is a positive number, not {self.weight!r}")
 
 
+@dataclass(frozen=True)
+class Concurrency:
+    """At most `max` tasks of one concurrency key at a time (ADR 89).
+
+    A task holds its key from its admission to its end (running, or waiting for an
+    approval, a signal, a child...); a task submitted while its key is at its limit
+    waits (`waiting`, reason `concurrency`), holding no slot, and is queued when a
+    holder ends, in fair order. `key`: None for the workflow itself (one per tenant),
+    a name (workflows declaring the same name share its limit), or a function of the
+    task's JSON input (`lambda input: input["customer_id"]`: one key per customer).
+    Keys are per tenant unless `fleet` (one limit across every tenant). `max=1` makes
+    a singleton.
+    """
+
+    max: int
+    key: str | Callable[[Any], Any] | None = None
+    fleet: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max, bool) or not isinstance(self.max, int) or self.max < 1:
+            raise ValueError(f"Concurrency(max=) is a whole number from 1, not {self.max!r}")
+
+
 @dataclass
 class WorkflowDef:
     """A registered workflow."""
@@ -152,6 +175,8 @@ class WorkflowDef:
     """Default time limit in seconds from submission, or None."""
     fairness: Fairness | None = None
     """How its tasks take turns with others' in their queue (None: by tenant)."""
+    concurrency: Concurrency | None = None
+    """The limit on how many of its tasks (of one key) run at once (None: none)."""
     binding: InputBinding = field(init=False)
 
     def __post_init__(self) -> None:

@@ -110,18 +110,21 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_WAITING,
-        "a run parks the task until a time, a signal or an approval",
+        "a run parks the task until a time, a signal or an approval; or a new task's "
+        "concurrency key is at its limit (prior status `queued`, decision `concurrency`)",
         (*_RUN, "decision"),
-        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, `rate_limit`)",
-        ("run_at",),
+        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, "
+        "`rate_limit`, `concurrency`)",
+        ("run_at", "concurrency_key"),
     ),
     EventKind(
         EventType.TASK_QUEUED,
         "a run would park the task but what it waits for is already there: it goes "
         "straight back to the queue; or a child of a waiting task ended (prior status "
-        "`waiting`): the task is queued to read its outcome",
+        "`waiting`): the task is queued to read its outcome; or a holder of its "
+        "concurrency key ended and it is admitted",
         (*_RUN, "decision"),
-        "`signal_arrived`, `approval_decided`, `cancel_requested` or `child_ended`",
+        "`signal_arrived`, `approval_decided`, `cancel_requested`, `child_ended` or `concurrency`",
         ("run_at",),
     ),
     EventKind(

@@ -37,6 +37,8 @@ class WaitReason(StrEnum):
     RETRY_BACKOFF = "retry_backoff"
     RATE_LIMIT = "rate_limit"
     CHILD = "child"
+    CONCURRENCY = "concurrency"
+    """Its concurrency key is at its limit: it starts when a holder ends (ADR 89)."""
 
 
 class TaskPhase(StrEnum):
@@ -123,6 +125,9 @@ class Task:
     current_step: str | None = None
     cancel_requested: bool = False
     phase: TaskPhase = TaskPhase.EXECUTION
+    concurrency_key: str | None = None
+    """The key whose limit it counts against, `tenant/name` (`*/name` fleet-wide):
+    while the key is at its limit the task waits with reason `concurrency` (ADR 89)."""
 
     def to_json(self) -> dict[str, Any]:
         """The task as the HTTP API shows it (and the client reads it back): `to_dict`

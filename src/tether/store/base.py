@@ -72,6 +72,9 @@ class NewTask:
     """The key fair claiming serves this task by (None: its tenant; ADR 88)."""
     fair_weight: float = 1.0
     """Its key's share against other keys: a key of weight 2 gets two turns to one."""
+    concurrency_key: str | None = None
+    """The concurrency key it is admitted under (ADR 89), with its limit:"""
+    concurrency_max: int = 0
     phase: TaskPhase = TaskPhase.EXECUTION
     """A fork's phase: `compensation` for an operator's compensate (ADR 83); a new
     task's is always `execution`."""

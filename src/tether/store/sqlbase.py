@@ -67,6 +67,9 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
         self._read_batches: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Future[None] | None = None
         self._refresh_again = False
+        self._keyed = False
+        """Tasks with a concurrency key were seen: an end may have queued a waiter
+        (a trigger does it, ADR 89), so ends wake this process's claim loops."""
 
     @abc.abstractmethod
     async def _run(self, work: Work[T], *, write: bool = True, durable: bool = True) -> T:
@@ -139,6 +142,7 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
             if s.created and s.claimed is None:
                 self.hub.notify_work(s.task.queue)
         self.hub.notify_events()
+        self._keyed = self._keyed or any(t.concurrency_key is not None for t in tasks)
         return out
 
     async def _write_submits(
@@ -240,6 +244,10 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
         await self._lost_families(outcome.lost, now)
         if outcome.claimed or outcome.lost:
             self.hub.notify_events()
+        if any(c.task.concurrency_key is not None for c in outcome.claimed):
+            self._keyed = True
+        if self._keyed and outcome.lost:
+            self.hub.notify_all_work()
         return outcome.claimed
 
     async def _lost_families(self, lost: list[Task], now: float) -> None:
@@ -271,6 +279,8 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
     async def commit(self, ops: list[Op], worker: str, now: float) -> list[bool]:
         results = await self._run_ops(ops, worker, now)
         self.hub.notify_events()
+        if self._keyed and any(isinstance(op, Finish) for op in ops):
+            self.hub.notify_all_work()  # a waiter of a concurrency key it may have queued
         for op, ok in zip(ops, results, strict=True):
             if not ok:
                 continue
@@ -325,6 +335,8 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
         self.hub.task_changed(task_id, str(task.status))
         if task.status == TaskStatus.QUEUED:
             self.hub.notify_work(task.queue)
+        if task.concurrency_key is not None:
+            self.hub.notify_all_work()  # a waiter of its key may be queued now
         return task
 
     async def send_signal(

@@ -318,9 +318,11 @@ def _json_rows(columns: str, table: str, where: str, order: str) -> str:
 
 def one_statement_submit(tasks: Sequence[NewTask]) -> bool:
     """Whether `submit` can store `tasks`: a few, none with an idempotency key (a read
-    decides about it) or a callback (its own subscription row)."""
+    decides about it), a callback (its own subscription row) or a concurrency key (an
+    admission decides about it)."""
     return len(tasks) <= COPY_FROM and all(
-        t.idempotency_key is None and t.callback is None for t in tasks
+        t.idempotency_key is None and t.callback is None and t.concurrency_key is None
+        for t in tasks
     )
 
 

@@ -60,6 +60,8 @@ class Dialect:
     """The aggregate joining texts with a separator (`string_agg` on PostgreSQL)."""
     greatest: str = "MAX"
     """The scalar function of the larger of its arguments (`GREATEST` on PostgreSQL)."""
+    least: str = "MIN"
+    """The scalar function of the smaller of its arguments (`LEAST` on PostgreSQL)."""
     copy_rows: bool = False
     """Rows sent in bulk stream with COPY (cheaper than having the server derive them
     from other rows); on SQLite each sent row is a statement run bound from Python."""
@@ -84,6 +86,7 @@ POSTGRES = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     text_agg="string_agg",
     greatest="GREATEST",
+    least="LEAST",
     copy_rows=True,
     committed_events=(
         " AND (txid < pg_snapshot_xmin(pg_current_snapshot())"
@@ -155,6 +158,7 @@ def task_from_row(row: Row) -> Task:
         current_step=row["current_step"],
         cancel_requested=bool(row["cancel_requested"]),
         phase=TaskPhase(row["phase"]),
+        concurrency_key=row["concurrency_key"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -89,6 +89,21 @@ def created(t: NewTask, now: float) -> EventRow:
     )
 
 
+def held(t: NewTask, now: float) -> EventRow:
+    """`task.waiting` of a new task its concurrency key does not admit yet (ADR 89)."""
+    return _row(
+        t.id,
+        t.tenant,
+        now,
+        EventType.TASK_WAITING,
+        prior="queued",
+        new="waiting",
+        attempt=0,
+        decision="concurrency",
+        data={"concurrency_key": t.concurrency_key},
+    )
+
+
 def started_eager(t: NewTask, now: float, worker: str | None) -> EventRow:
     return _row(
         t.id,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from tether import serde
 from tether.errors import IdempotencyConflict
-from tether.models import Task, TaskStatus
+from tether.models import Task, TaskStatus, WaitReason
 from tether.store.base import Claimed, Eager, NewTask, Submitted
-from tether.store.sql import events, fairness
+from tether.store.sql import concurrency, events, fairness
 from tether.store.sql.core import Conn, Dialect
 from tether.store.sql.queries import get_task
 from tether.store.sql.webhooks import create_subscription, task_subscription
@@ -64,6 +64,7 @@ async def submit(
             and t.queue in eager.queues
             and run_at <= now
             and t.forked_from is None
+            and t.concurrency_key is None  # admitted only by `concurrency.admit`
         )
         task = new_task_record(t, now, claim)
         if claim:
@@ -74,15 +75,34 @@ async def submit(
     if fresh:
         owner, lease = (eager.worker, eager.lease_until) if eager is not None else (None, None)
         rank = await fairness.ranks(conn, d, [t for t in fresh if t.id not in started], now)
+        held = await concurrency.admit(conn, d, fresh)
+        if held:  # their records say they wait
+            new = {t.id: t for t in fresh}
+            out = [
+                Submitted(
+                    new_task_record(new[s.task.id], now, held=True), True, callback=s.callback
+                )
+                if s.created and s.task.id in held
+                else s
+                for s in out
+            ]
         await conn.insert_rows(
             "tasks",
             NEW_TASK_COLUMNS,
             [
-                new_task_row(t, now, rank.get(t.id), (owner, lease) if t.id in started else None)
+                new_task_row(
+                    t,
+                    now,
+                    rank.get(t.id),
+                    (owner, lease) if t.id in started else None,
+                    held=t.id in held,
+                )
                 for t in fresh
             ],
         )
         await _new_task_events(conn, d, fresh, started, now, owner)
+        if held:
+            await events.insert(conn, [events.held(t, now) for t in fresh if t.id in held])
         for t in fresh:
             if t.callback is not None:  # in the task's transaction: no event can miss it
                 await create_subscription(conn, t.callback)
@@ -137,7 +157,8 @@ NEW_TASK_COLUMNS = (
     "id, tenant, workflow, workflow_version, queue, priority, status, input, "
     "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
     "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, "
-    "fair_key, fair_rank, attempt, lease_owner, lease_expires_at, started_at"
+    "fair_key, fair_rank, concurrency_key, wait_reason, attempt, lease_owner, "
+    "lease_expires_at, started_at"
 )
 
 
@@ -146,10 +167,13 @@ def new_task_row(
     now: float,
     rank: float | None,
     claimed_by: tuple[str | None, float | None] | None = None,
+    held: bool = False,
 ) -> tuple[object, ...]:
     """The `tasks` row (`NEW_TASK_COLUMNS`) of a new task; `rank`: its place in the
     claim order (`fairness.ranks`; None when not due yet or created claimed);
-    `claimed_by`: (worker, lease expiry) of a task created claimed."""
+    `claimed_by`: (worker, lease expiry) of a task created claimed; `held`: a task
+    its concurrency key does not admit yet (`concurrency.admit`)."""
+    status = "queued" if claimed_by is None else "running"
     return (
         t.id,
         t.tenant,
@@ -157,12 +181,12 @@ def new_task_row(
         t.workflow_version,
         t.queue,
         t.priority,
-        "queued" if claimed_by is None else "running",
+        "waiting" if held else status,
         t.input,
         t.idempotency_key,
         t.correlation_id or t.id,
         t.created_by,
-        now if t.run_at is None else t.run_at,
+        None if held else (now if t.run_at is None else t.run_at),
         t.deadline,
         t.forked_from,
         t.fork_from_seq,
@@ -173,12 +197,16 @@ def new_task_row(
         now,
         fairness.fair_key(t),
         rank,
+        t.concurrency_key,
+        "concurrency" if held else None,
         *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
     )
 
 
-def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
-    """The `Task` a new task is once stored (`claimed`: created claimed)."""
+def new_task_record(t: NewTask, now: float, claimed: bool = False, held: bool = False) -> Task:
+    """The `Task` a new task is once stored (`claimed`: created claimed; `held`: left
+    waiting by its concurrency key)."""
+    status = TaskStatus.RUNNING if claimed else TaskStatus.QUEUED
     return Task(
         id=t.id,
         tenant=t.tenant,
@@ -186,7 +214,8 @@ def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
         workflow_version=t.workflow_version,
         queue=t.queue,
         priority=t.priority,
-        status=TaskStatus.RUNNING if claimed else TaskStatus.QUEUED,
+        status=TaskStatus.WAITING if held else status,
+        wait_reason=WaitReason.CONCURRENCY if held else None,
         input=serde.loads(t.input),
         created_at=now,
         updated_at=now,
@@ -194,12 +223,13 @@ def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
         correlation_id=t.correlation_id or t.id,
         created_by=t.created_by,
         attempt=1 if claimed else 0,
-        run_at=now if t.run_at is None else t.run_at,
+        run_at=None if held else (now if t.run_at is None else t.run_at),
         started_at=now if claimed else None,
         deadline=t.deadline,
         forked_from=t.forked_from,
         fork_from_seq=t.fork_from_seq,
         parent_id=t.parent_id,
+        concurrency_key=t.concurrency_key,
     )
 
 
