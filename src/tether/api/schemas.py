@@ -253,6 +253,11 @@ class TaskOut(BaseModel):
         default=TaskPhase.EXECUTION,
         description="`execution`, or `compensation` once its saga undoes its completed steps",
     )
+    concurrency_key: str | None = Field(
+        default=None,
+        description="The concurrency key it counts against (`tenant/name`, `*/name` "
+        "fleet-wide): while the key is at its limit it waits with reason `concurrency`",
+    )
     forked_from: str | None = Field(default=None, description="The task this one re-runs")
     fork_from_seq: int | None = Field(
         default=None, description="The step it re-ran from (null: only unfinished steps)"
