@@ -132,6 +132,7 @@ class Registration:
         timeout: float | timedelta | None = None,
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
+        queue: str | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
 
     def step(
@@ -144,6 +145,7 @@ class Registration:
         timeout: float | timedelta | None = None,
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
+        queue: str | None = None,
     ) -> Any:
         """Declare a function as a durable step.
 
@@ -151,14 +153,21 @@ class Registration:
         taken at the call); called anywhere else, it is simply run. `compensate` names
         the `@app.step` that undoes it, called with its result if the task fails or is
         cancelled with compensation (docs/sagas.md). `integration` names the outside
-        system it calls, for flow control (`ctx.step`).
+        system it calls, for flow control; `queue` the queue whose workers run it
+        (`ctx.step`).
         """
         undo = None if compensate is None else compensation_name(compensate)
 
         def register(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             step_name = name or func.__name__
             definition = StepDef(
-                step_name, func, retry, seconds(timeout), compensate=undo, integration=integration
+                step_name,
+                func,
+                retry,
+                seconds(timeout),
+                queue=queue,
+                compensate=undo,
+                integration=integration,
             )
             self.step_defs[step_name] = definition
 
@@ -174,6 +183,7 @@ class Registration:
                         timeout=definition.timeout,
                         compensate=definition.compensate,
                         integration=definition.integration,
+                        queue=definition.queue,
                         **kwargs,
                     )
                 return _call_plain(func, args, kwargs)

@@ -125,7 +125,8 @@ class TestEnvironment:
         return created
 
     def _queues(self) -> list[str]:
-        return sorted({wf.queue for wf in self.app.workflows.definitions()} | {"default"})
+        steps = {d.queue for d in self.app.step_defs.values() if d.queue is not None}
+        return sorted({wf.queue for wf in self.app.workflows.definitions()} | steps | {"default"})
 
     async def run_until_idle(self, *, skip_time: bool = True, timeout: float = 30.0) -> None:
         """Run until nothing is runnable. With `skip_time`, jump the clock to the next

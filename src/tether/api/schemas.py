@@ -253,6 +253,11 @@ class TaskOut(BaseModel):
         default=TaskPhase.EXECUTION,
         description="`execution`, or `compensation` once its saga undoes its completed steps",
     )
+    home_queue: str | None = Field(
+        default=None,
+        description="The queue it was submitted to, once a step that names another queue "
+        "routed it (`queue` is where it is now)",
+    )
     concurrency_key: str | None = Field(
         default=None,
         description="The concurrency key it counts against (`tenant/name`, `*/name` "

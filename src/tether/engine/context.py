@@ -130,6 +130,7 @@ class Context:
         meta: dict[str, Any] | None = None,
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
+        queue: str | None = None,
         **kwargs: Any,
     ) -> Awaitable[T]:
         """Run `fn(*args, **kwargs)` as a durable step named `name`.
@@ -146,9 +147,16 @@ class Context:
         `integration` names the outside system the step calls (`"crm"`; a model call
         names its provider): rate limits, circuit breakers and step concurrency limits
         key on it (docs/flow-control.md). It is kept in the step's `meta`.
+
+        `queue` makes the step run on workers of that queue (GPU machines, the
+        workers an integration allows): a worker that does not serve it hands the task
+        there, and the step after it goes back to the task's own queue (ADR 93). Kept
+        in `meta` too.
         """
         if integration is not None:
             meta = {**(meta or {}), "integration": integration}
+        if queue is not None:
+            meta = {**(meta or {}), "queue": queue}
         if compensate is not None:
             undo = compensation_name(compensate)
             self._run.runtime.step_lookup(undo)  # unknown: an error here, not when undoing

@@ -296,6 +296,7 @@ class StepDef:
     retry: RetryPolicy | None = None
     timeout: float | None = None
     queue: str | None = None
+    """The queue whose workers run it (None: the task's own; ADR 93)."""
     compensate: str | None = None
     """The name of the `@app.step` that undoes this one (ADR 83)."""
     integration: str | None = None

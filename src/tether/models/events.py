@@ -129,10 +129,12 @@ _KINDS = (
     ),
     EventKind(
         EventType.TASK_RELEASED,
-        "a worker hands a running task back to the queue unfinished",
+        "a worker hands a running task back to the queue unfinished; or hands it to "
+        "another queue, whose workers run its next step (`routed`)",
         (*_RUN, "decision"),
-        "`worker_shutdown`, or `unknown_workflow` (this worker does not have the task's "
-        "workflow version; it claims that version no more)",
+        "`worker_shutdown`, `unknown_workflow` (this worker does not have the task's "
+        "workflow version; it claims that version no more), or `routed`",
+        ("queue",),
     ),
     EventKind(
         EventType.TASK_SUCCEEDED,

@@ -125,6 +125,9 @@ class Task:
     current_step: str | None = None
     cancel_requested: bool = False
     phase: TaskPhase = TaskPhase.EXECUTION
+    home_queue: str | None = None
+    """The queue it was submitted to, once a step that names another queue routed it
+    (`queue` is where it is now; None: never routed; ADR 93)."""
     concurrency_key: str | None = None
     """The key whose limit it counts against, `tenant/name` (`*/name` fleet-wide):
     while the key is at its limit the task waits with reason `concurrency` (ADR 89)."""

@@ -244,6 +244,9 @@ class Release:
     task_id: str
     attempt: int
     decision: str = "worker_shutdown"
+    queue: str | None = None
+    """Hand it to this queue instead of its own (`routed`: a step that names a queue;
+    ADR 93); the queue it was submitted to is kept as its `home_queue`."""
 
 
 Op = StepWrite | OpenApproval | ExpireApproval | Finish | Suspend | Release

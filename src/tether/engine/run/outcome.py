@@ -24,7 +24,7 @@ from tether.errors import (
     fingerprint,
 )
 from tether.models import TaskError, TaskPhase, TaskStatus, WaitReason
-from tether.store.base import Finish, Suspend
+from tether.store.base import Finish, Release, Suspend
 
 log = logging.getLogger("tether.run")
 
@@ -94,6 +94,10 @@ class RunOutcome(RunSaga):
             await self._finish_error(exc, None)
 
     async def _suspend(self) -> None:
+        routed = next((w.queue for w in self._waits.values() if w.queue is not None), None)
+        if routed is not None:
+            await self._route(routed)
+            return
         deadline = None if self._compensating else self.task.deadline
         reason, run_at, signals = suspension(self._waits.values(), deadline)
         self.release_held()
@@ -107,6 +111,16 @@ class RunOutcome(RunSaga):
         ok = await done
         if ok and run_at is not None:
             self.worker.wake_at(run_at, self.task.queue)
+
+    async def _route(self, queue: str) -> None:
+        """Hand the task to `queue`, whose workers replay it and run what a worker of
+        this one's queues may not (ADR 93)."""
+        self.release_held()
+        if not await self._settle_unconfirmed():
+            return
+        done = self._submit(Release(self.task.id, self.task.attempt, "routed", queue))
+        self.worker.concluding(self)
+        await done
 
     async def _finish_error(self, exc: BaseException, step: str | None) -> None:
         err = self._error(exc, step)

@@ -79,6 +79,7 @@ class RunSteps(RunChildren):
             attempts_done, history = rec.attempts, rec.attempt_errors
             if rec.wake_at is not None and rec.wake_at > self.clock.now():
                 await self._block(seq, Wait(WaitReason.RETRY_BACKOFF, rec.wake_at))
+        await self._route_to(seq, (meta or {}).get("queue"))
         policy = retry or self.wf.retry
         self._in_flight += 1
         try:

@@ -27,11 +27,15 @@ from tether.store.base import ExpireApproval, OpenApproval
 class Wait:
     """What one blocked branch waits for: the suspension is derived from these."""
 
-    reason: WaitReason
+    reason: WaitReason | None
+    """None for a hand-off to `queue` (the task is routed there, not suspended)."""
     wake_at: float | None
     """When time alone ends the wait (None: only an outside event does)."""
     signal: str | None = None
     """A signal whose arrival ends it (a suspension races it: see `Suspend.signals`)."""
+    queue: str | None = None
+    """A queue whose workers must run what comes next (a step that names it, or the
+    task's home): the task is handed there instead of suspended (ADR 93)."""
 
 
 SUSPEND_PREFERENCE = (WaitReason.APPROVAL, WaitReason.SIGNAL, WaitReason.TIMER)
@@ -48,7 +52,7 @@ def suspension(
     if deadline is not None:
         wakes.append(deadline)  # a waiting task still ends at its deadline
     signals = sorted({w.signal for w in waits if w.signal})
-    reason = waits[0].reason
+    reason = next(w.reason for w in waits if w.reason is not None)
     for preferred in SUSPEND_PREFERENCE:
         if any(w.reason == preferred for w in waits):
             reason = preferred
@@ -58,6 +62,14 @@ def suspension(
 
 class RunWaits(RunLog):
     """The waits a workflow can make, and blocking on them."""
+
+    async def _route_to(self, seq: int, queue: str | None) -> None:
+        """Block this branch unless this worker serves `queue` (None: the task's home,
+        the queue it was submitted to): a step that names a queue runs on its workers,
+        every other step on those of the task's home (ADR 93)."""
+        target = queue or self.task.home_queue or self.task.queue
+        if target not in self.worker.queues:
+            await self._block(seq, Wait(None, None, queue=target))
 
     async def _block(self, seq: int, wait: Wait) -> None:
         """Park this branch of the workflow; it never resumes in this run (the task is

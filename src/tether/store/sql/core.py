@@ -158,6 +158,7 @@ def task_from_row(row: Row) -> Task:
         current_step=row["current_step"],
         cancel_requested=bool(row["cancel_requested"]),
         phase=TaskPhase(row["phase"]),
+        home_queue=row["home_queue"],
         concurrency_key=row["concurrency_key"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],

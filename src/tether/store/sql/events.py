@@ -253,6 +253,7 @@ def released(op: Release, tenant: str, worker: str, now: float) -> EventRow:
         attempt=op.attempt,
         worker=worker,
         decision=op.decision,
+        data=None if op.queue is None else {"queue": op.queue},
     )
 
 

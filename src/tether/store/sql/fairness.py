@@ -37,9 +37,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from tether.store.base import NewTask
 from tether.store.sql.core import Conn, Dialect
 
 PRIORITY_STEP = 1000.0
@@ -59,7 +58,40 @@ FloorSource = Callable[[str], tuple[str, list[Any]]]
 """The SQL of a queue's floor in the clocks' upsert, and its parameters."""
 
 
-def fair_key(task: NewTask) -> str:
+class Rankable(Protocol):
+    """What ranking needs of a task: a `NewTask`, or a task moving queue (`Moved`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def run_at(self) -> float | None: ...
+    @property
+    def fair_key(self) -> str | None: ...
+    @property
+    def fair_weight(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A task routed to another queue (ADR 93): it is ranked there afresh, as a new
+    task of its key would be (at weight 1: the weight is not stored)."""
+
+    id: str
+    tenant: str
+    queue: str
+    priority: int
+    fair_key: str | None
+    fair_weight: float = 1.0
+    run_at: float | None = None
+
+
+def fair_key(task: Rankable) -> str:
     """The key `task` is served fairly by: its own, else its tenant."""
     return task.tenant if task.fair_key is None else task.fair_key
 
@@ -107,9 +139,9 @@ class Ranking:
         return text, params
 
 
-def ranking(tasks: Sequence[NewTask], now: float) -> Ranking | None:
+def ranking(tasks: Sequence[Rankable], now: float) -> Ranking | None:
     """The `Ranking` of those of `tasks` due by `now` (None: none is)."""
-    by_key: dict[tuple[str, str], list[NewTask]] = defaultdict(list)
+    by_key: dict[tuple[str, str], list[Rankable]] = defaultdict(list)
     for t in tasks:
         if t.run_at is None or t.run_at <= now:
             by_key[(t.queue, fair_key(t))].append(t)
@@ -129,7 +161,7 @@ def ranking(tasks: Sequence[NewTask], now: float) -> Ranking | None:
     return Ranking(totals, keys, offsets, priorities)
 
 
-async def ranks(conn: Conn, d: Dialect, tasks: Sequence[NewTask], now: float) -> dict[str, float]:
+async def ranks(conn: Conn, d: Dialect, tasks: Sequence[Rankable], now: float) -> dict[str, float]:
     """The claim-order rank of each of `tasks` that is due by `now`, by task id; moves
     the floors and clocks on. Call in the transaction that inserts them."""
     plan = ranking(tasks, now)

@@ -17,7 +17,7 @@ from tether.store.base import (
     StepWrite,
     Suspend,
 )
-from tether.store.sql import events
+from tether.store.sql import events, fairness
 from tether.store.sql.approvals import expire_approval
 from tether.store.sql.children import ended_child_unrecorded, family_ended
 from tether.store.sql.core import (
@@ -184,11 +184,25 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
             ),
         )
     elif isinstance(op, Release):
-        await conn.execute(
-            "UPDATE tasks SET status = 'queued', run_at = %s, lease_owner = NULL, "
-            "lease_expires_at = NULL, updated_at = %s WHERE id = %s",
-            (now, now, op.task_id),
-        )
+        if op.queue is None:
+            await conn.execute(
+                "UPDATE tasks SET status = 'queued', run_at = %s, lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = %s WHERE id = %s",
+                (now, now, op.task_id),
+            )
+        else:  # routed: ranked afresh in the queue it moves to (its virtual time)
+            row = await conn.fetchone(
+                "SELECT priority, fair_key FROM tasks WHERE id = %s", (op.task_id,)
+            )
+            assert row is not None
+            moved = fairness.Moved(op.task_id, tenant, op.queue, row["priority"], row["fair_key"])
+            rank = (await fairness.ranks(conn, d, [moved], now))[op.task_id]
+            await conn.execute(
+                "UPDATE tasks SET status = 'queued', run_at = %s, lease_owner = NULL, "
+                "lease_expires_at = NULL, updated_at = %s, fair_rank = %s, "
+                "home_queue = COALESCE(home_queue, queue), queue = %s WHERE id = %s",
+                (now, now, rank, op.queue, op.task_id),
+            )
         await conn.execute(events.INSERT_EVENT, events.released(op, tenant, worker, now))
     return True
 
