@@ -79,7 +79,8 @@ class RunSteps(RunChildren):
             attempts_done, history = rec.attempts, rec.attempt_errors
             if rec.wake_at is not None and rec.wake_at > self.clock.now():
                 await self._block(seq, Wait(WaitReason.RETRY_BACKOFF, rec.wake_at))
-        await self._route_to(seq, (meta or {}).get("queue"))
+        if (elsewhere := self._elsewhere(meta.get("queue") if meta else None)) is not None:
+            await self._block(seq, Wait(None, None, queue=elsewhere))  # handed over there
         policy = retry or self.wf.retry
         self._in_flight += 1
         try:

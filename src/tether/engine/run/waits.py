@@ -63,13 +63,13 @@ def suspension(
 class RunWaits(RunLog):
     """The waits a workflow can make, and blocking on them."""
 
-    async def _route_to(self, seq: int, queue: str | None) -> None:
-        """Block this branch unless this worker serves `queue` (None: the task's home,
-        the queue it was submitted to): a step that names a queue runs on its workers,
-        every other step on those of the task's home (ADR 93)."""
+    def _elsewhere(self, queue: str | None) -> str | None:
+        """The queue a step of `queue` (None: the task's home, the queue it was
+        submitted to) must be handed to, or None when this worker serves it: a step
+        that names a queue runs on its workers, every other step on those of the
+        task's home (ADR 93). Sync: every executed step asks."""
         target = queue or self.task.home_queue or self.task.queue
-        if target not in self.worker.queues:
-            await self._block(seq, Wait(None, None, queue=target))
+        return None if target in self.worker.queues else target
 
     async def _block(self, seq: int, wait: Wait) -> None:
         """Park this branch of the workflow; it never resumes in this run (the task is
