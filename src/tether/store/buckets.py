@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 from tether.models.buckets import BucketKey, BucketState
 
+EPSILON = 1e-6
+"""Seconds of float rounding a take is allowed (a bucket exactly full enough grants;
+epoch seconds in a double are exact to about 0.2 µs)."""
+
 
 @dataclass(frozen=True)
 class Take:

@@ -15,13 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tether.models.buckets import BucketKey, BucketKind, BucketState
-from tether.store.buckets import Take, TakeOutcome
+from tether.store.buckets import EPSILON, Take, TakeOutcome
 from tether.store.sql.core import Conn, Row
 
 COLUMNS = "kind, name, tenant, tat, rate, burst, granted, updated_at"
-
-EPSILON = 1e-9
-"""Seconds of float rounding a take is allowed (a bucket exactly full enough grants)."""
 
 _BASE = "(CASE WHEN b.tat > %s THEN b.tat ELSE %s END)"  # max(tat, now)
 _OK = f"{_BASE} + %s <= %s"  # max(tat, now) + (need - burst) / rate <= now
