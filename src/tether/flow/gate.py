@@ -33,13 +33,21 @@ from tether.store.buckets import Take
 
 log = logging.getLogger("tether.flow")
 
+INLINE_WAIT = 0.1
+"""A step whose turn has come but whose bucket allows only this many seconds later
+(another step, here or in another process, took the request it was lined up for a
+moment late) waits in place, keeping its slot, instead of going to the back of the
+line: a suspension and a replay for a few milliseconds would lose the bucket's rate."""
+INLINE_TRIES = 3
+"""Times a step asks again in place before it is held after all."""
 STORE_RETRY = 1.0
 """Seconds a step is held when its buckets could not be read (the database failed)."""
 LEARNING = 0.2
 """Weight of the latest call in the running estimate of a call's tokens."""
 MAX_PENDING = 100_000
-"""Attempts whose token report is awaited at most (an attempt another gate held after
-this one granted never reports: the oldest are forgotten)."""
+"""Attempts remembered at most, in each of: those whose token report is awaited (an
+attempt another gate held after this one granted never reports), and those told when
+to come back (a task may resume in another process): the oldest are forgotten."""
 
 
 class RateLimitGate:
@@ -52,6 +60,8 @@ class RateLimitGate:
         self._estimates: dict[str, float] = {}
         """Tokens a call of each integration used, on average, in this process."""
         self._deposits: OrderedDict[tuple[str, int, int], list[Take]] = OrderedDict()
+        self._turns: OrderedDict[tuple[str, int, int], float] = OrderedDict()
+        """When each attempt this gate held was told to come back."""
         self._line_end: dict[BucketKey, float] = {}
 
     def estimate(self, integration: str, configured: float | None) -> float:
@@ -70,22 +80,31 @@ class RateLimitGate:
             takes += [t for t in (requests, tokens) if t is not None]
         if not takes:
             return None
-        now = self.host.clock.now()
-        try:
-            outcome = await self.buckets.take(takes, now)
-        except Exception as exc:  # a gate must not raise: hold, and ask again soon
-            log.warning("rate limits of %r unreadable (%s); holding the step", call.integration, exc)
-            return Hold(WaitReason.RATE_LIMIT, now + STORE_RETRY)
-        if outcome.granted:
-            deposits = [t for t in takes if t.key.kind == BucketKind.TOKENS]
-            if deposits:
-                self._deposits[(call.task.id, call.seq, call.attempt)] = deposits
-                while len(self._deposits) > MAX_PENDING:
-                    self._deposits.popitem(last=False)
-            return None
-        assert outcome.retry_at is not None and outcome.refused_by is not None
-        refused = next(t for t in takes if t.key == outcome.refused_by)
-        return Hold(WaitReason.RATE_LIMIT, self._line_up(refused, outcome.retry_at, now))
+        attempt = (call.task.id, call.seq, call.attempt)
+        my_turn = self._turns.pop(attempt, None) is not None
+        for _ in range(INLINE_TRIES):
+            now = self.host.clock.now()
+            try:
+                outcome = await self.buckets.take(takes, now)
+            except Exception as exc:  # a gate must not raise: hold, and ask again soon
+                log.warning("rate limits of %r unreadable (%s); holding", call.integration, exc)
+                return Hold(WaitReason.RATE_LIMIT, now + STORE_RETRY)
+            if outcome.granted:
+                deposits = [t for t in takes if t.key.kind == BucketKind.TOKENS]
+                if deposits:
+                    _remember(self._deposits, attempt, deposits)
+                return None
+            assert outcome.retry_at is not None and outcome.refused_by is not None
+            refused = next(t for t in takes if t.key == outcome.refused_by)
+            # In place only for a moment, and only if no step of this process is
+            # lined up for the bucket before (unless this one's turn has come).
+            lined_up = self._line_end.get(refused.key, 0.0) > outcome.retry_at
+            if outcome.retry_at - now > INLINE_WAIT or (lined_up and not my_turn):
+                break
+            await self.host.clock.sleep(outcome.retry_at - now)
+        until = self._line_up(refused, outcome.retry_at, now)
+        _remember(self._turns, attempt, until)
+        return Hold(WaitReason.RATE_LIMIT, until)
 
     def _line_up(self, take: Take, allowed_at: float, now: float) -> float:
         """When a step refused by `take`'s bucket asks again: when the bucket allows,
@@ -118,6 +137,15 @@ class RateLimitGate:
                 await self.buckets.adjust(deposit, (used or 0) - deposit.cost, now)
             except Exception as exc:
                 log.warning("could not charge %s its tokens: %s", deposit.key.name, exc)
+
+
+def _remember(
+    book: OrderedDict[tuple[str, int, int], Any], key: tuple[str, int, int], value: Any
+) -> None:
+    """Keep `value` for an attempt, forgetting the oldest beyond `MAX_PENDING`."""
+    book[key] = value
+    while len(book) > MAX_PENDING:
+        book.popitem(last=False)
 
 
 def reported_tokens(notes: Mapping[str, Any]) -> int | None:
