@@ -39,7 +39,7 @@ INLINE_WAIT = 0.1
 moment late) waits in place, keeping its slot, instead of going to the back of the
 line: a suspension and a replay for a few milliseconds would lose the bucket's rate."""
 INLINE_TRIES = 3
-"""Times a step asks again in place before it is held after all."""
+"""Times a step asks in all before it is held after all."""
 STORE_RETRY = 1.0
 """Seconds a step is held when its buckets could not be read (the database failed)."""
 LEARNING = 0.2
@@ -82,7 +82,8 @@ class RateLimitGate:
             return None
         attempt = (call.task.id, call.seq, call.attempt)
         my_turn = self._turns.pop(attempt, None) is not None
-        for _ in range(INLINE_TRIES):
+        refused, retry_at = takes[0], 0.0
+        for tries in range(1, INLINE_TRIES + 1):
             now = self.host.clock.now()
             try:
                 outcome = await self.buckets.take(takes, now)
@@ -96,13 +97,14 @@ class RateLimitGate:
                 return None
             assert outcome.retry_at is not None and outcome.refused_by is not None
             refused = next(t for t in takes if t.key == outcome.refused_by)
+            retry_at = outcome.retry_at
             # In place only for a moment, and only if no step of this process is
             # lined up for the bucket before (unless this one's turn has come).
-            lined_up = self._line_end.get(refused.key, 0.0) > outcome.retry_at
-            if outcome.retry_at - now > INLINE_WAIT or (lined_up and not my_turn):
+            lined_up = self._line_end.get(refused.key, 0.0) > retry_at
+            if tries == INLINE_TRIES or retry_at - now > INLINE_WAIT or (lined_up and not my_turn):
                 break
-            await self.host.clock.sleep(outcome.retry_at - now)
-        until = self._line_up(refused, outcome.retry_at, now)
+            await self.host.clock.sleep(retry_at - now)
+        until = self._line_up(refused, retry_at, now)
         _remember(self._turns, attempt, until)
         return Hold(WaitReason.RATE_LIMIT, until)
 
