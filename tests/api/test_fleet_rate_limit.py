@@ -39,6 +39,11 @@ def test_two_servers_on_one_database_share_a_tenants_bucket(store_url: str) -> N
         # Another tenant's bucket is its own, on either server.
         assert a.post("/v1/tasks", json=BODY, headers=auth("t2")).status_code == 202
         assert b.post("/v1/tasks", json=BODY, headers=auth("t2")).status_code == 202
+        # Its bucket in /metrics: a tenant sees its own, never another's.
+        text = a.get("/metrics").text
+        mine = 'tether_rate_limit_available{integration="",kind="submits",tenant="t1"}'
+        assert mine in text and 'tenant="t2"' not in text
+        assert 'tether_rate_limit_burst{integration="",kind="submits",tenant="t1"} 4.0' in text
 
 
 @dataclass

@@ -165,8 +165,9 @@ class RateLimits:
                     f"{where}: unknown keys {sorted(unknown)} (expected {sorted(KEYS)}, "
                     "per_tenant, tenants)"
                 )
-            if set(entry) & KEYS:
-                limits.set(_limit(integration, entry, where))
+            own = {k: v for k, v in entry.items() if k in KEYS}
+            if own:
+                limits.set(_limit(integration, own, where))
             if "per_tenant" in entry:
                 sub = _table(entry["per_tenant"], f"{where}.per_tenant")
                 limits.set(_limit(integration, sub, f"{where}.per_tenant", per_tenant=True))
