@@ -39,16 +39,16 @@ class _Lease:
 
 class SubmitLimiter:
     """Token buckets per tenant, `rate` submissions a second, at most `burst` at once,
-    kept in the store and spent from local leases (`lease_seconds` 0: every submit
-    asks the store)."""
+    kept in the store and spent from local leases (`lease_seconds`, default
+    `LEASE_SECONDS`; 0: every submit asks the store)."""
 
     def __init__(
-        self, host: FlowHost, rate: float, burst: float, *, lease_seconds: float = LEASE_SECONDS
+        self, host: FlowHost, rate: float, burst: float, *, lease_seconds: float | None = None
     ) -> None:
         self.rate = rate
         self.burst = max(burst, 1.0)
-        self.lease_seconds = lease_seconds
-        self.max_lease = max(1.0, min(self.burst / 4, rate * lease_seconds))
+        self.lease_seconds = LEASE_SECONDS if lease_seconds is None else lease_seconds
+        self.max_lease = max(1.0, min(self.burst / 4, rate * self.lease_seconds))
         """The most tokens one lease holds (1 when leases are off)."""
         self.buckets = Buckets(host)
         self.host = host

@@ -29,15 +29,16 @@ class SQLBuckets(BucketStore, abc.ABC):
     async def take_from_buckets(self, takes: Sequence[Take], now: float) -> TakeOutcome:
         if not takes:
             return TakeOutcome(True)
-        # One bucket on PostgreSQL: one statement in autocommit, its own transaction
-        # (BEGIN and COMMIT would be two round trips more). SQLite writes only in its
-        # write transaction. A lost take costs at most a moment of over-admission
-        # after a crash: no flush of its own (ADR 75).
-        single = len(takes) == 1 and self.dialect.name == "postgres"
-        try:
+        # A lost take costs at most a moment of over-admission after a crash: no flush
+        # of its own (ADR 75). One bucket on PostgreSQL: one statement in autocommit,
+        # its own transaction (BEGIN and COMMIT would be two round trips more, with the
+        # row locked meanwhile). SQLite writes only in its write transaction.
+        if len(takes) == 1 and self.dialect.name == "postgres":
             return await self._run(
-                lambda c: sqlb.take(c, takes, now), write=not single, durable=False
+                lambda c: sqlb.take(c, takes, now, sqlb.TAKE_ASYNC_COMMIT), write=False
             )
+        try:
+            return await self._run(lambda c: sqlb.take(c, takes, now), durable=False)
         except sqlb.Refused as refused:
             return refused.outcome
 

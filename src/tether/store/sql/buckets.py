@@ -22,14 +22,23 @@ COLUMNS = "kind, name, tenant, tat, rate, burst, granted, updated_at"
 
 _BASE = "(CASE WHEN b.tat > %s THEN b.tat ELSE %s END)"  # max(tat, now)
 _OK = f"{_BASE} + %s <= %s"  # max(tat, now) + (need - burst) / rate <= now
-TAKE = (
-    f"INSERT INTO rate_buckets AS b ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 1, %s) "
+_ROW = "VALUES (%s, %s, %s, %s, %s, %s, 1, %s)"
+_TAKE = (
+    f"INSERT INTO rate_buckets AS b ({COLUMNS}) {{row}} "
     "ON CONFLICT (kind, name, tenant) DO UPDATE SET "
     f"tat = CASE WHEN {_OK} THEN {_BASE} + %s ELSE b.tat END, "
     f"granted = CASE WHEN {_OK} THEN 1 ELSE 0 END, "
     "rate = excluded.rate, burst = excluded.burst, updated_at = excluded.updated_at "
     "RETURNING tat, granted"
 )
+TAKE = _TAKE.format(row=_ROW)
+TAKE_ASYNC_COMMIT = _TAKE.format(
+    row="SELECT %s, %s, %s, %s::float8, %s::float8, %s::float8, 1, %s::float8 "
+    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+)
+"""`TAKE` as a PostgreSQL statement alone in autocommit that commits without waiting
+for the disk (ADR 75): a bucket's row is locked until its statement commits, so a hot
+bucket would otherwise admit one take per WAL flush."""
 DEBIT = (
     f"INSERT INTO rate_buckets AS b ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, 1, %s) "
     "ON CONFLICT (kind, name, tenant) DO UPDATE SET "
@@ -63,13 +72,15 @@ def _take_params(t: Take, now: float) -> tuple[float | str, ...]:
     return (*_key(t), now + cost, t.rate, t.burst, now, *ok, now, now, cost, *ok)
 
 
-async def take(conn: Conn, takes: Sequence[Take], now: float) -> TakeOutcome:
+async def take(
+    conn: Conn, takes: Sequence[Take], now: float, statement: str = TAKE
+) -> TakeOutcome:
     """Take from every bucket of `takes`, all or none: raises `Refused` (to roll the
     transaction back) when a bucket refuses after another was taken from, else
     returns the outcome."""
     ordered = sorted(takes, key=_key)
     for i, t in enumerate(ordered):
-        row = await conn.fetchone(TAKE, _take_params(t, now))
+        row = await conn.fetchone(statement, _take_params(t, now))
         assert row is not None  # an upsert returns its row
         if not row["granted"]:
             retry_at = float(row["tat"]) + (t.need - t.burst) / t.rate
