@@ -13,10 +13,11 @@ each limiter in turn, interleaved, three rounds:
 - `lease`: the fleet-wide bucket spent from local leases (the default).
 
 The rate is high enough that nothing is refused: what is measured is the cost of
-asking. Prints submits/s (median of the rounds; its inverse in µs) and, for the store
-limiters, the takes that went to the database per submit. Then, without the submits,
-the takes alone: takes/s (a take that does not wait for the store never yields, so the
-in-memory ones run one caller at a time: their µs is the CPU of one take).
+asking. Prints submits/s and this process's CPU per submit (medians of the rounds; on
+a shared machine the CPU figure is the steadier one) and, for the store limiters, the
+takes that went to the database per submit. Then, without the submits, the takes
+alone: takes/s and CPU per take (a take that does not wait for the store never yields,
+so the in-memory ones run one caller at a time).
 A script, not a test.
 """
 
@@ -86,10 +87,13 @@ def build_app(url: str) -> Tether:
 Take = Callable[[str], Awaitable[float]]
 
 
-async def run(seconds: float, callers: int, take: Take | None, submit: Tether | None) -> int:
-    """Operations done by `callers` loops in `seconds`."""
+async def run(
+    seconds: float, callers: int, take: Take | None, submit: Tether | None
+) -> tuple[int, float]:
+    """Operations done by `callers` loops in `seconds`, and this process's CPU seconds."""
     done = 0
     end = time.monotonic() + seconds
+    cpu = time.process_time()
 
     async def loop() -> None:
         nonlocal done
@@ -101,7 +105,7 @@ async def run(seconds: float, callers: int, take: Take | None, submit: Tether | 
             done += 1
 
     await asyncio.gather(*(loop() for _ in range(callers)))
-    return done
+    return done, time.process_time() - cpu
 
 
 async def measure(label: str, url: str, args: argparse.Namespace) -> None:
@@ -117,6 +121,7 @@ async def measure(label: str, url: str, args: argparse.Namespace) -> None:
     for what, submit in (("submits", app), ("takes", None)):
         rates: dict[str, list[float]] = {name: [] for name in limiters}
         trips: dict[str, list[float]] = {name: [] for name in limiters}
+        cpus: dict[str, list[float]] = {name: [] for name in limiters}
         names = list(limiters)
         for round_ in range(3):
             # Each round in another order: the database grows as the rounds go.
@@ -125,15 +130,16 @@ async def measure(label: str, url: str, args: argparse.Namespace) -> None:
                 if take is None and submit is None:
                     continue
                 counter.takes = 0
-                n = await run(args.seconds, args.callers, take, submit)
+                n, cpu = await run(args.seconds, args.callers, take, submit)
                 rates[name].append(n / args.seconds)
+                cpus[name].append(cpu / max(1, n) * 1e6)
                 trips[name].append(counter.takes / max(1, n))
         for name in limiters:
             if not rates[name]:
                 continue
             per_s = statistics.median(rates[name])
             line = f"{label:<10} {what:<7} {name:<6} {per_s:9.0f}/s"
-            line += f"  {1e6 / per_s:8.1f} µs a {what[:-1]}"
+            line += f"  {statistics.median(cpus[name]):8.1f} µs of CPU a {what[:-1]}"
             if name in ("store", "lease"):
                 line += f"  {statistics.median(trips[name]):.3f} store takes per {what[:-1]}"
             print(line, flush=True)
