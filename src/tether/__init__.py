@@ -57,6 +57,7 @@ from tether.errors import (
     UnknownWorkflow,
     UnserializableResult,
 )
+from tether.flow import RateLimit
 from tether.inbound import HookDef
 from tether.models import (
     EVENT_CATALOGUE,
@@ -147,6 +148,7 @@ __all__ = [
     "Permanent",
     "PolicyBook",
     "PriceTable",
+    "RateLimit",
     "Requirement",
     "RetryBudget",
     "RetryDecision",

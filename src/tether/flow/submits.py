@@ -27,6 +27,8 @@ from tether.store.buckets import Take
 LEASE_SECONDS = 0.1
 """How long a lease of tokens may be spent from (and so the most seconds of the rate
 one lease holds)."""
+MAX_LEASES = 10_000
+"""Tenants whose lease a process keeps before it forgets those that lapsed empty."""
 
 
 @dataclass
@@ -68,6 +70,8 @@ class SubmitLimiter:
             return await self._ask(self._take(tenant, cost))
         lease = self._leases.get(tenant)
         if lease is None:
+            if len(self._leases) >= MAX_LEASES:
+                self._forget_lapsed(self.host.clock.now())
             lease = self._leases[tenant] = _Lease()
         while True:
             now = self.host.clock.now()
@@ -82,6 +86,12 @@ class SubmitLimiter:
                 return await self._refill(tenant, lease, cost, now)
             with contextlib.suppress(Exception):  # its outcome is the refiller's to say
                 await asyncio.shield(lease.refill)
+
+    def _forget_lapsed(self, now: float) -> None:
+        """Drop the leases that lapsed with nothing left (their tenants went quiet)."""
+        for tenant, lease in list(self._leases.items()):
+            if lease.refill is None and lease.tokens <= 0 and lease.expires <= now:
+                del self._leases[tenant]
 
     async def _refill(self, tenant: str, lease: _Lease, cost: float, now: float) -> float:
         """Take a new lease for `tenant`, of which `cost` is spent at once."""

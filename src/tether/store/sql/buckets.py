@@ -72,9 +72,7 @@ def _take_params(t: Take, now: float) -> tuple[float | str, ...]:
     return (*_key(t), now + cost, t.rate, t.burst, now, *ok, now, now, cost, *ok)
 
 
-async def take(
-    conn: Conn, takes: Sequence[Take], now: float, statement: str = TAKE
-) -> TakeOutcome:
+async def take(conn: Conn, takes: Sequence[Take], now: float, statement: str = TAKE) -> TakeOutcome:
     """Take from every bucket of `takes`, all or none: raises `Refused` (to roll the
     transaction back) when a bucket refuses after another was taken from, else
     returns the outcome."""
