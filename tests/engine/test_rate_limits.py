@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tether import Context, TaskStatus, Tether, WaitReason, current_step
+from tether import Context, RetryPolicy, TaskStatus, Tether, Transient, WaitReason, current_step
 from tether.models.buckets import SHARED, BucketKey, BucketKind
 from tether.testing import TestEnvironment
 
@@ -115,3 +115,57 @@ async def test_a_model_calls_tokens_are_debited_and_the_next_call_waits_for_the_
     assert calls[1] - calls[0] == pytest.approx(30)
     # The second call's deposit was 300 and it used 50: credited back 250 of them.
     assert bucket.available(calls[1]) == pytest.approx(100 - 50)
+
+
+async def test_a_deposit_is_credited_back_when_the_call_reports_nothing(
+    store_url: str,
+) -> None:
+    app = Tether(store_url)
+    app.rate_limit("openai", tokens_per_minute=6000, tokens_per_call=400)  # 100/s, 100
+    attempts: list[float] = []
+
+    @app.step(integration="openai", retry=RetryPolicy(max_attempts=2, initial_interval=0.1))
+    def ask() -> str:
+        attempts.append(app.clock.now())
+        if len(attempts) == 1:
+            raise Transient("connection reset")  # never reached the provider
+        return "ok"
+
+    @app.workflow("agent")
+    async def agent(ctx: Context) -> str:
+        return await ask()
+
+    async with TestEnvironment(app, in_memory=False) as env:
+        handle = await app.submit("agent")
+        await env.run_until_idle()
+        assert await handle.result(timeout=5) == "ok"
+        (bucket,) = await app.store.list_buckets(None)
+        # Each attempt's deposit (400, a full bucket's worth) came back: it is full.
+        assert bucket.available(app.clock.now()) == pytest.approx(100)
+    # The second attempt did not wait for the first one's deposit to be paid off.
+    assert attempts[1] - attempts[0] < 1
+
+
+async def test_a_store_that_fails_holds_the_step_briefly(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[tuple[str, float]] = []
+    app = _crm_app(store_url, runs)
+    app.rate_limit("crm", requests_per_minute=60)
+    async with TestEnvironment(app, in_memory=False) as env:
+        real = app.store.take_from_buckets
+
+        async def broken(*args: object) -> object:
+            raise OSError("database gone")
+
+        monkeypatch.setattr(app.store, "take_from_buckets", broken)
+        start = app.clock.now()
+        handle = await app.submit("sync", {"tag": "a"})
+        await env.run_until_idle(skip_time=False)
+        task = await app.get(handle.id)
+        assert (task.status, task.wait_reason) == (TaskStatus.WAITING, WaitReason.RATE_LIMIT)
+        assert task.run_at == pytest.approx(start + 1)  # asked again in a second
+        monkeypatch.setattr(app.store, "take_from_buckets", real)
+        await env.run_until_idle()
+        assert await handle.result(timeout=5) == "a"
+    assert runs == [("a", pytest.approx(start + 1))]

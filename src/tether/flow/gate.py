@@ -125,7 +125,7 @@ class RateLimitGate:
         if not deposits:
             return
         used = reported_tokens(notes)
-        if used is not None and call.integration is not None:
+        if used and call.integration is not None:  # a call that failed unanswered: 0
             known = self._estimates.get(call.integration)
             self._estimates[call.integration] = (
                 float(used) if known is None else known + LEARNING * (used - known)
