@@ -1,7 +1,7 @@
 """HTTP intake under load: POST /v1/tasks driven by wrk (32 connections, auth on).
 
     .venv/bin/python -m bench.intake [--seconds 30] [--connections 32] [--workers]
-        [--processes N] [--batch 100] [--backend sqlite,pg]
+        [--processes N] [--batch 100] [--backend sqlite,pg] [--limit none|lease|store]
 
 Starts a real `tether` API server (uvicorn, in a subprocess, API only unless
 `--workers`; `--processes N`: N server processes on the port) on a fresh database of
@@ -10,7 +10,9 @@ status 1 when it cannot be reached, unless `--backend sqlite`), then runs Debian
 against it with a Lua script that submits a no-op task per request (or `--batch N` per
 `POST /v1/tasks:batch`) with a bearer token. Prints tasks/s, p50/p99 latency, non-202
 answers and the server's CPU time per task, and, with `--workers`, how many submitted
-tasks had succeeded when the load stopped. wrk is a C load generator: on a 2-core
+tasks had succeeded when the load stopped. `--limit` puts the fleet-wide submission
+limit in the path (at a rate nothing reaches: the cost of asking), spent from leases
+or asking the database every time. wrk is a C load generator: on a 2-core
 machine a Python client would cost the server its CPU.
 A script, not a test.
 """
@@ -49,12 +51,29 @@ def lua(batch: int) -> str:
     return LUA % body
 
 
-def serve(database_url: str, port: int, workers: bool, processes: int) -> None:
+LIMITS = ("none", "lease", "store")
+"""`--limit`: no submission limit; the fleet-wide one spent from local leases (the
+default when `submit_rate` is set); the same with a store round trip per submit."""
+
+
+def serve(database_url: str, port: int, workers: bool, processes: int, limit: str) -> None:
     """Child process: the API of an app with one no-op workflow."""
     from tether.api.server import serve as run
     from tether.config import load_settings
+    from tether.flow import submits
 
-    settings = load_settings({"database_url": database_url, "jwt_secret": SECRET, "submit_rate": 0})
+    # A rate nothing reaches: what is measured is the cost of asking (ADR 90).
+    rate = 0 if limit == "none" else 10_000_000
+    if limit == "store":
+        submits.LEASE_SECONDS = 0  # every submit asks the database
+    settings = load_settings(
+        {
+            "database_url": database_url,
+            "jwt_secret": SECRET,
+            "submit_rate": rate,
+            "submit_burst": rate or 1,
+        }
+    )
     app = Tether(settings=settings)
 
     @app.workflow("noop")
@@ -164,6 +183,7 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
             str(port),
             str(int(args.workers)),
             str(args.processes),
+            args.limit,
         ],
         cwd=HERE.parent,
     )
@@ -181,6 +201,7 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
         shape = f"batch={args.batch} " if args.batch > 1 else ""
         line = (
             f"{label:<10} {'workers' if args.workers else 'api-only':<8} x{args.processes} "
+            f"limit={args.limit} "
             f"{shape}c={args.connections}  {tasks:8.0f} tasks/s ({f['rps']:.0f} requests/s)   "
             f"p50 {f['p50']:6.2f} ms   p99 {f['p99']:6.2f} ms   "
             f"non-202 {f['errors']:.0f}   server CPU {cpu_ms:.3f} ms/task"
@@ -194,8 +215,8 @@ def bench(label: str, database_url: str, args: argparse.Namespace, script: Path)
 
 
 def main() -> int:
-    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5]), sys.argv[6])
         return 0
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30)
@@ -204,6 +225,9 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1, help="server processes on the port")
     parser.add_argument("--batch", type=int, default=1, help="tasks per POST /v1/tasks:batch")
     parser.add_argument("--backend", default="sqlite,pg", help="comma-separated: sqlite,pg")
+    parser.add_argument(
+        "--limit", choices=LIMITS, default="none", help="the submission rate limit (ADR 90)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("intake: needs wrk (apt-get install wrk)")

@@ -58,6 +58,7 @@ from tether.errors import (
     UnknownWorkflow,
     UnserializableResult,
 )
+from tether.flow import RateLimit
 from tether.inbound import HookDef
 from tether.models import (
     EVENT_CATALOGUE,
@@ -150,6 +151,7 @@ __all__ = [
     "Permanent",
     "PolicyBook",
     "PriceTable",
+    "RateLimit",
     "Requirement",
     "RetryBudget",
     "RetryDecision",

@@ -32,6 +32,7 @@ from tether.errors import (
     TaskNotFound,
     UnknownStep,
 )
+from tether.flow import RateLimit, RateLimitGate, RateLimits
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.inbound import HookBook
@@ -127,8 +128,52 @@ class Tether(Registration):
         """The workflow rollouts new tasks are routed by (`tether.services.rollouts`)."""
         self.step_gates: list[StepGate] = []
         """Flow-control policies asked before every step attempt (`tether.engine.gates`)."""
+        self.rate_limits = RateLimits.from_config(self.settings.rate_limits)
+        """Rate limits by integration (the `rate_limits` setting, then `rate_limit`)."""
+        self._rate_gate: RateLimitGate | None = None
+        if self.rate_limits:
+            self._rate_limited()
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
+
+    # flow control (`tether.flow`) -------------------------------------------------------
+    def rate_limit(
+        self,
+        integration: str,
+        *,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        burst_seconds: float = 1.0,
+        tokens_per_call: float | None = None,
+        tenant: str | None = None,
+        per_tenant: bool = False,
+    ) -> RateLimit:
+        """Hold the steps that call `integration` (`@app.step(integration=...)`, a
+        model call's provider) to `requests_per_minute` attempts and, for model calls,
+        `tokens_per_minute` tokens, in buckets every worker and server shares through
+        the database. One bucket for all tenants, or with `per_tenant` one per tenant,
+        or with `tenant` that tenant's own (instead of the per-tenant one). A step over
+        its limit waits (`waiting`, reason `rate_limit`) holding no slot, and runs when
+        the bucket allows. Replaces the limit of that integration and scope; raises
+        ValueError for a limit that makes no sense (docs/flow-control.md)."""
+        limit = RateLimit(
+            integration,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            burst_seconds=burst_seconds,
+            tokens_per_call=tokens_per_call,
+            tenant=tenant,
+            per_tenant=per_tenant,
+        )
+        self.rate_limits.set(limit)
+        self._rate_limited()
+        return limit
+
+    def _rate_limited(self) -> None:
+        """Ask the rate-limit gate about every step from now on (once)."""
+        if self._rate_gate is None:
+            self._rate_gate = RateLimitGate(self.rate_limits, self)
+            self.step_gates.append(self._rate_gate)
 
     # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
     def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:

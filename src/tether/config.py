@@ -112,6 +112,12 @@ class Settings(BaseModel):
         default=100.0, ge=0, description="Task submissions per second per tenant (0: no limit)"
     )
     submit_burst: float = Field(default=200.0, ge=1, description="Submission burst per tenant")
+    # Flow control (tether.flow) ------------------------------------------------------------
+    rate_limits: dict[str, Any] | None = Field(
+        default=None,
+        description="Rate limits by integration ([tether.rate_limits.NAME]; JSON in the "
+        "environment); see docs/flow-control.md",
+    )
     dev: bool = Field(default=False, description="Dev mode: API with a generated local secret")
     api_telemetry: bool = Field(
         default=False,
@@ -259,7 +265,13 @@ class Settings(BaseModel):
         return value
 
     @field_validator(
-        "approval_policy", "notifications", "hooks", "model_prices", "fair_weights", mode="before"
+        "approval_policy",
+        "notifications",
+        "hooks",
+        "model_prices",
+        "fair_weights",
+        "rate_limits",
+        mode="before",
     )
     @classmethod
     def _policy_json(cls, value: Any) -> Any:

@@ -122,16 +122,3 @@ def test_unexpected_errors_are_500_problems_without_details(
         body = _is_problem(client.get("/v1/tasks"), 500)
         assert "hunter2" not in str(body) and "RuntimeError" not in str(body)
         assert client.get("/healthz").status_code == 200  # the server lives on
-
-
-def test_a_batch_larger_than_the_burst_leaves_the_bucket_in_debt() -> None:
-    from tether.api.limits import RateLimiter
-
-    now = [0.0]
-    limiter = RateLimiter(rate=100, burst=200, clock=lambda: now[0])
-    assert limiter.take("acme", 1000) == 0.0  # a full bucket admits one big batch
-    wait = limiter.take("acme", 1)
-    assert wait == pytest.approx(8.01)  # 800 tokens of debt + 1, at 100 a second
-    now[0] += wait
-    assert limiter.take("acme", 1) == 0.0
-    assert limiter.take("other", 1) == 0.0  # per tenant

@@ -1,6 +1,7 @@
 """`/metrics` needs a credential (ADR 66): the deployment's scrape token (`metrics_token`)
-sees every tenant's queue figures and the HTTP request metrics; a tenant's credential
-with `metrics:read` (operator, admin) sees its own tenant's queue figures only."""
+sees every tenant's queue figures, rate-limit buckets and the HTTP request metrics; a
+tenant's credential with `metrics:read` (operator, admin) sees its own tenant's queue
+figures and buckets only."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def test_metrics_need_a_credential_and_a_tenant_sees_only_its_own(
             assert _tasks(mine.text, "default") == 2.0
             assert "t2-private-queue" not in mine.text
             assert "tether_http_requests" not in mine.text  # the whole process's traffic
+            assert 'kind="submits",tenant="t1"' in mine.text  # its submission bucket
+            assert 'tenant="t2"' not in mine.text
         theirs = http.get("/metrics", headers=auth("t2", ("operator",))).text
         assert _tasks(theirs, "default") == 3.0 and _tasks(theirs, "t2-private-queue") == 1.0
 
@@ -57,6 +60,11 @@ def test_metrics_need_a_credential_and_a_tenant_sees_only_its_own(
         assert _tasks(everyone.text, "default") == 5.0
         assert _tasks(everyone.text, "t2-private-queue") == 1.0
         assert 'tether_queue_oldest_seconds{queue="t2-private-queue"}' in everyone.text
+        for tenant in ("t1", "t2"):  # every tenant's rate-limit buckets (ADR 90)
+            assert (
+                f'tether_rate_limit_available{{integration="",kind="submits",tenant="{tenant}"}}'
+                in (everyone.text)
+            )
         assert 'tether_http_requests_total{method="POST",route="/v1/tasks",status="202"} 6.0' in (
             everyone.text
         )

@@ -12,6 +12,7 @@ PUBLIC = {
     "ModelPrice",
     "ModelUsage",
     "PriceTable",
+    "RateLimit",
     "SlackChannel",
     "NotificationRecord",
     "Notification",

@@ -20,10 +20,11 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from tether.api import contract, events, health, problems, tasks
-from tether.api.limits import GuardMiddleware, Metrics, RateLimiter
+from tether.api.limits import GuardMiddleware, Metrics
 from tether.app import Tether
 from tether.auth import TokenVerifier, dev_secret, require_auth
 from tether.config import Settings
+from tether.flow import SubmitLimiter
 
 OPTIONAL_ROUTERS = (
     "tether.api.approvals",
@@ -107,7 +108,7 @@ def create_app(
     api.state.tether = tether
     api.state.settings = settings
     api.state.verifier = TokenVerifier(_secret(settings), settings.jwks_url)
-    api.state.limiter = RateLimiter(settings.submit_rate, settings.submit_burst)
+    api.state.limiter = SubmitLimiter(tether, settings.submit_rate, settings.submit_burst)
     api.state.registry = registry
     api.state.queue_metrics = health.QueueMetrics(registry)
     token = settings.metrics_token

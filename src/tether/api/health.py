@@ -1,8 +1,10 @@
 """Health and metrics: `/healthz` (process up) and `/readyz` (database reachable), open
 to all as they carry no data; `/metrics` (Prometheus text), which does (ADR 66): with
-the deployment's scrape token (`metrics_token`) every tenant's queue figures and the
-HTTP request metrics, with a credential holding `metrics:read` its own tenant's queue
-figures only (the request metrics are the whole process's, so they are not shown)."""
+the deployment's scrape token (`metrics_token`) every tenant's queue figures, every
+rate-limit bucket and the HTTP request metrics, with a credential holding
+`metrics:read` its own tenant's queue figures and buckets only (the request metrics are
+the whole process's and the shared buckets count every tenant's calls, so they are not
+shown)."""
 
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from tether.api import problem_types
 from tether.api.deps import metrics_reader, tether_app
 from tether.api.problems import problem, responses, retry_after
+from tether.api.rate_limit_metrics import RateLimitGauges
 from tether.api.schemas import Health
 from tether.app import Tether
 from tether.auth import Principal
 from tether.models.rollouts import RolloutView
-from tether.services import health, rollouts
+from tether.services import health, rate_limits, rollouts
 
 router = APIRouter(tags=["health"])
 
@@ -98,6 +101,7 @@ class QueueMetrics(QueueGauges):
     def __init__(self, registry: CollectorRegistry) -> None:
         super().__init__(registry)
         self.rollouts = RolloutGauges(registry)
+        self.rate_limits = RateLimitGauges(registry)
         self.unserved = Gauge(
             "tether_tasks_unserved",
             "Runnable queued tasks whose (workflow, version) no live worker of their queue "
@@ -116,13 +120,16 @@ class QueueMetrics(QueueGauges):
         for v in (await health.unserved(app)).waiting:
             self.unserved.labels(v.queue, v.workflow, str(v.version)).set(v.tasks)
         self.rollouts.show(await rollouts.canaries(app, None), None)
+        self.rate_limits.show(await rate_limits.buckets(app, None), app.clock.now())
 
 
 async def tenant_metrics(app: Tether, tenant: str) -> bytes:
-    """One tenant's queue gauges, read now, on a registry of their own."""
+    """One tenant's queue gauges and rate-limit buckets, read now, on a registry of
+    their own."""
     registry = CollectorRegistry()
     QueueGauges(registry).show(await health.queues(app, tenant))
     RolloutGauges(registry).show(await rollouts.canaries(app, tenant), tenant)
+    RateLimitGauges(registry).show(await rate_limits.buckets(app, tenant), app.clock.now())
     return generate_latest(registry)
 
 

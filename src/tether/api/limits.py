@@ -1,5 +1,6 @@
 """Request limits: the body cap, the media type check and the input rules (an ASGI
-middleware), per-tenant submission rate limits (token buckets), and request metrics.
+middleware), and request metrics. (Per-tenant submission rate limits are fleet-wide
+buckets in the database: `tether.flow.SubmitLimiter`, ADR 90.)
 
 The middleware buffers request bodies up to the cap before the application sees them:
 an oversized body is refused with 413 without being read further, and no route has to
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,47 +26,6 @@ from tether.api.problems import PROBLEM_TYPE, problem_body, retry_after
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 log = logging.getLogger("tether.api")
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    stamp: float
-
-
-class RateLimiter:
-    """Token buckets per key: `rate` tokens a second, holding at most `burst`.
-
-    In-process: with several API servers each applies the limit on its own, so the
-    fleet admits up to N times the rate (documented in ADR 0023).
-    """
-
-    def __init__(
-        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self.burst = max(burst, 1.0)
-        self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
-
-    def take(self, key: str, cost: float = 1.0) -> float:
-        """Take `cost` tokens; return 0 when allowed, else seconds to wait before retrying.
-
-        A request costing more than the burst (a large batch) is admitted once the bucket
-        is full and then leaves it in debt, so the long-run rate holds for batches too."""
-        if self.rate <= 0:
-            return 0.0
-        need = min(cost, self.burst)
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
-        bucket.stamp = now
-        if bucket.tokens >= need:
-            bucket.tokens -= cost
-            return 0.0
-        return (need - bucket.tokens) / self.rate
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 
 from tether.api import cursors, problem_types
 from tether.api.deps import app_of, require, tether_app
-from tether.api.limits import RateLimiter, retry_after_header
+from tether.api.limits import retry_after_header
 from tether.api.problems import ProblemError, input_errors, not_storable_error, responses
 from tether.api.schemas import (
     BatchOut,
@@ -32,6 +32,7 @@ from tether.app import Tether
 from tether.auth import Permission, Principal
 from tether.egress import EgressRefused
 from tether.errors import InputValidationError, NotStorable, UnknownWorkflow
+from tether.flow import SubmitLimiter
 from tether.models import TaskFilter, TaskStatus
 from tether.models.times import earliest_shown_as
 from tether.store.base import NewTask
@@ -77,9 +78,9 @@ def _new_task(app: Tether, sub: TaskSubmission, who: Principal, key: str | None)
     )
 
 
-def _rate_limit(request: Request, who: Principal, cost: int) -> None:
-    limiter: RateLimiter = request.app.state.limiter
-    wait = limiter.take(who.tenant, cost)
+async def _rate_limit(request: Request, who: Principal, cost: int) -> None:
+    limiter: SubmitLimiter = request.app.state.limiter  # fleet-wide (ADR 90)
+    wait = await limiter.take(who.tenant, cost)
     if wait > 0:
         raise ProblemError(
             problem_types.RATE_LIMITED,
@@ -118,7 +119,7 @@ async def submit_task(
     # serialized once here, not validated again against `response_model`.
     app = app_of(request)
     new = _new_task(app, submission, who, idempotency_key)
-    _rate_limit(request, who, 1)
+    await _rate_limit(request, who, 1)
     try:
         (handle,) = await app.submit_batch([new])
     except EgressRefused as exc:
@@ -179,7 +180,7 @@ async def submit_batch(
         raise ProblemError(
             problem_types.INVALID_REQUEST, "the batch is invalid; nothing was stored", errors=errors
         )
-    _rate_limit(request, who, len(tasks))
+    await _rate_limit(request, who, len(tasks))
     try:
         handles = await app.submit_batch(tasks)
     except EgressRefused as exc:

@@ -7,7 +7,17 @@ Operations on tasks and approvals are the facade's own methods (`Tether.submit`,
 rest, each a few async functions of a `Tether` app, one module per concern.
 """
 
-from tether.services import admin, api_keys, approvals, dlq, health, hooks, schedules, webhooks
+from tether.services import (
+    admin,
+    api_keys,
+    approvals,
+    dlq,
+    health,
+    hooks,
+    rate_limits,
+    schedules,
+    webhooks,
+)
 
 __all__ = [
     "admin",
@@ -16,6 +26,7 @@ __all__ = [
     "dlq",
     "health",
     "hooks",
+    "rate_limits",
     "schedules",
     "webhooks",
 ]

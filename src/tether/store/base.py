@@ -31,6 +31,7 @@ from tether.models import (
 )
 from tether.models.webhooks import WebhookSubscription
 from tether.store.availability import Availability
+from tether.store.buckets import BucketStore
 from tether.store.dlq import DlqStore
 from tether.store.hub import Hub
 from tether.store.notifications import NotificationStore
@@ -270,11 +271,14 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, abc.ABC):
+class Store(
+    OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, BucketStore, abc.ABC
+):
     """One database, seen through the operations Tether needs (the webhook outbox's
     among them: `tether.store.outbox`; the notification outbox's:
     `tether.store.notifications`; the schedules': `tether.store.schedules`; the
-    dead-letter queue's: `tether.store.dlq`)."""
+    dead-letter queue's: `tether.store.dlq`; the rate-limit buckets':
+    `tether.store.buckets`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""

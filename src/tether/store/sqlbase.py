@@ -45,6 +45,7 @@ from tether.store.base import (
 )
 from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
+from tether.store.sqlbuckets import SQLBuckets
 from tether.store.sqldlq import SQLDlq
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlrollouts import SQLRollouts
@@ -55,7 +56,7 @@ log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
+class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, SQLBuckets, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
