@@ -112,16 +112,20 @@ _KINDS = (
         EventType.TASK_WAITING,
         "a run parks the task until a time, a signal or an approval",
         (*_RUN, "decision"),
-        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, `rate_limit`)",
+        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, "
+        "`rate_limit`, `circuit_open`, `concurrency`)",
         ("run_at",),
     ),
     EventKind(
         EventType.TASK_QUEUED,
         "a run would park the task but what it waits for is already there: it goes "
         "straight back to the queue; or a child of a waiting task ended (prior status "
-        "`waiting`): the task is queued to read its outcome",
+        "`waiting`): the task is queued to read its outcome; or a step gate lets a "
+        "waiting task through (a step limit's slot was handed to it, its breaker closed)",
         (*_RUN, "decision"),
-        "`signal_arrived`, `approval_decided`, `cancel_requested` or `child_ended`",
+        "`signal_arrived`, `approval_decided`, `cancel_requested`, `child_ended`, "
+        "`slot_freed`, `circuit_closed` or `gate_woken` (a gate woke it while it was "
+        "still running)",
         ("run_at",),
     ),
     EventKind(

@@ -37,6 +37,10 @@ class WaitReason(StrEnum):
     RETRY_BACKOFF = "retry_backoff"
     RATE_LIMIT = "rate_limit"
     CHILD = "child"
+    CIRCUIT_OPEN = "circuit_open"
+    """A step's integration has its circuit breaker open (docs/flow-control.md)."""
+    CONCURRENCY = "concurrency"
+    """A concurrency limit is full: the task waits for a holder to finish."""
 
 
 class TaskPhase(StrEnum):

@@ -31,12 +31,14 @@ from tether.models import (
 )
 from tether.models.webhooks import WebhookSubscription
 from tether.store.availability import Availability
+from tether.store.breakers import BreakerStore
 from tether.store.dlq import DlqStore
 from tether.store.hub import Hub
 from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
 from tether.store.rollouts import RolloutStore
 from tether.store.schedules import ScheduleStore
+from tether.store.step_limits import StepLimitStore
 
 
 @dataclass
@@ -260,11 +262,21 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, abc.ABC):
+class Store(
+    OutboxStore,
+    NotificationStore,
+    ScheduleStore,
+    RolloutStore,
+    DlqStore,
+    BreakerStore,
+    StepLimitStore,
+    abc.ABC,
+):
     """One database, seen through the operations Tether needs (the webhook outbox's
     among them: `tether.store.outbox`; the notification outbox's:
     `tether.store.notifications`; the schedules': `tether.store.schedules`; the
-    dead-letter queue's: `tether.store.dlq`)."""
+    dead-letter queue's: `tether.store.dlq`; the step gates': `tether.store.breakers`
+    and `tether.store.step_limits`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""

@@ -46,6 +46,7 @@ from tether.store.base import (
 from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
 from tether.store.sqldlq import SQLDlq
+from tether.store.sqlgates import SQLBreakers, SQLStepLimits
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlrollouts import SQLRollouts
 from tether.store.sqlschedules import SQLSchedules
@@ -55,7 +56,9 @@ log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
+class SQLStore(
+    SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, SQLBreakers, SQLStepLimits, Store, abc.ABC
+):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -288,7 +291,12 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
                 # A signal or decision that raced the suspension re-queues the task
                 # inside the commit: let local workers look at once.
                 due = op.run_at is not None and op.run_at <= now
-                if due or op.signals or op.children or op.reason == WaitReason.APPROVAL:
+                if (
+                    due
+                    or op.signals
+                    or op.children
+                    or op.reason in (WaitReason.APPROVAL, *sql.GATE_REASONS)
+                ):
                     self.hub.notify_all_work()
         return results
 

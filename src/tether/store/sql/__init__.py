@@ -58,6 +58,7 @@ from tether.store.sql.notifications import (
     settle_notification,
 )
 from tether.store.sql.ops import (
+    GATE_REASONS,
     STEP_UPSERT,
     EventBuffer,
     apply_op,
@@ -84,6 +85,7 @@ from tether.store.sql.workers import live_workers, queued_by_version, worker_gon
 
 __all__ = [
     "APPROVAL_COLUMNS",
+    "GATE_REASONS",
     "NEW_TASK_COLUMNS",
     "NEXT_EXPIRIES",
     "NO_LIMIT",
