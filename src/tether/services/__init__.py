@@ -7,12 +7,23 @@ Operations on tasks and approvals are the facade's own methods (`Tether.submit`,
 rest, each a few async functions of a `Tether` app, one module per concern.
 """
 
-from tether.services import admin, api_keys, approvals, dlq, health, hooks, schedules, webhooks
+from tether.services import (
+    admin,
+    api_keys,
+    approvals,
+    breakers,
+    dlq,
+    health,
+    hooks,
+    schedules,
+    webhooks,
+)
 
 __all__ = [
     "admin",
     "api_keys",
     "approvals",
+    "breakers",
     "dlq",
     "health",
     "hooks",
