@@ -79,7 +79,9 @@ async def build(store_url: str) -> AsyncIterator[Callable[..., tuple[Tether, Crm
 
 
 async def fleet_breaker(app: Tether) -> Breaker:
-    found = [b for b in await app.store.list_breakers() if (b.tenant, b.integration) == (FLEET, "crm")]
+    found = [
+        b for b in await app.store.list_breakers() if (b.tenant, b.integration) == (FLEET, "crm")
+    ]
     assert found, "no breaker row"
     return found[0]
 

@@ -143,9 +143,7 @@ async def test_a_step_limit_counts_tenants_together_and_shows_each_its_own(app: 
         first = await app.submit("sync", "a", tenant="acme")
         await until(lambda: calls.running == ["a"], "acme's step to run")
         second = await app.submit("sync", "g", tenant="globex")
-        await until(
-            lambda: _status_is(app, second.id, TaskStatus.WAITING), "globex's step to wait"
-        )
+        await until(lambda: _status_is(app, second.id, TaskStatus.WAITING), "globex's step to wait")
         now = app.clock.now()
         fleet = await app.store.step_limit_usage(now)
         assert [(u.running, u.waiting) for u in fleet] == [(1, 1)]

@@ -59,9 +59,9 @@ async def test_a_freed_slot_goes_to_the_oldest_waiter_whoever_comes_first(app: T
     await store.release_step_slot(CRM, a[0], 1, a[1], T0 + 4)
     woken = await app.get(b[0])
     assert woken.status == TaskStatus.QUEUED and woken.run_at == T0 + 4
-    assert [e.decision for e in await store.list_events(task_id=b[0]) if e.type == "task.queued"] == [
-        "slot_freed"
-    ]
+    assert [
+        e.decision for e in await store.list_events(task_id=b[0]) if e.type == "task.queued"
+    ] == ["slot_freed"]
     # handed to b: d, a newcomer, and c, behind b, cannot take it
     assert not await store.acquire_step_slot(CRM, d[0], 1, d[1], T0 + 5)
     assert not await store.acquire_step_slot(CRM, c[0], 1, c[1], T0 + 5)
