@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from tether.api import problem_types
 from tether.api.deps import require, tether_app
@@ -28,6 +29,16 @@ from tether.models.steps import INTEGRATION_NAME
 from tether.services import breakers
 
 router = APIRouter(prefix="/v1", tags=["breakers"])
+
+
+class _Segment(StringConvertor):
+    """A path segment without `:`: `/breakers/crm:open` is the action route's, never
+    `GET /breakers/{integration}` with integration `crm:open`."""
+
+    regex = "[^/:]+"
+
+
+register_url_convertor("integration", _Segment())
 
 AUTH = (401, 403)
 Integration = Annotated[
@@ -170,7 +181,7 @@ async def list_breakers(who: Read, app: App) -> BreakerList:
 
 
 @router.get(
-    "/breakers/{integration}",
+    "/breakers/{integration:integration}",
     response_model=BreakerOut,
     summary="Get a circuit breaker",
     responses=responses(*AUTH, 404, 422),
@@ -182,7 +193,7 @@ async def get_breaker(integration: Integration, who: Read, app: App) -> BreakerO
 
 
 @router.post(
-    "/breakers/{integration}:open",
+    "/breakers/{integration:integration}:open",
     response_model=BreakerOut,
     summary="Open the tenant's circuit breaker by hand",
     responses=responses(400, *AUTH, 404, 413, 415, 422),
@@ -204,7 +215,7 @@ async def open_breaker(
 
 
 @router.post(
-    "/breakers/{integration}:close",
+    "/breakers/{integration:integration}:close",
     response_model=BreakerOut,
     summary="Close the tenant's circuit breaker by hand",
     responses=responses(400, *AUTH, 404, 409, 413, 415, 422),
