@@ -27,6 +27,8 @@ from tether.engine.context import Context, Decision, StepInfo, current_step
 from tether.engine.worker import Worker
 from tether.errors import (
     ApprovalClosed,
+    BreakerConflict,
+    BreakerNotFound,
     BudgetExceeded,
     ChildFailed,
     ConfigError,
@@ -79,6 +81,7 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.breakers import Breaker, BreakerPolicy, BreakerState, BreakerView
 from tether.models.dlq import (
     DlqAction,
     DlqActionType,
@@ -89,6 +92,7 @@ from tether.models.dlq import (
     DlqTrend,
 )
 from tether.models.schedules import MissedTicks, Schedule
+from tether.models.step_limits import StepLimit, StepLimitUsage
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
 from tether.notify import EmailChannel, SlackChannel
 from tether.retry import RetryBudget, RetryPolicy
@@ -103,6 +107,12 @@ __all__ = [
     "ApprovalClosed",
     "ApprovalFilter",
     "AttemptError",
+    "Breaker",
+    "BreakerConflict",
+    "BreakerNotFound",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerView",
     "BudgetExceeded",
     "ChildFailed",
     "ChildHandle",
@@ -161,6 +171,8 @@ __all__ = [
     "SlackChannel",
     "StepFailed",
     "StepInfo",
+    "StepLimit",
+    "StepLimitUsage",
     "StepRecord",
     "StoreUnavailable",
     "SyncStepStuck",
