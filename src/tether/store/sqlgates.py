@@ -26,7 +26,9 @@ class _Gates(abc.ABC):
     dialect: Dialect
 
     @abc.abstractmethod
-    async def _run(self, work: Callable[[Conn], Awaitable[T]], *, write: bool = True) -> T:
+    async def _run(
+        self, work: Callable[[Conn], Awaitable[T]], *, write: bool = True, durable: bool = True
+    ) -> T:
         """Run `work` in a transaction of its own (`SQLStore._run`)."""
 
     def _woke(self, queues: Sequence[str]) -> None:
@@ -108,12 +110,21 @@ class SQLBreakers(_Gates, BreakerStore, abc.ABC):
 class SQLStepLimits(_Gates, StepLimitStore, abc.ABC):
     """Step-limit operations over `_run` (one transaction each)."""
 
+    @property
+    def _slots_durable(self) -> bool:
+        # On SQLite a slot needs no flush of its own, like a claim (ADR 75): the power
+        # loss that would forget it stops, with it, every process that could hold it.
+        # A PostgreSQL server can lose an unflushed commit while workers elsewhere run
+        # on: a slot it forgot could be taken twice.
+        return self.dialect.name != "sqlite"
+
     async def acquire_step_slot(
         self, limit: StepLimit, task_id: str, seq: int, attempt: int, now: float
     ) -> bool:
         d = self.dialect
         return await self._run(
-            lambda c: sqll.acquire_step_slot(c, d, limit, task_id, seq, attempt, now)
+            lambda c: sqll.acquire_step_slot(c, d, limit, task_id, seq, attempt, now),
+            durable=self._slots_durable,
         )
 
     async def release_step_slot(
@@ -121,7 +132,8 @@ class SQLStepLimits(_Gates, StepLimitStore, abc.ABC):
     ) -> None:
         d = self.dialect
         queues = await self._run(
-            lambda c: sqll.release_step_slot(c, d, limit, task_id, seq, attempt, now)
+            lambda c: sqll.release_step_slot(c, d, limit, task_id, seq, attempt, now),
+            durable=self._slots_durable,
         )
         self._woke(queues)
 

@@ -74,36 +74,48 @@ async def acquire(
     """Take a slot of `g` for step `seq` of `task_id` (running as `attempt`): the slot
     handed to it, else a free one while fewer than `limit` are held. Without one, the
     step is (still) a waiter, in its place in the line; False."""
-    own = await conn.fetchone(
-        f"SELECT attempt, reserved_until FROM gate_slots WHERE {KEY} AND task_id = %s AND seq = %s",
-        (*g.params, task_id, seq),
+    # One statement for all the step needs to know (its own slot, its place in line,
+    # how many others hold one): an acquisition is a few round trips, not a dozen.
+    own = f"FROM gate_slots WHERE {KEY} AND task_id = %s AND seq = %s"
+    row = await conn.fetchone(
+        f"SELECT (SELECT attempt {own}) AS attempt, (SELECT reserved_until {own}) AS until, "
+        f"(SELECT COUNT(*) FROM gate_slots s WHERE {KEY} AND {LIVE} "
+        "AND NOT (s.task_id = %s AND s.seq = %s)) AS held, "
+        f"(SELECT COUNT(*) FROM gate_waiters WHERE task_id = %s AND seq = %s AND {KEY}) "
+        "AS waiting",
+        (
+            *g.params,
+            task_id,
+            seq,
+            *g.params,
+            task_id,
+            seq,
+            *g.params,
+            now,
+            now,
+            task_id,
+            seq,
+            task_id,
+            seq,
+            *g.params,
+        ),
     )
-    handed = (
-        own is not None
-        and own["attempt"] is None
-        and own["reserved_until"] is not None
-        and own["reserved_until"] > now
-    )
-    if not handed and not (own is not None and own["attempt"] == attempt):
-        await _sweep(conn, g, now)
-        held = await conn.fetchone(
-            f"SELECT COUNT(*) AS n FROM gate_slots s WHERE {KEY} AND {LIVE} "
-            "AND NOT (s.task_id = %s AND s.seq = %s)",
-            (*g.params, now, now, task_id, seq),
-        )
-        if held is not None and int(held["n"]) >= limit:
-            await _wait(conn, g, task_id, seq, now)
-            return False
+    assert row is not None
+    handed = row["attempt"] is None and row["until"] is not None and row["until"] > now
+    if not handed and row["attempt"] != attempt and int(row["held"]) >= limit:
+        await _wait(conn, g, task_id, seq, now)
+        return False
     await conn.execute(
         "INSERT INTO gate_slots (gate, scope, name, task_id, seq, attempt, reserved_until, "
         "since) VALUES (%s, %s, %s, %s, %s, %s, NULL, %s) ON CONFLICT (gate, scope, name, "
         "task_id, seq) DO UPDATE SET attempt = excluded.attempt, reserved_until = NULL",
         (*g.params, task_id, seq, attempt, now),
     )
-    await conn.execute(
-        f"DELETE FROM gate_waiters WHERE task_id = %s AND seq = %s AND {KEY}",
-        (task_id, seq, *g.params),
-    )
+    if int(row["waiting"]):
+        await conn.execute(
+            f"DELETE FROM gate_waiters WHERE task_id = %s AND seq = %s AND {KEY}",
+            (task_id, seq, *g.params),
+        )
     return True
 
 
@@ -148,16 +160,18 @@ async def hand_off(
 ) -> list[str]:
     """Hand each free slot of `g` to the oldest waiter not woken yet, and wake its task
     (`decision` names why, in its `task.queued` event); the queues of the tasks woken."""
+    rows = await conn.fetchall(
+        f"SELECT w.task_id, w.seq FROM gate_waiters w JOIN tasks t ON t.id = w.task_id "
+        "WHERE w.gate = %s AND w.scope = %s AND w.name = %s AND w.woken = 0 "
+        f"AND t.status NOT IN {TERMINAL!r} ORDER BY w.since, w.task_id, w.seq LIMIT %s",
+        (*g.params, limit),
+    )
+    if not rows:  # no one waits: nothing else to do (the usual case)
+        return []
     await _sweep(conn, g, now)
     await _forget_ended(conn, g)
     free = limit - await live_slots(conn, g, now)
-    if free <= 0:
-        return []
-    rows = await conn.fetchall(
-        f"SELECT task_id, seq FROM gate_waiters WHERE {KEY} AND woken = 0 "
-        "ORDER BY since, task_id, seq LIMIT %s",
-        (*g.params, free),
-    )
+    rows = rows[: max(0, free)]
     for r in rows:
         await conn.execute(
             "INSERT INTO gate_slots (gate, scope, name, task_id, seq, attempt, "
