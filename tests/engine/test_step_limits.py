@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tether import Context, TaskStatus, Tether, WaitReason
+from tether import Context, RetryPolicy, TaskStatus, Tether, Transient, WaitReason
 from tether.testing import TestEnvironment
 
 
@@ -161,3 +161,33 @@ async def test_a_step_limit_counts_tenants_together_and_shows_each_its_own(app: 
 
 async def _status_is(app: Tether, task_id: str, status: TaskStatus) -> bool:
     return (await app.get(task_id)).status == status
+
+
+async def test_a_step_its_breaker_holds_takes_no_slot(app: Tether) -> None:
+    app.step_limit("crm", max_running=1)
+    app.breaker("crm", failures=1, cool_down=60)
+    down = {"crm": True}
+
+    @app.step(integration="crm", retry=RetryPolicy(max_attempts=1))
+    async def save(who: str) -> str:
+        if down["crm"]:
+            raise Transient("crm is down")
+        return who
+
+    @app.workflow("sync", retry=RetryPolicy(max_attempts=1))
+    async def sync(ctx: Context, who: str) -> str:
+        return await save(who)
+
+    async with TestEnvironment(app, in_memory=False) as env:
+        await app.submit("sync", "first")
+        await env.run_until_idle(skip_time=False)
+        down["crm"] = False
+        held = [await app.submit("sync", f"h{i}") for i in range(3)]
+        await env.run_until_idle(skip_time=False)
+        for h in held:
+            task = await app.get(h.id)
+            assert task.wait_reason == WaitReason.CIRCUIT_OPEN, task
+        usage = await app.store.step_limit_usage(app.clock.now())
+        assert [(u.running, u.waiting) for u in usage] == [(0, 0)], "held by the breaker only"
+        await env.run_until_idle()  # the cool-down passes: a probe, then the others in turn
+        assert sorted([await h.result(timeout=10) for h in held]) == ["h0", "h1", "h2"]

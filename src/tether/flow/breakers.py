@@ -66,7 +66,8 @@ class BreakerGate:
         """The breakers' policies, by integration."""
         self._seen: dict[tuple[str, str], Breaker] = {}
         self._successes: dict[tuple[str, str], int] = {}
-        self._probes: dict[tuple[str, int, int], str] = {}
+        self._probes: dict[tuple[str, int, int], tuple[str, tuple[str, ...]]] = {}
+        """Steps let through as probes: their integration and the breakers' scopes."""
         self._refresher: asyncio.Task[None] | None = None
 
     def configure(self, integration: str, policy: BreakerPolicy) -> BreakerPolicy:
@@ -113,8 +114,8 @@ class BreakerGate:
         for b in entry.breakers:
             self.changed(b)
         if entry.go:
-            if entry.probe:
-                self._probes[(task.id, call.seq, task.attempt)] = call.integration
+            if entry.probes:
+                self._probes[(task.id, call.seq, task.attempt)] = (call.integration, entry.probes)
             return None
         return Hold(WaitReason.CIRCUIT_OPEN, entry.until or now + policy.cool_down)
 
@@ -122,9 +123,11 @@ class BreakerGate:
         """The step let through will not run now (another gate holds it): give its
         probe, if it took one, to the next step in line."""
         task = call.task
-        integration = self._probes.pop((task.id, call.seq, task.attempt), None)
-        if integration is not None:
-            await self._write(call, integration, Outcome.NEUTRAL, probe=True)
+        probing = self._probes.pop((task.id, call.seq, task.attempt), None)
+        if probing is not None:
+            integration, scopes = probing
+            for scope in scopes:
+                await self._write(call, integration, Outcome.NEUTRAL, probe=scope)
 
     async def after(
         self, call: StepCall, error: AttemptError | None, notes: dict[str, Any]
@@ -135,8 +138,10 @@ class BreakerGate:
             return
         task = call.task
         result = outcome_of(error)
-        if self._probes.pop((task.id, call.seq, task.attempt), None) is not None:
-            await self._write(call, call.integration, result, probe=True)
+        probing = self._probes.pop((task.id, call.seq, task.attempt), None)
+        if probing is not None:
+            for scope in probing[1]:
+                await self._write(call, call.integration, result, probe=scope)
             return
         key = (policy.scope(task.tenant), call.integration)
         if result == Outcome.FAILURE:
@@ -149,22 +154,25 @@ class BreakerGate:
                 self._successes[key] = self._successes.get(key, 0) + 1
 
     async def _write(
-        self, call: StepCall, integration: str, result: Outcome, *, probe: bool = False
+        self, call: StepCall, integration: str, result: Outcome, *, probe: str | None = None
     ) -> None:
+        """Write an outcome on the breaker counting the step's tenant, or, for a probe,
+        on the breaker of scope `probe` it probed."""
         policy = self.policies[integration]
         task = call.task
+        tenant = task.tenant if probe is None else probe
         key = (policy.scope(task.tenant), integration)
-        successes = self._successes.pop(key, 0)
+        successes = self._successes.pop(key, 0) if probe is None else 0
         try:
             moved = await self.host.store.breaker_outcome(
-                task.tenant,
+                tenant,
                 integration,
                 policy,
                 result,
                 self.host.clock.now(),
                 self.announce,
                 successes=successes,
-                probe=(task.id, call.seq, task.attempt) if probe else None,
+                probe=None if probe is None else (task.id, call.seq, task.attempt),
             )
         except Exception as exc:  # gates must not raise: this outcome goes uncounted
             log.warning("breaker of %s not updated: %s", integration, exc)

@@ -34,8 +34,9 @@ class Entry:
     """What a step entering its integration's breakers may do."""
 
     go: bool
-    probe: bool = False
-    """It goes as a probe of a half-open breaker: its outcome closes or reopens it."""
+    probes: tuple[str, ...] = ()
+    """The scopes of the half-open breakers it goes as a probe of: its outcome closes or
+    reopens them."""
     until: float | None = None
     """When a held step asks again."""
     breakers: tuple[Breaker, ...] = ()
@@ -92,7 +93,8 @@ class BreakerStore(abc.ABC):
     ) -> Moved:
         """Count a step's `result` (and `successes` earlier ones not written yet) on
         the breaker that counts `tenant`'s steps of `integration`; a `probe`'s (task,
-        seq, attempt) outcome closes or reopens a half-open one."""
+        seq, attempt) outcome closes or reopens the half-open breaker of scope `tenant`
+        it probed."""
 
     @abc.abstractmethod
     async def set_breaker(

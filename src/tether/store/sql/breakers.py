@@ -161,7 +161,7 @@ async def enter(
             for taken in probing[:i]:
                 await _drop_probe(conn, taken, task_id, seq, attempt)
             return Entry(False, until=now + policy.cool_down, breakers=tuple(met))
-    return Entry(True, probe=bool(probing), breakers=tuple(met))
+    return Entry(True, probes=tuple(b.tenant for b in probing), breakers=tuple(met))
 
 
 async def _drop_probe(conn: Conn, b: Breaker, task_id: str, seq: int, attempt: int) -> None:
@@ -233,11 +233,13 @@ async def outcome(
 ) -> Moved:
     """Count a step's `result` on the breaker of `integration` that counts `tenant`'s
     steps, with `successes` more successes this process had not written yet. A
-    `probe` (task, seq, attempt) that succeeds closes a half-open breaker and wakes the
+    `probe` (task, seq, attempt; `tenant` is then the scope of the breaker it probed)
+    that succeeds closes a half-open breaker and wakes the
     steps it held; one that fails opens it again for a cool-down; a neutral one hands
     its probe to the next step in line. Outcomes that reach an open breaker (steps that
     started before it opened) do not count."""
-    b = await _row(conn, d, policy.scope(tenant), integration, now)
+    scope = tenant if probe is not None else policy.scope(tenant)  # a probe names its own
+    b = await _row(conn, d, scope, integration, now)
     moved = Moved(b)
     if probe is not None and b.state == BreakerState.HALF_OPEN:
         if result == Outcome.SUCCESS:
