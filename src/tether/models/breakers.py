@@ -15,7 +15,7 @@ tenant shares) or one tenant (`per_tenant` policies, and a tenant's own manual h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from tether.models.rollouts import EVERY_TENANT
@@ -120,7 +120,7 @@ class Breaker:
         start = math.floor(now / window) * window
         if self.window_start == start:
             return self
-        copy = Breaker(**{**self.__dict__})
+        copy = replace(self)
         if self.window_start is not None and self.window_start == start - window:
             copy.prev_calls, copy.prev_failures = self.window_calls, self.window_failures
         else:
