@@ -309,3 +309,19 @@ async def test_per_tenant_breakers_count_each_tenants_failures_alone(
         rows = {(b.tenant, b.integration): b for b in await app.store.list_breakers()}
         assert rows[("acme", "crm")].state == BreakerState.OPEN
         assert (FLEET, "crm") not in rows
+
+
+async def test_a_process_reads_the_breakers_before_its_first_step(
+    build: Callable[..., tuple[Tether, Crm]],
+) -> None:
+    operator, _ = build()
+    operator.breaker("crm", failures=3, cool_down=5)
+    await breakers.open_breaker(operator, "crm", by="ops")  # elsewhere: another process
+    app, crm = build()
+    app.breaker("crm", failures=3, cool_down=5)
+    crm.up = True
+    async with TestEnvironment(app, in_memory=False) as env:
+        held = await app.submit("sync", "a")
+        await env.run_until_idle(skip_time=False)
+        assert await waiting_on_circuit(app, held.id), "its first step met the open breaker"
+        assert crm.calls == []

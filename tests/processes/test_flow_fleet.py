@@ -6,7 +6,8 @@ the system-wide monotonic clock), which proves what ran when:
   one), and the steps run on both workers;
 - a holder whose worker is SIGKILLed keeps its slot only until its task's lease expires;
 - a breaker opens after three failures, holds the steps that need it (no call for the
-  cool-down), lets exactly one probe through, and closes: the held steps run after it.
+  cool-down, once every worker has read it open: within `REFRESH`), lets exactly one
+  probe through, and closes: the held steps run after it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from apps.crashy import read_log
 from apps.gated import app as gated
 from apps.procs import WorkerProcess, wait_until
 from tether import TaskFilter, TaskStatus, Tether, WaitReason
+from tether.flow.breakers import REFRESH
 from tether.models.breakers import FLEET, BreakerState
 
 pytestmark = pytest.mark.slow
@@ -205,14 +207,17 @@ async def test_a_breaker_opens_holds_probes_once_and_closes_across_two_workers(
         for task_id in failing:
             assert (await app.get(task_id)).status == TaskStatus.FAILED
 
-        held = [h.id for h in await app.submit_batch([flaky(0.4) for _ in range(4)])]
-
-        async def all_held() -> bool:
-            tasks = [await app.get(t) for t in held]
-            return all(t.wait_reason == WaitReason.CIRCUIT_OPEN for t in tasks)
-
-        await wait_until(all_held, 30, "the steps to wait on the breaker", alive=workers)
+        # Every process sees the opening within REFRESH (each reads the breakers again
+        # that often): the held steps are submitted once that has passed. The
+        # integration is back at once, so whenever the cool-down ends the probe
+        # succeeds; the held steps are slow, so the others come while it is in flight.
         up.touch()
+        await wait_until(
+            lambda: time.time() > (breaker.opened_at or 0) + REFRESH + 0.1,
+            10,
+            "every worker to have read the breaker again",
+        )
+        held = [h.id for h in await app.submit_batch([flaky(1.0) for _ in range(4)])]
         await wait_until(lambda: all_ended(app, 7), 60, "the held steps to run", alive=workers)
     finally:
         for w in workers:
@@ -222,6 +227,15 @@ async def test_a_breaker_opens_holds_probes_once_and_closes_across_two_workers(
     (closed,) = [b for b in await app.store.list_breakers() if b.tenant == FLEET]
     assert closed.state == BreakerState.CLOSED and closed.opens == 1
 
+    waited = [
+        t
+        for t in held
+        if any(
+            e.type == "task.waiting" and e.decision == str(WaitReason.CIRCUIT_OPEN)
+            for e in await app.store.list_events(task_id=t)
+        )
+    ]
+    assert len(waited) >= 3, "the steps that were not the probe waited on the breaker"
     calls = spans(log)
     assert len(calls) == 7, "three failures, one probe, three held steps: nothing else"
     failures, (probe, *rest) = calls[:3], calls[3:]

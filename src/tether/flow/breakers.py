@@ -34,6 +34,11 @@ REFRESH = 1.0
 """Seconds between two reads of the breakers by a process (how soon it sees a breaker
 another process opened), and between two writes of the successes it counted."""
 
+STALE = 3 * REFRESH
+"""Seconds after which what this process last read of the breakers is too old to answer
+from: the next step reads them again first (a new process reads them before its first
+step; a refresher that kept failing is not trusted)."""
+
 ERROR_RECHECK = 5.0
 """Seconds a step waits when its breaker could not be asked (the database is away)."""
 
@@ -69,6 +74,9 @@ class BreakerGate:
         self._probes: dict[tuple[str, int, int], tuple[str, tuple[str, ...]]] = {}
         """Steps let through as probes: their integration and the breakers' scopes."""
         self._refresher: asyncio.Task[None] | None = None
+        self._read_at: float | None = None
+        """Event-loop time of the last read of every breaker (None: never read)."""
+        self._reading: asyncio.Task[None] | None = None
 
     def configure(self, integration: str, policy: BreakerPolicy) -> BreakerPolicy:
         """Give `integration` a breaker with `policy` (replacing its policy)."""
@@ -101,7 +109,7 @@ class BreakerGate:
             return None
         self._keep_refreshing()
         task = call.task
-        if self._closed(task.tenant, call.integration):
+        if await self._recent() and self._closed(task.tenant, call.integration):
             return None
         now = self.host.clock.now()
         try:
@@ -187,6 +195,26 @@ class BreakerGate:
             )
 
     # reading the breakers again ----------------------------------------------------------
+    async def _recent(self) -> bool:
+        """Whether what this process knows of the breakers may answer a step: read
+        within `STALE` seconds, else read now (one read for every step that asks
+        meanwhile). False when they cannot be read: then the database is asked."""
+        loop = asyncio.get_running_loop()
+        if self._read_at is not None and loop.time() - self._read_at <= STALE:
+            return True
+        if self._reading is None or self._reading.done():
+            self._reading = loop.create_task(self._read())
+        try:
+            await asyncio.shield(self._reading)
+        except Exception:
+            return False
+        return True
+
+    async def _read(self) -> None:
+        rows = await self.host.store.list_breakers()
+        self._seen = {(b.tenant, b.integration): b for b in rows}
+        self._read_at = asyncio.get_running_loop().time()
+
     def _keep_refreshing(self) -> None:
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.get_running_loop().create_task(
@@ -210,7 +238,7 @@ class BreakerGate:
                 successes=n,
             )
             self.changed(moved.breaker)
-        self._seen = {(b.tenant, b.integration): b for b in await self.host.store.list_breakers()}
+        await self._read()
 
     async def _refresh(self) -> None:
         while True:
