@@ -34,24 +34,22 @@ def _app(url: str, kind: str, max_running: int = 1000) -> Tether:
 
 
 async def per_step(url: str, n: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {}
+    times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for kind in KINDS:
         app = _app(url, kind)
-        spent: list[float] = []
 
         @app.workflow("steps")
-        async def steps(ctx: Context, n: int) -> None:
+        async def steps(ctx: Context, n: int, kind: str) -> None:
             for i in range(n):
                 started = time.perf_counter()
                 await ctx.step(f"s{i}", _noop, integration="crm")
-                spent.append(time.perf_counter() - started)
+                times[kind].append(time.perf_counter() - started)
 
         async with app.worker():
             for _ in range(2):  # warm, then measure
-                spent.clear()
-                handle = await app.submit("steps", {"n": n})
+                times[kind].clear()
+                handle = await app.submit("steps", {"n": n, "kind": kind})
                 await handle.result(timeout=600)
-        times[kind] = list(spent)
         await app.close()
     return times
 

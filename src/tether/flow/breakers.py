@@ -85,10 +85,6 @@ class BreakerGate:
         return policy
 
     # what this process knows -------------------------------------------------------------
-    def seen(self, scope: str, integration: str) -> Breaker | None:
-        """The breaker as this process last saw it (None: no row, so closed)."""
-        return self._seen.get((scope, integration))
-
     def changed(self, breaker: Breaker) -> None:
         """A breaker as it now stands, from a write of this process."""
         self._seen[(breaker.tenant, breaker.integration)] = breaker
