@@ -28,6 +28,8 @@ from tether.engine.registry import Concurrency, Fairness
 from tether.engine.worker import Worker
 from tether.errors import (
     ApprovalClosed,
+    BreakerConflict,
+    BreakerNotFound,
     BudgetExceeded,
     ChildFailed,
     ConfigError,
@@ -81,6 +83,7 @@ from tether.models import (
     TaskStatus,
     WaitReason,
 )
+from tether.models.breakers import Breaker, BreakerPolicy, BreakerState, BreakerView
 from tether.models.dlq import (
     DlqAction,
     DlqActionType,
@@ -91,6 +94,7 @@ from tether.models.dlq import (
     DlqTrend,
 )
 from tether.models.schedules import MissedTicks, Schedule
+from tether.models.step_limits import StepLimit, StepLimitUsage
 from tether.models.webhooks import WebhookDelivery, WebhookSubscription
 from tether.notify import EmailChannel, SlackChannel
 from tether.retry import RetryBudget, RetryPolicy
@@ -105,6 +109,12 @@ __all__ = [
     "ApprovalClosed",
     "ApprovalFilter",
     "AttemptError",
+    "Breaker",
+    "BreakerConflict",
+    "BreakerNotFound",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerView",
     "BudgetExceeded",
     "ChildFailed",
     "ChildHandle",
@@ -166,6 +176,8 @@ __all__ = [
     "SlackChannel",
     "StepFailed",
     "StepInfo",
+    "StepLimit",
+    "StepLimitUsage",
     "StepRecord",
     "StoreUnavailable",
     "SyncStepStuck",

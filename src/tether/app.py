@@ -27,12 +27,16 @@ from tether.engine.registry import (
 from tether.engine.worker import Worker
 from tether.errors import (
     Classifier,
+    ConfigError,
     InputValidationError,
     InvalidTransition,
     TaskNotFound,
     UnknownStep,
 )
 from tether.flow import RateLimit, RateLimitGate, RateLimits
+from tether.flow.breakers import BreakerGate, policies_from_config
+from tether.flow.integrations import IntegrationGate
+from tether.flow.step_limits import StepLimitGate, limits_from_config
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.inbound import HookBook
@@ -46,7 +50,9 @@ from tether.models import (
     TaskPhase,
     TaskStatus,
 )
+from tether.models.breakers import BreakerPolicy
 from tether.models.schedules import Schedule
+from tether.models.step_limits import StepLimit
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
 from tether.pipelines import Subscriptions, event_key
@@ -133,6 +139,15 @@ class Tether(Registration):
         self._rate_gate: RateLimitGate | None = None
         if self.rate_limits:
             self._rate_limited()
+        self.breakers = BreakerGate(self, self.notifications.circuit_opened)
+        """Circuit breakers by integration (`breaker`; `tether.services.breakers`)."""
+        self.step_limits = StepLimitGate(self)
+        """Fleet-wide limits of running steps by integration (`step_limit`)."""
+        for name, policy in policies_from_config(self.settings.breakers).items():
+            self.breakers.configure(name, policy)
+        for name, most in limits_from_config(self.settings.step_limits).items():
+            self.step_limits.configure(name, most)
+        self._gate_integrations()
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -174,6 +189,53 @@ class Tether(Registration):
         if self._rate_gate is None:
             self._rate_gate = RateLimitGate(self.rate_limits, self)
             self.step_gates.append(self._rate_gate)
+
+    def breaker(
+        self,
+        integration: str,
+        *,
+        failures: int | None = 5,
+        failure_rate: float | None = None,
+        window: float = 60.0,
+        min_calls: int = 20,
+        cool_down: float = 30.0,
+        probes: int = 1,
+        per_tenant: bool = False,
+    ) -> BreakerPolicy:
+        """Give `integration` a circuit breaker: it opens after `failures` transient
+        failures in a row, or (with `failure_rate`) when that share of the calls of the
+        last `window` seconds failed, `min_calls` at least; steps calling it then wait
+        (`circuit_open`) for `cool_down` seconds, then `probes` at a time try it, and a
+        success closes it. One breaker for the fleet, or with `per_tenant` one per
+        tenant (`BreakerPolicy`). Raises `ConfigError` for a bad name or setting."""
+        try:
+            policy = BreakerPolicy(
+                failures, failure_rate, window, min_calls, cool_down, probes, per_tenant
+            )
+            self.breakers.configure(integration, policy)
+        except ValueError as exc:
+            raise ConfigError(f"breaker {integration!r}: {exc}") from None
+        self._gate_integrations()
+        return policy
+
+    def step_limit(self, integration: str, max_running: int) -> StepLimit:
+        """Let at most `max_running` steps naming `integration` run at once across every
+        worker: the others wait (`concurrency`), holding no task slot, and start as
+        holders finish. Every process must set the same limit. Raises `ConfigError`."""
+        try:
+            limit = self.step_limits.configure(integration, max_running)
+        except ValueError as exc:
+            raise ConfigError(f"step limit {integration!r}: {exc}") from None
+        self._gate_integrations()
+        return limit
+
+    def _gate_integrations(self) -> None:
+        """Ask the breakers and step limits about steps once either has a policy (until
+        then, steps pay nothing for them)."""
+        if not (self.breakers.policies or self.step_limits.limits):
+            return
+        if not any(isinstance(g, IntegrationGate) for g in self.step_gates):
+            self.step_gates.append(IntegrationGate(self.breakers, self.step_limits))
 
     # the engine's runtime (`tether.engine.runtime.Runtime`) ----------------------------
     def registry_lookup(self, workflow: str, version: int | None = None) -> WorkflowDef:
@@ -290,6 +352,7 @@ class Tether(Registration):
         for worker in list(self.workers):
             await worker.stop()
         await self.rollouts.stop()
+        await self.breakers.stop()
         await self.store.close()
         self._opened = False
 

@@ -29,6 +29,8 @@ Permission matrix (what each role may do; `admin` may do everything):
 | workflows:manage   |        |           |          |          |   x   |
 | dlq:read           |   x    |           |          |    x     |   x   |
 | dlq:act            |        |           |          |    x     |   x   |
+| breakers:read      |   x    |           |          |    x     |   x   |
+| breakers:operate   |        |           |          |    x     |   x   |
 
 `schedules:run` pauses, resumes and triggers a schedule; `schedules:manage` creates and
 deletes one (a schedule starts tasks for ever: like a standing submission).
@@ -37,6 +39,10 @@ the caller's tenant (docs/rollouts.md); `workflows:read` shows it, with the figu
 
 `dlq:act` retries, escalates and dismisses dead-letter groups (and their tasks); a
 retry re-runs tasks, as `tasks:rerun` does.
+
+`breakers:read` shows the circuit breakers as they apply to the caller's tenant's steps;
+`breakers:operate` opens and closes the tenant's own breaker by hand (the fleet-wide one
+is changed on the database only: docs/flow-control.md).
 
 `metrics:read` shows the caller's own tenant's figures only; the deployment-wide
 `/metrics` needs the `metrics_token` setting instead (ADR 66).
@@ -99,12 +105,21 @@ class Permission(StrEnum):
     WORKFLOWS_MANAGE = "workflows:manage"
     DLQ_READ = "dlq:read"
     DLQ_ACT = "dlq:act"
+    BREAKERS_READ = "breakers:read"
+    BREAKERS_OPERATE = "breakers:operate"
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(
-        {P.READ, P.APPROVALS_READ, P.SCHEDULES_READ, P.WORKFLOWS_READ, P.DLQ_READ}
+        {
+            P.READ,
+            P.APPROVALS_READ,
+            P.SCHEDULES_READ,
+            P.WORKFLOWS_READ,
+            P.DLQ_READ,
+            P.BREAKERS_READ,
+        }
     ),
     Role.SUBMITTER: frozenset({P.READ, P.SUBMIT, P.CANCEL, P.SIGNAL}),
     Role.APPROVER: frozenset({P.READ, P.APPROVALS_READ, P.APPROVALS_DECIDE}),
@@ -124,6 +139,8 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             P.WORKFLOWS_READ,
             P.DLQ_READ,
             P.DLQ_ACT,
+            P.BREAKERS_READ,
+            P.BREAKERS_OPERATE,
         }
     ),
     Role.ADMIN: frozenset(Permission),

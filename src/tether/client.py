@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from tether.client_breakers import BreakersClient
 from tether.client_dlq import DlqClient
 from tether.client_rollouts import RolloutsClient
 from tether.client_schedules import SchedulesClient
@@ -111,6 +112,9 @@ class Client:
         self.dlq = DlqClient(self._request)
         """The dead-letter queue: groups, tasks, retry, escalate, dismiss, audit trail
         (`tether.client_dlq`)."""
+        self.breakers = BreakersClient(self._request)
+        """Circuit breakers: list, get, open and close the tenant's own by hand
+        (`tether.client_breakers`)."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )

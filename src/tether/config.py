@@ -217,6 +217,19 @@ class Settings(BaseModel):
         default=86400.0, ge=0, description="Seconds the old secret still signs after rotation"
     )
 
+    # Flow control (tether.flow) ----------------------------------------------------------
+    breakers: dict[str, Any] | None = Field(
+        default=None,
+        description="Circuit breakers by integration ([tether.breakers.NAME]: failures, "
+        "failure_rate, window, min_calls, cool_down, probes, per_tenant; JSON in the "
+        "environment); see docs/flow-control.md",
+    )
+    step_limits: dict[str, Any] | None = Field(
+        default=None,
+        description="Running steps at most per integration, fleet-wide ([tether.step_limits]: "
+        "crm = 5; JSON in the environment); see docs/flow-control.md",
+    )
+
     # Schedules (tether.schedules) -------------------------------------------------------
     schedules: bool = Field(
         default=True, description="Run a scheduler (cron schedules) in workers and servers"
@@ -271,6 +284,8 @@ class Settings(BaseModel):
         "model_prices",
         "fair_weights",
         "rate_limits",
+        "breakers",
+        "step_limits",
         mode="before",
     )
     @classmethod

@@ -399,3 +399,13 @@ class InvalidDlqAction(TetherError):
 
 class DlqKeyConflict(TetherError):
     """A dead-letter action's idempotency key was used before for another request."""
+
+
+class BreakerNotFound(TetherError):
+    """No circuit breaker is configured for that integration (`app.breaker`, the
+    `breakers` setting)."""
+
+
+class BreakerConflict(TetherError):
+    """A change the breaker's state does not allow: closing, from one tenant, a breaker
+    that is open for every tenant (only who holds the database closes that one)."""

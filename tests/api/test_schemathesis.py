@@ -34,6 +34,8 @@ def test_api_matches_its_openapi_document(store_url: str, tmp_path: Path) -> Non
         # runs, so nothing is sent.
         egress_allow=["127.0.0.1"],
         webhooks=False,
+        # A breaker to open and close (any other integration answers 404).
+        breakers={"crm": {"failures": 5}},
     )
     # No workers: schemathesis submits thousands of odd tasks; running them adds nothing.
     with LiveServer(settings, workers=False) as live:

@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from tether import Context, Permanent, Tether
+from tether import Context, Permanent, RetryPolicy, Tether, Transient
 
 UNDONE: list[str] = []
 """What the `saga` workflow's compensation undid, in order (the server runs in-process)."""
@@ -14,6 +14,9 @@ RUNS: Counter[str] = Counter()
 """Executions of the `pay` workflow's steps, by step name (the dead-letter tests)."""
 BROKEN: set[str] = set()
 """Step names of `pay` that fail (permanently) while named here."""
+CRM_DOWN: set[str] = {"down"}
+"""The `crm` workflow's step fails (transiently) while this holds "down" (the breaker
+tests); the others leave it alone."""
 
 
 def build_app(database_url: str, settings: Any = None) -> Tether:
@@ -65,6 +68,17 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
     async def anything(ctx: Context, value: Any = None) -> Any:
         """Takes any JSON input (schemathesis submits what it generates)."""
         return value
+
+    @app.step(integration="crm", retry=RetryPolicy(max_attempts=1))
+    def crm_save(who: str) -> str:
+        if "down" in CRM_DOWN:
+            raise Transient("the CRM is down")
+        return f"saved {who}"
+
+    @app.workflow("crm", retry=RetryPolicy(max_attempts=1))
+    async def crm(ctx: Context, who: str = "") -> str:
+        """One call of the `crm` integration (behind a breaker when one is configured)."""
+        return await crm_save(who)
 
     @app.workflow("pay")
     async def pay(ctx: Context, order: int, at: str = "charge") -> str:

@@ -33,6 +33,7 @@ OPTIONAL_ROUTERS = (
     "tether.api.hooks",
     "tether.api.schedules",
     "tether.api.rollouts",
+    "tether.api.breakers",
 )
 """Modules other features add; each exposes `router`. Missing ones are skipped."""
 

@@ -23,8 +23,10 @@ from tether.api.rate_limit_metrics import RateLimitGauges
 from tether.api.schemas import Health
 from tether.app import Tether
 from tether.auth import Principal
+from tether.models.breakers import FLEET, Breaker, BreakerState
 from tether.models.rollouts import RolloutView
-from tether.services import health, rate_limits, rollouts
+from tether.models.step_limits import StepLimitUsage
+from tether.services import breakers, health, rate_limits, rollouts
 
 router = APIRouter(tags=["health"])
 
@@ -90,6 +92,80 @@ class RolloutGauges:
                     self.failures.labels(*labels).set(f.failure_rate)
 
 
+class FlowGauges:
+    """Circuit breakers and step limits (ADR 91): `tether_breaker_state` (1 for the state
+    each breaker is in, by scope and integration), `tether_breaker_opens` and
+    `tether_breaker_failures`; `tether_step_limit_max`, `tether_step_limit_running` and
+    `tether_step_limit_waiting` per integration."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["scope", "integration"]
+        self.state = Gauge(
+            "tether_breaker_state",
+            "1 for the state a circuit breaker is in (closed, open, half_open)",
+            [*labels, "state"],
+            registry=registry,
+        )
+        self.opens = Gauge(
+            "tether_breaker_opens",
+            "Times a circuit breaker opened",
+            labels,
+            registry=registry,
+        )
+        self.failures = Gauge(
+            "tether_breaker_failures",
+            "Transient failures in a row a closed circuit breaker counted",
+            labels,
+            registry=registry,
+        )
+        self.limit = Gauge(
+            "tether_step_limit_max",
+            "Steps of an integration that may run at once, fleet-wide",
+            ["integration"],
+            registry=registry,
+        )
+        self.running = Gauge(
+            "tether_step_limit_running",
+            "Steps of a limited integration running (holding a slot) now",
+            ["integration"],
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "tether_step_limit_waiting",
+            "Steps of a limited integration waiting for a slot",
+            ["integration"],
+            registry=registry,
+        )
+
+    def show(self, rows: list[tuple[str, Breaker]], limits: list[StepLimitUsage]) -> None:
+        """`rows`: each breaker with the scope label it is shown under."""
+        for gauge in (self.state, self.opens, self.failures, self.limit):
+            gauge.clear()
+        self.running.clear()
+        self.waiting.clear()
+        for scope, b in rows:
+            for state in BreakerState:
+                self.state.labels(scope, b.integration, str(state)).set(
+                    1 if b.state == state else 0
+                )
+            self.opens.labels(scope, b.integration).set(b.opens)
+            self.failures.labels(scope, b.integration).set(b.failures)
+        for u in limits:
+            self.limit.labels(u.integration).set(u.max_running)
+            self.running.labels(u.integration).set(u.running)
+            self.waiting.labels(u.integration).set(u.waiting)
+
+
+async def _tenant_flow(app: Tether, tenant: str) -> list[tuple[str, Breaker]]:
+    """The breakers a tenant's steps meet, labelled `all` (the fleet's) or `tenant`."""
+    rows: list[tuple[str, Breaker]] = []
+    for view in await breakers.views(app, tenant):
+        rows.append(("all", view.fleet or Breaker(FLEET, view.integration)))
+        if view.own is not None:
+            rows.append(("tenant", view.own))
+    return rows
+
+
 class QueueMetrics(QueueGauges):
     """The deployment's queue gauges, and the queued tasks no live worker claims (by
     workflow version: an operators' figure across tenants), refreshed from the store at
@@ -102,6 +178,7 @@ class QueueMetrics(QueueGauges):
         super().__init__(registry)
         self.rollouts = RolloutGauges(registry)
         self.rate_limits = RateLimitGauges(registry)
+        self.flow = FlowGauges(registry)
         self.unserved = Gauge(
             "tether_tasks_unserved",
             "Runnable queued tasks whose (workflow, version) no live worker of their queue "
@@ -121,6 +198,10 @@ class QueueMetrics(QueueGauges):
             self.unserved.labels(v.queue, v.workflow, str(v.version)).set(v.tasks)
         self.rollouts.show(await rollouts.canaries(app, None), None)
         self.rate_limits.show(await rate_limits.buckets(app, None), app.clock.now())
+        self.flow.show(
+            [(b.tenant, b) for b in await breakers.every_breaker(app)],
+            await health.step_limits(app),
+        )
 
 
 async def tenant_metrics(app: Tether, tenant: str) -> bytes:
@@ -130,6 +211,9 @@ async def tenant_metrics(app: Tether, tenant: str) -> bytes:
     QueueGauges(registry).show(await health.queues(app, tenant))
     RolloutGauges(registry).show(await rollouts.canaries(app, tenant), tenant)
     RateLimitGauges(registry).show(await rate_limits.buckets(app, tenant), app.clock.now())
+    FlowGauges(registry).show(
+        await _tenant_flow(app, tenant), await health.step_limits(app, tenant)
+    )
     return generate_latest(registry)
 
 
@@ -167,8 +251,9 @@ async def metrics(
     app: Annotated[Tether, Depends(tether_app)],
     who: Annotated[Principal | None, Depends(metrics_reader)],
 ) -> Response:
-    """Queue depth per queue and status, the oldest queued age, and each running canary
-    beside its stable version: the caller's tenant's with a `metrics:read` credential;
+    """Queue depth per queue and status, the oldest queued age, each running canary
+    beside its stable version, the circuit breakers' states and the step limits' use:
+    the caller's tenant's with a `metrics:read` credential;
     every tenant's, the queued tasks no live worker claims (by workflow version) and
     the HTTP request counters, with the deployment's scrape token (`metrics_token`)."""
     if who is not None:
@@ -180,4 +265,11 @@ async def metrics(
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["QueueGauges", "QueueMetrics", "RolloutGauges", "router", "tenant_metrics"]
+__all__ = [
+    "FlowGauges",
+    "QueueGauges",
+    "QueueMetrics",
+    "RolloutGauges",
+    "router",
+    "tenant_metrics",
+]

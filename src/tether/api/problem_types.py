@@ -90,6 +90,12 @@ DLQ_GROUP_NOT_FOUND = ProblemType(
     "No dead-letter group with that fingerprint for the caller's tenant (another tenant's "
     "answers the same).",
 )
+BREAKER_NOT_FOUND = ProblemType(
+    "breaker-not-found",
+    404,
+    "Circuit breaker not found",
+    "No circuit breaker is configured on the server for that integration.",
+)
 METHOD_NOT_ALLOWED = ProblemType(
     "method-not-allowed",
     405,
@@ -135,6 +141,13 @@ INVALID_ROLLOUT = ProblemType(
     "The rollout cannot be, given the registered versions and the rollout as it stands: "
     "a version the server does not register, a canary of the stable version, or no "
     "canary to promote or roll back.",
+)
+BREAKER_CONFLICT = ProblemType(
+    "breaker-conflict",
+    409,
+    "Breaker is the fleet's",
+    "Closing a breaker that is open for every tenant: it closes after a successful "
+    "probe, or by hand on the database; a tenant closes only its own.",
 )
 SCHEDULE_EXISTS = ProblemType(
     "schedule-exists",
@@ -229,6 +242,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     SCHEDULE_NOT_FOUND,
     WORKFLOW_NOT_FOUND,
     DLQ_GROUP_NOT_FOUND,
+    BREAKER_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     INVALID_TRANSITION,
     ALREADY_DECIDED,
@@ -236,6 +250,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     WEBHOOK_DISABLED,
     DELIVERY_IN_FLIGHT,
     INVALID_ROLLOUT,
+    BREAKER_CONFLICT,
     SCHEDULE_EXISTS,
     BODY_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE,

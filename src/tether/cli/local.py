@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import Any
 
 from tether.app import Tether
+from tether.cli.breaker_ops import LocalBreakers
 from tether.cli.dlq_ops import LocalDlq
 from tether.cli.rollout_ops import LocalRollouts
 from tether.cli.schedule_ops import LocalSchedules
@@ -37,6 +38,7 @@ class LocalOperations:
         self.schedules = LocalSchedules(app, tenant, identity)
         self.rollouts = LocalRollouts(app, tenant, identity)
         self.dlq = LocalDlq(app, tenant, identity)
+        self.breakers = LocalBreakers(app, tenant, identity)
 
     async def submit(
         self,

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
+from tether.cli.breaker_ops import BreakerOperations
 from tether.cli.common import EXIT_USAGE, CLIError, build_app, run
 from tether.cli.dlq_ops import DlqOperations
 from tether.cli.options import Env
@@ -44,6 +45,11 @@ class Operations(Protocol):
     @property
     def dlq(self) -> DlqOperations:
         """`tether dlq ...` (`tether.cli.dlq_ops`)."""
+        ...
+
+    @property
+    def breakers(self) -> BreakerOperations:
+        """`tether breaker ...` (`tether.cli.breaker_ops`)."""
         ...
 
     async def submit(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
+from tether.cli.breaker_ops import RemoteBreakers
 from tether.cli.dlq_ops import RemoteDlq
 from tether.cli.rollout_ops import RemoteRollouts
 from tether.cli.schedule_ops import RemoteSchedules
@@ -29,6 +30,7 @@ class RemoteOperations:
         self.schedules = RemoteSchedules(self.client)
         self.rollouts = RemoteRollouts(self.client)
         self.dlq = RemoteDlq(self.client)
+        self.breakers = RemoteBreakers(self.client)
 
     async def aclose(self) -> None:
         """Close the connections."""

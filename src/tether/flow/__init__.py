@@ -1,10 +1,14 @@
-"""Flow control: the engine-facing policies that decide when work may go on (issue 16,
-ADR 87), each a step gate or a claim rule whose state the store keeps, so that it holds
-across every worker and server.
+"""Flow control: the engine policies, built on its step gates (`tether.engine.gates`,
+ADR 87), whose state the store keeps so that they hold across every worker and server.
 
 - Rate limits (ADR 90): token buckets per integration or model provider (requests and
   tokens a minute), shared or per tenant (`RateLimits`, `RateLimitGate`), and the HTTP
   API's per-tenant submission limit (`SubmitLimiter`).
+- `breakers`: circuit breakers per integration (ADR 91);
+- `step_limits`: fleet-wide limits of running steps per integration (ADR 91);
+- `integrations`: the one gate that asks both, in order, for a step's integration.
+
+See docs/flow-control.md.
 """
 
 from tether.flow.buckets import Buckets, FlowHost

@@ -114,7 +114,7 @@ _KINDS = (
         "concurrency key is at its limit (prior status `queued`, decision `concurrency`)",
         (*_RUN, "decision"),
         "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, "
-        "`rate_limit`, `concurrency`)",
+        "`rate_limit`, `circuit_open`, `concurrency`)",
         ("run_at", "concurrency_key"),
     ),
     EventKind(
@@ -122,9 +122,12 @@ _KINDS = (
         "a run would park the task but what it waits for is already there: it goes "
         "straight back to the queue; or a child of a waiting task ended (prior status "
         "`waiting`): the task is queued to read its outcome; or a holder of its "
-        "concurrency key ended and it is admitted",
+        "concurrency key ended and it is admitted; or a step gate lets a waiting task "
+        "through (a step limit's slot was handed to it, its breaker closed)",
         (*_RUN, "decision"),
-        "`signal_arrived`, `approval_decided`, `cancel_requested`, `child_ended` or `concurrency`",
+        "`signal_arrived`, `approval_decided`, `cancel_requested`, `child_ended`, "
+        "`concurrency`, `slot_freed`, `circuit_closed` or `gate_woken` (a gate woke it "
+        "while it was still running)",
         ("run_at",),
     ),
     EventKind(

@@ -3,11 +3,28 @@ signals it consumes."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from tether.models.tasks import TaskError
+
+INTEGRATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""What a circuit breaker or step limit may be named (the `integration` of the steps
+they govern): letters, digits, `.`, `_` and `-`, up to 100, so that it fits in a URL
+path segment and a metric label as it is."""
+
+
+def check_integration(name: object, where: str = "integration") -> str:
+    """`name` when it is a valid integration name (`INTEGRATION_NAME`); else
+    `ValueError` saying why."""
+    if not isinstance(name, str) or INTEGRATION_NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"{where}: {name!r} is not an integration name (letters, digits, '.', '_' "
+            "and '-', up to 100, starting with a letter or digit)"
+        )
+    return name
 
 
 class StepKind(StrEnum):

@@ -38,7 +38,10 @@ class WaitReason(StrEnum):
     RATE_LIMIT = "rate_limit"
     CHILD = "child"
     CONCURRENCY = "concurrency"
-    """Its concurrency key is at its limit: it starts when a holder ends (ADR 89)."""
+    """A concurrency limit is full: a task's key (ADR 89) or a step's integration (ADR
+    91); it goes on when a holder ends."""
+    CIRCUIT_OPEN = "circuit_open"
+    """A step's integration has its circuit breaker open (docs/flow-control.md)."""
 
 
 class TaskPhase(StrEnum):

@@ -5,8 +5,8 @@ channels. Configured in `[tether.notifications]` and in code (`app.notifications
 A trigger is an event type of the catalogue (`tether.EVENT_CATALOGUE`), so a type a
 later release adds (a budget or circuit event) is announced by naming it in a route,
 `notify` for the workflows' own `ctx.notify(...)` calls, `webhook.disabled` for a
-webhook subscription that was disabled, or `dlq.escalated` for a dead-letter group
-escalated to someone.
+webhook subscription that was disabled, `dlq.escalated` for a dead-letter group
+escalated to someone, or `circuit.opened` for a circuit breaker that opened.
 """
 
 from __future__ import annotations
@@ -32,7 +32,17 @@ DLQ_ESCALATED_TRIGGER = "dlq.escalated"
 """The trigger of a dead-letter group escalated to someone (docs/dlq.md): not a task's
 event, so routes naming it match by tenant only."""
 
-OTHER_TRIGGERS = (NOTIFY_TRIGGER, WEBHOOK_DISABLED_TRIGGER, DLQ_ESCALATED_TRIGGER)
+CIRCUIT_OPENED_TRIGGER = "circuit.opened"
+"""The trigger of a circuit breaker opening (docs/flow-control.md): not a task's event,
+so routes naming it match by tenant only; a fleet-wide breaker's opening matches the
+routes of no tenant (the fleet's operators), a tenant's breaker those of its tenant."""
+
+OTHER_TRIGGERS = (
+    NOTIFY_TRIGGER,
+    WEBHOOK_DISABLED_TRIGGER,
+    DLQ_ESCALATED_TRIGGER,
+    CIRCUIT_OPENED_TRIGGER,
+)
 """Triggers beside the event types of the catalogue."""
 
 DEFAULT_TRIGGERS = (EventType.APPROVAL_REQUESTED.value, EventType.TASK_FAILED.value)
@@ -88,8 +98,8 @@ class NotifyRoute:
 
 
 def check_trigger(trigger: str, where: str = "trigger") -> str:
-    """`trigger` when it is an event type of the catalogue, `notify`, `webhook.disabled`
-    or `dlq.escalated`."""
+    """`trigger` when it is an event type of the catalogue, `notify`, `webhook.disabled`,
+    `dlq.escalated` or `circuit.opened`."""
     if trigger in OTHER_TRIGGERS or trigger in EVENT_CATALOGUE:
         return trigger
     known = ", ".join([*sorted(EVENT_CATALOGUE), *OTHER_TRIGGERS])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 
 from tether.models import Approval, Event, EventType, Notification, Task
+from tether.models.breakers import FLEET, Breaker
 from tether.models.dlq import DlqAction, DlqGroup
 from tether.models.webhooks import WebhookSubscription
 
@@ -108,4 +109,24 @@ def render_dlq_escalated(
             f"{', '.join(group.workflows) or '-'}: {group.error_type}: {_clip(error.message)}"
         ),
         link=console_link(console_url, "dlq", group.fingerprint),
+    )
+
+
+def render_circuit_opened(breaker: Breaker) -> Notification:
+    """What operators are told when a circuit breaker opens: which integration, whose
+    breaker, why and until when. Never an error's text: a fleet-wide breaker counts every
+    tenant's steps."""
+    whose = "every tenant" if breaker.tenant == FLEET else f"tenant {breaker.tenant}"
+    if breaker.open_until is None:
+        until = "until it is closed by hand (tether breaker close)"
+    else:
+        wait = max(0.0, breaker.open_until - (breaker.opened_at or breaker.open_until))
+        until = f"for {wait:g} s, then a probe tries it again"
+    return Notification(
+        subject=f"[tether] Circuit open: {breaker.integration}",
+        text=(
+            f"The circuit breaker of {breaker.integration} ({whose}) opened: "
+            f"{_clip(breaker.reason or 'opened')}.\n"
+            f"Steps calling {breaker.integration} wait (circuit_open) {until}."
+        ),
     )

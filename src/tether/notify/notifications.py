@@ -11,15 +11,21 @@ from tether.config import Settings
 from tether.errors import Permanent
 from tether.ids import new_id
 from tether.models import Notification, NotificationRecord
+from tether.models.breakers import Breaker
 from tether.models.dlq import DlqAction, DlqGroup
 from tether.models.webhooks import WebhookSubscription
 from tether.notify.channels import (
+    CIRCUIT_OPENED_TRIGGER,
     DLQ_ESCALATED_TRIGGER,
     NOTIFY_TRIGGER,
     WEBHOOK_DISABLED_TRIGGER,
     NotificationBook,
 )
-from tether.notify.messages import render_dlq_escalated, render_webhook_disabled
+from tether.notify.messages import (
+    render_circuit_opened,
+    render_dlq_escalated,
+    render_webhook_disabled,
+)
 from tether.notify.notifier import Notifier, NotifierOptions
 from tether.notify.senders import Senders
 from tether.store.base import Store
@@ -118,6 +124,27 @@ class Notifications(NotificationBook):
                 message=message,
                 next_at=action.at,
                 created_at=action.at,
+            )
+            for name in channels
+        ]
+
+    def circuit_opened(self, breaker: Breaker) -> list[NotificationRecord]:
+        """The notifications a breaker that just opened calls for: one per channel that
+        routes give `circuit.opened` for its scope (a fleet-wide breaker: routes of no
+        tenant). The store keeps them in the transaction that opened it."""
+        channels = self.channels_for(CIRCUIT_OPENED_TRIGGER, breaker.tenant, "")
+        if not channels:
+            return []
+        message, at = render_circuit_opened(breaker), breaker.updated_at
+        return [
+            NotificationRecord(
+                id=new_id(),
+                tenant=breaker.tenant,
+                channel=name,
+                trigger=CIRCUIT_OPENED_TRIGGER,
+                message=message,
+                next_at=at,
+                created_at=at,
             )
             for name in channels
         ]

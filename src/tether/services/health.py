@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from tether.engine.presence import PRESENCE_TTL
 from tether.errors import StoreUnavailable
+from tether.models.step_limits import StepLimitUsage
 from tether.store.base import QueuedVersion, WorkerPresence
 
 if TYPE_CHECKING:
@@ -53,6 +54,14 @@ async def unserved(app: Tether) -> Unserved:
     served = {(q, pair) for w in workers for q in w.queues for pair in w.workflows}
     waiting = [v for v in queued if (v.queue, (v.workflow, v.version)) not in served]
     return Unserved(waiting, workers)
+
+
+async def step_limits(app: Tether, tenant: str | None = None) -> list[StepLimitUsage]:
+    """Each step limit with its running and waiting steps: of `tenant`'s tasks (the
+    limit is the fleet's: other tenants' steps are not counted for a tenant), or (None)
+    of every tenant's."""
+    await app.open()
+    return await app.store.step_limit_usage(app.clock.now(), tenant)
 
 
 async def database_unready(app: Tether, timeout: float) -> str | None:

@@ -31,6 +31,7 @@ from tether.models import (
 )
 from tether.models.webhooks import WebhookSubscription
 from tether.store.availability import Availability
+from tether.store.breakers import BreakerStore
 from tether.store.buckets import BucketStore
 from tether.store.dlq import DlqStore
 from tether.store.hub import Hub
@@ -38,6 +39,7 @@ from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
 from tether.store.rollouts import RolloutStore
 from tether.store.schedules import ScheduleStore
+from tether.store.step_limits import StepLimitStore
 
 
 @dataclass
@@ -272,13 +274,22 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
 
 
 class Store(
-    OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, BucketStore, abc.ABC
+    OutboxStore,
+    NotificationStore,
+    ScheduleStore,
+    RolloutStore,
+    DlqStore,
+    BucketStore,
+    BreakerStore,
+    StepLimitStore,
+    abc.ABC,
 ):
     """One database, seen through the operations Tether needs (the webhook outbox's
     among them: `tether.store.outbox`; the notification outbox's:
     `tether.store.notifications`; the schedules': `tether.store.schedules`; the
     dead-letter queue's: `tether.store.dlq`; the rate-limit buckets':
-    `tether.store.buckets`)."""
+    `tether.store.buckets`; the step gates': `tether.store.breakers` and
+    `tether.store.step_limits`)."""
 
     hub: Hub
     """In-process notifications: new work, task changes (fed by PostgreSQL NOTIFY too)."""

@@ -47,6 +47,7 @@ from tether.store.coalesce import SubmitCoalescer
 from tether.store.hub import Hub, TaskChange
 from tether.store.sqlbuckets import SQLBuckets
 from tether.store.sqldlq import SQLDlq
+from tether.store.sqlgates import SQLBreakers, SQLStepLimits
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlrollouts import SQLRollouts
 from tether.store.sqlschedules import SQLSchedules
@@ -56,7 +57,17 @@ log = logging.getLogger("tether.store")
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, SQLBuckets, Store, abc.ABC):
+class SQLStore(
+    SQLOutbox,
+    SQLSchedules,
+    SQLRollouts,
+    SQLDlq,
+    SQLBuckets,
+    SQLBreakers,
+    SQLStepLimits,
+    Store,
+    abc.ABC,
+):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -299,7 +310,12 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, SQLBuckets, Store, 
                 # A signal or decision that raced the suspension re-queues the task
                 # inside the commit: let local workers look at once.
                 due = op.run_at is not None and op.run_at <= now
-                if due or op.signals or op.children or op.reason == WaitReason.APPROVAL:
+                if (
+                    due
+                    or op.signals
+                    or op.children
+                    or op.reason in (WaitReason.APPROVAL, *sql.GATE_REASONS)
+                ):
                     self.hub.notify_all_work()
         return results
 

@@ -59,6 +59,7 @@ from tether.store.sql.notifications import (
     settle_notification,
 )
 from tether.store.sql.ops import (
+    GATE_REASONS,
     STEP_UPSERT,
     EventBuffer,
     apply_op,
@@ -85,6 +86,7 @@ from tether.store.sql.workers import live_workers, queued_by_version, worker_gon
 
 __all__ = [
     "APPROVAL_COLUMNS",
+    "GATE_REASONS",
     "NEW_TASK_COLUMNS",
     "NEXT_EXPIRIES",
     "NO_LIMIT",

@@ -242,6 +242,21 @@ def child_ended(task_id: str, tenant: str, attempt: int, now: float) -> EventRow
     )
 
 
+def gate_woken(task_id: str, tenant: str, attempt: int, now: float, decision: str) -> EventRow:
+    """`task.queued` on a task waiting at a step gate that lets it through now: a slot
+    was handed to it (`slot_freed`) or its breaker closed (`circuit_closed`)."""
+    return _row(
+        task_id,
+        tenant,
+        now,
+        EventType.TASK_QUEUED,
+        prior="waiting",
+        new="queued",
+        attempt=attempt,
+        decision=decision,
+    )
+
+
 def released(op: Release, tenant: str, worker: str, now: float) -> EventRow:
     return _row(
         op.task_id,

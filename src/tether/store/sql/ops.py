@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tether import serde
-from tether.models import Approval, StepKind, StepStatus
+from tether.models import Approval, StepKind, StepStatus, WaitReason
 from tether.store.base import (
     ExpireApproval,
     Finish,
@@ -27,6 +27,10 @@ from tether.store.sql.core import (
     Dialect,
     Row,
 )
+from tether.store.sql.gate_slots import take_wake_up
+
+GATE_REASONS = (str(WaitReason.CIRCUIT_OPEN), str(WaitReason.CONCURRENCY))
+"""The wait reasons of the step gates that wake their waiters (`sql.gate_slots`)."""
 
 
 class EventBuffer:
@@ -164,6 +168,11 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
             # A child that ended while the task ran found it running, so woke nothing.
             cause = "child_ended"
             woken = await ended_child_unrecorded(conn, op.task_id)
+        if not woken and str(op.reason) in GATE_REASONS:
+            # A step gate (a freed slot, a closed breaker) woke the task while it ran on
+            # its way here, so found nothing waiting: it goes back to the queue now.
+            cause = "gate_woken"
+            woken = await take_wake_up(conn, op.task_id)
         status, run_at = ("queued", now) if woken else ("waiting", op.run_at)
         await conn.execute(
             "UPDATE tasks SET status = %s, wait_reason = %s, wait_signals = %s, run_at = %s, "
