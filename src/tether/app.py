@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -26,19 +27,24 @@ from tether.engine.registry import (
 )
 from tether.engine.worker import Worker
 from tether.errors import Classifier, InvalidTransition, TaskNotFound, UnknownStep
+from tether.flow import BudgetBook, SpendGate
 from tether.handle import WAIT_POLL_FIRST, WAIT_POLL_MAX, TaskHandle
 from tether.ids import new_id
 from tether.inbound import HookBook
 from tether.models import (
     Approval,
     ApprovalFilter,
+    Budget,
+    DaySpend,
     SignalRecord,
+    SpendLine,
     StepRecord,
     Task,
     TaskFilter,
     TaskPhase,
     TaskStatus,
 )
+from tether.models.budgets import check_day, utc_day
 from tether.models.schedules import Schedule
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
 from tether.notify import Notifications
@@ -119,8 +125,12 @@ class Tether(Registration):
         `model_prices` setting on top, then `set` in code."""
         self.rollouts = RolloutBook()
         """The workflow rollouts new tasks are routed by (`tether.services.rollouts`)."""
-        self.step_gates: list[StepGate] = []
-        """Flow-control policies asked before every step attempt (`tether.engine.gates`)."""
+        self.budgets = BudgetBook.from_config(self.settings.budgets)
+        """Spend limits by tenant and workflow (the `budgets` setting, then `set_daily`
+        and `set_task`; docs/flow-control.md)."""
+        self.step_gates: list[StepGate] = [SpendGate(self)]
+        """Flow-control policies asked before every step attempt (`tether.engine.gates`);
+        the first keeps steps within their spend budgets (`tether.flow.SpendGate`)."""
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -328,6 +338,7 @@ class Tether(Registration):
         run_at: datetime | float | None = None,
         version: int | None = None,
         callback_url: str | None = None,
+        spend_budget: Budget | None = None,
     ) -> NewTask:
         """Validate a submission and build the row to store (no I/O; the callback URL's
         address is checked by `submit_batch`). `version` picks a registered version of
@@ -335,7 +346,8 @@ class Tether(Registration):
         `identity`. Raises `UnknownWorkflow`, `InputValidationError` (the input, held
         to its signature and to `tether.storable`'s rules) or `NotStorable` (another
         field: a NUL in a string, a priority beyond 32 bits, a non-finite time). Without
-        `version`, the workflow's rollout for the tenant (`rollouts`) may pick one."""
+        `version`, the workflow's rollout for the tenant (`rollouts`) may pick one.
+        `spend_budget` limits the task's spend (default: its workflow's, `budgets`)."""
         task_id = new_id()
         tenant = tenant or self.settings.tenant
         if version is None and (rollout := self.rollouts.lookup(tenant, workflow)) is not None:
@@ -365,6 +377,7 @@ class Tether(Registration):
                 deadline=_timestamp(deadline),
                 run_at=_timestamp(run_at),
                 callback_url=callback_url,
+                spend_budget=None if spend_budget is None else spend_budget.to_json(),
             )
         absolute_deadline = _timestamp(deadline)
         if absolute_deadline is None and wf.deadline is not None:
@@ -400,6 +413,7 @@ class Tether(Registration):
             deadline=absolute_deadline,
             run_at=_timestamp(run_at),
             callback=callback,
+            spend_budget=spend_budget or self.budgets.task_default(wf),
         )
 
     async def submit(self, workflow: str, input: Any = None, **options: Any) -> TaskHandle:
@@ -408,7 +422,9 @@ class Tether(Registration):
         Options: `idempotency_key`, `tenant`, `queue`, `priority`, `correlation_id`,
         `deadline`, `created_by` (default: `identity`), `run_at`, `version` (default:
         the newest registered version of the workflow), `callback_url` (a webhook of the
-        task's end, signed with `handle.callback.secret`: docs/webhooks.md). The same key
+        task's end, signed with `handle.callback.secret`: docs/webhooks.md),
+        `spend_budget` (a `Budget`: the task's limit on spend; default: its workflow's,
+        docs/flow-control.md). The same key
         with the same input returns the existing task (`handle.created` is False); with
         another input it raises `IdempotencyConflict`.
         """
@@ -529,6 +545,25 @@ class Tether(Registration):
         await self.get(task_id, tenant=tenant)
         return await self.store.get_steps(task_id)
 
+    async def task_spend(self, task_id: str, *, tenant: str | None = None) -> SpendLine:
+        """What a task spent and holds reserved, and its limit (docs/flow-control.md);
+        `TaskNotFound` when missing or another tenant's."""
+        task = await self.get(task_id, tenant=tenant)
+        line = await self.store.task_spend(task.id, task.tenant)
+        line = line or SpendLine(tenant=task.tenant, scope="task", subject=task.id, day="")
+        budget = task.spend_budget
+        if budget is None or line.limit_usd is not None or line.limit_tokens is not None:
+            return line
+        # Nothing reserved on it yet (the limits are booked with the first reservation).
+        return replace(line, limit_usd=budget.usd, limit_tokens=budget.tokens)
+
+    async def spend(self, *, day: str | None = None, tenant: str | None = None) -> DaySpend:
+        """What `tenant` (default: the `tenant` setting) spent on UTC `day` (`YYYY-MM-DD`,
+        default: today), in all and by workflow. Raises ValueError for a bad day."""
+        await self.open()
+        when = utc_day(self.clock.now()) if day is None else check_day(day)
+        return await self.store.day_spend(tenant or self.settings.tenant, when)
+
     async def cancel(
         self,
         task_id: str,
@@ -631,6 +666,7 @@ class Tether(Registration):
             correlation_id=old.correlation_id,
             created_by=created_by,
             version=version,
+            spend_budget=old.spend_budget,
         )
 
     async def rerun(

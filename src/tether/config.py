@@ -121,6 +121,13 @@ class Settings(BaseModel):
         "see docs/approvals.md",
     )
 
+    # Budgets (tether.flow) -------------------------------------------------------------
+    budgets: dict[str, Any] | None = Field(
+        default=None,
+        description="Spend limits per tenant per day, per workflow ([tether.budgets]; JSON "
+        "in the environment); see docs/flow-control.md",
+    )
+
     # Notifications (tether.notify) -------------------------------------------------------
     console_url: str | None = Field(
         default=None,
@@ -240,7 +247,9 @@ class Settings(BaseModel):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("approval_policy", "notifications", "hooks", "model_prices", mode="before")
+    @field_validator(
+        "approval_policy", "notifications", "hooks", "model_prices", "budgets", mode="before"
+    )
     @classmethod
     def _policy_json(cls, value: Any) -> Any:
         # From the environment the table arrives as a JSON string.

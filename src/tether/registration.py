@@ -16,6 +16,7 @@ from tether.engine.context import current_context
 from tether.engine.registry import Registry, StepDef, WorkflowDef, WorkflowFn, compensation_name
 from tether.errors import ConfigError
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
+from tether.models import Budget, Cost
 from tether.models.schedules import DEFAULT_MAX_MISSED, MissedTicks, Schedule, ScheduleOrigin
 from tether.pipelines import Predicate, Subscriptions
 from tether.retry import RetryBudget, RetryPolicy
@@ -67,6 +68,8 @@ class Registration:
         deadline: float | timedelta | None = None,
         on: str | Sequence[str] | None = None,
         when: Predicate | None = None,
+        spend_budget: Budget | None = None,
+        daily_budget: Budget | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
 
@@ -75,7 +78,11 @@ class Registration:
         branches on `ctx.task.workflow_version`). A task runs only on the version it
         was submitted with, and a worker claims only the versions registered here
         (ADR 64). `retry` is the default policy of its steps; `budget` caps retries
-        across the whole task; `deadline` is the default time limit from submission.
+        across the whole task (`RetryBudget`: attempts, wall time, spend); `deadline`
+        is the default time limit from submission. `spend_budget` limits each task's
+        spend in dollars and tokens (a submission's `spend_budget` replaces it), and
+        `daily_budget` the spend of each tenant's tasks of it per UTC day
+        (docs/flow-control.md).
         `on` subscribes it to one or more event types: each event (`app.emit`,
         `ctx.emit`) whose payload `when` accepts starts it once, with the payload as its
         input (docs/pipelines.md).
@@ -93,6 +100,8 @@ class Registration:
                     retry=retry or RetryPolicy(),
                     budget=budget or RetryBudget(),
                     deadline=seconds(deadline),
+                    spend_budget=spend_budget,
+                    daily_budget=daily_budget,
                 )
             )
             if on is not None:
@@ -118,6 +127,7 @@ class Registration:
         timeout: float | timedelta | None = None,
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
+        estimate: Cost | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
 
     def step(
@@ -130,6 +140,7 @@ class Registration:
         timeout: float | timedelta | None = None,
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
+        estimate: Cost | None = None,
     ) -> Any:
         """Declare a function as a durable step.
 
@@ -137,14 +148,21 @@ class Registration:
         taken at the call); called anywhere else, it is simply run. `compensate` names
         the `@app.step` that undoes it, called with its result if the task fails or is
         cancelled with compensation (docs/sagas.md). `integration` names the outside
-        system it calls, for flow control (`ctx.step`).
+        system it calls, for flow control, and `estimate` what one attempt may spend,
+        reserved on the budgets before it runs (`ctx.step`).
         """
         undo = None if compensate is None else compensation_name(compensate)
 
         def register(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             step_name = name or func.__name__
             definition = StepDef(
-                step_name, func, retry, seconds(timeout), compensate=undo, integration=integration
+                step_name,
+                func,
+                retry,
+                seconds(timeout),
+                compensate=undo,
+                integration=integration,
+                estimate=estimate,
             )
             self.step_defs[step_name] = definition
 
@@ -160,6 +178,7 @@ class Registration:
                         timeout=definition.timeout,
                         compensate=definition.compensate,
                         integration=definition.integration,
+                        estimate=definition.estimate,
                         **kwargs,
                     )
                 return _call_plain(func, args, kwargs)

@@ -112,16 +112,19 @@ _KINDS = (
         EventType.TASK_WAITING,
         "a run parks the task until a time, a signal or an approval",
         (*_RUN, "decision"),
-        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, `rate_limit`)",
+        "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, "
+        "`rate_limit`, `budget`)",
         ("run_at",),
     ),
     EventKind(
         EventType.TASK_QUEUED,
         "a run would park the task but what it waits for is already there: it goes "
-        "straight back to the queue; or a child of a waiting task ended (prior status "
-        "`waiting`): the task is queued to read its outcome",
+        "straight back to the queue; or a child of a waiting task ended, or a budget it "
+        "waits for was decided on (prior status `waiting`): the task is queued to read "
+        "its outcome",
         (*_RUN, "decision"),
-        "`signal_arrived`, `approval_decided`, `cancel_requested` or `child_ended`",
+        "`signal_arrived`, `approval_decided`, `cancel_requested`, `child_ended` or "
+        "`budget_raised`",
         ("run_at",),
     ),
     EventKind(
@@ -207,8 +210,9 @@ _KINDS = (
         EventType.STEP_FAILED,
         "a step failed for good (no retry left, or not worth retrying); the payload says "
         "what it raised, how it was classified and why it was not retried (`reason`: "
-        "`permanent`, `attempts_exhausted`, `retry_budget_exhausted` or "
-        "`elapsed_budget_exhausted`); the traceback is in the step record",
+        "`permanent`, `attempts_exhausted`, `retry_budget_exhausted`, "
+        "`elapsed_budget_exhausted`, `spend_budget_exhausted` or `budget_exceeded`); the "
+        "traceback is in the step record",
         (*_STEP, "decision"),
         "`give_up`",
         (*_STEP_DATA, *_ATTEMPT_DATA),
@@ -216,7 +220,9 @@ _KINDS = (
     ),
     EventKind(
         EventType.APPROVAL_REQUESTED,
-        "a run asks for a human decision (its risk policy required review)",
+        "a run asks for a human decision (its risk policy required review), or a step "
+        "whose spend budget is exhausted asks for the budget to be raised (`seq` below "
+        "0; ADR 92)",
         ("attempt", "worker", "decision"),
         "`review_required`",
         _OPENED,

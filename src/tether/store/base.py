@@ -18,6 +18,7 @@ from tether.models import (
     ApiKey,
     Approval,
     ApprovalFilter,
+    Budget,
     Event,
     HookReceipt,
     SignalRecord,
@@ -37,6 +38,7 @@ from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
 from tether.store.rollouts import RolloutStore
 from tether.store.schedules import ScheduleStore
+from tether.store.spend import SpendStore
 
 
 @dataclass
@@ -71,6 +73,8 @@ class NewTask:
     phase: TaskPhase = TaskPhase.EXECUTION
     """A fork's phase: `compensation` for an operator's compensate (ADR 83); a new
     task's is always `execution`."""
+    spend_budget: Budget | None = None
+    """The task's own limit on spend (`spend_budget=`), None for none (ADR 92)."""
 
 
 @dataclass
@@ -260,7 +264,9 @@ def events_complete(task: Task, saw_final_event: bool, now: float) -> bool:
     return saw_final_event or (task.finished_at or 0.0) <= now - EVENT_SETTLE_SECONDS
 
 
-class Store(OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, abc.ABC):
+class Store(
+    OutboxStore, NotificationStore, ScheduleStore, RolloutStore, DlqStore, SpendStore, abc.ABC
+):
     """One database, seen through the operations Tether needs (the webhook outbox's
     among them: `tether.store.outbox`; the notification outbox's:
     `tether.store.notifications`; the schedules': `tether.store.schedules`; the

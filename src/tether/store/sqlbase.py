@@ -49,13 +49,16 @@ from tether.store.sqldlq import SQLDlq
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlrollouts import SQLRollouts
 from tether.store.sqlschedules import SQLSchedules
+from tether.store.sqlspend import SQLSpend
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store")
+_DECIDED_WAITS = (WaitReason.APPROVAL, WaitReason.BUDGET)
+"""Waits a decision ends: one that raced the suspension re-queues the task in it."""
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
-class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
+class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, SQLSpend, Store, abc.ABC):
     """A `Store` whose semantics live in `tether.store.sql`."""
 
     dialect: sql.Dialect
@@ -288,7 +291,7 @@ class SQLStore(SQLOutbox, SQLSchedules, SQLRollouts, SQLDlq, Store, abc.ABC):
                 # A signal or decision that raced the suspension re-queues the task
                 # inside the commit: let local workers look at once.
                 due = op.run_at is not None and op.run_at <= now
-                if due or op.signals or op.children or op.reason == WaitReason.APPROVAL:
+                if due or op.signals or op.children or op.reason in _DECIDED_WAITS:
                     self.hub.notify_all_work()
         return results
 

@@ -34,7 +34,7 @@ class Wait:
     """A signal whose arrival ends it (a suspension races it: see `Suspend.signals`)."""
 
 
-SUSPEND_PREFERENCE = (WaitReason.APPROVAL, WaitReason.SIGNAL, WaitReason.TIMER)
+SUSPEND_PREFERENCE = (WaitReason.APPROVAL, WaitReason.BUDGET, WaitReason.SIGNAL, WaitReason.TIMER)
 """The reason a task waiting on several things shows, first present wins (else the
 first wait's). An outside event a person or system must provide beats time."""
 

@@ -133,7 +133,7 @@ NEW_TASK_COLUMNS = (
     "id, tenant, workflow, workflow_version, queue, priority, status, input, "
     "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
     "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, attempt, "
-    "lease_owner, lease_expires_at, started_at"
+    "lease_owner, lease_expires_at, started_at, spend_budget"
 )
 
 
@@ -164,6 +164,7 @@ def new_task_row(
         now,
         now,
         *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
+        None if t.spend_budget is None else serde.dumps(t.spend_budget.to_json()),
     )
 
 
@@ -190,6 +191,7 @@ def new_task_record(t: NewTask, now: float, claimed: bool = False) -> Task:
         forked_from=t.forked_from,
         fork_from_seq=t.fork_from_seq,
         parent_id=t.parent_id,
+        spend_budget=t.spend_budget,
     )
 
 
