@@ -548,7 +548,10 @@ class Tether(Registration):
     async def task_spend(self, task_id: str, *, tenant: str | None = None) -> SpendLine:
         """What a task spent and holds reserved, and its limit (docs/flow-control.md);
         `TaskNotFound` when missing or another tenant's."""
-        task = await self.get(task_id, tenant=tenant)
+        return await self.spend_of(await self.get(task_id, tenant=tenant))
+
+    async def spend_of(self, task: Task) -> SpendLine:
+        """`task_spend` of a task already read."""
         line = await self.store.task_spend(task.id, task.tenant)
         line = line or SpendLine(tenant=task.tenant, scope="task", subject=task.id, day="")
         budget = task.spend_budget

@@ -32,6 +32,7 @@ OPTIONAL_ROUTERS = (
     "tether.api.hooks",
     "tether.api.schedules",
     "tether.api.rollouts",
+    "tether.api.spend",
 )
 """Modules other features add; each exposes `router`. Missing ones are skipped."""
 

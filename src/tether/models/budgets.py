@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 OnExhausted = Literal["approve", "fail"]
@@ -42,24 +42,32 @@ def from_nanos(nanos: int) -> float:
 
 def utc_day(at: float) -> str:
     """The UTC day (`YYYY-MM-DD`) of epoch seconds `at`: what day budgets count by."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(at, UTC).date().isoformat()
 
 
 def day_end(day: str) -> float:
     """Epoch seconds when UTC day `day` ends (its budgets start again from zero)."""
-    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    start = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
     return start.timestamp() + 86400.0
 
 
-def check_day(day: str) -> str:
-    """`day` if it is a `YYYY-MM-DD` date; else ValueError."""
+def check_day(day: str | date) -> str:
+    """`day` as `YYYY-MM-DD` if it is one (or a `date`); else ValueError."""
+    if isinstance(day, date):
+        return day.isoformat()
     try:
-        parsed = datetime.strptime(day, "%Y-%m-%d")
+        parsed = date.fromisoformat(day)
     except ValueError:
         raise ValueError(f"{day!r} is not a day (YYYY-MM-DD)") from None
-    if parsed.strftime("%Y-%m-%d") != day:
+    if parsed.isoformat() != day:  # 20261204 and other forms fromisoformat reads
         raise ValueError(f"{day!r} is not a day (YYYY-MM-DD)")
     return day
+
+
+MAX_USD = 9e9
+"""The largest amount of dollars a budget or cost may name (nano-dollars fit 64 bits)."""
+MAX_TOKENS = 10**15
+"""The largest number of tokens a budget or cost may name."""
 
 
 def _usd(value: Any, what: str) -> float:
@@ -67,8 +75,8 @@ def _usd(value: Any, what: str) -> float:
         raise ValueError(f"{what} must be a finite number of dollars, not {value!r}")
     if value < 0:
         raise ValueError(f"{what} must not be negative")
-    if value > 9e9:  # the ledger's nano-dollars are 64-bit integers
-        raise ValueError(f"{what} must be at most 9e9 dollars")
+    if value > MAX_USD:  # the ledger's nano-dollars are 64-bit integers
+        raise ValueError(f"{what} must be at most {MAX_USD:.0e} dollars")
     return float(value)
 
 
@@ -79,8 +87,8 @@ def _tokens(value: Any, what: str) -> int:
         raise ValueError(f"{what} must be a whole number of tokens, not {value!r}")
     if value < 0:
         raise ValueError(f"{what} must not be negative")
-    if value > 2**62:
-        raise ValueError(f"{what} must be at most 2**62")
+    if value > MAX_TOKENS:
+        raise ValueError(f"{what} must be at most {MAX_TOKENS:.0e}")
     return value
 
 

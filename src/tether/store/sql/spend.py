@@ -18,7 +18,7 @@ from typing import Any
 
 from tether.errors import NotStorable
 from tether.models import Approval, Cost, DaySpend, SpendLine
-from tether.models.budgets import Scope, from_nanos, to_nanos
+from tether.models.budgets import MAX_TOKENS, MAX_USD, Scope, from_nanos, to_nanos
 from tether.store.spend import HoldOutcome, HoldResult, LineLimit, SpendClaim, SpendReport
 from tether.store.sql import events
 from tether.store.sql.core import (
@@ -379,7 +379,7 @@ def check_changes(changes: dict[str, Any] | None) -> dict[str, Any]:
             not number
             or value != value  # NaN
             or value < 0
-            or value > 9e9
+            or value > (MAX_USD if key == "usd" else MAX_TOKENS)
             or (key == "tokens" and not whole)
         ):
             what = "a number of dollars" if key == "usd" else "a whole number of tokens"
