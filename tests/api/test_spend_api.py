@@ -102,9 +102,7 @@ def test_spend_budgets_and_figures_over_http(server: LiveServer) -> None:
         ({"usd": 1, "limit": 2}, "limit"),
     ],
 )
-def test_bad_budgets_are_refused(
-    server: LiveServer, budget: dict[str, object], where: str
-) -> None:
+def test_bad_budgets_are_refused(server: LiveServer, budget: dict[str, object], where: str) -> None:
     r = httpx.post(
         f"{server.url}/v1/tasks",
         json={"workflow": "metered", "spend_budget": budget},

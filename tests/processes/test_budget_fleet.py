@@ -76,8 +76,6 @@ async def test_twenty_concurrent_tasks_on_one_budget_never_exceed_it(
     assert day.limit_usd == DAILY.usd
     tasks = await app.list_tasks(TaskFilter(limit=TASKS + 1))
     failed = [t for t in tasks if t.status == TaskStatus.FAILED]
-    assert failed and all(
-        t.error is not None and t.error.type == "BudgetExceeded" for t in failed
-    )
+    assert failed and all(t.error is not None and t.error.type == "BudgetExceeded" for t in failed)
     assert sum(t.steps_done for t in tasks) == allowed
     await app.close()

@@ -143,7 +143,9 @@ async def test_one_approval_per_line_and_its_decision_wakes_or_pokes_the_waiters
     store, now = app.store, app.clock.now()
     assert await store.reserve(claim(first, 1.0, tenant=1.0), now) is None
     asks = [claim(t, 0.5, seq=2, tenant=1.0) for t in (first, second)]
-    one = await store.hold_for_raise(asks[0], "tenant", raise_request(first, "tenant", "", DAY), now)
+    one = await store.hold_for_raise(
+        asks[0], "tenant", raise_request(first, "tenant", "", DAY), now
+    )
     two = await store.hold_for_raise(
         asks[1], "tenant", raise_request(second, "tenant", "", DAY), now
     )
@@ -152,14 +154,12 @@ async def test_one_approval_per_line_and_its_decision_wakes_or_pokes_the_waiters
     assert two.approval.id == one.approval.id, "the line's pending approval is shared"
     assert one.approval.seq == -1
     # `first` suspends before the decision; `second` is still running when it comes.
-    assert await store.commit(
-        [Suspend(first, 1, WaitReason.BUDGET, now + 900)], "w", now
-    ) == [True]
+    assert await store.commit([Suspend(first, 1, WaitReason.BUDGET, now + 900)], "w", now) == [True]
     await app.decide(one.approval.id, reviewer="ops", approve=True, changes={"usd": 3.0})
     assert (await app.get(first)).status == TaskStatus.QUEUED  # woken by the decision
-    assert await store.commit(
-        [Suspend(second, 1, WaitReason.BUDGET, now + 900)], "w", now
-    ) == [True]
+    assert await store.commit([Suspend(second, 1, WaitReason.BUDGET, now + 900)], "w", now) == [
+        True
+    ]
     assert (await app.get(second)).status == TaskStatus.QUEUED  # poked: not parked
     day = await store.day_spend("default", DAY)
     assert day.total.limit_usd == 3.0

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tether.cli.schedules",
     "tether.cli.rollouts",
     "tether.cli.dlq",
+    "tether.cli.spend",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 

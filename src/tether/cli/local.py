@@ -15,7 +15,9 @@ from tether.follow import follow_task
 from tether.models import (
     Approval,
     ApprovalFilter,
+    DaySpend,
     Event,
+    SpendLine,
     StepRecord,
     Task,
     TaskFilter,
@@ -139,3 +141,9 @@ class LocalOperations:
                 if update.ended:
                     return update.task  # its final event was read after the terminal status
         raise AssertionError("follow_task stops only after an ended update")
+
+    async def task_spend(self, task_id: str) -> SpendLine:
+        return await self.app.task_spend(task_id, tenant=self.tenant)
+
+    async def day_spend(self, day: str | None) -> DaySpend:
+        return await self.app.spend(day=day, tenant=self.tenant)

@@ -12,7 +12,7 @@ from tether.cli.dlq_ops import RemoteDlq
 from tether.cli.rollout_ops import RemoteRollouts
 from tether.cli.schedule_ops import RemoteSchedules
 from tether.client import Client
-from tether.models import Approval, Event, StepRecord, Task, TaskStatus
+from tether.models import Approval, DaySpend, Event, SpendLine, StepRecord, Task, TaskStatus
 
 PAGE = 500
 """The API's largest page of tasks or approvals."""
@@ -126,3 +126,9 @@ class RemoteOperations:
             async for event in events:
                 on_event(event)
         return await self.client.get(task_id)
+
+    async def task_spend(self, task_id: str) -> SpendLine:
+        return await self.client.task_spend(task_id)
+
+    async def day_spend(self, day: str | None) -> DaySpend:
+        return await self.client.spend(day=day)
