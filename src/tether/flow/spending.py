@@ -128,9 +128,12 @@ class SpendGate:
 
     async def after(self, call: StepCall, error: Any, notes: dict[str, Any]) -> None:
         task = call.task
-        day = self._held.pop((task.id, call.seq, task.attempt), None)
+        raw = notes.get(SPEND_KEY)
+        day = self._held.pop((task.id, call.seq, task.attempt), None) if self._held else None
+        if raw is None and day is None:
+            return  # the common step: it neither reserved nor spent (no I/O, no objects)
         try:
-            spent = Cost.from_json(notes.get(SPEND_KEY))
+            spent = Cost.from_json(raw)
         except ValueError:  # a hand-written `spend` note that is no cost
             log.warning("task %s step %s: its spend note is not a cost", task.id, call.name)
             spent = Cost()
