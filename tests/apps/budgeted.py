@@ -15,10 +15,21 @@ app = Tether()
 PRICE = Cost(usd=0.05)
 DAILY = Budget(usd=1.00, on_exhausted="fail")
 """Twenty steps' worth: the workflow-day line every task of `spend` books on."""
+ASKING = Budget(usd=1.00)
+"""The same for `spend_asking`, whose steps wait for a raise when it is spent."""
 
 
 @app.workflow("spend", daily_budget=DAILY)
 async def spend(ctx: Context, log: str, steps: int = 3, seconds: float = 0.3) -> int:
+    return await pay_steps(ctx, log, steps, seconds)
+
+
+@app.workflow("spend_asking", daily_budget=ASKING)
+async def spend_asking(ctx: Context, log: str, steps: int = 3, seconds: float = 0.3) -> int:
+    return await pay_steps(ctx, log, steps, seconds)
+
+
+async def pay_steps(ctx: Context, log: str, steps: int, seconds: float) -> int:
     for i in range(steps):
 
         async def pay(i: int = i) -> int:
