@@ -296,3 +296,35 @@ async def test_model_calls_charge_their_cost_and_tokens_by_themselves(
     line = await app.task_spend(handle.id)
     assert line.spent == Cost(usd=usage.cost, tokens=18)
     assert (await app.spend()).total.spent == line.spent
+
+
+async def test_a_refused_step_replays_refused_even_once_the_budget_has_room(
+    make_app: Callable[[], Tether],
+) -> None:
+    runs: list[str] = []
+    app = make_app()
+    app.budgets.set_daily(Budget(usd=0.01, on_exhausted="fail"))
+
+    @app.workflow("degrades")
+    async def degrades(ctx: Context) -> str:
+        def dear() -> str:
+            runs.append("dear")
+            return "full answer"
+
+        try:
+            answer = await ctx.step("dear", dear, estimate=Cost(usd=0.05))
+        except StepFailed as exc:
+            answer = f"cheap answer ({exc.error_type})"
+        await ctx.wait_for_signal("go")  # suspends: the next run replays the refusal
+        return answer
+
+    async with app.worker(concurrency=2):
+        handle = await app.submit("degrades")
+        await wait_status(app, handle.id, TaskStatus.WAITING)
+        app.budgets.set_daily(Budget(usd=10.0))  # room now: the replay must not care
+        await app.signal(handle.id, "go")
+        assert await handle.result(timeout=20) == "cheap answer (BudgetExceeded)"
+    assert runs == []
+    (step,) = [s for s in await app.steps(handle.id) if s.name == "dear"]
+    assert step.status == "failed" and step.error is not None
+    assert step.error.type == "BudgetExceeded"
