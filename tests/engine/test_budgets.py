@@ -328,3 +328,31 @@ async def test_a_refused_step_replays_refused_even_once_the_budget_has_room(
     (step,) = [s for s in await app.steps(handle.id) if s.name == "dear"]
     assert step.status == "failed" and step.error is not None
     assert step.error.type == "BudgetExceeded"
+
+
+async def test_a_zero_estimate_reserves_nothing_but_needs_room(
+    make_app: Callable[[], Tether],
+) -> None:
+    app = make_app()
+    runs: list[str] = []
+
+    @app.workflow("checked", spend_budget=Budget(usd=0.05, on_exhausted="fail"))
+    async def checked(ctx: Context) -> None:
+        def free(label: str) -> None:
+            runs.append(label)
+
+        def paid() -> None:
+            runs.append("paid")
+            ctx.charge(usd=0.05)
+
+        await ctx.step("free", free, "free", estimate=Cost())  # room: it runs
+        await ctx.step("paid", paid, estimate=Cost(usd=0.05))
+        await ctx.step("unchecked", free, "unchecked")  # declares nothing: never held
+        await ctx.step("checked", free, "checked", estimate=Cost())  # no room left
+
+    async with app.worker(concurrency=2):
+        handle = await app.submit("checked")
+        await wait_status(app, handle.id, TaskStatus.FAILED)
+    assert runs == ["free", "paid", "unchecked"]
+    task = await app.get(handle.id)
+    assert task.error is not None and task.error.step == "checked"

@@ -29,8 +29,9 @@ class SQLSpend(SpendStore, abc.ABC):
 
     async def reserve(self, claim: SpendClaim, now: float) -> SpendLine | None:
         d = self.dialect
+        booking = bool(claim.estimate.nanos or claim.estimate.tokens)  # else only a check
         try:
-            await self._run(lambda c: sqls.reserve(c, d, claim, now))
+            await self._run(lambda c: sqls.reserve(c, d, claim, now), write=booking)
         except sqls.Short as short:  # rolled back: nothing of it was booked
             return sqls.line_from_row(short.row)
         return None

@@ -134,11 +134,11 @@ _RESERVE = (
 async def reserve(conn: Conn, d: Dialect, c: SpendClaim, now: float) -> None:
     """Book `c.estimate` on the claim's three lines, or raise `Short` (the caller's
     transaction must then roll back: a line or two may already be booked)."""
-    await _release(conn, await _take_own(conn, c.task_id, c.seq))
     e_n, e_t = c.estimate.nanos, c.estimate.tokens
     if e_n == 0 and e_t == 0:
-        await _check_room(conn, c)
+        await _check_room(conn, c)  # a read: nothing to book
         return
+    await _release(conn, await _take_own(conn, c.task_id, c.seq))
     params: list[Any] = []
     for scope, subject, day in _keys(c):
         limit = c.limits.get(scope, NO_LIMIT)
