@@ -451,12 +451,14 @@ class AttemptErrorOut(BaseModel):
     classified_by: str = Field(
         description="The rule that classified it: `Transient`, `Permanent`, "
         "`classifier <name>`, `RetryPolicy.non_retryable`, `HTTP <status>`, "
-        "`network or timeout error`, `known transient type <name>` or `default`"
+        "`network or timeout error`, `known transient type <name>`, `BudgetExceeded` "
+        "(a spend budget refused the attempt) or `default`"
     )
     decision: str = Field(description="`retry`, `retry_backoff` (a durable wait) or `give_up`")
     reason: str = Field(
         description="`backoff` or `retry_after` (a retry's delay); `permanent`, "
-        "`attempts_exhausted`, `retry_budget_exhausted` or `elapsed_budget_exhausted`"
+        "`attempts_exhausted`, `retry_budget_exhausted`, `elapsed_budget_exhausted`, "
+        "`spend_budget_exhausted` or `budget_exceeded`"
     )
     retry_in: float | None = Field(
         default=None, description="Seconds from the failure to the next attempt"

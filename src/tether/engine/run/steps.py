@@ -278,10 +278,10 @@ class RunSteps(RunChildren):
     async def _spent_usd(self, notes: dict[str, Any]) -> float | None:
         """What the task has spent, in dollars: its ledger line, plus what the failing
         attempt charged (booked only once the gates hear of it). None if unknown."""
-        charged = Cost.from_json(notes.get(SPEND_KEY)).usd
         try:
+            charged = Cost.from_json(notes.get(SPEND_KEY)).usd
             line = await self.runtime.store.task_spend(self.task.id, self.task.tenant)
-        except Exception:  # the ledger unreadable: the other limits still decide
+        except Exception:  # unreadable (the ledger, a bad note): the other limits decide
             log.warning("task %s: its spend could not be read", self.task.id, exc_info=True)
             return None
         return charged + (0.0 if line is None else line.spent.usd)
