@@ -42,9 +42,24 @@ async def test_spend_and_status_show_the_ledger(tmp_path: Path) -> None:
     assert "$0.15 of $1" in table.stdout
 
     bad = await asyncio.to_thread(run_cli, "spend", "--day", "2026-02-31", env=env)
-    assert bad.returncode != 0
+    assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "--day" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+    budget = '{"usd": 0.5, "on_exhausted": "fail"}'
+    log = json.dumps({"log": str(tmp_path / "log")})
+    made = await asyncio.to_thread(
+        run_cli, "submit", "spend", "--input", log, "--spend-budget", budget, "--json", env=env
+    )
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(made.stdout)["spend_budget"]
+    assert shown == {"usd": 0.5, "tokens": None, "on_exhausted": "fail"}
+    for wrong in ('{"usd": -1}', '{"dollars": 1}', "{}", "not json"):
+        refused = await asyncio.to_thread(
+            run_cli, "submit", "spend", "--input", log, "--spend-budget", wrong, env=env
+        )
+        assert refused.returncode == 2, refused.stdout
+        assert "--spend-budget" in refused.stderr and "Traceback" not in refused.stderr
 
 
 async def test_spend_over_http_is_the_credentials_tenant(tmp_path: Path) -> None:

@@ -216,6 +216,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "finished_at": iso(task.finished_at),
         "run_at": iso(task.run_at),
         "deadline": iso(task.deadline),
+        "spend_budget": None if task.spend_budget is None else task.spend_budget.to_json(),
     }
 
 

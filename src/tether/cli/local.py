@@ -15,6 +15,7 @@ from tether.follow import follow_task
 from tether.models import (
     Approval,
     ApprovalFilter,
+    Budget,
     DaySpend,
     Event,
     SpendLine,
@@ -49,6 +50,7 @@ class LocalOperations:
         correlation_id: str | None,
         priority: int,
         queue: str | None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         handle = await self.app.submit(
             workflow,
@@ -58,6 +60,7 @@ class LocalOperations:
             correlation_id=correlation_id,
             priority=priority,
             queue=queue,
+            spend_budget=spend_budget,
         )
         return handle.initial, handle.created
 

@@ -22,7 +22,16 @@ from tether.cli.dlq_ops import DlqOperations
 from tether.cli.options import Env
 from tether.cli.rollout_ops import RolloutOperations
 from tether.cli.schedule_ops import ScheduleOperations
-from tether.models import Approval, DaySpend, Event, SpendLine, StepRecord, Task, TaskStatus
+from tether.models import (
+    Approval,
+    Budget,
+    DaySpend,
+    Event,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskStatus,
+)
 
 T = TypeVar("T")
 
@@ -55,6 +64,7 @@ class Operations(Protocol):
         correlation_id: str | None,
         priority: int,
         queue: str | None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         """Submit a task; the task and whether it was created (False: a key replay)."""
         ...

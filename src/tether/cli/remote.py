@@ -12,7 +12,16 @@ from tether.cli.dlq_ops import RemoteDlq
 from tether.cli.rollout_ops import RemoteRollouts
 from tether.cli.schedule_ops import RemoteSchedules
 from tether.client import Client
-from tether.models import Approval, DaySpend, Event, SpendLine, StepRecord, Task, TaskStatus
+from tether.models import (
+    Approval,
+    Budget,
+    DaySpend,
+    Event,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskStatus,
+)
 
 PAGE = 500
 """The API's largest page of tasks or approvals."""
@@ -43,6 +52,7 @@ class RemoteOperations:
         correlation_id: str | None,
         priority: int,
         queue: str | None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         return await self.client.submit_or_replay(
             workflow,
@@ -51,6 +61,7 @@ class RemoteOperations:
             correlation_id=correlation_id,
             priority=priority,
             queue=queue,
+            spend_budget=spend_budget,
         )
 
     async def get(self, task_id: str) -> Task:

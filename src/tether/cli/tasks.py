@@ -34,7 +34,16 @@ from tether.cli.options import JsonOpt, resolve, takes_global_options
 from tether.cli.root import cli
 from tether.cli.step_errors import failed_attempts_hint, print_attempt_errors, step_json
 from tether.client import ApiError
-from tether.models import Approval, Cost, SpendLine, StepRecord, Task, TaskPhase, TaskStatus
+from tether.models import (
+    Approval,
+    Budget,
+    Cost,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskPhase,
+    TaskStatus,
+)
 
 TaskRef = Annotated[
     str, typer.Argument(metavar="ID", help="Task id (or a unique beginning or end of it).")
@@ -72,11 +81,26 @@ def submit(
     queue: Annotated[
         str | None, typer.Option(metavar="NAME", help="Queue (default: the workflow's).")
     ] = None,
+    spend_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--spend-budget",
+            metavar="JSON",
+            help='The task\'s limit on spend: {"usd": 0.5, "tokens": 100000, '
+            '"on_exhausted": "approve"|"fail"} (default: the workflow\'s).',
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Submit a task; prints its id (nothing runs here: workers pick it up)."""
     env = resolve(ctx)
     value = parse_json(input, "--input")
+    budget = None
+    if spend_budget is not None:
+        try:
+            budget = Budget.from_json(parse_json(spend_budget, "--spend-budget"))
+        except ValueError as exc:
+            raise CLIError(f"--spend-budget: {exc}", EXIT_USAGE) from None
 
     async def go(ops: Operations) -> tuple[Task, bool]:
         return await ops.submit(
@@ -86,6 +110,7 @@ def submit(
             correlation_id=correlation_id,
             priority=priority,
             queue=queue,
+            spend_budget=budget,
         )
 
     task, created = run_with(env, go, needs_app=True)
