@@ -60,13 +60,16 @@ from tether.errors import (
     UnknownWorkflow,
     UnserializableResult,
 )
-from tether.flow import RateLimit
+from tether.flow import BudgetBook, RateLimit
 from tether.inbound import HookDef
 from tether.models import (
     EVENT_CATALOGUE,
     Approval,
     ApprovalFilter,
     AttemptError,
+    Budget,
+    Cost,
+    DaySpend,
     Event,
     EventKind,
     EventType,
@@ -75,6 +78,7 @@ from tether.models import (
     NotificationRecord,
     RetryDecision,
     SignalRecord,
+    SpendLine,
     StepRecord,
     Task,
     TaskError,
@@ -115,6 +119,8 @@ __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerView",
+    "Budget",
+    "BudgetBook",
     "BudgetExceeded",
     "ChildFailed",
     "ChildHandle",
@@ -124,6 +130,8 @@ __all__ = [
     "Concurrency",
     "ConfigError",
     "Context",
+    "Cost",
+    "DaySpend",
     "DeadLetters",
     "DeadlineExceeded",
     "Decision",
@@ -174,6 +182,7 @@ __all__ = [
     "Settings",
     "SignalRecord",
     "SlackChannel",
+    "SpendLine",
     "StepFailed",
     "StepInfo",
     "StepLimit",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -33,7 +34,7 @@ from tether.errors import (
     TaskNotFound,
     UnknownStep,
 )
-from tether.flow import RateLimit, RateLimitGate, RateLimits
+from tether.flow import BudgetBook, RateLimit, RateLimitGate, RateLimits, SpendGate
 from tether.flow.breakers import BreakerGate, policies_from_config
 from tether.flow.integrations import IntegrationGate
 from tether.flow.step_limits import StepLimitGate, limits_from_config
@@ -43,7 +44,10 @@ from tether.inbound import HookBook
 from tether.models import (
     Approval,
     ApprovalFilter,
+    Budget,
+    DaySpend,
     SignalRecord,
+    SpendLine,
     StepRecord,
     Task,
     TaskFilter,
@@ -51,6 +55,7 @@ from tether.models import (
     TaskStatus,
 )
 from tether.models.breakers import BreakerPolicy
+from tether.models.budgets import check_day, utc_day
 from tether.models.schedules import Schedule
 from tether.models.step_limits import StepLimit
 from tether.models.webhooks import TERMINAL_EVENTS, WebhookSubscription
@@ -132,8 +137,12 @@ class Tether(Registration):
         `model_prices` setting on top, then `set` in code."""
         self.rollouts = RolloutBook()
         """The workflow rollouts new tasks are routed by (`tether.services.rollouts`)."""
-        self.step_gates: list[StepGate] = []
-        """Flow-control policies asked before every step attempt (`tether.engine.gates`)."""
+        self.budgets = BudgetBook.from_config(self.settings.budgets)
+        """Spend limits by tenant and workflow (the `budgets` setting, then `set_daily`
+        and `set_task`; docs/flow-control.md)."""
+        self.step_gates: list[StepGate] = [SpendGate(self)]
+        """Flow-control policies asked before every step attempt (`tether.engine.gates`);
+        the first keeps steps within their spend budgets (`tether.flow.SpendGate`)."""
         self.rate_limits = RateLimits.from_config(self.settings.rate_limits)
         """Rate limits by integration (the `rate_limits` setting, then `rate_limit`)."""
         self._rate_gate: RateLimitGate | None = None
@@ -442,6 +451,7 @@ class Tether(Registration):
         run_at: datetime | float | None = None,
         version: int | None = None,
         callback_url: str | None = None,
+        spend_budget: Budget | None = None,
     ) -> NewTask:
         """Validate a submission and build the row to store (no I/O; the callback URL's
         address is checked by `submit_batch`). `version` picks a registered version of
@@ -449,7 +459,8 @@ class Tether(Registration):
         `identity`. Raises `UnknownWorkflow`, `InputValidationError` (the input, held
         to its signature and to `tether.storable`'s rules) or `NotStorable` (another
         field: a NUL in a string, a priority beyond 32 bits, a non-finite time). Without
-        `version`, the workflow's rollout for the tenant (`rollouts`) may pick one."""
+        `version`, the workflow's rollout for the tenant (`rollouts`) may pick one.
+        `spend_budget` limits the task's spend (default: its workflow's, `budgets`)."""
         task_id = new_id()
         tenant = tenant or self.settings.tenant
         if version is None and (rollout := self.rollouts.lookup(tenant, workflow)) is not None:
@@ -479,6 +490,7 @@ class Tether(Registration):
                 deadline=_timestamp(deadline),
                 run_at=_timestamp(run_at),
                 callback_url=callback_url,
+                spend_budget=None if spend_budget is None else spend_budget.to_json(),
             )
         absolute_deadline = _timestamp(deadline)
         if absolute_deadline is None and wf.deadline is not None:
@@ -516,6 +528,7 @@ class Tether(Registration):
             callback=callback,
             **self._fairness(wf, tenant, encoded),
             **_concurrency(wf, tenant, encoded),
+            spend_budget=spend_budget or self.budgets.task_default(wf),
         )
 
     def _fairness(self, wf: WorkflowDef, tenant: str, encoded: str) -> dict[str, Any]:
@@ -545,7 +558,9 @@ class Tether(Registration):
         Options: `idempotency_key`, `tenant`, `queue`, `priority`, `correlation_id`,
         `deadline`, `created_by` (default: `identity`), `run_at`, `version` (default:
         the newest registered version of the workflow), `callback_url` (a webhook of the
-        task's end, signed with `handle.callback.secret`: docs/webhooks.md). The same key
+        task's end, signed with `handle.callback.secret`: docs/webhooks.md),
+        `spend_budget` (a `Budget`: the task's limit on spend; default: its workflow's,
+        docs/flow-control.md). The same key
         with the same input returns the existing task (`handle.created` is False); with
         another input it raises `IdempotencyConflict`.
         """
@@ -666,6 +681,28 @@ class Tether(Registration):
         await self.get(task_id, tenant=tenant)
         return await self.store.get_steps(task_id)
 
+    async def task_spend(self, task_id: str, *, tenant: str | None = None) -> SpendLine:
+        """What a task spent and holds reserved, and its limit (docs/flow-control.md);
+        `TaskNotFound` when missing or another tenant's."""
+        return await self.spend_of(await self.get(task_id, tenant=tenant))
+
+    async def spend_of(self, task: Task) -> SpendLine:
+        """`task_spend` of a task already read."""
+        line = await self.store.task_spend(task.id, task.tenant)
+        line = line or SpendLine(tenant=task.tenant, scope="task", subject=task.id, day="")
+        budget = task.spend_budget
+        if budget is None or line.limit_usd is not None or line.limit_tokens is not None:
+            return line
+        # Nothing reserved on it yet (the limits are booked with the first reservation).
+        return replace(line, limit_usd=budget.usd, limit_tokens=budget.tokens)
+
+    async def spend(self, *, day: str | None = None, tenant: str | None = None) -> DaySpend:
+        """What `tenant` (default: the `tenant` setting) spent on UTC `day` (`YYYY-MM-DD`,
+        default: today), in all and by workflow. Raises ValueError for a bad day."""
+        await self.open()
+        when = utc_day(self.clock.now()) if day is None else check_day(day)
+        return await self.store.day_spend(tenant or self.settings.tenant, when)
+
     async def cancel(
         self,
         task_id: str,
@@ -768,6 +805,7 @@ class Tether(Registration):
             correlation_id=old.correlation_id,
             created_by=created_by,
             version=version,
+            spend_budget=old.spend_budget,
         )
 
     async def rerun(

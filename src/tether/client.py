@@ -30,10 +30,16 @@ from tether.client_rollouts import RolloutsClient
 from tether.client_schedules import SchedulesClient
 from tether.client_webhooks import WebhooksClient
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound, TetherError
-from tether.models import Approval, Event, StepRecord, Task
+from tether.models import Approval, Budget, DaySpend, Event, SpendLine, StepRecord, Task
 from tether.models.times import format_time
 from tether.retry import retry_after_from_headers
-from tether.wire import approval_from_json, event_from_json, step_from_json, task_from_json
+from tether.wire import (
+    approval_from_json,
+    event_from_json,
+    spend_line_from_json,
+    step_from_json,
+    task_from_json,
+)
 
 POLL_START = 1.0
 APPROVALS_PAGE = 500
@@ -184,11 +190,13 @@ class Client:
         priority: int = 0,
         correlation_id: str | None = None,
         deadline: datetime | float | None = None,
+        spend_budget: Budget | None = None,
     ) -> Task:
         """Submit a task and return it (status `queued`, or the earlier task on a replay).
 
         Without `idempotency_key` a fresh key is generated, so the retries this method
         makes are safe; pass your own key to make your own retries safe too.
+        `spend_budget` limits the task's spend (default: its workflow's).
         """
         task, _ = await self.submit_or_replay(
             workflow,
@@ -198,6 +206,7 @@ class Client:
             priority=priority,
             correlation_id=correlation_id,
             deadline=deadline,
+            spend_budget=spend_budget,
         )
         return task
 
@@ -211,11 +220,19 @@ class Client:
         priority: int = 0,
         correlation_id: str | None = None,
         deadline: datetime | float | None = None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         """`submit`, and whether it created the task: False when the idempotency key
         matched an earlier task (the server's `Idempotent-Replayed` answer)."""
         response = await self._post_task(
-            workflow, input, idempotency_key, queue, priority, correlation_id, deadline
+            workflow,
+            input,
+            idempotency_key,
+            queue,
+            priority,
+            correlation_id,
+            deadline,
+            spend_budget=spend_budget,
         )
         created = response.headers.get("idempotent-replayed") != "true"
         return task_from_json(response.json()), created
@@ -230,6 +247,8 @@ class Client:
         correlation_id: str | None,
         deadline: datetime | float | None,
         callback_url: str | None = None,
+        *,
+        spend_budget: Budget | None = None,
     ) -> httpx.Response:
         body: dict[str, Any] = {"workflow": workflow, "input": input, "priority": priority}
         if queue is not None:
@@ -241,6 +260,8 @@ class Client:
             body["deadline"] = format_time(seconds)
         if callback_url is not None:
             body["callback_url"] = callback_url
+        if spend_budget is not None:
+            body["spend_budget"] = spend_budget.to_json()
         key = idempotency_key or f"client-{uuid.uuid4()}"
         return await self._request(
             "POST", "/v1/tasks", retry=True, json=body, headers={"Idempotency-Key": key}
@@ -264,6 +285,20 @@ class Client:
         """The task now; `NotFoundError` (a `TaskNotFound`) when missing."""
         response = await self._request("GET", f"/v1/tasks/{task_id}", retry=True)
         return task_from_json(response.json())
+
+    async def task_spend(self, task_id: str) -> SpendLine:
+        """What the task spent and holds reserved, and its limit (`spend` of `GET
+        /v1/tasks/{id}`); `NotFoundError` when missing."""
+        response = await self._request("GET", f"/v1/tasks/{task_id}", retry=True)
+        data = response.json()
+        return spend_line_from_json(data["spend"], data["tenant"], task_id)
+
+    async def spend(self, *, day: str | None = None) -> DaySpend:
+        """What the caller's tenant spent on UTC `day` (`YYYY-MM-DD`, default today), in
+        all and by workflow (`GET /v1/spend`)."""
+        params = {} if day is None else {"day": day}
+        response = await self._request("GET", "/v1/spend", retry=True, params=params)
+        return DaySpend.from_json(response.json())
 
     async def list_tasks(
         self,

@@ -137,6 +137,13 @@ class Settings(BaseModel):
         "see docs/approvals.md",
     )
 
+    # Budgets (tether.flow) -------------------------------------------------------------
+    budgets: dict[str, Any] | None = Field(
+        default=None,
+        description="Spend limits per tenant per day, per workflow ([tether.budgets]; JSON "
+        "in the environment); see docs/flow-control.md",
+    )
+
     # Notifications (tether.notify) -------------------------------------------------------
     console_url: str | None = Field(
         default=None,
@@ -286,6 +293,7 @@ class Settings(BaseModel):
         "rate_limits",
         "breakers",
         "step_limits",
+        "budgets",
         mode="before",
     )
     @classmethod

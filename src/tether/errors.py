@@ -196,7 +196,9 @@ class DeadlineExceeded(Permanent):
 
 
 class BudgetExceeded(Permanent):
-    """The task spent its retry budget (attempts or wall time)."""
+    """A spend budget cannot cover a step (`Budget(on_exhausted="fail")`, or a raise
+    that was refused): the step fails with it, and uncaught, the task fails with the
+    decision `budget_exceeded` (docs/flow-control.md)."""
 
 
 class SyncStepStuck(Permanent):

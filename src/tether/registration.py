@@ -24,6 +24,7 @@ from tether.engine.registry import (
 )
 from tether.errors import ConfigError
 from tether.inbound import HookBook, HookDef, HookOptions, make_hook
+from tether.models import Budget, Cost
 from tether.models.schedules import DEFAULT_MAX_MISSED, MissedTicks, Schedule, ScheduleOrigin
 from tether.pipelines import Predicate, Subscriptions
 from tether.retry import RetryBudget, RetryPolicy
@@ -77,6 +78,8 @@ class Registration:
         when: Predicate | None = None,
         fairness: Fairness | None = None,
         concurrency: Concurrency | None = None,
+        spend_budget: Budget | None = None,
+        daily_budget: Budget | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an `async def wf(ctx, ...)` as version `version` of a workflow.
 
@@ -85,7 +88,11 @@ class Registration:
         branches on `ctx.task.workflow_version`). A task runs only on the version it
         was submitted with, and a worker claims only the versions registered here
         (ADR 64). `retry` is the default policy of its steps; `budget` caps retries
-        across the whole task; `deadline` is the default time limit from submission.
+        across the whole task (`RetryBudget`: attempts, wall time, spend); `deadline`
+        is the default time limit from submission. `spend_budget` limits each task's
+        spend in dollars and tokens (a submission's `spend_budget` replaces it), and
+        `daily_budget` the spend of each tenant's tasks of it per UTC day
+        (docs/flow-control.md).
         `on` subscribes it to one or more event types: each event (`app.emit`,
         `ctx.emit`) whose payload `when` accepts starts it once, with the payload as its
         input (docs/pipelines.md). `fairness` picks the key its tasks take turns by
@@ -107,6 +114,8 @@ class Registration:
                     deadline=seconds(deadline),
                     fairness=fairness,
                     concurrency=concurrency,
+                    spend_budget=spend_budget,
+                    daily_budget=daily_budget,
                 )
             )
             if on is not None:
@@ -133,6 +142,7 @@ class Registration:
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
         queue: str | None = None,
+        estimate: Cost | None = None,
     ) -> Callable[[Callable[P, Any]], Callable[P, Awaitable[Any]]]: ...
 
     def step(
@@ -146,6 +156,7 @@ class Registration:
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
         queue: str | None = None,
+        estimate: Cost | None = None,
     ) -> Any:
         """Declare a function as a durable step.
 
@@ -153,7 +164,8 @@ class Registration:
         taken at the call); called anywhere else, it is simply run. `compensate` names
         the `@app.step` that undoes it, called with its result if the task fails or is
         cancelled with compensation (docs/sagas.md). `integration` names the outside
-        system it calls, for flow control; `queue` the queue whose workers run it
+        system it calls, for flow control; `queue` the queue whose workers run it; and
+        `estimate` what one attempt may spend, reserved on the budgets before it runs
         (`ctx.step`).
         """
         undo = None if compensate is None else compensation_name(compensate)
@@ -168,6 +180,7 @@ class Registration:
                 queue=queue,
                 compensate=undo,
                 integration=integration,
+                estimate=estimate,
             )
             self.step_defs[step_name] = definition
 
@@ -184,6 +197,7 @@ class Registration:
                         compensate=definition.compensate,
                         integration=definition.integration,
                         queue=definition.queue,
+                        estimate=definition.estimate,
                         **kwargs,
                     )
                 return _call_plain(func, args, kwargs)

@@ -96,12 +96,24 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class RetryBudget:
-    """Limits across all the retries of one task."""
+    """Limits across all the retries of one task: attempts, wall time and money.
+
+    Not to be confused with a spend budget (`tether.Budget`, `spend_budget=`), which
+    stops or holds a task's steps once it has spent a limit: this one only decides
+    whether a failed step is worth another attempt."""
 
     max_retries: int = 50
     """Retries (attempts after the first) summed over all steps of the task."""
     max_elapsed: timedelta | None = None
     """Wall time from the task's first start after which no retry is started."""
+    max_usd: float | None = None
+    """Dollars the task may have spent (its spend ledger line, the failing attempt's
+    charges included) for a failed step to be retried; beyond it, no retry is started
+    (reason `spend_budget_exhausted`). None: no limit."""
+
+    def __post_init__(self) -> None:
+        if self.max_usd is not None and not (math.isfinite(self.max_usd) and self.max_usd >= 0):
+            raise ValueError("RetryBudget.max_usd must be a finite number of dollars, at least 0")
 
 
 DEFAULT_RETRY = RetryPolicy()

@@ -36,6 +36,7 @@ def canonical_submission(
     deadline: float | None,
     run_at: float | None,
     callback_url: str | None = None,
+    spend_budget: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fields an idempotency key covers, as plain JSON values.
 
@@ -45,7 +46,8 @@ def canonical_submission(
     not the workflow's default deadline (that depends on the time of submission).
     Tenant and creator are not part of it: the key is already scoped to the tenant, and
     who sent a retry does not change what runs. A `callback_url` is, when given (and
-    absent otherwise, so hashes of submissions without one are unchanged).
+    absent otherwise, so hashes of submissions without one are unchanged); so is a
+    `spend_budget` (the JSON of a `Budget`), when the submission gives one.
     """
     form: dict[str, Any] = {
         "workflow": workflow,
@@ -58,6 +60,8 @@ def canonical_submission(
     }
     if callback_url is not None:
         form["callback_url"] = callback_url
+    if spend_budget is not None:
+        form["spend_budget"] = spend_budget
     return form
 
 
@@ -71,6 +75,7 @@ def submission_hash(
     deadline: float | None = None,
     run_at: float | None = None,
     callback_url: str | None = None,
+    spend_budget: dict[str, Any] | None = None,
 ) -> str:
     """The hash stored with an idempotency key (`NewTask.input_hash`): SHA-256 of the
     canonical submission's sorted-key JSON."""
@@ -83,6 +88,7 @@ def submission_hash(
         deadline=deadline,
         run_at=run_at,
         callback_url=callback_url,
+        spend_budget=spend_budget,
     )
     digest = hashlib.sha256(orjson.dumps(form, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return HASH_PREFIX + digest

@@ -10,6 +10,7 @@ from tether.models import (
     Approval,
     AttemptError,
     Event,
+    SpendLine,
     StepKind,
     StepRecord,
     StepStatus,
@@ -22,6 +23,11 @@ from tether.models.times import parse_time
 def task_from_json(data: Mapping[str, Any]) -> Task:
     """A `Task` from the API's JSON (`Task.from_json`)."""
     return Task.from_json(data)
+
+
+def spend_line_from_json(data: Mapping[str, Any], tenant: str, task_id: str) -> SpendLine:
+    """A task's `SpendLine` from the `spend` of the API's task JSON."""
+    return SpendLine.from_json(data, tenant=tenant, scope="task", subject=task_id, day="")
 
 
 def event_from_json(data: Mapping[str, Any]) -> Event:
@@ -50,6 +56,14 @@ def _epoch(value: Any) -> float | None:
 def approval_from_json(data: Mapping[str, Any]) -> Approval:
     """An `Approval` from the API's JSON (an `ApprovalOut`)."""
     evidence = data.get("evidence")
+    request: dict[str, Any] = {
+        "summary": data.get("summary"),
+        "evidence": evidence if isinstance(evidence, list) else [],
+        "impact": data.get("impact"),
+        "rollback": data.get("rollback"),
+    }
+    if data.get("budget") is not None:
+        request["budget"] = data["budget"]
     return Approval(
         id=data["id"],
         task_id=data["task_id"],
@@ -57,12 +71,7 @@ def approval_from_json(data: Mapping[str, Any]) -> Approval:
         seq=data.get("seq", 0),
         status=data["status"],
         risk=data["risk"],
-        request={
-            "summary": data.get("summary"),
-            "evidence": evidence if isinstance(evidence, list) else [],
-            "impact": data.get("impact"),
-            "rollback": data.get("rollback"),
-        },
+        request=request,
         required=data["required_approvers"],
         submitter=data.get("submitter"),
         created_at=_epoch(data["created_at"]) or 0.0,

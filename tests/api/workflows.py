@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from tether import Context, Permanent, RetryPolicy, Tether, Transient
+from tether import Context, Cost, Permanent, RetryPolicy, Tether, Transient
 
 UNDONE: list[str] = []
 """What the `saga` workflow's compensation undid, in order (the server runs in-process)."""
@@ -84,6 +84,18 @@ def build_app(database_url: str, settings: Any = None) -> Tether:
     async def pay(ctx: Context, order: int, at: str = "charge") -> str:
         await ctx.step("prepare", _pay_step, "prepare", order)
         return await ctx.step(at, _pay_step, at, order)
+
+    @app.workflow("metered")
+    async def metered(ctx: Context, steps: int = 3) -> int:
+        """Steps that declare and spend $0.04 and 100 tokens each (the spend tests)."""
+        for i in range(steps):
+
+            def pay(i: int = i) -> int:
+                ctx.charge(usd=0.04, tokens=100)
+                return i
+
+            await ctx.step(f"pay{i}", pay, estimate=Cost(usd=0.04, tokens=100))
+        return steps
 
     return app
 

@@ -11,7 +11,7 @@ import pytest
 
 from tether import ConfigError, Tether
 from tether.config import load_settings
-from tether.flow import RateLimit, RateLimitGate, RateLimits
+from tether.flow import RateLimit, RateLimitGate, RateLimits, SpendGate
 from tether.models.buckets import SHARED, BucketKey, BucketKind
 
 TOML = """
@@ -61,15 +61,15 @@ def test_limits_from_the_environment_and_in_code(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TETHER_RATE_LIMITS", json.dumps(table))
     app = Tether("sqlite://:memory:")
     assert [lim.integration for lim in app.rate_limits.all()] == ["crm"]
-    assert [type(g) for g in app.step_gates] == [RateLimitGate]
+    assert [type(g) for g in _flow_gates(app)] == [RateLimitGate]
     app.rate_limit("crm", requests_per_minute=30)  # replaces the shared one
     app.rate_limit("openai", tokens_per_minute=1000, tokens_per_call=200, tenant="acme")
     assert [lim.requests_per_minute for lim in app.rate_limits.applying("crm", "x")] == [30]
-    assert len(app.step_gates) == 1  # one gate for all the limits
+    assert len(_flow_gates(app)) == 1  # one gate for all the limits
     assert app.rate_limits.remove("openai", tenant="acme")
     assert not app.rate_limits.remove("openai", tenant="acme")
     monkeypatch.delenv("TETHER_RATE_LIMITS")
-    assert Tether("sqlite://:memory:").step_gates == []  # no limits: no gate to ask
+    assert _flow_gates(Tether("sqlite://:memory:")) == []  # no limits: no gate to ask
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_a_limit_that_makes_no_sense_is_refused(kwargs: dict[str, object], messa
         app.rate_limit("crm", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="names its integration"):
         app.rate_limit("", requests_per_minute=1)
-    assert not app.rate_limits and app.step_gates == []
+    assert not app.rate_limits and _flow_gates(app) == []
 
 
 @pytest.mark.parametrize(
@@ -121,3 +121,8 @@ def test_a_bad_rate_limits_table_names_the_table_at_fault(
         RateLimits.from_config(table)
     with pytest.raises(ConfigError, match=message):
         Tether(settings=load_settings({"database_url": "sqlite://:memory:", "rate_limits": table}))
+
+
+def _flow_gates(app: Tether) -> list[object]:
+    """The app's step gates but the spend gate every app has (budgets, ADR 92)."""
+    return [g for g in app.step_gates if not isinstance(g, SpendGate)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tether.api.schemas import TaskOut
 from tether.client import task_from_json
-from tether.models import TASK_FIELDS, Task, TaskError, TaskStatus, WaitReason
+from tether.models import TASK_FIELDS, Budget, Task, TaskError, TaskStatus, WaitReason
 from tether.store.sql import TASK_COLUMNS
 
 
@@ -39,6 +39,7 @@ def _full_task() -> Task:
         steps_done=9,
         current_step="step-9",
         cancel_requested=True,
+        spend_budget=Budget(usd=0.5, tokens=9000, on_exhausted="fail"),
     )
 
 
@@ -49,8 +50,9 @@ def test_the_store_reads_every_field() -> None:
 def test_the_api_view_has_every_field_and_round_trips() -> None:
     task = _full_task()
     shown = TaskOut.of(task)
-    # `callback` is the submit response's only (a task submitted with `callback_url`).
-    assert set(TaskOut.model_fields) - {"callback"} == set(task.to_json())
+    # `callback` is the submit response's only (a task submitted with `callback_url`);
+    # `spend` is `GET /v1/tasks/{id}`'s only (read from the spend ledger, not the task).
+    assert set(TaskOut.model_fields) - {"callback", "spend"} == set(task.to_json())
     assert task_from_json(shown.model_dump(mode="json")) == task
 
 

@@ -26,6 +26,7 @@ from tether.agents import call
 from tether.agents.call import Headers, ModelCall, OnChunk, Reading, count, tell
 from tether.agents.limits import AgentLimits, apply_max_tokens
 from tether.agents.prices import ModelPrice
+from tether.models import Cost
 from tether.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ async def messages(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     on_chunk: OnChunk | None = None,
+    estimate: Cost | None = None,
     **params: Any,
 ) -> Message:
     """`client.messages.create(model=, max_tokens=, messages=, **params)` as the
@@ -57,9 +59,10 @@ async def messages(
 
     `max_tokens` is required by the API: give it, or `limits.max_tokens`
     (`AgentLimits`). `prices` overrides the price table for this call, `retry` and
-    `timeout` are the step's (`ctx.step`). The usage (`ModelUsage`) is recorded in the
-    step's meta; failures raise `ModelCallError`s (`tether.agents.errors`), retried
-    when transient."""
+    `timeout` are the step's (`ctx.step`), `estimate` what the call may cost, reserved on
+    the budgets before it is sent (default: guessed, as for `tether.agents.openai.chat`).
+    The usage (`ModelUsage`) is recorded in the step's meta; failures raise
+    `ModelCallError`s (`tether.agents.errors`), retried when transient."""
     from anthropic.types import Message
 
     request: dict[str, Any] = {"model": model, "messages": list(messages), **params}
@@ -83,10 +86,25 @@ async def messages(
             return final.to_dict(), stream.response.headers
 
     model_call = ModelCall(
-        PROVIDER, "messages", model, send, read_message, streamed, secrets(client)
+        PROVIDER,
+        "messages",
+        model,
+        send,
+        read_message,
+        streamed,
+        secrets(client),
+        request,
+        ("max_tokens",),
     )
     data = await call.run(
-        ctx, model_call, name=name, limits=limits, prices=prices, retry=retry, timeout=timeout
+        ctx,
+        model_call,
+        name=name,
+        limits=limits,
+        prices=prices,
+        retry=retry,
+        timeout=timeout,
+        estimate=estimate,
     )
     return Message.construct(**data)
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from tether.agents.errors import ModelRefused, model_failure, scrub
 from tether.agents.limits import AgentLimits, begin_turn
 from tether.agents.prices import ModelPrice, PriceTable
 from tether.agents.usage import META_KEY, REVIEW_KEY, ModelUsage
 from tether.engine.context import StepInfo, current_step
+from tether.models import Cost
 from tether.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -69,6 +72,10 @@ class ModelCall:
     streamed: bool
     secrets: tuple[str, ...]
     """What must never be stored: the client's API key(s), cut out of error texts."""
+    request: Mapping[str, Any] = field(default_factory=dict)
+    """The request's keywords, which the call's default estimate is guessed from."""
+    max_output: tuple[str, ...] = ()
+    """The request's keywords that cap its output tokens (`max_tokens`, ...)."""
 
 
 async def parsed(raw: Any) -> Any:
@@ -87,15 +94,35 @@ def record_spend(info: StepInfo | None, usage: ModelUsage, review: str | None = 
     """Record a model call's usage and cost on its step (meta `model_call`, and so its
     event), and the reason it wants review if it does.
 
-    This is the one place a model call's spend is handed on: budgets (the flow-control
-    work) charge the task's and tenant's budgets here, from `usage.cost`, the same
-    figure the step records."""
+    This is the one place a model call's spend is handed on: it is charged to the
+    step (`StepInfo.charge`: `usage.cost`, the same figure the step records, and its
+    input and output tokens), which books it on the task's, tenant's and workflow's
+    budgets when the attempt ends (docs/flow-control.md). A model the price table does
+    not know costs nothing in dollars; its tokens still count."""
     if info is None:  # called outside a step: nothing durable to record it on
         return
     notes: dict[str, Any] = {META_KEY: usage.to_meta()}
     if review is not None:
         notes[REVIEW_KEY] = review
     info.annotate(**notes)
+    info.charge(usd=usage.cost or 0.0, tokens=usage.input_tokens + usage.output_tokens)
+
+
+def guess_cost(table: PriceTable, call: ModelCall) -> Cost:
+    """A call's default estimate, reserved on the budgets before it is sent: its
+    input's tokens guessed from the request's length (four characters a token), plus
+    the most output it allows (0 when the request sets no cap), at the price of the
+    requested model (0 dollars when the table does not know it)."""
+    capped = (call.request.get(k) for k in call.max_output)
+    most = next((v for v in capped if isinstance(v, int) and v > 0), 0)
+    try:
+        size = len(orjson.dumps(call.request, default=str))
+    except TypeError:
+        size = 0
+    prompt = size // 4
+    price = table.lookup(call.model)
+    usd = 0.0 if price is None else price.cost(prompt, most)
+    return Cost(usd=usd, tokens=prompt + most)
 
 
 def price_table(ctx: Context, prices: Mapping[str, ModelPrice] | None) -> PriceTable:
@@ -113,8 +140,10 @@ async def run(
     prices: Mapping[str, ModelPrice] | None,
     retry: RetryPolicy | None,
     timeout: float | None,
+    estimate: Cost | None = None,
 ) -> dict[str, Any]:
-    """Run `call` as the durable step `name` and return its answer's JSON."""
+    """Run `call` as the durable step `name` and return its answer's JSON. The step
+    declares `estimate` (default: `guess_cost`), reserved on the budgets first."""
     begin_turn(ctx, limits)
     table = price_table(ctx, prices)
 
@@ -168,7 +197,12 @@ async def run(
         return data
 
     result: dict[str, Any] = await ctx.step(
-        name, attempt, retry=retry, timeout=timeout, integration=call.provider
+        name,
+        attempt,
+        retry=retry,
+        timeout=timeout,
+        integration=call.provider,
+        estimate=guess_cost(table, call) if estimate is None else estimate,
     )
     return result
 

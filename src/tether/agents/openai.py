@@ -25,6 +25,7 @@ from tether.agents import call
 from tether.agents.call import Headers, ModelCall, OnChunk, Reading, count, tell
 from tether.agents.limits import AgentLimits, apply_max_tokens
 from tether.agents.prices import ModelPrice
+from tether.models import Cost
 from tether.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ async def chat(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     on_chunk: OnChunk | None = None,
+    estimate: Cost | None = None,
     **params: Any,
 ) -> ChatCompletion:
     """`client.chat.completions.create(model=, messages=, **params)` as the durable
@@ -57,7 +59,9 @@ async def chat(
     from the chunks, usage included).
 
     `limits` bounds the agent run (`AgentLimits`), `prices` overrides the price table
-    for this call, `retry` and `timeout` are the step's (`ctx.step`). The usage
+    for this call, `retry` and `timeout` are the step's (`ctx.step`), and `estimate`
+    what the call may cost, reserved on the budgets before it is sent (default: guessed
+    from the request's length and output cap, `tether.agents.call.guess_cost`). The usage
     (`ModelUsage`) is recorded in the step's meta; failures raise `ModelCallError`s
     (`tether.agents.errors`), retried when transient."""
     from openai.types.chat import ChatCompletion
@@ -80,10 +84,25 @@ async def chat(
         return final.result(), raw.headers
 
     model_call = ModelCall(
-        PROVIDER, "chat.completions", model, send, read_chat, streamed, secrets(client)
+        PROVIDER,
+        "chat.completions",
+        model,
+        send,
+        read_chat,
+        streamed,
+        secrets(client),
+        request,
+        ("max_completion_tokens", "max_tokens"),
     )
     data = await call.run(
-        ctx, model_call, name=name, limits=limits, prices=prices, retry=retry, timeout=timeout
+        ctx,
+        model_call,
+        name=name,
+        limits=limits,
+        prices=prices,
+        retry=retry,
+        timeout=timeout,
+        estimate=estimate,
     )
     return ChatCompletion.construct(**data)
 
@@ -100,6 +119,7 @@ async def responses(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     on_chunk: OnChunk | None = None,
+    estimate: Cost | None = None,
     **params: Any,
 ) -> Response:
     """`client.responses.create(model=, input=, **params)` as the durable step `name`;
@@ -128,10 +148,25 @@ async def responses(
         return final, raw.headers
 
     model_call = ModelCall(
-        PROVIDER, "responses", model, send, read_response, streamed, secrets(client)
+        PROVIDER,
+        "responses",
+        model,
+        send,
+        read_response,
+        streamed,
+        secrets(client),
+        request,
+        ("max_output_tokens",),
     )
     data = await call.run(
-        ctx, model_call, name=name, limits=limits, prices=prices, retry=retry, timeout=timeout
+        ctx,
+        model_call,
+        name=name,
+        limits=limits,
+        prices=prices,
+        retry=retry,
+        timeout=timeout,
+        estimate=estimate,
     )
     return Response.construct(**data)
 

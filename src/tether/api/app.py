@@ -34,6 +34,7 @@ OPTIONAL_ROUTERS = (
     "tether.api.schedules",
     "tether.api.rollouts",
     "tether.api.breakers",
+    "tether.api.spend",
 )
 """Modules other features add; each exposes `router`. Missing ones are skipped."""
 

@@ -81,7 +81,10 @@ class ApprovalOut(BaseModel):
     id: str
     task_id: str
     tenant: str
-    seq: int = Field(description="Position of the approval in the task's step log")
+    seq: int = Field(
+        description="Position of the approval in the task's step log (below 0: a request "
+        "to raise a spend budget, which holds no position)"
+    )
     workflow: str | None = None
     status: Status
     risk: str
@@ -89,6 +92,13 @@ class ApprovalOut(BaseModel):
     evidence: list[Any] = Field(default_factory=list)
     impact: str | None = None
     rollback: str | None = None
+    budget: dict[str, Any] | None = Field(
+        default=None,
+        description="A request to raise a spend budget (risk `budget`): the ledger line "
+        "(`scope` task, tenant or workflow; `subject`; `day`), the `step` waiting, its "
+        "`limit`, `spent`, `reserved` and `estimate`, and the `proposed` limits. Approving "
+        "grants `proposed`, or the `changes` given (`usd`, `tokens`: the new limits)",
+    )
     required_approvers: int = Field(description="Distinct approvals needed to approve")
     approvals: int = Field(description="Approving decisions so far")
     submitter: str | None = Field(default=None, description="Who submitted the task")
@@ -121,6 +131,7 @@ class ApprovalOut(BaseModel):
             evidence=evidence if isinstance(evidence, list) else [],
             impact=request.get("impact"),
             rollback=request.get("rollback"),
+            budget=request.get("budget") if isinstance(request.get("budget"), dict) else None,
             required_approvers=a.required,
             approvals=sum(1 for d in a.decisions if d.get("approve")),
             submitter=a.submitter,

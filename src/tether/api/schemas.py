@@ -9,12 +9,32 @@ records they show.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
 
 from tether.failures import ATTEMPTS_KEPT, MESSAGE_CHARS, TRACEBACK_CHARS, TRACEBACK_FRAMES
-from tether.models import AttemptError, Event, StepRecord, Task, TaskError, TaskPhase, TaskStatus
+from tether.models import (
+    AttemptError,
+    Budget,
+    DaySpend,
+    Event,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskError,
+    TaskPhase,
+    TaskStatus,
+)
+from tether.models.budgets import MAX_TOKENS, MAX_USD
 from tether.models.times import EPOCH_TEXT, LATEST, format_time, parse_time
 from tether.models.webhooks import WebhookSubscription
 
@@ -63,6 +83,105 @@ Request models are strict: `"5"` and `true` are not integers; `5.0` is."""
 NAME = r"^[A-Za-z0-9_.:\-]{1,200}$"
 
 
+class BudgetIn(BaseModel):
+    """A limit on a task's spend, in dollars and/or tokens (docs/flow-control.md)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"usd": 0.5, "on_exhausted": "approve"}],
+            # At least one limit, stated for the schema's readers (and schemathesis).
+            "anyOf": [
+                {"required": ["usd"], "properties": {"usd": {"type": "number"}}},
+                {"required": ["tokens"], "properties": {"tokens": {"type": "integer"}}},
+            ],
+        },
+    )
+
+    usd: float | None = Field(
+        default=None, ge=0, le=MAX_USD, description="Dollars the task may spend (null: no limit)"
+    )
+    tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS), WHOLE] | None = Field(
+        default=None, description="Tokens the task's model calls may use (null: no limit)"
+    )
+    on_exhausted: Literal["approve", "fail"] = Field(
+        default="approve",
+        description="When a step finds it spent: `approve` (the task waits, reason `budget`, "
+        "while an approval to raise it is requested) or `fail` (`BudgetExceeded`)",
+    )
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> BudgetIn:
+        if self.usd is None and self.tokens is None:
+            raise ValueError("a budget limits usd, tokens or both")
+        return self
+
+    def budget(self) -> Budget:
+        return Budget(usd=self.usd, tokens=self.tokens, on_exhausted=self.on_exhausted)
+
+
+class BudgetOut(BaseModel):
+    """A task's limit on spend."""
+
+    usd: float | None = None
+    tokens: int | None = None
+    on_exhausted: str = "approve"
+
+
+class SpendOut(BaseModel):
+    """What was spent against one budget line, what running steps hold reserved of it,
+    and the limit in force (the configured one, or a raise an approval granted)."""
+
+    usd: float = Field(description="Dollars spent")
+    tokens: int = Field(description="Tokens spent")
+    reserved_usd: float = Field(description="Dollars reserved by steps running now")
+    reserved_tokens: int = Field(description="Tokens reserved by steps running now")
+    limit_usd: float | None = Field(default=None, description="null: no limit in dollars")
+    limit_tokens: int | None = Field(default=None, description="null: no limit in tokens")
+    approval_id: str | None = Field(
+        default=None, description="The latest approval asked to raise this limit"
+    )
+
+    @classmethod
+    def of(cls, line: SpendLine) -> SpendOut:
+        return cls.model_validate(line.to_json())
+
+
+class DaySpendOut(BaseModel):
+    """What the caller's tenant spent on one UTC day, in all and by workflow."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant": "acme",
+                    "day": "2026-12-04",
+                    "total": {
+                        "usd": 1.25,
+                        "tokens": 48000,
+                        "reserved_usd": 0.05,
+                        "reserved_tokens": 0,
+                        "limit_usd": 50.0,
+                        "limit_tokens": None,
+                        "approval_id": None,
+                    },
+                    "workflows": {},
+                }
+            ]
+        }
+    )
+
+    tenant: str
+    day: str = Field(description="The UTC day, YYYY-MM-DD")
+    total: SpendOut
+    workflows: dict[str, SpendOut] = Field(description="Each workflow's share of the day")
+
+    @classmethod
+    def of(cls, day: DaySpend) -> DaySpendOut:
+        return cls.model_validate(day.to_json())
+
+
 class TaskSubmission(BaseModel):
     """A task to create."""
 
@@ -100,6 +219,11 @@ class TaskSubmission(BaseModel):
         max_length=2000,
         description="A signed webhook of the task's end (task.succeeded/failed/cancelled) "
         "goes here; the response's `callback.secret` verifies it (docs/webhooks.md)",
+    )
+    spend_budget: BudgetIn | None = Field(
+        default=None,
+        description="The task's limit on spend (default: its workflow's); part of what an "
+        "Idempotency-Key covers",
     )
 
 
@@ -277,6 +401,13 @@ class TaskOut(BaseModel):
         description="For a child task (`ctx.child`, `ctx.start_child`): the task that started "
         "it; list a task's children with `GET /v1/tasks/{id}/children`",
     )
+    spend_budget: BudgetOut | None = Field(
+        default=None, description="The task's limit on spend (null: none of its own)"
+    )
+    spend: SpendOut | None = Field(
+        default=None,
+        description="`GET /v1/tasks/{id}` only: what the task spent and holds reserved",
+    )
 
     callback: CallbackOut | None = Field(
         default=None,
@@ -330,12 +461,14 @@ class AttemptErrorOut(BaseModel):
     classified_by: str = Field(
         description="The rule that classified it: `Transient`, `Permanent`, "
         "`classifier <name>`, `RetryPolicy.non_retryable`, `HTTP <status>`, "
-        "`network or timeout error`, `known transient type <name>` or `default`"
+        "`network or timeout error`, `known transient type <name>`, `BudgetExceeded` "
+        "(a spend budget refused the attempt) or `default`"
     )
     decision: str = Field(description="`retry`, `retry_backoff` (a durable wait) or `give_up`")
     reason: str = Field(
         description="`backoff` or `retry_after` (a retry's delay); `permanent`, "
-        "`attempts_exhausted`, `retry_budget_exhausted` or `elapsed_budget_exhausted`"
+        "`attempts_exhausted`, `retry_budget_exhausted`, `elapsed_budget_exhausted`, "
+        "`spend_budget_exhausted` or `budget_exceeded`"
     )
     retry_in: float | None = Field(
         default=None, description="Seconds from the failure to the next attempt"

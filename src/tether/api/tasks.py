@@ -20,6 +20,7 @@ from tether.api.schemas import (
     CancelRequest,
     RerunRequest,
     SignalOut,
+    SpendOut,
     StepList,
     StepOut,
     TaskList,
@@ -75,6 +76,7 @@ def _new_task(app: Tether, sub: TaskSubmission, who: Principal, key: str | None)
         deadline=sub.deadline,
         created_by=who.subject,
         callback_url=sub.callback_url,
+        spend_budget=None if sub.spend_budget is None else sub.spend_budget.budget(),
     )
 
 
@@ -201,8 +203,12 @@ async def get_task(
     who: Annotated[Principal, Depends(require(Permission.READ))],
     app: Annotated[Tether, Depends(tether_app)],
 ) -> TaskOut:
-    """Status, progress (current step, steps done), and the result or error."""
-    return TaskOut.of(await app.get(task_id, tenant=who.tenant))
+    """Status, progress (current step, steps done), the result or error, and what the
+    task spent (`spend`)."""
+    task = await app.get(task_id, tenant=who.tenant)
+    out = TaskOut.of(task)
+    out.spend = SpendOut.of(await app.spend_of(task))
+    return out
 
 
 @router.get(

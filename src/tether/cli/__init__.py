@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "tether.cli.rollouts",
     "tether.cli.dlq",
     "tether.cli.breakers",
+    "tether.cli.spend",
 )
 """Modules whose import registers commands (server, token, approvals, dlq... go here)."""
 

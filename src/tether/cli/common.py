@@ -34,7 +34,7 @@ from tether.errors import (
     TetherError,
     UnknownWorkflow,
 )
-from tether.models import Approval, Task
+from tether.models import Approval, SpendLine, Task
 from tether.models.times import format_time
 from tether.services import admin
 
@@ -216,6 +216,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "finished_at": iso(task.finished_at),
         "run_at": iso(task.run_at),
         "deadline": iso(task.deadline),
+        "spend_budget": None if task.spend_budget is None else task.spend_budget.to_json(),
     }
 
 
@@ -251,6 +252,20 @@ def approval_json(a: Approval) -> dict[str, Any]:
 def votes(a: Approval) -> int:
     """Approving decisions so far."""
     return sum(1 for d in a.decisions if d.get("approve"))
+
+
+def spend_text(line: SpendLine) -> str:
+    """A budget line in one line: `$0.12 of $0.50, 300 tokens (+$0.04 reserved)`."""
+    usd = f"${line.spent.usd:.4f}".rstrip("0").rstrip(".")
+    if line.limit_usd is not None:
+        usd += f" of ${line.limit_usd:g}"
+    tokens = f"{line.spent.tokens:,} tokens"
+    if line.limit_tokens is not None:
+        tokens += f" of {line.limit_tokens:,}"
+    text = f"{usd}, {tokens}"
+    if line.reserved.usd or line.reserved.tokens:
+        text += f" [dim](+${line.reserved.usd:g}, {line.reserved.tokens:,} tokens reserved)[/]"
+    return text
 
 
 def print_json(value: Any) -> None:

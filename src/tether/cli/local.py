@@ -16,7 +16,10 @@ from tether.follow import follow_task
 from tether.models import (
     Approval,
     ApprovalFilter,
+    Budget,
+    DaySpend,
     Event,
+    SpendLine,
     StepRecord,
     Task,
     TaskFilter,
@@ -49,6 +52,7 @@ class LocalOperations:
         correlation_id: str | None,
         priority: int,
         queue: str | None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         handle = await self.app.submit(
             workflow,
@@ -58,6 +62,7 @@ class LocalOperations:
             correlation_id=correlation_id,
             priority=priority,
             queue=queue,
+            spend_budget=spend_budget,
         )
         return handle.initial, handle.created
 
@@ -141,3 +146,9 @@ class LocalOperations:
                 if update.ended:
                     return update.task  # its final event was read after the terminal status
         raise AssertionError("follow_task stops only after an ended update")
+
+    async def task_spend(self, task_id: str) -> SpendLine:
+        return await self.app.task_spend(task_id, tenant=self.tenant)
+
+    async def day_spend(self, day: str | None) -> DaySpend:
+        return await self.app.spend(day=day, tenant=self.tenant)

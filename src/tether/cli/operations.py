@@ -23,7 +23,16 @@ from tether.cli.dlq_ops import DlqOperations
 from tether.cli.options import Env
 from tether.cli.rollout_ops import RolloutOperations
 from tether.cli.schedule_ops import ScheduleOperations
-from tether.models import Approval, Event, StepRecord, Task, TaskStatus
+from tether.models import (
+    Approval,
+    Budget,
+    DaySpend,
+    Event,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskStatus,
+)
 
 T = TypeVar("T")
 
@@ -61,6 +70,7 @@ class Operations(Protocol):
         correlation_id: str | None,
         priority: int,
         queue: str | None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         """Submit a task; the task and whether it was created (False: a key replay)."""
         ...
@@ -121,6 +131,14 @@ class Operations(Protocol):
 
     async def follow(self, task_id: str, on_event: Callable[[Event], None]) -> Task:
         """Feed the task's events to `on_event`, in order, until it ends; the ended task."""
+        ...
+
+    async def task_spend(self, task_id: str) -> SpendLine:
+        """What a task spent and holds reserved, and its limit."""
+        ...
+
+    async def day_spend(self, day: str | None) -> DaySpend:
+        """What this tenant spent on UTC `day` (None: today), in all and by workflow."""
         ...
 
 

@@ -13,7 +13,16 @@ from tether.cli.dlq_ops import RemoteDlq
 from tether.cli.rollout_ops import RemoteRollouts
 from tether.cli.schedule_ops import RemoteSchedules
 from tether.client import Client
-from tether.models import Approval, Event, StepRecord, Task, TaskStatus
+from tether.models import (
+    Approval,
+    Budget,
+    DaySpend,
+    Event,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskStatus,
+)
 
 PAGE = 500
 """The API's largest page of tasks or approvals."""
@@ -45,6 +54,7 @@ class RemoteOperations:
         correlation_id: str | None,
         priority: int,
         queue: str | None,
+        spend_budget: Budget | None = None,
     ) -> tuple[Task, bool]:
         return await self.client.submit_or_replay(
             workflow,
@@ -53,6 +63,7 @@ class RemoteOperations:
             correlation_id=correlation_id,
             priority=priority,
             queue=queue,
+            spend_budget=spend_budget,
         )
 
     async def get(self, task_id: str) -> Task:
@@ -128,3 +139,9 @@ class RemoteOperations:
             async for event in events:
                 on_event(event)
         return await self.client.get(task_id)
+
+    async def task_spend(self, task_id: str) -> SpendLine:
+        return await self.client.task_spend(task_id)
+
+    async def day_spend(self, day: str | None) -> DaySpend:
+        return await self.client.spend(day=day)

@@ -24,6 +24,7 @@ from tether.cli.common import (
     handle_errors,
     local_time,
     print_json,
+    spend_text,
     styled_status,
     task_json,
     votes,
@@ -33,7 +34,16 @@ from tether.cli.options import JsonOpt, resolve, takes_global_options
 from tether.cli.root import cli
 from tether.cli.step_errors import failed_attempts_hint, print_attempt_errors, step_json
 from tether.client import ApiError
-from tether.models import Approval, StepRecord, Task, TaskPhase, TaskStatus
+from tether.models import (
+    Approval,
+    Budget,
+    Cost,
+    SpendLine,
+    StepRecord,
+    Task,
+    TaskPhase,
+    TaskStatus,
+)
 
 TaskRef = Annotated[
     str, typer.Argument(metavar="ID", help="Task id (or a unique beginning or end of it).")
@@ -71,11 +81,26 @@ def submit(
     queue: Annotated[
         str | None, typer.Option(metavar="NAME", help="Queue (default: the workflow's).")
     ] = None,
+    spend_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--spend-budget",
+            metavar="JSON",
+            help='The task\'s limit on spend: {"usd": 0.5, "tokens": 100000, '
+            '"on_exhausted": "approve"|"fail"} (default: the workflow\'s).',
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Submit a task; prints its id (nothing runs here: workers pick it up)."""
     env = resolve(ctx)
     value = parse_json(input, "--input")
+    budget = None
+    if spend_budget is not None:
+        try:
+            budget = Budget.from_json(parse_json(spend_budget, "--spend-budget"))
+        except ValueError as exc:
+            raise CLIError(f"--spend-budget: {exc}", EXIT_USAGE) from None
 
     async def go(ops: Operations) -> tuple[Task, bool]:
         return await ops.submit(
@@ -85,6 +110,7 @@ def submit(
             correlation_id=correlation_id,
             priority=priority,
             queue=queue,
+            spend_budget=budget,
         )
 
     task, created = run_with(env, go, needs_app=True)
@@ -119,25 +145,28 @@ def status(
     """Show a task, its approvals and its steps."""
     env = resolve(ctx)
 
-    async def go(ops: Operations) -> tuple[Task, list[StepRecord], list[Approval] | None]:
+    async def go(
+        ops: Operations,
+    ) -> tuple[Task, list[StepRecord], SpendLine, list[Approval] | None]:
         task = await refs.find_task(ops, task_ref)
         steps = await ops.steps(task.id)
+        spend = await ops.task_spend(task.id)
         try:
-            return task, steps, await ops.approvals(task_id=task.id)
+            return task, steps, spend, await ops.approvals(task_id=task.id)
         except ApiError as exc:
             if exc.status != 403:
                 raise
-            return task, steps, None  # this credential may read tasks, not approvals
+            return task, steps, spend, None  # this credential may read tasks, not approvals
 
-    task, steps, approvals = run_with(env, go)
+    task, steps, spend, approvals = run_with(env, go)
     if json:
         shown = None if approvals is None else [approval_json(a) for a in approvals]
-        out = {**task_json(task), "approvals": shown}
+        out = {**task_json(task), "spend": spend.to_json(), "approvals": shown}
         if steps_detail:
             out["steps"] = [step_json(s) for s in steps]
         print_json(out)
         return
-    console.print(_task_grid(task))
+    console.print(_task_grid(task, spend))
     if approvals is None:
         console.print("[dim]approvals: not shown (the credential lacks approvals:read)[/]")
     elif approvals:
@@ -150,7 +179,7 @@ def status(
         console.print(hint, highlight=False)
 
 
-def _task_grid(task: Task) -> Table:
+def _task_grid(task: Task, spend: SpendLine | None = None) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -179,6 +208,10 @@ def _task_grid(task: Task) -> Table:
         grid.add_row("error", f"[red]{task.error.type}{where}: {task.error.message}[/]")
         if task.error.compensated is not None:
             grid.add_row("undone", ", ".join(task.error.compensated) or "nothing")
+    if spend is not None and (
+        spend.spent != Cost() or spend.reserved != Cost() or task.spend_budget
+    ):
+        grid.add_row("spend", spend_text(spend))
     if task.status == TaskStatus.SUCCEEDED:
         grid.add_row("result", _short_json(task.result))
     return grid

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from tether import serde
 from tether.engine.children import ChildHandle, ChildOptions, ParentPolicy
 from tether.engine.registry import compensation_name
-from tether.models import Notification, StepKind, Task
+from tether.models import Cost, Notification, StepKind, Task
 from tether.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -45,6 +45,22 @@ class StepInfo:
         Raises TypeError for a value that cannot be stored."""
         serde.dumps(fields)  # refused here, in the step, not later in the commit
         self.notes.update(fields)
+
+    def charge(self, usd: float = 0.0, tokens: int = 0) -> Cost:
+        """Report spend of this attempt: `usd` dollars and `tokens` tokens, added to
+        what it reported before (its `meta` `spend`). When the attempt ends, it is
+        booked on the task's, the tenant's and the workflow's budgets against what the
+        step reserved (docs/flow-control.md). Returns the attempt's total so far.
+        Raises ValueError for a negative or non-finite amount."""
+        total = Cost.from_json(self.notes.get(SPEND_KEY)) + Cost(usd, tokens)
+        self.notes[SPEND_KEY] = total.to_json()
+        return total
+
+
+SPEND_KEY = "spend"
+"""The key of a step's `meta` that holds what its attempt reported spending (`Cost`)."""
+ESTIMATE_KEY = "estimate"
+"""The key of a step's `meta` that holds what it declared it may spend (`Cost`)."""
 
 
 _current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
@@ -120,6 +136,15 @@ class Context:
             raise RuntimeError("ctx.idempotency_key is only available inside a step")
         return info.idempotency_key
 
+    def charge(self, usd: float = 0.0, tokens: int = 0) -> Cost:
+        """Inside a step: report that it spent `usd` dollars and `tokens` tokens
+        (`StepInfo.charge`; model calls through `tether.agents` charge by themselves).
+        Returns the attempt's total so far. Raises RuntimeError outside a step."""
+        info = _current_step.get()
+        if info is None:
+            raise RuntimeError("ctx.charge is only available inside a step")
+        return info.charge(usd, tokens)
+
     def step(
         self,
         name: str,
@@ -131,6 +156,7 @@ class Context:
         compensate: Callable[..., Any] | str | None = None,
         integration: str | None = None,
         queue: str | None = None,
+        estimate: Cost | None = None,
         **kwargs: Any,
     ) -> Awaitable[T]:
         """Run `fn(*args, **kwargs)` as a durable step named `name`.
@@ -152,11 +178,19 @@ class Context:
         workers an integration allows): a worker that does not serve it hands the task
         there, and the step after it goes back to the task's own queue (ADR 93). Kept
         in `meta` too.
+
+        `estimate` is what one attempt may spend (`Cost(usd=, tokens=)`): before it
+        runs, it is reserved on the task's and tenant's budgets, so that steps running
+        together cannot overspend them; a budget that cannot cover it makes the step
+        wait (reason `budget`) or fail (`BudgetExceeded`). The step reports what it
+        really spent with `ctx.charge`. It is kept in the step's `meta`.
         """
         if integration is not None:
             meta = {**(meta or {}), "integration": integration}
         if queue is not None:
             meta = {**(meta or {}), "queue": queue}
+        if estimate is not None:
+            meta = {**(meta or {}), ESTIMATE_KEY: estimate.to_json()}
         if compensate is not None:
             undo = compensation_name(compensate)
             self._run.runtime.step_lookup(undo)  # unknown: an error here, not when undoing

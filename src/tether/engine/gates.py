@@ -11,7 +11,8 @@ hold across every worker and server; the engine knows only this interface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tether.models import AttemptError, Task, WaitReason
@@ -28,6 +29,8 @@ class StepCall:
     integration: str | None
     """What outside system the step calls (`@app.step(integration=...)`; a model call's
     provider): the key rate limits, breakers and step concurrency limits go by."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """The step's declared `meta` (`estimate`: what a budget reserves for it)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,10 @@ class StepGate(Protocol):
     """A flow-control policy consulted around every attempt of every step."""
 
     async def before(self, call: StepCall) -> Hold | None:
-        """None if the attempt may start now; else how long it must wait, and why."""
+        """None if the attempt may start now; else how long it must wait, and why. An
+        exception raised here is the attempt's failure (a budget that refuses the step
+        raises `BudgetExceeded`): it is classified, recorded and retried (or not) like
+        any other, and the gates are told of it."""
         ...
 
     async def after(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from tether import storable
 from tether.errors import InputValidationError, NotStorable, UnknownWorkflow
+from tether.models import Budget, Cost
 from tether.retry import DEFAULT_RETRY, RetryBudget, RetryPolicy
 
 WorkflowFn = Callable[..., Awaitable[Any]]
@@ -177,6 +178,10 @@ class WorkflowDef:
     """How its tasks take turns with others' in their queue (None: by tenant)."""
     concurrency: Concurrency | None = None
     """The limit on how many of its tasks (of one key) run at once (None: none)."""
+    spend_budget: Budget | None = None
+    """Each task's spend limit unless its submission gives one (ADR 92)."""
+    daily_budget: Budget | None = None
+    """The spend limit of each tenant's tasks of this workflow per UTC day."""
     binding: InputBinding = field(init=False)
 
     def __post_init__(self) -> None:
@@ -301,6 +306,8 @@ class StepDef:
     """The name of the `@app.step` that undoes this one (ADR 83)."""
     integration: str | None = None
     """The outside system the step calls (flow control keys on it; ADR 87)."""
+    estimate: Cost | None = None
+    """What one attempt may spend: reserved on the budgets before it runs (ADR 92)."""
 
 
 def compensation_name(compensate: Callable[..., Any] | str) -> str:

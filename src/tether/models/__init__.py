@@ -4,6 +4,7 @@ record, all re-exported here."""
 
 from tether.models.api_keys import ApiKey
 from tether.models.approvals import Approval, ApprovalFilter
+from tether.models.budgets import Budget, Cost, DaySpend, SpendLine
 from tether.models.events import EVENT_CATALOGUE, Event, EventKind, EventType
 from tether.models.notifications import HookReceipt, Notification, NotificationRecord
 from tether.models.steps import (
@@ -33,6 +34,9 @@ __all__ = [
     "Approval",
     "ApprovalFilter",
     "AttemptError",
+    "Budget",
+    "Cost",
+    "DaySpend",
     "Event",
     "EventKind",
     "EventType",
@@ -41,6 +45,7 @@ __all__ = [
     "NotificationRecord",
     "RetryDecision",
     "SignalRecord",
+    "SpendLine",
     "StepKind",
     "StepRecord",
     "StepStatus",

@@ -114,20 +114,21 @@ _KINDS = (
         "concurrency key is at its limit (prior status `queued`, decision `concurrency`)",
         (*_RUN, "decision"),
         "the wait reason (`timer`, `signal`, `approval`, `child`, `retry_backoff`, "
-        "`rate_limit`, `circuit_open`, `concurrency`)",
+        "`rate_limit`, `circuit_open`, `concurrency`, `budget`)",
         ("run_at", "concurrency_key"),
     ),
     EventKind(
         EventType.TASK_QUEUED,
         "a run would park the task but what it waits for is already there: it goes "
-        "straight back to the queue; or a child of a waiting task ended (prior status "
-        "`waiting`): the task is queued to read its outcome; or a holder of its "
-        "concurrency key ended and it is admitted; or a step gate lets a waiting task "
-        "through (a step limit's slot was handed to it, its breaker closed)",
+        "straight back to the queue; or a child of a waiting task ended, or a budget it "
+        "waits for was decided on (prior status `waiting`): the task is queued to read "
+        "its outcome; or a holder of its concurrency key ended and it is admitted; or a "
+        "step gate lets a waiting task through (a step limit's slot was handed to it, "
+        "its breaker closed)",
         (*_RUN, "decision"),
         "`signal_arrived`, `approval_decided`, `cancel_requested`, `child_ended`, "
-        "`concurrency`, `slot_freed`, `circuit_closed` or `gate_woken` (a gate woke it "
-        "while it was still running)",
+        "`budget_raised`, `concurrency`, `slot_freed`, `circuit_closed` or `gate_woken` "
+        "(a gate woke it while it was still running)",
         ("run_at",),
     ),
     EventKind(
@@ -215,8 +216,9 @@ _KINDS = (
         EventType.STEP_FAILED,
         "a step failed for good (no retry left, or not worth retrying); the payload says "
         "what it raised, how it was classified and why it was not retried (`reason`: "
-        "`permanent`, `attempts_exhausted`, `retry_budget_exhausted` or "
-        "`elapsed_budget_exhausted`); the traceback is in the step record",
+        "`permanent`, `attempts_exhausted`, `retry_budget_exhausted`, "
+        "`elapsed_budget_exhausted`, `spend_budget_exhausted` or `budget_exceeded`); the "
+        "traceback is in the step record",
         (*_STEP, "decision"),
         "`give_up`",
         (*_STEP_DATA, *_ATTEMPT_DATA),
@@ -224,7 +226,9 @@ _KINDS = (
     ),
     EventKind(
         EventType.APPROVAL_REQUESTED,
-        "a run asks for a human decision (its risk policy required review)",
+        "a run asks for a human decision (its risk policy required review), or a step "
+        "whose spend budget is exhausted asks for the budget to be raised (`seq` below "
+        "0; ADR 92)",
         ("attempt", "worker", "decision"),
         "`review_required`",
         _OPENED,

@@ -96,7 +96,9 @@ class AttemptError:
     reason: str
     """Why: `backoff` or `retry_after` (a retry's delay came from the policy's backoff
     or from `Transient(retry_after=)`); `permanent`, `attempts_exhausted`,
-    `retry_budget_exhausted` or `elapsed_budget_exhausted` (why it gave up)."""
+    `retry_budget_exhausted`, `elapsed_budget_exhausted`, `spend_budget_exhausted`
+    (`RetryBudget.max_usd`) or `budget_exceeded` (a spend budget refused the attempt)
+    (why it gave up)."""
     retry_in: float | None = None
     """Seconds from the failure to the next attempt; None when it gave up."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
+from tether.models.budgets import Budget
 from tether.models.times import format_time, parse_time
 
 
@@ -42,6 +43,8 @@ class WaitReason(StrEnum):
     91); it goes on when a holder ends."""
     CIRCUIT_OPEN = "circuit_open"
     """A step's integration has its circuit breaker open (docs/flow-control.md)."""
+    BUDGET = "budget"
+    """A step's spend budget is exhausted; an approval to raise it was requested."""
 
 
 class TaskPhase(StrEnum):
@@ -134,6 +137,9 @@ class Task:
     concurrency_key: str | None = None
     """The key whose limit it counts against, `tenant/name` (`*/name` fleet-wide):
     while the key is at its limit the task waits with reason `concurrency` (ADR 89)."""
+    spend_budget: Budget | None = None
+    """The task's own limit on spend in dollars and tokens (`spend_budget=` at submit,
+    else its workflow's), None for none (docs/flow-control.md)."""
 
     def to_json(self) -> dict[str, Any]:
         """The task as the HTTP API shows it (and the client reads it back): `to_dict`
@@ -151,6 +157,7 @@ class Task:
         data["wait_reason"] = None if self.wait_reason is None else str(self.wait_reason)
         data["phase"] = str(self.phase)
         data["error"] = None if self.error is None else self.error.to_json()
+        data["spend_budget"] = None if self.spend_budget is None else self.spend_budget.to_json()
         data["progress"] = {
             "current_step": data.pop("current_step"),
             "steps_done": data.pop("steps_done"),
@@ -175,6 +182,7 @@ class Task:
         values["error"] = TaskError.from_json(data.get("error"))
         values["cancel_requested"] = bool(data.get("cancel_requested", False))
         values["phase"] = TaskPhase(data.get("phase") or TaskPhase.EXECUTION)
+        values["spend_budget"] = Budget.from_json(data.get("spend_budget"))
         return cls(**values)
 
 

@@ -18,6 +18,7 @@ from tether.models import (
     ApiKey,
     Approval,
     ApprovalFilter,
+    Budget,
     Event,
     HookReceipt,
     SignalRecord,
@@ -39,6 +40,7 @@ from tether.store.notifications import NotificationStore
 from tether.store.outbox import OutboxStore
 from tether.store.rollouts import RolloutStore
 from tether.store.schedules import ScheduleStore
+from tether.store.spend import SpendStore
 from tether.store.step_limits import StepLimitStore
 
 
@@ -81,6 +83,8 @@ class NewTask:
     phase: TaskPhase = TaskPhase.EXECUTION
     """A fork's phase: `compensation` for an operator's compensate (ADR 83); a new
     task's is always `execution`."""
+    spend_budget: Budget | None = None
+    """The task's own limit on spend (`spend_budget=`), None for none (ADR 92)."""
 
 
 @dataclass
@@ -282,6 +286,7 @@ class Store(
     BucketStore,
     BreakerStore,
     StepLimitStore,
+    SpendStore,
     abc.ABC,
 ):
     """One database, seen through the operations Tether needs (the webhook outbox's

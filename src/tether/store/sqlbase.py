@@ -51,9 +51,12 @@ from tether.store.sqlgates import SQLBreakers, SQLStepLimits
 from tether.store.sqloutbox import SQLOutbox
 from tether.store.sqlrollouts import SQLRollouts
 from tether.store.sqlschedules import SQLSchedules
+from tether.store.sqlspend import SQLSpend
 
 T = TypeVar("T")
 log = logging.getLogger("tether.store")
+_DECIDED_WAITS = (WaitReason.APPROVAL, WaitReason.BUDGET)
+"""Waits a decision ends: one that raced the suspension re-queues the task in it."""
 Work = Callable[[sql.Conn], Awaitable[T]]
 
 
@@ -65,6 +68,7 @@ class SQLStore(
     SQLBuckets,
     SQLBreakers,
     SQLStepLimits,
+    SQLSpend,
     Store,
     abc.ABC,
 ):
@@ -314,7 +318,7 @@ class SQLStore(
                     due
                     or op.signals
                     or op.children
-                    or op.reason in (WaitReason.APPROVAL, *sql.GATE_REASONS)
+                    or op.reason in (*_DECIDED_WAITS, *sql.GATE_REASONS)
                 ):
                     self.hub.notify_all_work()
         return results

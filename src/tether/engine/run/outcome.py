@@ -29,6 +29,13 @@ from tether.store.base import Finish, Release, Suspend
 log = logging.getLogger("tether.run")
 
 
+def _step_decision(exc: StepFailed) -> str:
+    """Why a task whose step failed for good failed (its `task.failed` decision)."""
+    if exc.error_type == "BudgetExceeded":  # a spend budget refused the step (ADR 92)
+        return "budget_exceeded"
+    return "step_failed_permanent" if exc.permanent else "retries_exhausted"
+
+
 class RunOutcome(RunSaga):
     """Concluding a run: suspension, compensation or the task's end."""
 
@@ -87,7 +94,7 @@ class RunOutcome(RunSaga):
             await self._finish(
                 TaskStatus.FAILED,
                 error=failure,
-                decision="step_failed_permanent" if exc.permanent else "retries_exhausted",
+                decision=_step_decision(exc),
                 traceback=exc.traceback,
             )
         else:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tether import failures, serde
-from tether.engine.context import StepInfo, _current_context, _current_step
+from tether.engine.context import SPEND_KEY, StepInfo, _current_context, _current_step
 from tether.engine.gates import Hold, StepCall
 from tether.engine.registry import result_adapter
 from tether.engine.run.children import RunChildren
 from tether.engine.run.state import INLINE_BACKOFF_MAX, LeaseLost, Stop
 from tether.engine.run.waits import Wait
 from tether.errors import (
+    BudgetExceeded,
     Classification,
     StepFailed,
     SyncStepStuck,
@@ -33,6 +35,7 @@ from tether.errors import (
 )
 from tether.models import (
     AttemptError,
+    Cost,
     RetryDecision,
     StepKind,
     StepRecord,
@@ -41,6 +44,8 @@ from tether.models import (
     WaitReason,
 )
 from tether.retry import RetryPolicy
+
+log = logging.getLogger("tether.run")
 
 
 class RunSteps(RunChildren):
@@ -89,18 +94,22 @@ class RunSteps(RunChildren):
                 if self._held or self._unconfirmed or self._lost:
                     await self._commit_held()
                 call = None
-                if self.runtime.step_gates:
-                    call = StepCall(self.task, seq, name, attempt, (meta or {}).get("integration"))
-                    hold = await self._ask_gates(call)
-                    if hold is not None:
-                        self._in_flight -= 1
-                        try:
-                            await self._block(seq, Wait(hold.reason, hold.until))
-                        finally:
-                            self._in_flight += 1
                 started = self.clock.now()
                 notes: dict[str, Any] = {}  # what the attempt adds to meta (annotate)
                 try:
+                    if self.runtime.step_gates:
+                        declared = meta or {}
+                        call = StepCall(
+                            self.task, seq, name, attempt, declared.get("integration"), declared
+                        )
+                        # A gate that raises refuses the attempt: its failure (ADR 92).
+                        hold = await self._ask_gates(call)
+                        if hold is not None:
+                            self._in_flight -= 1
+                            try:
+                                await self._block(seq, Wait(hold.reason, hold.until))
+                            finally:
+                                self._in_flight += 1
                     result = await self._execute(
                         seq, name, attempt, fn, args, kwargs, timeout, notes
                     )
@@ -113,7 +122,10 @@ class RunSteps(RunChildren):
                 except (LeaseLost, Stop, asyncio.CancelledError):
                     raise
                 except Exception as exc:
-                    failed = self._decide(exc, attempt, policy, started)
+                    spent = None
+                    if self.wf.budget.max_usd is not None:
+                        spent = await self._spent_usd(notes)
+                    failed = self._decide(exc, attempt, policy, started, spent)
                     if call is not None:
                         await self._tell_gates(call, failed, notes)
                     history = failures.kept(history, failed)
@@ -265,11 +277,30 @@ class RunSteps(RunChildren):
             if not future.done():
                 future.cancel()  # the thread's eventual outcome is dropped (StepThreads)
 
+    async def _spent_usd(self, notes: dict[str, Any]) -> float | None:
+        """What the task has spent, in dollars: its ledger line, plus what the failing
+        attempt charged (booked only once the gates hear of it). None if unknown."""
+        try:
+            charged = Cost.from_json(notes.get(SPEND_KEY)).usd
+            line = await self.runtime.store.task_spend(self.task.id, self.task.tenant)
+        except Exception:  # unreadable (the ledger, a bad note): the other limits decide
+            log.warning("task %s: its spend could not be read", self.task.id, exc_info=True)
+            return None
+        return charged + (0.0 if line is None else line.spent.usd)
+
     def _decide(
-        self, exc: Exception, attempt: int, policy: RetryPolicy, started: float
+        self,
+        exc: Exception,
+        attempt: int,
+        policy: RetryPolicy,
+        started: float,
+        spent_usd: float | None = None,
     ) -> AttemptError:
-        """Classify a failed attempt and decide whether and when to try again."""
-        if isinstance(exc, UnserializableResult):  # Tether's own verdict: no classifier's
+        """Classify a failed attempt and decide whether and when to try again
+        (`spent_usd`: the task's spend, when its retry budget caps it)."""
+        if isinstance(exc, BudgetExceeded):  # a budget refused the attempt (a step gate)
+            verdict = Classification(False, "BudgetExceeded")
+        elif isinstance(exc, UnserializableResult):  # Tether's own verdict: no classifier's
             verdict = Classification(False, "Permanent")
         elif isinstance(exc, SyncStepStuck):  # its thread may still run: never overlap it
             verdict = Classification(False, "SyncStepStuck")
@@ -278,9 +309,9 @@ class RunSteps(RunChildren):
         else:
             verdict = classify(exc, self.runtime.classifiers)
         delay: float | None = None
-        reason = "permanent"
+        reason = "budget_exceeded" if isinstance(exc, BudgetExceeded) else "permanent"
         if verdict.transient:
-            delay, reason = self._retry_delay(exc, attempt, policy)
+            delay, reason = self._retry_delay(exc, attempt, policy, spent_usd)
         if delay is None:
             decision = RetryDecision.GIVE_UP
         elif delay > INLINE_BACKOFF_MAX:
@@ -292,7 +323,7 @@ class RunSteps(RunChildren):
         )
 
     def _retry_delay(
-        self, exc: Exception, attempt: int, policy: RetryPolicy
+        self, exc: Exception, attempt: int, policy: RetryPolicy, spent_usd: float | None = None
     ) -> tuple[float | None, str]:
         """Seconds until the next attempt of a transient failure (None: no retry), and
         why (`backoff` / `retry_after`, or why no retry is left)."""
@@ -307,6 +338,8 @@ class RunSteps(RunChildren):
             and self.clock.now() - started > budget.max_elapsed.total_seconds()
         ):
             return None, "elapsed_budget_exhausted"
+        if budget.max_usd is not None and spent_usd is not None and spent_usd >= budget.max_usd:
+            return None, "spend_budget_exhausted"
         hinted = retry_after(exc)  # the server's Retry-After, or Transient(retry_after=)
         if hinted is not None:
             return hinted, "retry_after"

@@ -38,7 +38,7 @@ class Wait:
     task's home): the task is handed there instead of suspended (ADR 93)."""
 
 
-SUSPEND_PREFERENCE = (WaitReason.APPROVAL, WaitReason.SIGNAL, WaitReason.TIMER)
+SUSPEND_PREFERENCE = (WaitReason.APPROVAL, WaitReason.BUDGET, WaitReason.SIGNAL, WaitReason.TIMER)
 """The reason a task waiting on several things shows, first present wins (else the
 first wait's). An outside event a person or system must provide beats time."""
 

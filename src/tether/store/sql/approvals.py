@@ -7,7 +7,7 @@ from typing import Any
 from tether import serde
 from tether.errors import ApprovalClosed, InvalidTransition, TaskNotFound
 from tether.models import Approval, ApprovalFilter
-from tether.store.sql import events
+from tether.store.sql import events, spend
 from tether.store.sql.core import (
     APPROVAL_COLUMNS,
     SHORT_ID_MATCH,
@@ -93,6 +93,7 @@ async def decide(
     if a.expires_at is not None and now >= a.expires_at:
         a = await _close_approval(
             conn,
+            d,
             task_row,
             a,
             "approved" if a.on_timeout == "approve" else "rejected",
@@ -105,6 +106,8 @@ async def decide(
         raise InvalidTransition("the submitter of a task cannot decide on its own approval")
     if any(x["reviewer"] == reviewer for x in a.decisions):
         raise InvalidTransition(f"{reviewer} has already decided on approval {a.id}")
+    if spend.budget_request(a) is not None:  # a raise: its changes are the new limits
+        spend.check_changes(decision.get("changes"))
     entry = {
         "reviewer": reviewer,
         "approve": bool(decision["approve"]),
@@ -123,19 +126,19 @@ async def decide(
     )
     if not entry["approve"]:
         a.reason = decision.get("reason")
-        a = await _close_approval(conn, task_row, a, "rejected", "reviewer", now)
+        a = await _close_approval(conn, d, task_row, a, "rejected", "reviewer", now)
     elif approvals >= a.required:
         changes: dict[str, Any] = {}
         for x in a.decisions:
             changes.update(x.get("changes") or {})
         a.changes = changes or None
         a.reason = decision.get("reason")
-        a = await _close_approval(conn, task_row, a, "approved", "reviewer", now)
+        a = await _close_approval(conn, d, task_row, a, "approved", "reviewer", now)
     return a, None
 
 
 async def _close_approval(
-    conn: Conn, task_row: Row, a: Approval, status: str, resolution: str, now: float
+    conn: Conn, d: Dialect, task_row: Row, a: Approval, status: str, resolution: str, now: float
 ) -> Approval:
     changed = await conn.execute(
         "UPDATE approvals SET status = %s, resolution = %s, changes = %s, reason = %s, "
@@ -160,6 +163,7 @@ async def _close_approval(
                 a, prior, "queued" if prior == "waiting" else prior, task_row["attempt"], now
             ),
         )
+        await spend.approval_closed(conn, d, a, now)  # a budget's raise (ADR 92)
     return a
 
 
@@ -168,5 +172,5 @@ async def expire_approval(conn: Conn, d: Dialect, approval_id: str, now: float) 
     task_row, a = await _approval_for_update(conn, d, approval_id, None)
     if a.status == "pending":
         outcome = "approved" if a.on_timeout == "approve" else "rejected"
-        a = await _close_approval(conn, task_row, a, outcome, "timeout", now)
+        a = await _close_approval(conn, d, task_row, a, outcome, "timeout", now)
     return a

@@ -13,6 +13,7 @@ from tether.models import (
     TASK_FIELDS,
     Approval,
     AttemptError,
+    Budget,
     Event,
     SignalRecord,
     StepKind,
@@ -160,9 +161,14 @@ def task_from_row(row: Row) -> Task:
         phase=TaskPhase(row["phase"]),
         home_queue=row["home_queue"],
         concurrency_key=row["concurrency_key"],
+        spend_budget=_budget(row["spend_budget"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def _budget(text: str | None) -> Budget | None:
+    return None if text is None else Budget.from_json(serde.loads(text))
 
 
 def step_from_row(row: Row) -> StepRecord:
@@ -244,6 +250,35 @@ async def task_for_update(conn: Conn, d: Dialect, task_id: str, tenant: str | No
     if row is None or (tenant is not None and row["tenant"] != tenant):
         raise TaskNotFound(task_id)
     return row
+
+
+async def insert_approval(conn: Conn, a: Approval) -> None:
+    """Store a new approval request (once: a second one at its task and seq is
+    ignored). Its `approval.requested` event is the caller's to write."""
+    await conn.execute(
+        f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join(['%s'] * 18)}) "
+        "ON CONFLICT (task_id, seq) DO NOTHING",
+        (
+            a.id,
+            a.task_id,
+            a.tenant,
+            a.workflow,
+            a.seq,
+            a.status,
+            a.risk,
+            serde.dumps(a.request),
+            a.required,
+            a.submitter,
+            serde.dumps(a.decisions),
+            a.resolution,
+            None if a.changes is None else serde.dumps(a.changes),
+            a.reason,
+            a.created_at,
+            a.expires_at,
+            a.on_timeout,
+            a.decided_at,
+        ),
+    )
 
 
 async def wake(conn: Conn, task_id: str, now: float) -> None:

@@ -257,6 +257,21 @@ def gate_woken(task_id: str, tenant: str, attempt: int, now: float, decision: st
     )
 
 
+def budget_raised(task_id: str, tenant: str, attempt: int, now: float) -> EventRow:
+    """`task.queued` on a task waiting for a budget line that an approval decided on
+    (raised, or refused: either way its step asks again)."""
+    return _row(
+        task_id,
+        tenant,
+        now,
+        EventType.TASK_QUEUED,
+        prior="waiting",
+        new="queued",
+        attempt=attempt,
+        decision="budget_raised",
+    )
+
+
 def released(op: Release, tenant: str, worker: str, now: float) -> EventRow:
     return _row(
         op.task_id,
@@ -355,7 +370,7 @@ def finish_events(op: Finish, tenant: str, worker: str, now: float) -> list[Even
 # Approvals ----------------------------------------------------------------------------
 
 
-def approval_opened(a: Approval, attempt: int, worker: str, now: float) -> EventRow:
+def approval_opened(a: Approval, attempt: int, worker: str | None, now: float) -> EventRow:
     """`approval.requested`, or `approval.decided` when the policy decided at once."""
     return _row(
         a.task_id,

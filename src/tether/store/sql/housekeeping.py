@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tether.store.sql.core import Conn, Dialect
 from tether.store.sql.dlq import forget_members
+from tether.store.sql.spend import forget_tasks
 
 
 async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int, now: float) -> int:
@@ -16,6 +17,7 @@ async def purge(conn: Conn, d: Dialect, finished_before: float, batch: int, now:
         return 0
     ids = d.list_param([r["id"] for r in rows])
     await forget_members(conn, d, ids, now)  # open dead letters leave their groups
+    await forget_tasks(conn, d, ids)  # their spend lines (the day lines stay)
     for table, column in (
         ("steps", "task_id"),
         ("signals", "task_id"),

@@ -158,7 +158,7 @@ NEW_TASK_COLUMNS = (
     "idempotency_key, correlation_id, created_by, run_at, deadline, forked_from, "
     "fork_from_seq, parent_id, parent_seq, parent_policy, created_at, updated_at, "
     "fair_key, fair_rank, concurrency_key, wait_reason, attempt, lease_owner, "
-    "lease_expires_at, started_at"
+    "lease_expires_at, started_at, spend_budget"
 )
 
 
@@ -200,6 +200,7 @@ def new_task_row(
         t.concurrency_key,
         "concurrency" if held else None,
         *((0, None, None, None) if claimed_by is None else (1, *claimed_by, now)),
+        None if t.spend_budget is None else serde.dumps(t.spend_budget.to_json()),
     )
 
 
@@ -230,6 +231,7 @@ def new_task_record(t: NewTask, now: float, claimed: bool = False, held: bool = 
         fork_from_seq=t.fork_from_seq,
         parent_id=t.parent_id,
         concurrency_key=t.concurrency_key,
+        spend_budget=t.spend_budget,
     )
 
 

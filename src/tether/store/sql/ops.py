@@ -21,13 +21,14 @@ from tether.store.sql import events, fairness
 from tether.store.sql.approvals import expire_approval
 from tether.store.sql.children import ended_child_unrecorded, family_ended
 from tether.store.sql.core import (
-    APPROVAL_COLUMNS,
     STEP_COLUMNS,
     Conn,
     Dialect,
     Row,
+    insert_approval,
 )
 from tether.store.sql.gate_slots import take_wake_up
+from tether.store.sql.spend import poked
 
 GATE_REASONS = (str(WaitReason.CIRCUIT_OPEN), str(WaitReason.CONCURRENCY))
 """The wait reasons of the step gates that wake their waiters (`sql.gate_slots`)."""
@@ -157,13 +158,18 @@ async def apply_op(conn: Conn, d: Dialect, op: Op, worker: str, now: float) -> b
             # wake: an approval closed since, whose outcome the log lacks, wakes it now.
             woken = (
                 await conn.fetchone(
-                    "SELECT a.id FROM approvals a WHERE a.task_id = %s AND a.status <> "
-                    "'pending' AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.task_id = "
-                    "a.task_id AND s.seq = a.seq AND s.status = 'succeeded') LIMIT 1",
+                    "SELECT a.id FROM approvals a WHERE a.task_id = %s AND a.seq >= 0 AND "
+                    "a.status <> 'pending' AND NOT EXISTS (SELECT 1 FROM steps s WHERE "
+                    "s.task_id = a.task_id AND s.seq = a.seq AND s.status = 'succeeded') LIMIT 1",
                     (op.task_id,),
                 )
                 is not None
             )
+        if not woken and str(op.reason) == "budget":
+            # A raise decided while the task was still running found it running: the
+            # line it waits for marked it poked instead (ADR 92).
+            cause = "budget_raised"
+            woken = await poked(conn, op.task_id)
         if not woken and op.children:
             # A child that ended while the task ran found it running, so woke nothing.
             cause = "child_ended"
@@ -344,28 +350,5 @@ async def _step_write(conn: Conn, op: StepWrite, worker: str, now: float) -> boo
 
 
 async def _open_approval(conn: Conn, a: Approval, attempt: int, worker: str, now: float) -> None:
-    await conn.execute(
-        f"INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ({', '.join(['%s'] * 18)}) "
-        "ON CONFLICT (task_id, seq) DO NOTHING",
-        (
-            a.id,
-            a.task_id,
-            a.tenant,
-            a.workflow,
-            a.seq,
-            a.status,
-            a.risk,
-            serde.dumps(a.request),
-            a.required,
-            a.submitter,
-            serde.dumps(a.decisions),
-            a.resolution,
-            None if a.changes is None else serde.dumps(a.changes),
-            a.reason,
-            a.created_at,
-            a.expires_at,
-            a.on_timeout,
-            a.decided_at,
-        ),
-    )
+    await insert_approval(conn, a)
     await conn.execute(events.INSERT_EVENT, events.approval_opened(a, attempt, worker, now))
