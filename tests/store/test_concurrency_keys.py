@@ -151,3 +151,43 @@ async def test_keys_per_input_per_tenant_and_fleet_wide(store_url: str) -> None:
 def test_a_limit_is_a_whole_number_from_one() -> None:
     with pytest.raises(ValueError, match="max"):
         Concurrency(max=0)
+
+
+async def test_a_step_waiting_for_a_step_limit_is_not_a_key_waiter(store_url: str) -> None:
+    """Both wait with reason `concurrency`; only a task never started (attempt 0)
+    waits for its key. A keyed task held at a step limit keeps its key, and is woken
+    by the step limit, not admitted again by the key."""
+    app = Tether(store_url)
+    app.step_limit("crm", 1)
+    gate = asyncio.Event()
+
+    @app.step(integration="crm")
+    async def call_crm() -> None:
+        await gate.wait()
+
+    @app.workflow("sync", concurrency=Concurrency(max=1, key=lambda i: i["customer"]))
+    async def sync(ctx: Context, customer: str) -> None:
+        await call_crm()
+
+    a1, b1, a2 = await app.submit_many(
+        "sync", [{"customer": "a"}, {"customer": "b"}, {"customer": "a"}]
+    )
+    assert (await app.get(a2.id)).wait_reason == WaitReason.CONCURRENCY  # a's key is full
+    try:
+        async with app.worker(concurrency=4):
+            async with asyncio.timeout(20):
+                while True:  # one of a1, b1 holds the crm slot, the other waits for it
+                    tasks = [await app.get(h.id) for h in (a1, b1)]
+                    if any(t.status == TaskStatus.WAITING for t in tasks):
+                        break
+                    await asyncio.sleep(0.02)
+            held = next(t for t in tasks if t.status == TaskStatus.WAITING)
+            assert held.wait_reason == WaitReason.CONCURRENCY and held.attempt >= 1
+            assert (await app.get(a2.id)).status == TaskStatus.WAITING  # still keyed out
+            gate.set()
+            for h in (a1, b1, a2):
+                await h.result(timeout=20)
+        events = await app.store.list_events(task_id=held.id)
+        assert "concurrency" not in [e.decision for e in events if e.type == "task.queued"]
+    finally:
+        await app.close()

@@ -1,7 +1,8 @@
 """Step gates: the engine's one seam for flow control (ADR 87).
 
-Before each attempt of a step, the run asks every gate of its runtime whether the step
-may start now. A gate that says no returns a `Hold`: the branch parks with the hold's
+Before each attempt of a step, the run asks the gates of its runtime, in order, whether
+the step may start now; the first that says no returns a `Hold` (the gates after it
+are not asked, so they take nothing for a step that waits anyway): the branch parks with the hold's
 reason (`rate_limit`, `circuit_open`, `budget`, ...) and the task is suspended, holding
 no slot, until the hold's time; it then replays and asks again. After each attempt the
 gates hear how it went (a breaker counts failures, a budget what the attempt spent, a

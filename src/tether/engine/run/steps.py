@@ -207,9 +207,15 @@ class RunSteps(RunChildren):
             self._check_quiescent()
 
     async def _ask_gates(self, call: StepCall) -> Hold | None:
-        """The latest hold any step gate puts on `call`, or None if all let it start."""
-        holds = [h for g in self.runtime.step_gates if (h := await g.before(call)) is not None]
-        return max(holds, key=lambda h: h.until) if holds else None
+        """The first hold a step gate puts on `call`, in the gates' order, or None if
+        all let it start. The gates after a hold are not asked: what they would take
+        for the attempt (a bucket's request, a slot) is not taken for a step that
+        waits anyway; the step asks them all again when the hold ends."""
+        for gate in self.runtime.step_gates:
+            hold = await gate.before(call)
+            if hold is not None:
+                return hold
+        return None
 
     async def _tell_gates(
         self, call: StepCall, error: AttemptError | None, notes: dict[str, Any]

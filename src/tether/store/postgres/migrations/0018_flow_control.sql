@@ -37,7 +37,8 @@ CREATE INDEX tasks_delayed ON tasks (queue, run_at)
 
 -- Concurrency keys (ADR 89): a task of a key is admitted (queued, then run) while the
 -- key has fewer than `max` holders; else it waits (`wait_reason = 'concurrency'`, no
--- run_at) until a holder ends. Admission at submit is `store/sql/concurrency.py`;
+-- run_at, `attempt = 0`: a step waiting for a step limit's slot has the same reason
+-- but has run) until a holder ends. Admission at submit is `store/sql/concurrency.py`;
 -- the two triggers below keep `holders` as tasks end and move the next waiter up.
 ALTER TABLE tasks ADD COLUMN concurrency_key TEXT;
 CREATE TABLE concurrency_keys (
@@ -47,7 +48,7 @@ CREATE TABLE concurrency_keys (
     granted  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX tasks_concurrency_waiting ON tasks (concurrency_key, fair_rank, created_at)
-    WHERE status = 'waiting' AND wait_reason = 'concurrency';
+    WHERE status = 'waiting' AND wait_reason = 'concurrency' AND attempt = 0;
 
 -- An admitted task of a key ended: one holder fewer, and the next waiter, if the key
 -- has room, is queued (which counts it: `tether_concurrency_admit`). The key's row is
@@ -63,7 +64,7 @@ BEGIN
         UPDATE tasks SET status = 'queued', wait_reason = NULL, run_at = NEW.updated_at,
             updated_at = NEW.updated_at
         WHERE id = (SELECT id FROM tasks WHERE concurrency_key = OLD.concurrency_key
-                    AND status = 'waiting' AND wait_reason = 'concurrency'
+                    AND status = 'waiting' AND wait_reason = 'concurrency' AND attempt = 0
                     ORDER BY fair_rank, created_at LIMIT 1 FOR UPDATE SKIP LOCKED);
     END IF;
     RETURN NULL;
@@ -73,7 +74,8 @@ CREATE TRIGGER tasks_concurrency_release AFTER UPDATE OF status ON tasks
     FOR EACH ROW WHEN (OLD.concurrency_key IS NOT NULL
         AND NEW.status IN ('succeeded', 'failed', 'cancelled')
         AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled')
-        AND NOT (OLD.status = 'waiting' AND OLD.wait_reason IS NOT DISTINCT FROM 'concurrency'))
+        AND NOT (OLD.status = 'waiting'
+            AND OLD.wait_reason IS NOT DISTINCT FROM 'concurrency' AND OLD.attempt = 0))
     EXECUTE FUNCTION tether_concurrency_release();
 
 -- A waiter of a key was queued: it holds the key now; its `task.queued` event.
@@ -88,6 +90,6 @@ BEGIN
 END
 $$;
 CREATE TRIGGER tasks_concurrency_admit AFTER UPDATE OF status ON tasks
-    FOR EACH ROW WHEN (OLD.status = 'waiting'
+    FOR EACH ROW WHEN (OLD.status = 'waiting' AND OLD.attempt = 0
         AND OLD.wait_reason IS NOT DISTINCT FROM 'concurrency' AND NEW.status = 'queued')
     EXECUTE FUNCTION tether_concurrency_admit();
