@@ -71,8 +71,8 @@ async def test_leases_never_admit_more_than_the_shared_bucket(
     # still holds tokens its last callers did not need while the other was refused
     # (how the two interleave depends on the machine's load).
     admitted = sum(w == 0 for w in waits)
-    assert 300 <= admitted <= 400
-    assert all(w > 0 for w in waits[-20:])
+    assert 300 <= admitted <= 400  # and the 200 or more refused are told when to come back
+    assert all(w > 0 for w in waits if w != 0)
     clock.advance(0.05)  # 50 more tokens
     waits = await asyncio.gather(*(lim.take("acme") for lim in limiters * 50))
     assert 1 <= sum(w == 0 for w in waits) <= 50 + 400 - admitted
