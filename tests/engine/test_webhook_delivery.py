@@ -103,7 +103,7 @@ async def test_every_event_arrives_signed_once_and_in_order_per_task(
             for h in handles:
                 await h.result(timeout=10)
             events = await _events_of(app, [h.id for h in handles])
-            await receiver.wait_for(lambda rs: len(rs) >= len(events))
+            await receiver.wait_for(lambda rs: len(rs) >= len(events), timeout=30)
             await _wait_deliveries(app, sub.id, _all_delivered(len(events)))
     bodies = verified(sub, receiver.requests)
     got = [b["data"]["event"]["id"] for b in bodies]
