@@ -45,7 +45,7 @@ async def wake_parents(conn: Conn, d: Dialect, parents: Sequence[str], now: floa
         (now, now, d.list_param(sorted(set(parents)))),
     )
     await events.insert(
-        conn, [events.child_ended(r["id"], r["tenant"], r["attempt"], now) for r in rows]
+        conn, [events.woken(r["id"], r["tenant"], r["attempt"], now, "child_ended") for r in rows]
     )
 
 

@@ -228,23 +228,10 @@ def suspended(
     )
 
 
-def child_ended(task_id: str, tenant: str, attempt: int, now: float) -> EventRow:
-    """`task.queued` on a waiting parent that a child's end queued again."""
-    return _row(
-        task_id,
-        tenant,
-        now,
-        EventType.TASK_QUEUED,
-        prior="waiting",
-        new="queued",
-        attempt=attempt,
-        decision="child_ended",
-    )
-
-
-def gate_woken(task_id: str, tenant: str, attempt: int, now: float, decision: str) -> EventRow:
-    """`task.queued` on a task waiting at a step gate that lets it through now: a slot
-    was handed to it (`slot_freed`) or its breaker closed (`circuit_closed`)."""
+def woken(task_id: str, tenant: str, attempt: int, now: float, decision: str) -> EventRow:
+    """`task.queued` on a waiting task that something outside its run queued again:
+    a child's end (`child_ended`), a step gate letting it through (`slot_freed`,
+    `circuit_closed`), a decision on a budget it waits for (`budget_raised`)."""
     return _row(
         task_id,
         tenant,
@@ -254,21 +241,6 @@ def gate_woken(task_id: str, tenant: str, attempt: int, now: float, decision: st
         new="queued",
         attempt=attempt,
         decision=decision,
-    )
-
-
-def budget_raised(task_id: str, tenant: str, attempt: int, now: float) -> EventRow:
-    """`task.queued` on a task waiting for a budget line that an approval decided on
-    (raised, or refused: either way its step asks again)."""
-    return _row(
-        task_id,
-        tenant,
-        now,
-        EventType.TASK_QUEUED,
-        prior="waiting",
-        new="queued",
-        attempt=attempt,
-        decision="budget_raised",
     )
 
 

@@ -233,7 +233,7 @@ async def _wake(
         )
         await events.insert(
             conn,
-            [events.gate_woken(r["id"], r["tenant"], r["attempt"], now, decision) for r in rows],
+            [events.woken(r["id"], r["tenant"], r["attempt"], now, decision) for r in rows],
         )
     queued = set(parked)
     for task_id, seq in steps:

@@ -421,7 +421,8 @@ async def approval_closed(conn: Conn, d: Dialect, a: Approval, now: float) -> No
         (now, now, ids),
     )
     await events.insert(
-        conn, [events.budget_raised(r["id"], r["tenant"], r["attempt"], now) for r in woken]
+        conn,
+        [events.woken(r["id"], r["tenant"], r["attempt"], now, "budget_raised") for r in woken],
     )
 
 
